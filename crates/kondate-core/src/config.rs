@@ -1,0 +1,528 @@
+//! `kondate.toml`, its embedded defaults, and `KONDATE_*` environment overrides.
+//!
+//! Precedence, lowest first: built-in defaults → `kondate.toml` → `KONDATE_SECTION_KEY`
+//! environment variables. Secrets (database passwords, signing keys) are never read from
+//! `kondate.toml`: a URL with a password there is refused, and keys come from the
+//! environment or from a file named in the configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::CoreError;
+
+/// The whole project configuration, with every path already resolved against the project.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub project: ProjectSection,
+    pub server: ServerSection,
+    pub state: StateSection,
+    pub store: StoreSection,
+    pub warehouse: WarehouseSection,
+    pub query: QuerySection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectSection {
+    /// A human name for the project, shown in reports.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address `kondate serve` listens on.
+    pub listen: String,
+    /// Base URL clients use to reach this server; signed object URLs are built on it.
+    /// Defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Where CLI commands send queries; unset means "run in-process".
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via `KONDATE_STATE_URL`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// A local folder (`PATH` or `file://PATH`), `s3://bucket/prefix`, `gs://bucket/prefix`
+    /// or `az://container/prefix`.
+    pub url: String,
+    /// Endpoint of an S3-compatible server (MinIO, moto, …).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    pub allow_http: bool,
+    /// File with the key that signs local object URLs; `KONDATE_SIGNING_KEY` wins over it.
+    pub signing_key_file: String,
+}
+
+/// Which engine answers queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarehouseKind {
+    Embedded,
+    Postgres,
+    Redshift,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseSection {
+    #[serde(rename = "type")]
+    pub kind: WarehouseKind,
+    /// Connection URL for `postgres`/`redshift`. Passwords only via `KONDATE_WAREHOUSE_URL`.
+    pub url: Option<String>,
+    /// Redshift: the IAM role UNLOAD writes to S3 with.
+    pub iam_role: Option<String>,
+    /// Redshift: where UNLOAD writes (`s3://bucket/prefix`); defaults to the store URL.
+    pub unload_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerySection {
+    /// How long results stay downloadable, e.g. `6h`.
+    #[serde(with = "human_duration")]
+    pub result_ttl: Duration,
+    /// Longest a statement may run before it is cancelled and marked failed.
+    #[serde(with = "human_duration")]
+    pub statement_timeout: Duration,
+    /// Queries one token may run at once.
+    pub max_concurrent_per_token: usize,
+    /// Queries one token may have waiting; past that a submission is refused with 429.
+    pub max_queued_per_token: usize,
+    /// Result parts written in parallel.
+    pub parts: usize,
+    /// Accept queries without credentials (only sensible on a loopback address).
+    pub allow_anonymous: bool,
+}
+
+impl Default for ProjectSection {
+    fn default() -> Self {
+        Self {
+            name: "kondate".into(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+            public_url: None,
+            url: None,
+        }
+    }
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://.kondate/state.db".into(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: ".kondate/store".into(),
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            signing_key_file: ".kondate/signing.key".into(),
+        }
+    }
+}
+
+impl Default for WarehouseSection {
+    fn default() -> Self {
+        Self {
+            kind: WarehouseKind::Embedded,
+            url: None,
+            iam_role: None,
+            unload_url: None,
+        }
+    }
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        Self {
+            result_ttl: Duration::from_secs(6 * 3600),
+            statement_timeout: Duration::from_secs(30 * 60),
+            max_concurrent_per_token: 4,
+            max_queued_per_token: 32,
+            parts: 4,
+            allow_anonymous: false,
+        }
+    }
+}
+
+/// Top-level sections, used to split `KONDATE_SECTION_KEY` into section and key.
+const SECTIONS: &[&str] = &["project", "server", "state", "store", "warehouse", "query"];
+
+/// `KONDATE_*` variables that are not settings (read elsewhere), so not errors.
+pub const NON_SETTING_VARS: &[&str] = &[
+    "KONDATE_PROJECT",
+    "KONDATE_LOG",
+    "KONDATE_LOG_FORMAT",
+    "KONDATE_SIGNING_KEY",
+    "KONDATE_TOKEN",
+    "KONDATE_TOKEN_SECRET",
+    "KONDATE_TEST_POSTGRES_URL",
+    "KONDATE_TEST_MYSQL_URL",
+    "KONDATE_TEST_S3_ENDPOINT",
+];
+
+impl Config {
+    /// Load `kondate.toml` text (may be empty) plus environment overrides.
+    ///
+    /// `file` only names the source in error messages. Relative paths stay relative:
+    /// [`Config::resolve_paths`] anchors them to the project.
+    pub fn from_sources(
+        text: &str,
+        file: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, CoreError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| CoreError::Config {
+            location: file.display().to_string(),
+            message: e.to_string(),
+        })?;
+        reject_secrets_in_file(&table, file)?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("KONDATE_") else {
+                continue;
+            };
+            if NON_SETTING_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+                lower
+                    .strip_prefix(s)
+                    .and_then(|k| k.strip_prefix('_'))
+                    .map(|k| (*s, k.to_string()))
+            }) else {
+                return Err(CoreError::Config {
+                    location: format!("environment variable {name}"),
+                    message: format!(
+                        "it does not name a setting; settings are KONDATE_<SECTION>_<KEY> with \
+                         SECTION one of {}",
+                        SECTIONS.join(", ")
+                    ),
+                });
+            };
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(CoreError::Config {
+                    location: file.display().to_string(),
+                    message: format!("`{section}` must be a table"),
+                });
+            };
+            section_table.insert(key, env_value(&value));
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| CoreError::Config {
+                    location: format!("{} (or a KONDATE_* variable)", file.display()),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), CoreError> {
+        let bad = |field: &str, message: String| CoreError::Config {
+            location: field.to_string(),
+            message,
+        };
+        self.listen_addr()?;
+        if self.query.parts == 0 || self.query.parts > 64 {
+            return Err(bad("query.parts", "must be between 1 and 64".into()));
+        }
+        if self.query.max_concurrent_per_token == 0 {
+            return Err(bad(
+                "query.max_concurrent_per_token",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.query.result_ttl < Duration::from_secs(1) {
+            return Err(bad("query.result_ttl", "must be at least 1s".into()));
+        }
+        match self.warehouse.kind {
+            WarehouseKind::Embedded => {}
+            WarehouseKind::Postgres | WarehouseKind::Redshift => {
+                if self.warehouse.url.is_none() {
+                    return Err(bad(
+                        "warehouse.url",
+                        "is required for this warehouse type; set KONDATE_WAREHOUSE_URL \
+                         (e.g. postgres://user:password@host:5432/db)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        if self.warehouse.kind == WarehouseKind::Redshift && self.warehouse.iam_role.is_none() {
+            return Err(bad(
+                "warehouse.iam_role",
+                "is required for Redshift: UNLOAD writes to S3 with this role".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, CoreError> {
+        self.server.listen.parse().map_err(|_| CoreError::Config {
+            location: "server.listen".into(),
+            message: format!(
+                "`{}` is not an address like 127.0.0.1:7878",
+                self.server.listen
+            ),
+        })
+    }
+
+    /// The base URL under which this server is reachable.
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Anchor relative local paths (SQLite file, store folder, key file) at `root`.
+    pub fn resolve_paths(&mut self, root: &Path) {
+        if let Some(path) = self.state.url.strip_prefix("sqlite://")
+            && !path.starts_with('/')
+            && !path.starts_with(":memory:")
+        {
+            self.state.url = format!("sqlite://{}", root.join(path).display());
+        }
+        if !self.store.url.contains("://") && !self.store.url.starts_with('/') {
+            self.store.url = root.join(&self.store.url).display().to_string();
+        }
+        if !self.store.signing_key_file.starts_with('/') {
+            self.store.signing_key_file = root
+                .join(&self.store.signing_key_file)
+                .display()
+                .to_string();
+        }
+    }
+}
+
+/// An environment value as TOML when it parses as a scalar (`4`, `true`), else a string.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<BTreeMap<String, toml::Value>>(&format!("v = {raw}")) {
+        Ok(mut m) => match m.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Float(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Connection URLs in `kondate.toml` must not carry a password.
+fn reject_secrets_in_file(table: &toml::Table, file: &Path) -> Result<(), CoreError> {
+    for (section, env) in [
+        ("state", "KONDATE_STATE_URL"),
+        ("warehouse", "KONDATE_WAREHOUSE_URL"),
+    ] {
+        let url = table
+            .get(section)
+            .and_then(|s| s.get("url"))
+            .and_then(|u| u.as_str());
+        if let Some(url) = url
+            && url_has_password(url)
+        {
+            return Err(CoreError::Config {
+                location: format!("{} [{section}] url", file.display()),
+                message: format!(
+                    "contains a password; secrets never go in kondate.toml — remove it and set \
+                     {env} in the environment instead"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True when `scheme://user:password@host…` carries a non-empty password.
+pub fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty()),
+        None => false,
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a duration like 90s, 30m or 6h: {e}"
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, CoreError> {
+        Config::from_sources(
+            text,
+            Path::new("kondate.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_embedded_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7878");
+        assert_eq!(c.warehouse.kind, WarehouseKind::Embedded);
+        assert_eq!(c.state.url, "sqlite://.kondate/state.db");
+        assert_eq!(c.query.result_ttl, Duration::from_secs(21600));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = load(
+            "[server]\nlisten = \"127.0.0.1:1\"\n[query]\nparts = 2\n",
+            &[
+                ("KONDATE_SERVER_LISTEN", "0.0.0.0:9000"),
+                ("KONDATE_QUERY_PARTS", "8"),
+                ("KONDATE_QUERY_RESULT_TTL", "2h"),
+                ("KONDATE_QUERY_ALLOW_ANONYMOUS", "true"),
+                ("KONDATE_LOG", "debug"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.query.parts, 8);
+        assert_eq!(c.query.result_ttl, Duration::from_secs(7200));
+        assert!(c.query.allow_anonymous);
+    }
+
+    #[test]
+    fn unknown_env_setting_is_an_error_naming_the_variable() {
+        let err = load("", &[("KONDATE_SERVR_LISTEN", "x")]).unwrap_err();
+        assert!(err.to_string().contains("KONDATE_SERVR_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error() {
+        let err = load("[query]\nprats = 3\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("prats"), "{err}");
+    }
+
+    #[test]
+    fn password_in_file_is_refused_but_allowed_from_env() {
+        let err = load(
+            "[warehouse]\ntype = \"postgres\"\nurl = \"postgres://u:hunter2pw@h/db\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("KONDATE_WAREHOUSE_URL"), "{msg}");
+        assert!(
+            !msg.contains("hunter2pw"),
+            "the message must not echo the secret: {msg}"
+        );
+        let c = load(
+            "[warehouse]\ntype = \"postgres\"\n",
+            &[("KONDATE_WAREHOUSE_URL", "postgres://u:hunter2pw@h/db")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.warehouse.url.as_deref(),
+            Some("postgres://u:hunter2pw@h/db")
+        );
+    }
+
+    #[test]
+    fn postgres_warehouse_requires_url() {
+        let err = load("[warehouse]\ntype = \"postgres\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("warehouse.url"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_value() {
+        let err = load("[query]\nresult_ttl = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_password_only() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert!(url_has_password("mysql://root:pw@127.0.0.1/test"));
+        assert!(!url_has_password("mysql://root@127.0.0.1/test"));
+        assert!(!url_has_password("mysql://root:@127.0.0.1/test"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_project() {
+        let mut c = load("", &[]).unwrap();
+        c.resolve_paths(Path::new("/p"));
+        assert_eq!(c.state.url, "sqlite:///p/.kondate/state.db");
+        assert_eq!(c.store.url, "/p/.kondate/store");
+        assert_eq!(c.store.signing_key_file, "/p/.kondate/signing.key");
+    }
+}

@@ -1,0 +1,213 @@
+//! API tokens: HTTP Basic `token:secret`, secrets stored only as a bcrypt hash.
+//!
+//! bcrypt is slow on purpose, and the public client polls every few seconds, so a secret
+//! that verified recently is remembered in memory as its SHA-256 (never in clear) for a
+//! minute. Whether a token is enabled is read from the database on every request, so
+//! `kondate tokens disable` takes effect at once everywhere.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kondate_core::Clock;
+use kondate_db::{Database, Value, get_i64, get_opt_i64, get_string};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::QueryError;
+
+/// bcrypt cost: about 50 ms per verification on one core.
+const BCRYPT_COST: u32 = 10;
+/// How long a verified secret is remembered.
+const CACHE_FOR: Duration = Duration::from_secs(60);
+
+async fn hash_secret(secret: &str) -> Result<String, QueryError> {
+    let s = secret.to_string();
+    tokio::task::spawn_blocking(move || bcrypt::hash(s, BCRYPT_COST))
+        .await
+        .map_err(|e| QueryError::Internal(e.to_string()))?
+        .map_err(|e| QueryError::Internal(format!("hashing the secret failed: {e}")))
+}
+
+/// Token name → (SHA-256 of hash and secret, when it verified).
+type VerifiedCache = HashMap<String, ([u8; 32], Instant)>;
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    pub enabled: bool,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+/// A newly created token and its secret, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewToken {
+    pub name: String,
+    pub secret: String,
+}
+
+/// Creates, lists, disables and verifies tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    db: Database,
+    clock: Arc<dyn Clock>,
+    verified: Arc<Mutex<VerifiedCache>>,
+}
+
+fn ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl Tokens {
+    /// Token operations on the state database.
+    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            clock,
+            verified: Arc::default(),
+        }
+    }
+
+    /// Create a token named `name`; the secret is returned once and stored only hashed.
+    pub async fn create(&self, name: &str) -> Result<NewToken, QueryError> {
+        kondate_core::names::validate_name("token name", name)
+            .map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
+        if self.find(name).await?.is_some() {
+            return Err(QueryError::InvalidParameter(format!(
+                "a token named `{name}` already exists; choose another name or disable it first"
+            )));
+        }
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let hash = hash_secret(&secret).await?;
+        self.db
+            .insert_returning_id(
+                "INSERT INTO kondate_tokens (name, secret_hash, enabled, created_at) VALUES (?, ?, ?, ?)",
+                &[name.into(), hash.into(), true.into(), Value::Int(self.clock.now().timestamp_millis())],
+            )
+            .await?;
+        Ok(NewToken {
+            name: name.to_string(),
+            secret,
+        })
+    }
+
+    /// Give an existing token a new secret (and enable it), or create it; for set-up
+    /// scripts that must be re-runnable. The old secret stops working at once.
+    pub async fn create_or_rotate(&self, name: &str) -> Result<NewToken, QueryError> {
+        if self.find(name).await?.is_none() {
+            return self.create(name).await;
+        }
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let hash = hash_secret(&secret).await?;
+        self.db
+            .execute(
+                "UPDATE kondate_tokens SET secret_hash = ?, enabled = 1, disabled_at = NULL WHERE name = ?",
+                &[hash.into(), name.into()],
+            )
+            .await?;
+        self.verified.lock().expect("cache lock").remove(name);
+        Ok(NewToken {
+            name: name.to_string(),
+            secret,
+        })
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<(TokenInfo, String)>, QueryError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT name, secret_hash, enabled, created_at, disabled_at FROM kondate_tokens WHERE name = ?",
+                &[name.into()],
+            )
+            .await?;
+        Ok(match row {
+            None => None,
+            Some(r) => Some((
+                TokenInfo {
+                    name: get_string(&r, "name")?,
+                    enabled: get_i64(&r, "enabled")? != 0,
+                    created_at: ts(get_i64(&r, "created_at")?),
+                    disabled_at: get_opt_i64(&r, "disabled_at").map(ts),
+                },
+                get_string(&r, "secret_hash")?,
+            )),
+        })
+    }
+
+    /// Every token, oldest first.
+    pub async fn list(&self) -> Result<Vec<TokenInfo>, QueryError> {
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT name, enabled, created_at, disabled_at FROM kondate_tokens ORDER BY id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    name: get_string(r, "name")?,
+                    enabled: get_i64(r, "enabled")? != 0,
+                    created_at: ts(get_i64(r, "created_at")?),
+                    disabled_at: get_opt_i64(r, "disabled_at").map(ts),
+                })
+            })
+            .collect()
+    }
+
+    /// Disable a token; its secret stops working at once.
+    pub async fn disable(&self, name: &str) -> Result<(), QueryError> {
+        let n = self
+            .db
+            .execute(
+                "UPDATE kondate_tokens SET enabled = 0, disabled_at = ? WHERE name = ? AND enabled = 1",
+                &[Value::Int(self.clock.now().timestamp_millis()), name.into()],
+            )
+            .await?;
+        self.verified.lock().expect("cache lock").remove(name);
+        if n == 0 {
+            return match self.find(name).await? {
+                Some(_) => Ok(()),
+                None => Err(QueryError::NotFound(format!(
+                    "no token named `{name}`; `kondate tokens list` shows them"
+                ))),
+            };
+        }
+        Ok(())
+    }
+
+    /// Check `name:secret`; the same error for an unknown token, a wrong secret and a
+    /// disabled token, so that callers learn nothing about which tokens exist.
+    pub async fn verify(&self, name: &str, secret: &str) -> Result<(), QueryError> {
+        let Some((info, hash)) = self.find(name).await? else {
+            return Err(QueryError::Unauthorized);
+        };
+        if !info.enabled {
+            return Err(QueryError::Unauthorized);
+        }
+        let digest: [u8; 32] = Sha256::digest(format!("{hash}\n{secret}").as_bytes()).into();
+        if let Some((d, at)) = self.verified.lock().expect("cache lock").get(name)
+            && *d == digest
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(());
+        }
+        let secret = secret.to_string();
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(secret, &hash).unwrap_or(false))
+                .await
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
+        if !ok {
+            return Err(QueryError::Unauthorized);
+        }
+        self.verified
+            .lock()
+            .expect("cache lock")
+            .insert(name.to_string(), (digest, Instant::now()));
+        Ok(())
+    }
+}

@@ -1,0 +1,315 @@
+//! PostgreSQL as the warehouse: the SELECT runs inside a READ ONLY transaction as
+//! `COPY (…) TO STDOUT`, and the rows are re-encoded into UNLOAD-format gzip CSV parts by
+//! parallel workers. Redshift speaks the same protocol, so the tests use this path as its
+//! stand-in.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
+use kondate_core::WarehouseKind;
+use kondate_store::Store;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{
+    AssertSqlSafe, Column as _, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::types::redshift_type_for_postgres;
+use crate::unload::{self, Column, CsvPartWriter, ResultFormat, push_field};
+use crate::{
+    LoadOptions, LoadReport, TableInfo, TableName, UnloadOutput, UnloadRequest, Warehouse,
+    WarehouseError,
+};
+
+/// A PostgreSQL warehouse.
+#[derive(Debug, Clone)]
+pub struct PostgresWarehouse {
+    pool: PgPool,
+    store: Store,
+}
+
+/// Bytes of COPY output handed to one worker at a time.
+const CHUNK: usize = 1 << 20;
+
+pub(crate) fn pg_error(e: sqlx::Error, timeout: std::time::Duration) -> WarehouseError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some("57014")
+    {
+        return WarehouseError::Timeout(timeout);
+    }
+    match e {
+        sqlx::Error::Database(db) => WarehouseError::Engine(db.message().to_string()),
+        e => WarehouseError::Engine(e.to_string()),
+    }
+}
+
+impl PostgresWarehouse {
+    /// Connect to the warehouse database.
+    pub async fn connect(url: &str, store: Store) -> Result<Self, WarehouseError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                WarehouseError::Engine(format!(
+                    "cannot connect to the PostgreSQL warehouse at {}: {e}",
+                    kondate_core::config::redact_url(url)
+                ))
+            })?;
+        Ok(Self { pool, store })
+    }
+}
+
+/// Convert complete lines of PostgreSQL COPY text format into UNLOAD CSV rows.
+///
+/// Text format: fields separated by tab, `\N` for NULL, backslash escapes for `\\`, `\b`,
+/// `\f`, `\n`, `\r`, `\t`, `\v` and octal/hex byte escapes.
+pub fn pg_text_to_unload(lines: &[u8], out: &mut Vec<u8>) -> u64 {
+    let mut rows = 0;
+    let mut field = Vec::with_capacity(256);
+    for line in lines.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        rows += 1;
+        for (i, raw) in line.split(|b| *b == b'\t').enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if raw == b"\\N" {
+                push_field(out, None);
+                continue;
+            }
+            if !raw.contains(&b'\\') {
+                push_field(out, Some(raw));
+                continue;
+            }
+            field.clear();
+            let mut it = raw.iter().copied().peekable();
+            while let Some(b) = it.next() {
+                if b != b'\\' {
+                    field.push(b);
+                    continue;
+                }
+                match it.next() {
+                    Some(b'b') => field.push(0x08),
+                    Some(b'f') => field.push(0x0c),
+                    Some(b'n') => field.push(b'\n'),
+                    Some(b'r') => field.push(b'\r'),
+                    Some(b't') => field.push(b'\t'),
+                    Some(b'v') => field.push(0x0b),
+                    Some(d @ b'0'..=b'7') => {
+                        let mut v = (d - b'0') as u32;
+                        for _ in 0..2 {
+                            match it.peek() {
+                                Some(n @ b'0'..=b'7') => {
+                                    v = v * 8 + (n - b'0') as u32;
+                                    it.next();
+                                }
+                                _ => break,
+                            }
+                        }
+                        field.push(v as u8);
+                    }
+                    Some(b'x') => {
+                        let mut v = 0u32;
+                        for _ in 0..2 {
+                            match it.peek().and_then(|n| (*n as char).to_digit(16)) {
+                                Some(d) => {
+                                    v = v * 16 + d;
+                                    it.next();
+                                }
+                                None => break,
+                            }
+                        }
+                        field.push(v as u8);
+                    }
+                    Some(other) => field.push(other),
+                    None => field.push(b'\\'),
+                }
+            }
+            push_field(out, Some(&field));
+        }
+        out.push(b'\n');
+    }
+    rows
+}
+
+async fn csv_worker(
+    store: Store,
+    key: String,
+    mut rx: mpsc::Receiver<BytesMut>,
+) -> Result<unload::PartInfo, WarehouseError> {
+    let mut w = CsvPartWriter::new(&store, key)?;
+    let mut buf = Vec::with_capacity(CHUNK * 2);
+    while let Some(lines) = rx.recv().await {
+        buf.clear();
+        let rows = pg_text_to_unload(&lines, &mut buf);
+        w.write_rows(&buf, rows).await?;
+    }
+    w.finish().await
+}
+
+#[async_trait]
+impl Warehouse for PostgresWarehouse {
+    fn kind(&self) -> WarehouseKind {
+        WarehouseKind::Postgres
+    }
+
+    async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
+        if req.format == ResultFormat::Parquet {
+            return Err(WarehouseError::Unsupported(
+                "format=parquet is available on the embedded warehouse only; use format=csv \
+                 with PostgreSQL"
+                    .into(),
+            ));
+        }
+        let t = req.statement_timeout;
+        let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, t))?;
+        let mut tx = conn.begin().await.map_err(|e| pg_error(e, t))?;
+        // Defence in depth behind the SQL guard: the database itself refuses writes.
+        for s in [
+            "SET TRANSACTION READ ONLY".to_string(),
+            format!("SET LOCAL statement_timeout = {}", t.as_millis().max(1)),
+            "SET LOCAL TimeZone = 'UTC'".to_string(),
+            "SET LOCAL DateStyle = 'ISO, YMD'".to_string(),
+        ] {
+            tx.execute(AssertSqlSafe(s))
+                .await
+                .map_err(|e| pg_error(e, t))?;
+        }
+        let stmt = (&mut *tx)
+            .prepare(AssertSqlSafe(req.select.clone()).into_sql_str())
+            .await
+            .map_err(|e| pg_error(e, t))?;
+        let columns: Vec<Column> = stmt
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                redshift_type: redshift_type_for_postgres(c.type_info().name()).to_string(),
+            })
+            .collect();
+        let parts = if req.ordered { 1 } else { req.parts.max(1) };
+        let mut tasks = JoinSet::new();
+        let mut senders = Vec::new();
+        for i in 0..parts {
+            let (tx_chunk, rx) = mpsc::channel::<BytesMut>(2);
+            senders.push(tx_chunk);
+            tasks.spawn(csv_worker(
+                self.store.clone(),
+                unload::part_key(&req.prefix, i, req.format),
+                rx,
+            ));
+        }
+        let copy = format!("COPY (\n{}\n) TO STDOUT", req.select);
+        let mut stream = tx
+            .copy_out_raw(copy.as_str())
+            .await
+            .map_err(|e| pg_error(e, t))?;
+        let mut pending = BytesMut::with_capacity(CHUNK * 2);
+        let mut next = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| pg_error(e, t))?;
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= CHUNK
+                && let Some(cut) = pending.iter().rposition(|b| *b == b'\n')
+            {
+                let lines = pending.split_to(cut + 1);
+                if senders[next].send(lines).await.is_err() {
+                    break; // the worker failed; its error is reported below
+                }
+                next = (next + 1) % senders.len();
+            }
+        }
+        drop(stream);
+        if pending.has_remaining() {
+            let _ = senders[next].send(pending).await;
+        }
+        drop(senders);
+        tx.commit().await.map_err(|e| pg_error(e, t))?;
+        let mut out = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            out.push(r.map_err(|e| WarehouseError::Engine(format!("part writer failed: {e}")))??);
+        }
+        unload::write_manifest(&self.store, &req.prefix, out, columns).await
+    }
+
+    async fn tables(&self) -> Result<Vec<TableInfo>, WarehouseError> {
+        let t = std::time::Duration::from_secs(30);
+        let rows = sqlx::query(
+            "SELECT c.table_schema || '.' || c.table_name AS name, c.column_name, c.udt_name
+             FROM information_schema.columns c
+             JOIN information_schema.tables t
+               ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+             WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')
+             ORDER BY 1, c.ordinal_position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| pg_error(e, t))?;
+        let mut out: Vec<TableInfo> = Vec::new();
+        for r in rows {
+            let name: String = r.get("name");
+            let col = Column {
+                name: r.get("column_name"),
+                redshift_type: redshift_type_for_postgres(&r.get::<String, _>("udt_name"))
+                    .to_string(),
+            };
+            match out.last_mut() {
+                Some(t) if t.name == name => t.columns.push(col),
+                _ => out.push(TableInfo {
+                    name,
+                    rows: None,
+                    bytes: None,
+                    columns: vec![col],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load(
+        &self,
+        _table: &TableName,
+        _files: &[PathBuf],
+        _opts: &LoadOptions,
+    ) -> Result<LoadReport, WarehouseError> {
+        Err(WarehouseError::Unsupported(
+            "`warehouse load` writes the embedded warehouse only; load a PostgreSQL warehouse \
+             with psql's \\copy"
+                .into(),
+        ))
+    }
+
+    async fn drop_table(&self, _table: &TableName) -> Result<bool, WarehouseError> {
+        Err(WarehouseError::Unsupported(
+            "kondate never drops tables in a PostgreSQL or Redshift warehouse; use psql".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_rows_become_unload_csv() {
+        let input = b"1\tplain\t\\N\tt\n2\ttab\\there\tline\\nbreak\tf\n3\tq\"uote,comma\tback\\\\slash\t\\101\n";
+        let mut out = Vec::new();
+        assert_eq!(pg_text_to_unload(input, &mut out), 3);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        assert_eq!(lines[0], "\"1\",\"plain\",\"\",\"t\"\n");
+        assert_eq!(lines[1], "\"2\",\"tab\there\",\"line\\\n");
+        assert_eq!(lines[2], "break\",\"f\"\n");
+        assert_eq!(
+            lines[3],
+            "\"3\",\"q\\\"uote\\,comma\",\"back\\\\slash\",\"A\"\n"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Redshift as the warehouse: the SELECT is wrapped in the same `UNLOAD` statement the seed
+//! system generated, Redshift writes the gzip CSV parts and the manifest straight to S3, and
+//! kondate reads the manifest back. No Redshift runs here, so the generated SQL and the
+//! manifest handling are unit-tested exactly.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use kondate_core::{Config, WarehouseKind};
+use kondate_store::Store;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+use crate::postgres::pg_error;
+use crate::unload::{self, Column, Manifest, ResultFormat};
+use crate::{
+    LoadOptions, LoadReport, TableInfo, TableName, UnloadOutput, UnloadRequest, Warehouse,
+    WarehouseError,
+};
+
+/// Quote a string literal for Redshift: single quotes doubled, and backslashes doubled
+/// because Redshift treats `\` in literals as an escape. The one place kondate builds a
+/// Redshift literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A dollar-quote tag that does not occur in `select`.
+pub fn dollar_tag(select: &str) -> String {
+    loop {
+        let tag = format!("$kondate{:016x}$", rand::random::<u64>());
+        if !select.contains(&tag) {
+            return tag;
+        }
+    }
+}
+
+/// The UNLOAD statement for `select`, writing under `to` (an `s3://…/result.csv.` prefix).
+pub fn unload_sql(select: &str, to: &str, iam_role: &str, manifest: bool, tag: &str) -> String {
+    assert!(
+        !select.contains(tag),
+        "the dollar tag must not occur in the SELECT"
+    );
+    format!(
+        "unload ({tag}{select}{tag}) to {} iam_role {} gzip allowoverwrite delimiter ',' escape addquotes{}",
+        quote_literal(to),
+        quote_literal(iam_role),
+        if manifest { " manifest verbose" } else { "" }
+    )
+}
+
+/// Turn the manifest Redshift wrote into our output: data-file URLs (`s3://bucket/key`)
+/// become keys relative to the store at `store_url`.
+pub fn output_from_manifest(
+    manifest: &Manifest,
+    store_url: &str,
+    manifest_key: String,
+) -> Result<UnloadOutput, WarehouseError> {
+    let base = format!("{}/", store_url.trim_end_matches('/'));
+    let data_files = manifest
+        .entries
+        .iter()
+        .map(|e| {
+            e.url
+                .strip_prefix(&base)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    WarehouseError::Engine(format!(
+                        "UNLOAD wrote {} outside the configured store {store_url}; set \
+                     warehouse.unload_url inside store.url",
+                        e.url
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UnloadOutput {
+        data_files,
+        manifest_key,
+        record_count: manifest.meta.record_count,
+        columns: manifest
+            .schema
+            .elements
+            .iter()
+            .map(|e| Column {
+                name: e.name.clone(),
+                redshift_type: e.type_.base.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// A Redshift warehouse.
+#[derive(Debug, Clone)]
+pub struct RedshiftWarehouse {
+    pool: PgPool,
+    store: Store,
+    iam_role: String,
+    /// The S3 URL UNLOAD writes under, equal to the store's URL.
+    store_url: String,
+}
+
+impl RedshiftWarehouse {
+    /// Connect to Redshift (PostgreSQL protocol).
+    pub async fn connect(config: &Config, store: Store) -> Result<Self, WarehouseError> {
+        let url = config.warehouse.url.as_deref().unwrap_or_default();
+        let store_url = config
+            .warehouse
+            .unload_url
+            .clone()
+            .unwrap_or_else(|| store.url().to_string());
+        if !store_url.starts_with("s3://") {
+            return Err(WarehouseError::Unsupported(
+                "Redshift UNLOAD writes to S3: set store.url to s3://bucket/prefix".into(),
+            ));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .map_err(|e| {
+                WarehouseError::Engine(format!(
+                    "cannot connect to Redshift at {}: {e}",
+                    kondate_core::config::redact_url(url)
+                ))
+            })?;
+        Ok(Self {
+            pool,
+            store,
+            iam_role: config.warehouse.iam_role.clone().unwrap_or_default(),
+            store_url,
+        })
+    }
+}
+
+#[async_trait]
+impl Warehouse for RedshiftWarehouse {
+    fn kind(&self) -> WarehouseKind {
+        WarehouseKind::Redshift
+    }
+
+    async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
+        if req.format == ResultFormat::Parquet {
+            return Err(WarehouseError::Unsupported(
+                "format=parquet is available on the embedded warehouse only".into(),
+            ));
+        }
+        let t = req.statement_timeout;
+        let to = format!(
+            "{}/{}{}",
+            self.store_url.trim_end_matches('/'),
+            req.prefix,
+            unload::RESULT_STEM
+        );
+        let sql = unload_sql(
+            &req.select,
+            &to,
+            &self.iam_role,
+            true,
+            &dollar_tag(&req.select),
+        );
+        let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, t))?;
+        let mut tx = conn.begin().await.map_err(|e| pg_error(e, t))?;
+        tx.execute(AssertSqlSafe(format!(
+            "SET statement_timeout TO {}",
+            t.as_millis().max(1)
+        )))
+        .await
+        .map_err(|e| pg_error(e, t))?;
+        tx.execute(AssertSqlSafe(sql))
+            .await
+            .map_err(|e| pg_error(e, t))?;
+        tx.commit().await.map_err(|e| pg_error(e, t))?;
+        let key = unload::manifest_key(&req.prefix);
+        let manifest: Manifest =
+            serde_json::from_slice(&self.store.get(&key).await?).map_err(|e| {
+                WarehouseError::Engine(format!("the UNLOAD manifest is unreadable: {e}"))
+            })?;
+        output_from_manifest(&manifest, &self.store_url, key)
+    }
+
+    async fn tables(&self) -> Result<Vec<TableInfo>, WarehouseError> {
+        Err(WarehouseError::Unsupported(
+            "listing Redshift tables is not implemented yet; use SVV_TABLES".into(),
+        ))
+    }
+
+    async fn load(
+        &self,
+        _table: &TableName,
+        _files: &[PathBuf],
+        _opts: &LoadOptions,
+    ) -> Result<LoadReport, WarehouseError> {
+        Err(WarehouseError::Unsupported(
+            "`warehouse load` writes the embedded warehouse only; load Redshift with COPY".into(),
+        ))
+    }
+
+    async fn drop_table(&self, _table: &TableName) -> Result<bool, WarehouseError> {
+        Err(WarehouseError::Unsupported(
+            "kondate never drops tables in a Redshift warehouse".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/unload";
+
+    #[test]
+    fn unload_statement_matches_the_seed_system() {
+        let sql = unload_sql(
+            "select id, title from recipes where title like '%醤油%'",
+            "s3://bucket/kondate/queries/7/result.csv.",
+            ROLE,
+            true,
+            "$kondate00000000000000aa$",
+        );
+        assert_eq!(
+            sql,
+            "unload ($kondate00000000000000aa$select id, title from recipes where title like '%醤油%'$kondate00000000000000aa$) \
+             to 's3://bucket/kondate/queries/7/result.csv.' iam_role 'arn:aws:iam::123456789012:role/unload' \
+             gzip allowoverwrite delimiter ',' escape addquotes manifest verbose"
+        );
+        let no_manifest = unload_sql("select 1", "s3://b/p.", ROLE, false, "$t$");
+        assert!(no_manifest.ends_with("escape addquotes"), "{no_manifest}");
+    }
+
+    #[test]
+    fn adversarial_select_text_cannot_break_out_of_the_dollar_quotes() {
+        let nasty =
+            "select '$$) to ''s3://evil/'' --', $kondate$, $kondate0000000000000001$ from t";
+        let tag = dollar_tag(nasty);
+        assert!(!nasty.contains(&tag));
+        let sql = unload_sql(nasty, "s3://b/p.", ROLE, true, &tag);
+        // The tag opens and closes the SELECT exactly once each.
+        assert_eq!(sql.matches(&tag).count(), 2);
+        let inner = sql.split(&tag).nth(1).unwrap();
+        assert_eq!(inner, nasty);
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(quote_literal("s3://b/it's\\x"), "'s3://b/it''s\\\\x'");
+    }
+
+    #[test]
+    fn manifest_urls_become_store_keys() {
+        let m: Manifest = serde_json::from_str(
+            r#"{"entries":[{"url":"s3://b/pre/queries/1/result.csv.0000_part_00.gz","meta":{"content_length":10,"record_count":2}}],
+                "schema":{"elements":[{"name":"id","type":{"base":"integer"}}]},
+                "meta":{"content_length":10,"record_count":2},"author":{"name":"Amazon Redshift","version":"1.0.0"}}"#,
+        )
+        .unwrap();
+        let out =
+            output_from_manifest(&m, "s3://b/pre", "queries/1/result.csv.manifest".into()).unwrap();
+        assert_eq!(out.data_files, vec!["queries/1/result.csv.0000_part_00.gz"]);
+        assert_eq!(out.record_count, 2);
+        assert_eq!(out.columns[0].redshift_type, "integer");
+        let err = output_from_manifest(&m, "s3://other", "k".into()).unwrap_err();
+        assert!(
+            err.to_string().contains("outside the configured store"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! kondate-web: the HTTP server — router, authentication, the Queuery-compatible query
+//! endpoints, signed object downloads for the local store, `/healthz`, `/metrics` and the
+//! OpenAPI document. Handlers translate HTTP to calls on the domain crates and back.
+
+mod api;
+mod metrics;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use kondate_query::{QueryService, Tokens};
+use kondate_store::Store;
+
+pub use metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<QueryService>,
+    pub tokens: Tokens,
+    pub store: Store,
+    /// Accept requests without credentials (`query.allow_anonymous`).
+    pub allow_anonymous: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The application's router.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(metrics::render))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/queries", post(api::create_query))
+        .route("/v1/queries/{id}", get(api::show_query))
+        .route("/v1/objects/{*key}", get(api::get_object))
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,128 @@
+//! The OpenAPI 3.1 document for every endpoint the router serves.
+//!
+//! Written as data rather than generated from annotations: the domain types live in crates
+//! that must not depend on an HTTP documentation library, and the document is small. A test
+//! checks that it lists exactly the router's routes.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// The (method, path) pairs the document describes; kept equal to the router's.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/queries"),
+    ("get", "/v1/queries/{id}"),
+    ("get", "/v1/objects/{key}"),
+];
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The document.
+pub fn spec() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "kondate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "kondate's HTTP API. The query endpoints are compatible with Queuery and its public clients (queuery-client on PyPI)."
+        },
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic", "description": "token name as user, token secret as password (`kondate tokens create NAME`)"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["status_code", "error_code", "error"], "properties": {
+                    "status_code": {"type": "integer"},
+                    "error_code": {"type": "string", "enum": ["invalid_parameter", "unauthorized", "forbidden", "not_found", "too_many_requests", "internal_error"]},
+                    "error": {"type": "string"}}},
+                "Query": {"type": "object", "required": ["id", "status", "data_file_urls", "error"], "properties": {
+                    "id": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["pending", "running", "success", "failed"]},
+                    "data_file_urls": {"type": "array", "items": {"type": "string", "format": "uri"}, "description": "signed, expiring URLs of the gzip CSV (or Parquet) parts"},
+                    "error": {"type": ["string", "null"]},
+                    "manifest_file_url": {"type": ["string", "null"], "format": "uri"},
+                    "select_stmt": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "s3_prefix": {"type": "string"},
+                    "record_count": {"type": ["integer", "null"]},
+                    "format": {"type": "string", "enum": ["csv", "parquet"]}}},
+                "Submit": {"type": "object", "required": ["q"], "properties": {
+                    "q": {"type": "string", "description": "one read-only SELECT (or WITH … SELECT)"},
+                    "values": {"type": "array", "items": {"type": "string"}, "description": "one value per `?` placeholder (form key `values[]`)"},
+                    "enable_metadata": {"type": "boolean", "description": "also return manifest_file_url"},
+                    "format": {"type": "string", "enum": ["csv", "parquet"], "default": "csv"}}}
+            }
+        },
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness and state-database check", "responses": {"200": {"description": "healthy"}, "503": {"description": "the state database does not answer"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
+            "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/v1/queries": {"post": {
+                "summary": "Submit a read-only SELECT; the result is written to the object store as UNLOAD-format gzip CSV parts",
+                "security": [{"basic": []}],
+                "requestBody": {"required": true, "content": {
+                    "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Submit"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Submit"}}}},
+                "responses": {
+                    "201": {"description": "accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
+                    "400": error_response("not a single read-only SELECT, malformed SQL, or placeholders and values differ"),
+                    "401": error_response("missing or wrong credentials"),
+                    "429": error_response("the token's concurrency limit and queue are full; retry later")}}},
+            "/v1/queries/{id}": {"get": {
+                "summary": "A query's status and, on success, its signed data URLs",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated: __default__, manifest_file_url, select_stmt, created_at, s3_prefix, record_count, format (also accepted as a form body)"}],
+                "responses": {
+                    "200": {"description": "the query", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
+                    "400": error_response("bad id or unknown field"),
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such query for this token")}}},
+            "/v1/objects/{key}": {"get": {
+                "summary": "Download a result object of the local store through its signed URL",
+                "parameters": [
+                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer"}},
+                    {"name": "signature", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the object", "content": {"application/gzip": {}, "application/json": {}, "application/octet-stream": {}}},
+                    "403": error_response("unsigned, tampered or expired URL"),
+                    "404": error_response("the object no longer exists")}}}
+        }
+    })
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_lists_exactly_the_routes() {
+        let spec = spec();
+        let paths = spec["paths"].as_object().unwrap();
+        let mut listed: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        listed.sort();
+        let mut want: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(listed, want);
+    }
+}

@@ -1,0 +1,278 @@
+//! `kondate demo`: the whole flow that exists so far, on the embedded defaults, in one
+//! command — a project, a deterministic sample of Japanese recipes in the embedded
+//! warehouse, the query API serving it, and the Rust client reading it back.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use futures::StreamExt;
+use kondate_client::Value;
+use kondate_core::Project;
+use kondate_warehouse::{LoadOptions, TableName};
+
+use crate::output::client_failure;
+use crate::tokens_cmd::query_failure;
+use crate::{CmdResult, Failure};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Project folder (created with `kondate init` if it holds no project yet).
+    #[arg(default_value = "kondate-demo")]
+    dir: PathBuf,
+    /// Sample recipes to generate.
+    #[arg(long, default_value_t = 200_000)]
+    rows: u64,
+    /// Keep the server running afterwards on server.listen (Ctrl-C stops it).
+    #[arg(long)]
+    serve: bool,
+}
+
+/// A small deterministic generator (xorshift64*): the sample must be identical on every
+/// machine and every run, which a seeded `rand` generator does not promise across versions.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+const CATEGORIES: &[(&str, &[&str])] = &[
+    (
+        "主菜",
+        &[
+            "鶏の照り焼き",
+            "肉じゃが",
+            "豚の生姜焼き",
+            "鯖の味噌煮",
+            "麻婆豆腐",
+            "ハンバーグ",
+            "鶏の唐揚げ",
+            "ぶり大根",
+            "筑前煮",
+            "回鍋肉",
+        ],
+    ),
+    (
+        "副菜",
+        &[
+            "ほうれん草のおひたし",
+            "きんぴらごぼう",
+            "ひじきの煮物",
+            "ポテトサラダ",
+            "冷奴",
+            "切り干し大根",
+            "なすの揚げ浸し",
+        ],
+    ),
+    (
+        "汁物",
+        &[
+            "豆腐とわかめの味噌汁",
+            "豚汁",
+            "けんちん汁",
+            "コーンスープ",
+            "かき玉汁",
+            "ミネストローネ",
+        ],
+    ),
+    (
+        "主食",
+        &[
+            "親子丼",
+            "炊き込みご飯",
+            "焼きうどん",
+            "チャーハン",
+            "おにぎり",
+            "ナポリタン",
+            "カレーライス",
+        ],
+    ),
+    (
+        "デザート",
+        &[
+            "プリン",
+            "抹茶アイス",
+            "どら焼き",
+            "チーズケーキ",
+            "フルーツ白玉",
+            "ガトーショコラ",
+        ],
+    ),
+];
+const PREFIXES: &[&str] = &[
+    "",
+    "",
+    "簡単！",
+    "絶品",
+    "時短 ",
+    "ご飯が進む",
+    "やみつき",
+    "基本の",
+    "おばあちゃんの",
+    "レンジで",
+];
+
+fn write_sample(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
+    let mut g = Gen(0x006b_6f6e_6461_7465);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        w,
+        "id,title,category,cook_minutes,rating,servings,is_public,published_at"
+    )?;
+    for id in 1..=rows {
+        let (cat, dishes) = CATEGORIES[(g.next() % CATEGORIES.len() as u64) as usize];
+        let title = format!("{}{}", g.pick(PREFIXES), g.pick(dishes));
+        let minutes = g.range(5, 90);
+        let rating = g.range(20, 50) as f64 / 10.0;
+        let servings = g.range(1, 6);
+        let public = !g.next().is_multiple_of(10);
+        let ts = 1_600_000_000 + g.range(0, 150_000_000) as i64;
+        let published = chrono::DateTime::from_timestamp(ts, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%d %H:%M:%S");
+        writeln!(
+            w,
+            "{id},{title},{cat},{minutes},{rating},{servings},{public},{published}"
+        )?;
+    }
+    w.flush()
+}
+
+pub async fn run(args: DemoArgs) -> CmdResult {
+    let started = Instant::now();
+    let mut project = if args.dir.join(kondate_core::project::CONFIG_FILE).is_file() {
+        Project::load(&args.dir, std::env::vars()).map_err(|e| Failure::invalid(e.to_string()))?
+    } else {
+        Project::init(&args.dir).map_err(|e| Failure::invalid(e.to_string()))?
+    };
+    println!("kondate demo in {}", project.root.display());
+
+    // 1. Data into the embedded warehouse (replacing the table, so a re-run is idempotent).
+    let data_dir = project.state_dir().join("demo");
+    std::fs::create_dir_all(&data_dir)?;
+    let csv = data_dir.join("recipes.csv");
+    let t = Instant::now();
+    write_sample(&csv, args.rows)?;
+    let store = kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
+    let wh = kondate_warehouse::open(&project.config, &store).await?;
+    let table = TableName::parse("recipes.recipes")?;
+    let spinner = crate::output::spinner("loading recipes.recipes");
+    let report = wh
+        .load(&table, std::slice::from_ref(&csv), &LoadOptions { schema: Some("id:bigint,title:text,category:text,cook_minutes:int,rating:double,servings:int,is_public:bool,published_at:timestamp".into()), ..Default::default() })
+        .await;
+    spinner.finish_and_clear();
+    let report = report?;
+    println!(
+        "  warehouse  loaded {} recipes into {} in {:.1}s",
+        report.rows,
+        report.table,
+        t.elapsed().as_secs_f64()
+    );
+
+    // 2. The query API on loopback.
+    let listen = if args.serve {
+        project.config.server.listen.clone()
+    } else {
+        "127.0.0.1:0".into()
+    };
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+    if project.config.server.public_url.is_none() {
+        project.config.server.public_url = Some(endpoint.clone());
+    }
+    let state = crate::serve_cmd::state(&project).await?;
+    let token = state
+        .tokens
+        .create_or_rotate("demo")
+        .await
+        .map_err(query_failure)?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(kondate_web::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+
+    // 3. Read it back through the API with the Rust client.
+    let client = kondate_client::Client::new(&endpoint, Some((&token.name, &token.secret)))
+        .map_err(client_failure)?;
+    let summary = client
+        .query(
+            "SELECT category, count(*) AS recipes, round(avg(rating), 2) AS avg_rating \
+             FROM recipes.recipes WHERE is_public GROUP BY category ORDER BY recipes DESC",
+            &[],
+        )
+        .await
+        .map_err(client_failure)?;
+    let rows: Vec<_> = summary
+        .rows()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(client_failure)?;
+    println!("  query API  {endpoint}  (token `demo`)");
+    println!("             public recipes by category:");
+    for r in &rows {
+        let cell = |v: &Value| match v {
+            Value::Text(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => format!("{f:.2}"),
+            other => format!("{other:?}"),
+        };
+        println!(
+            "               {:<8} {:>8} recipes, rating {}",
+            cell(&r[0]),
+            cell(&r[1]),
+            cell(&r[2])
+        );
+    }
+    let t = Instant::now();
+    let full = client
+        .query("SELECT * FROM recipes.recipes", &[])
+        .await
+        .map_err(client_failure)?;
+    let parts = full.record_count;
+    let mut n = 0u64;
+    let mut stream = full.rows();
+    while let Some(r) = stream.next().await {
+        r.map_err(client_failure)?;
+        n += 1;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "  full scan  {n} rows (manifest says {}) in {secs:.2}s = {:.0} rows/s, SELECT to last row",
+        parts.unwrap_or_default(),
+        n as f64 / secs
+    );
+    println!("  store      {}", store.url());
+    println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
+    println!();
+    println!("Try it from Python with the public Queuery client:");
+    println!("  pip install queuery-client");
+    println!(
+        "  QUEUERY_ENDPOINT={endpoint} QUEUERY_TOKEN={} QUEUERY_TOKEN_SECRET={} \\\n    python3 -c \"from queuery_client import QueueryClient; print(QueueryClient(enable_cast=True).run('select * from recipes.recipes limit 3').read())\"",
+        token.name, token.secret
+    );
+    if args.serve {
+        println!("\nServing until Ctrl-C.");
+        crate::serve_cmd::shutdown_signal().await;
+    } else {
+        println!("\n(`kondate demo --serve` keeps the server running so that you can try this.)");
+    }
+    let _ = stop_tx.send(());
+    server.await.map_err(|e| e.to_string())??;
+    Ok(())
+}

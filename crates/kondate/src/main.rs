@@ -1,0 +1,185 @@
+//! The `kondate` binary: command-line parsing and wiring only; the work happens in the
+//! library crates.
+
+mod demo;
+mod output;
+mod query_cmd;
+mod serve_cmd;
+mod tokens_cmd;
+mod warehouse_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kondate_core::Project;
+
+/// Exit codes with a meaning scripts can rely on.
+pub mod exit {
+    /// Something failed at run time (a service, the network, a file).
+    pub const FAILURE: u8 = 1;
+    /// The command line or the input was invalid; nothing was changed.
+    pub const INVALID: u8 = 2;
+    /// The query ran and the warehouse reported an error.
+    pub const QUERY_FAILED: u8 = 3;
+}
+
+/// An error with the exit code it should end the process with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: exit::FAILURE,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    /// Invalid input: exit code 2.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+}
+
+/// Result type of every command.
+pub type CmdResult = Result<(), Failure>;
+
+#[derive(Parser)]
+#[command(
+    name = "kondate",
+    version,
+    about = "kondate: from labelled data to a production table, on a schedule",
+    long_about = "kondate takes a machine-learning model from labelled data to a production \
+                  table: label sync, a safe bulk query API over the warehouse, training, a model \
+                  registry, batch inference and result tables — scheduled and documented.",
+    after_help = "Examples:\n  kondate demo                    # everything on the embedded defaults\n  kondate init myproject && cd myproject\n  kondate serve\n  kondate query \"SELECT count(*) FROM recipes.recipes\""
+)]
+struct Cli {
+    /// Project folder (default: the nearest folder upwards holding kondate.toml).
+    #[arg(long, global = true, env = "KONDATE_PROJECT")]
+    project: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project: kondate.toml, apps/, jobs/, labels/ and embedded state in .kondate/.
+    #[command(after_help = "Example:\n  kondate init myproject")]
+    Init {
+        /// Folder to create the project in.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run the whole flow on the embedded defaults in DIR and print a report.
+    #[command(
+        after_help = "Example:\n  kondate demo            # in ./kondate-demo\n  kondate demo /tmp/d --serve"
+    )]
+    Demo(demo::DemoArgs),
+    /// Start the HTTP server (query API, signed downloads, /healthz, /metrics, OpenAPI).
+    #[command(after_help = "Example:\n  kondate serve --listen 127.0.0.1:7878")]
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run a read-only SELECT and write its rows (through the server if server.url is set).
+    #[command(
+        after_help = "Examples:\n  kondate query \"SELECT * FROM recipes.recipes WHERE id < ?\" --value 10\n  kondate query \"SELECT * FROM recipes.recipes\" --format parquet --out recipes.parquet\n  kondate query \"SELECT 1\" --server http://127.0.0.1:7878   # token from KONDATE_TOKEN / KONDATE_TOKEN_SECRET"
+    )]
+    Query(query_cmd::QueryArgs),
+    /// Manage the embedded warehouse's tables.
+    #[command(subcommand)]
+    Warehouse(warehouse_cmd::WarehouseCmd),
+    /// Manage API tokens (HTTP Basic credentials for the query API).
+    #[command(subcommand)]
+    Tokens(tokens_cmd::TokensCmd),
+}
+
+/// Output format for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ListFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Logs go to stderr; `KONDATE_LOG` sets the filter (default: `info` for the server, `warn`
+/// for one-shot commands, whose own output is the report) and `KONDATE_LOG_FORMAT=json`
+/// makes them structured.
+fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KONDATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let json = std::env::var("KONDATE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Load the project the command runs in.
+pub fn load_project(explicit: Option<&std::path::Path>) -> Result<Project, Failure> {
+    let cwd = std::env::current_dir()?;
+    let root = Project::discover(explicit, &cwd).map_err(|e| Failure::invalid(e.to_string()))?;
+    Project::load(&root, std::env::vars()).map_err(|e| Failure::invalid(e.to_string()))
+}
+
+async fn run(cli: Cli) -> CmdResult {
+    let project = cli.project.as_deref();
+    match cli.command {
+        Command::Init { dir } => {
+            let p = Project::init(&dir).map_err(|e| Failure::invalid(e.to_string()))?;
+            println!(
+                "Created kondate project `{}` in {}",
+                p.config.project.name,
+                p.root.display()
+            );
+            println!("Next: cd {} && kondate serve", dir.display());
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve { listen } => serve_cmd::run(load_project(project)?, listen).await,
+        Command::Query(args) => query_cmd::run(project, args).await,
+        Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
+        Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
