@@ -18,7 +18,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{LogicalPlan, Partitioning};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
@@ -27,6 +27,7 @@ use kondate_core::WarehouseKind;
 use kondate_store::{Store, StoreError};
 use parquet::arrow::AsyncArrowWriter;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::types::redshift_type_for_arrow;
@@ -398,53 +399,112 @@ impl CsvEncoder {
     }
 }
 
-async fn write_csv_part(
-    store: Store,
-    key: String,
-    mut stream: SendableRecordBatchStream,
-) -> Result<PartInfo, WarehouseError> {
-    let mut writer = CsvPartWriter::new(&store, key)?;
-    let mut enc = CsvEncoder::new();
-    while let Some(batch) = stream.next().await {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                writer.abort().await;
-                return Err(engine(e));
-            }
-        };
-        enc.buf.clear();
-        enc.encode(&batch)?;
-        writer.write_rows(&enc.buf, batch.num_rows() as u64).await?;
-    }
-    writer.finish().await
+/// One result part being written, in either format.
+enum PartSink {
+    Csv(CsvPartWriter, CsvEncoder),
+    Parquet {
+        key: String,
+        writer: AsyncArrowWriter<object_store::buffered::BufWriter>,
+        rows: u64,
+    },
 }
 
+fn parquet_err(key: &str) -> impl Fn(parquet::errors::ParquetError) -> WarehouseError + '_ {
+    move |e| WarehouseError::Write {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl PartSink {
+    fn open(
+        store: &Store,
+        key: String,
+        format: ResultFormat,
+        schema: &SchemaRef,
+    ) -> Result<Self, WarehouseError> {
+        Ok(match format {
+            ResultFormat::Csv => PartSink::Csv(CsvPartWriter::new(store, key)?, CsvEncoder::new()),
+            ResultFormat::Parquet => {
+                let writer = AsyncArrowWriter::try_new(store.writer(&key)?, schema.clone(), None)
+                    .map_err(parquet_err(&key))?;
+                PartSink::Parquet {
+                    key,
+                    writer,
+                    rows: 0,
+                }
+            }
+        })
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), WarehouseError> {
+        match self {
+            PartSink::Csv(w, enc) => {
+                enc.buf.clear();
+                enc.encode(batch)?;
+                w.write_rows(&enc.buf, batch.num_rows() as u64).await
+            }
+            PartSink::Parquet { key, writer, rows } => {
+                *rows += batch.num_rows() as u64;
+                writer.write(batch).await.map_err(parquet_err(key))
+            }
+        }
+    }
+
+    async fn finish(self, store: &Store) -> Result<PartInfo, WarehouseError> {
+        match self {
+            PartSink::Csv(w, _) => w.finish().await,
+            PartSink::Parquet { key, writer, rows } => {
+                writer.close().await.map_err(parquet_err(&key))?;
+                let size = store.head(&key).await?.size;
+                Ok(PartInfo {
+                    key,
+                    content_length: size,
+                    record_count: rows,
+                })
+            }
+        }
+    }
+}
+
+/// Write the batches arriving on `rx` into part `key`. A part that receives nothing is
+/// not written, unless `keep_empty` (so that every result has at least one part).
+async fn part_worker(
+    store: Store,
+    key: String,
+    format: ResultFormat,
+    schema: SchemaRef,
+    mut rx: mpsc::Receiver<RecordBatch>,
+    keep_empty: bool,
+) -> Result<Option<PartInfo>, WarehouseError> {
+    let mut sink: Option<PartSink> = None;
+    if keep_empty {
+        sink = Some(PartSink::open(&store, key.clone(), format, &schema)?);
+    }
+    while let Some(batch) = rx.recv().await {
+        if sink.is_none() {
+            sink = Some(PartSink::open(&store, key.clone(), format, &schema)?);
+        }
+        sink.as_mut().expect("opened above").write(&batch).await?;
+    }
+    match sink {
+        Some(s) => Ok(Some(s.finish(&store).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Write a whole stream into Parquet part `key` (used by `load`).
 async fn write_parquet_part(
     store: Store,
     key: String,
     schema: SchemaRef,
     mut stream: SendableRecordBatchStream,
 ) -> Result<PartInfo, WarehouseError> {
-    let out = store.writer(&key)?;
-    let werr = |e: parquet::errors::ParquetError| WarehouseError::Write {
-        key: key.clone(),
-        message: e.to_string(),
-    };
-    let mut w = AsyncArrowWriter::try_new(out, schema, None).map_err(werr)?;
-    let mut rows = 0u64;
+    let mut sink = PartSink::open(&store, key, ResultFormat::Parquet, &schema)?;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(engine)?;
-        rows += batch.num_rows() as u64;
-        w.write(&batch).await.map_err(werr)?;
+        sink.write(&batch.map_err(engine)?).await?;
     }
-    w.close().await.map_err(werr)?;
-    let size = store.head(&key).await?.size;
-    Ok(PartInfo {
-        key,
-        content_length: size,
-        record_count: rows,
-    })
+    sink.finish(&store).await
 }
 
 #[async_trait]
@@ -465,30 +525,48 @@ impl Warehouse for EmbeddedWarehouse {
                 redshift_type: redshift_type_for_arrow(f.data_type()).to_string(),
             })
             .collect();
-        let streams = if req.ordered || is_ordered(df.logical_plan()) || req.parts <= 1 {
-            vec![df.execute_stream().await.map_err(engine)?]
+        // One stream, computed in parallel by DataFusion; its batches are dealt round-robin
+        // to the part writers, which encode and compress in parallel. An ordered result goes
+        // to a single part so that its order survives.
+        let workers = if req.ordered || is_ordered(df.logical_plan()) {
+            1
         } else {
-            df.repartition(Partitioning::RoundRobinBatch(req.parts))
-                .map_err(engine)?
-                .execute_stream_partitioned()
-                .await
-                .map_err(engine)?
+            req.parts.max(1)
         };
+        let mut stream = df.execute_stream().await.map_err(engine)?;
         // Dropping the JoinSet (on timeout or error) aborts every part writer.
         let mut tasks = JoinSet::new();
-        for (i, stream) in streams.into_iter().enumerate() {
+        let mut senders = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = mpsc::channel::<RecordBatch>(2);
+            senders.push(tx);
             let key = unload::part_key(&req.prefix, i, req.format);
-            let store = self.store.clone();
-            match req.format {
-                ResultFormat::Csv => tasks.spawn(write_csv_part(store, key, stream)),
-                ResultFormat::Parquet => {
-                    tasks.spawn(write_parquet_part(store, key, schema.clone(), stream))
-                }
-            };
+            tasks.spawn(part_worker(
+                self.store.clone(),
+                key,
+                req.format,
+                schema.clone(),
+                rx,
+                i == 0,
+            ));
         }
+        let mut next = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(engine)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if senders[next].send(batch).await.is_err() {
+                break; // that writer failed; its error is collected below
+            }
+            next = (next + 1) % workers;
+        }
+        drop(senders);
         let mut parts = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            parts.push(r.map_err(|e| WarehouseError::Engine(format!("part writer failed: {e}")))??);
+            let part =
+                r.map_err(|e| WarehouseError::Engine(format!("part writer failed: {e}")))??;
+            parts.extend(part);
         }
         unload::write_manifest(&self.store, &req.prefix, parts, columns).await
     }

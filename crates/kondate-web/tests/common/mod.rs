@@ -1,0 +1,165 @@
+//! A real kondate server on a loopback port, over a temporary project on the embedded
+//! defaults, with a small table of awkward values loaded.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kondate_core::{Clock, Config, ManualClock};
+use kondate_query::Opened;
+use kondate_warehouse::{LoadOptions, TableName};
+use kondate_web::{AppState, Metrics};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub url: String,
+    pub token: String,
+    pub secret: String,
+    pub opened: Opened,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The rows of `t.items`: id, name, note (with quotes, commas, backslashes, newlines,
+/// Japanese and an empty value), price, in_stock, day.
+pub const ITEMS_CSV: &str = "id,name,note,price,in_stock,day\n\
+1,醤油,\"濃口, 1L\",398.5,true,2024-01-02\n\
+2,みりん,\"say \"\"hi\"\"\",250.0,false,2024-02-03\n\
+3,back\\slash,\"two\nlines\",,true,\n";
+
+pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    configure(&mut config);
+    config.resolve_paths(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    config.server.public_url = Some(url.clone());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let opened = kondate_query::open_with_clock(&config, clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
+    let csv = dir.path().join("items.csv");
+    std::fs::write(&csv, ITEMS_CSV).unwrap();
+    opened
+        .warehouse
+        .load(
+            &TableName::parse("t.items").unwrap(),
+            &[csv],
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let token = opened.tokens.create("tester").await.unwrap();
+    let state = AppState {
+        service: opened.service.clone(),
+        tokens: opened.tokens.clone(),
+        store: opened.store.clone(),
+        allow_anonymous: config.query.allow_anonymous,
+        metrics: Arc::new(Metrics::default()),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(kondate_web::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    TestServer {
+        url,
+        token: token.name,
+        secret: token.secret,
+        opened,
+        clock,
+        dir,
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+    }
+}
+
+impl TestServer {
+    /// POST a form-encoded submission with the test token.
+    pub async fn submit(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/queries", self.url))
+            .basic_auth(&self.token, Some(&self.secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// GET a query with `fields` in the query string.
+    pub async fn show(&self, id: i64, fields: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}/v1/queries/{id}?fields={fields}", self.url))
+            .basic_auth(&self.token, Some(&self.secret))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Poll until the query is final.
+    pub async fn wait(&self, id: i64) -> Value {
+        for _ in 0..600 {
+            let (_, body) = self.show(id, "__default__,manifest_file_url").await;
+            if body["status"] == "success" || body["status"] == "failed" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("query {id} did not finish");
+    }
+
+    /// Submit and wait.
+    pub async fn run(&self, sql: &str) -> Value {
+        let (status, body) = self
+            .submit(&[("q", sql), ("enable_metadata", "true")])
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.wait(body["id"].as_i64().unwrap()).await
+    }
+
+    /// Number of queries recorded in the state database.
+    pub async fn query_count(&self) -> i64 {
+        let rows = self
+            .opened
+            .db
+            .fetch_all("SELECT count(*) AS n FROM kondate_queries", &[])
+            .await
+            .unwrap();
+        kondate_db::get_i64(&rows[0], "n").unwrap()
+    }
+}
+
+/// Download a URL without credentials and gunzip it.
+pub async fn fetch_gz(url: &str) -> String {
+    let bytes = reqwest::get(url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut out = String::new();
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
