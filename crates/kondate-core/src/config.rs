@@ -181,9 +181,7 @@ pub const NON_SETTING_VARS: &[&str] = &[
     "KONDATE_SIGNING_KEY",
     "KONDATE_TOKEN",
     "KONDATE_TOKEN_SECRET",
-    "KONDATE_TEST_POSTGRES_URL",
-    "KONDATE_TEST_MYSQL_URL",
-    "KONDATE_TEST_S3_ENDPOINT",
+    "KONDATE_ENDPOINT",
 ];
 
 impl Config {
@@ -215,14 +213,15 @@ impl Config {
                     .and_then(|k| k.strip_prefix('_'))
                     .map(|k| (*s, k.to_string()))
             }) else {
-                return Err(CoreError::Config {
-                    location: format!("environment variable {name}"),
-                    message: format!(
-                        "it does not name a setting; settings are KONDATE_<SECTION>_<KEY> with \
-                         SECTION one of {}",
-                        SECTIONS.join(", ")
-                    ),
-                });
+                // Not KONDATE_<SECTION>_…: some other tool's variable, or a typo in the
+                // section; say so, but do not fail on it.
+                tracing::warn!(
+                    variable = %name,
+                    "ignoring environment variable: settings are KONDATE_<SECTION>_<KEY> with \
+                     SECTION one of {}",
+                    SECTIONS.join(", ")
+                );
+                continue;
             };
             let entry = table
                 .entry(section.to_string())
@@ -458,9 +457,22 @@ mod tests {
     }
 
     #[test]
-    fn unknown_env_setting_is_an_error_naming_the_variable() {
-        let err = load("", &[("KONDATE_SERVR_LISTEN", "x")]).unwrap_err();
-        assert!(err.to_string().contains("KONDATE_SERVR_LISTEN"), "{err}");
+    fn unknown_key_in_a_known_section_is_an_error_naming_it() {
+        let err = load("", &[("KONDATE_SERVER_LISTN", "x")]).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn variables_outside_the_sections_are_ignored() {
+        let c = load(
+            "",
+            &[
+                ("KONDATE_BIN", "/usr/bin/kondate"),
+                ("KONDATE_SERVR_LISTEN", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7878");
     }
 
     #[test]

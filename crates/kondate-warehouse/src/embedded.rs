@@ -1,7 +1,8 @@
 //! The embedded warehouse: DataFusion over Parquet files in the object store.
 //!
 //! A table `schema.table` is the set of Parquet files listed in its table manifest,
-//! `warehouse/<schema>/<table>/_table.json`. A load writes new files first and then replaces
+//! `warehouse/<schema>/<table>/_table.json`; each load writes its files into a folder of
+//! its own (`…/<table>/<load id>/part-NNN.parquet`). A load writes new files first and then replaces
 //! the manifest in one `put`, so readers see the old table or the new one, and a load that
 //! is killed half-way leaves the old table intact (its stray files are never listed).
 
@@ -143,10 +144,19 @@ impl EmbeddedWarehouse {
                     )
                     .map_err(engine)?;
             }
-            let urls = manifest
+            // Each load writes its files into a folder of its own, and the table is the set of
+            // load folders its manifest names. Folders rather than files because listing a
+            // single-file "prefix" finds nothing on S3-like stores.
+            let mut folders: Vec<&str> = manifest
                 .files
                 .iter()
-                .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{f}")))
+                .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
+                .collect();
+            folders.sort_unstable();
+            folders.dedup();
+            let urls = folders
+                .iter()
+                .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{f}/")))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(engine)?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -617,7 +627,7 @@ impl Warehouse for EmbeddedWarehouse {
         let streams = df.execute_stream_partitioned().await.map_err(engine)?;
         let mut tasks = JoinSet::new();
         for (i, stream) in streams.into_iter().enumerate() {
-            let key = format!("{}/{load_id}-{i:03}.parquet", table_prefix(table));
+            let key = format!("{}/{load_id}/part-{i:03}.parquet", table_prefix(table));
             tasks.spawn(write_parquet_part(
                 self.store.clone(),
                 key,

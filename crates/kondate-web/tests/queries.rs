@@ -421,3 +421,31 @@ async fn health_metrics_and_openapi_are_served() {
     let r = reqwest::get(format!("{}/v1/nope", s.url)).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: set KONDATE_TEST_S3_ENDPOINT (see .ci/run)"]
+async fn query_api_on_an_s3_store_hands_out_presigned_urls() {
+    let endpoint = std::env::var("KONDATE_TEST_S3_ENDPOINT").expect("KONDATE_TEST_S3_ENDPOINT");
+    let s = start(|c| {
+        c.store.url = format!("s3://kondate-test/web{}", std::process::id());
+        c.store.endpoint = Some(endpoint);
+        c.store.region = Some("us-east-1".into());
+        c.store.allow_http = true;
+    })
+    .await;
+    let body = s.run("SELECT id, name FROM t.items ORDER BY id").await;
+    assert_eq!(body["status"], "success", "{body}");
+    let url = body["data_file_urls"][0].as_str().unwrap();
+    assert!(url.contains("X-Amz-Signature"), "{url}");
+    assert_eq!(
+        fetch_gz(url).await,
+        "\"1\",\"醤油\"\n\"2\",\"みりん\"\n\"3\",\"back\\\\slash\"\n"
+    );
+    let manifest: serde_json::Value = reqwest::get(body["manifest_file_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(manifest["meta"]["record_count"], 3);
+}

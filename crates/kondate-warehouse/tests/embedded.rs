@@ -1,0 +1,229 @@
+//! The embedded warehouse: loading CSV, JSON lines and Parquet; append and replace; a failed
+//! load leaves the table as it was; drop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kondate_store::{Store, UrlSigner};
+use kondate_warehouse::embedded::EmbeddedWarehouse;
+use kondate_warehouse::{LoadOptions, ResultFormat, TableName, UnloadRequest, Warehouse};
+
+fn setup() -> (EmbeddedWarehouse, Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(
+        &dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://h"),
+    )
+    .unwrap();
+    (EmbeddedWarehouse::new(store.clone()), store, dir)
+}
+
+fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn count(wh: &EmbeddedWarehouse, store: &Store, sql: &str) -> String {
+    let out = wh
+        .unload(&UnloadRequest {
+            select: sql.into(),
+            prefix: format!("q/{}/", rand_suffix()),
+            format: ResultFormat::Csv,
+            parts: 1,
+            ordered: true,
+            statement_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    let bytes = store.get(&out.data_files[0]).await.unwrap();
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut s)
+        .unwrap();
+    s
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test]
+async fn loads_csv_jsonl_and_parquet_and_lists_tables() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("recipes.items").unwrap();
+    let csv = file(&dir, "a.csv", "id,title\n1,肉じゃが\n2,豚汁\n");
+    let r = wh.load(&t, &[csv], &LoadOptions::default()).await.unwrap();
+    assert_eq!((r.rows, r.replaced), (2, false));
+    let jl = file(
+        &dir,
+        "b.jsonl",
+        "{\"id\": 3, \"title\": \"親子丼\"}\n{\"id\": 4, \"title\": \"プリン\"}\n",
+    );
+    let t2 = TableName::parse("recipes.more").unwrap();
+    wh.load(&t2, &[jl], &LoadOptions::default()).await.unwrap();
+    // Parquet produced by our own unload of the first table.
+    let tables = wh.tables().await.unwrap();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["recipes.items", "recipes.more"]);
+    assert_eq!(tables[0].rows, Some(2));
+    assert_eq!(tables[0].columns[0].redshift_type, "bigint");
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT count(*) FROM recipes.items a JOIN recipes.more b ON a.id < b.id"
+        )
+        .await,
+        "\"4\"\n"
+    );
+}
+
+#[tokio::test]
+async fn append_adds_rows_and_refuses_a_different_schema() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.t").unwrap();
+    wh.load(
+        &t,
+        &[file(&dir, "a.csv", "id,v\n1,x\n")],
+        &LoadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let append = LoadOptions {
+        append: true,
+        ..Default::default()
+    };
+    wh.load(&t, &[file(&dir, "b.csv", "id,v\n2,y\n")], &append)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&wh, &store, "SELECT count(*) FROM s.t").await,
+        "\"2\"\n"
+    );
+    let err = wh
+        .load(
+            &t,
+            &[file(&dir, "c.csv", "id,other,extra\n3,z,1\n")],
+            &append,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("differ") && err.contains("c.csv"), "{err}");
+    assert_eq!(
+        count(&wh, &store, "SELECT count(*) FROM s.t").await,
+        "\"2\"\n",
+        "unchanged"
+    );
+    // Replace (the default) swaps the whole table.
+    let r = wh
+        .load(
+            &t,
+            &[file(&dir, "d.csv", "id,v\n9,q\n")],
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(r.replaced);
+    assert_eq!(
+        count(&wh, &store, "SELECT string_agg(v, ',') FROM s.t").await,
+        "\"q\"\n"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_load_leaves_the_previous_table_intact() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.t").unwrap();
+    wh.load(
+        &t,
+        &[file(&dir, "a.csv", "id,v\n1,x\n2,y\n")],
+        &LoadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let before = store.list("warehouse").await.unwrap().len();
+    let schema = LoadOptions {
+        schema: Some("id:bigint,v:text".into()),
+        ..Default::default()
+    };
+    let err = wh
+        .load(
+            &t,
+            &[file(&dir, "bad.csv", "id,v\n1,x\nnot-a-number,y\n")],
+            &schema,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.csv"), "{err}");
+    assert_eq!(
+        count(&wh, &store, "SELECT count(*) FROM s.t").await,
+        "\"2\"\n"
+    );
+    assert_eq!(
+        store.list("warehouse").await.unwrap().len(),
+        before,
+        "no stray files"
+    );
+    let err = wh
+        .load(
+            &t,
+            &[dir.path().join("missing.csv")],
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.csv"), "{err}");
+    let err = wh
+        .load(&t, &[file(&dir, "x.txt", "a")], &LoadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown format"), "{err}");
+    let err = wh
+        .load(
+            &t,
+            &[file(&dir, "y.csv", "a\n1\n")],
+            &LoadOptions {
+                schema: Some("a:decimal".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown type `decimal`"), "{err}");
+}
+
+#[tokio::test]
+async fn drop_removes_the_table_and_its_files() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.gone").unwrap();
+    wh.load(
+        &t,
+        &[file(&dir, "a.csv", "id\n1\n")],
+        &LoadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(wh.drop_table(&t).await.unwrap());
+    assert!(
+        !wh.drop_table(&t).await.unwrap(),
+        "second drop finds nothing"
+    );
+    assert!(wh.tables().await.unwrap().is_empty());
+    assert!(store.list("warehouse").await.unwrap().is_empty());
+}
+
+#[test]
+fn table_names_are_validated() {
+    for bad in ["a.b.c", "../x", "s.", ".t", "s.t;drop", "s t"] {
+        assert!(TableName::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        TableName::parse("Recipes").unwrap().to_string(),
+        "public.recipes"
+    );
+}

@@ -1,0 +1,174 @@
+//! The PostgreSQL warehouse against a real server (`KONDATE_TEST_POSTGRES_URL`, set by
+//! `.ci/run`): COPY output re-encoded exactly as UNLOAD writes it, types in the manifest,
+//! the READ ONLY transaction, and the statement timeout.
+
+use std::io::Read;
+use std::time::Duration;
+
+use kondate_store::{Store, UrlSigner};
+use kondate_warehouse::postgres::PostgresWarehouse;
+use kondate_warehouse::{ResultFormat, UnloadRequest, Warehouse, WarehouseError};
+
+fn url() -> String {
+    std::env::var("KONDATE_TEST_POSTGRES_URL").expect("KONDATE_TEST_POSTGRES_URL")
+}
+
+async fn setup(schema: &str) -> (PostgresWarehouse, Store, tempfile::TempDir) {
+    let pool = sqlx::PgPool::connect(&url()).await.unwrap();
+    for stmt in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+        format!(
+            "CREATE TABLE {schema}.items (id bigint, name text, note text, price double precision, \
+             in_stock boolean, day date, at timestamp, small smallint, code char(3), amount numeric(10,2))"
+        ),
+        format!(
+            "INSERT INTO {schema}.items VALUES \
+             (1, '醤油', '濃口, 1L', 398.5, true, '2024-01-02', '2024-01-02 03:04:05', 1, 'abc', 12.50), \
+             (2, 'みりん', 'say \"hi\"', 250, false, '2024-02-03', '2024-02-03 00:00:00.25', 2, 'de', 0), \
+             (3, E'back\\\\slash', E'two\\nlines\\ttab', NULL, true, NULL, NULL, NULL, NULL, NULL), \
+             (4, '', NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL)"
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(
+        dir.path(),
+        UrlSigner::new(vec![1; 32], "http://127.0.0.1:1"),
+    )
+    .unwrap();
+    let wh = PostgresWarehouse::connect(&url(), store.clone())
+        .await
+        .unwrap();
+    (wh, store, dir)
+}
+
+fn req(select: String, parts: usize, ordered: bool) -> UnloadRequest {
+    UnloadRequest {
+        select,
+        prefix: "queries/1/".into(),
+        format: ResultFormat::Csv,
+        parts,
+        ordered,
+        statement_timeout: Duration::from_secs(30),
+    }
+}
+
+async fn read_all(store: &Store, keys: &[String]) -> String {
+    let mut out = String::new();
+    for k in keys {
+        let bytes = store.get(k).await.unwrap();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut out)
+            .unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_copy_is_reencoded_exactly_as_unload_writes() {
+    let (wh, store, _d) = setup("kondate_wh_format").await;
+    let out = wh
+        .unload(&req(
+            "SELECT * FROM kondate_wh_format.items ORDER BY id".into(),
+            4,
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.record_count, 4);
+    assert_eq!(out.data_files.len(), 1);
+    let text = read_all(&store, &out.data_files).await;
+    assert_eq!(
+        text,
+        "\"1\",\"醤油\",\"濃口\\, 1L\",\"398.5\",\"t\",\"2024-01-02\",\"2024-01-02 03:04:05\",\"1\",\"abc\",\"12.50\"\n\
+         \"2\",\"みりん\",\"say \\\"hi\\\"\",\"250\",\"f\",\"2024-02-03\",\"2024-02-03 00:00:00.25\",\"2\",\"de \",\"0.00\"\n\
+         \"3\",\"back\\\\slash\",\"two\\\nlines\ttab\",\"\",\"t\",\"\",\"\",\"\",\"\",\"\"\n\
+         \"4\",\"\",\"\",\"0\",\"\",\"\",\"\",\"\",\"\",\"\"\n"
+    );
+    let types: Vec<&str> = out
+        .columns
+        .iter()
+        .map(|c| c.redshift_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "bigint",
+            "character varying",
+            "character varying",
+            "double precision",
+            "boolean",
+            "date",
+            "timestamp without time zone",
+            "smallint",
+            "character",
+            "numeric"
+        ]
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.get(&out.manifest_key).await.unwrap()).unwrap();
+    assert_eq!(manifest["meta"]["record_count"], 4);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_large_unordered_result_is_split_into_parallel_parts() {
+    let (wh, store, _d) = setup("kondate_wh_parts").await;
+    let out = wh
+        .unload(&req(
+            "SELECT g, md5(g::text) FROM generate_series(1, 300000) g".into(),
+            3,
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.record_count, 300000);
+    assert_eq!(out.data_files.len(), 3);
+    let text = read_all(&store, &out.data_files).await;
+    assert_eq!(text.lines().count(), 300000);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_runs_queries_read_only_and_reports_engine_errors() {
+    let (wh, _store, _d) = setup("kondate_wh_ro").await;
+    // Even if the guard were bypassed, the transaction refuses to write.
+    let err = wh
+        .unload(&req(
+            "DELETE FROM kondate_wh_ro.items RETURNING *".into(),
+            1,
+            false,
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let err = wh
+        .unload(&req("SELECT * FROM kondate_wh_ro.nope".into(), 1, false))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let pool = sqlx::PgPool::connect(&url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM kondate_wh_ro.items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_statement_timeout_cancels_the_query() {
+    let (wh, _store, _d) = setup("kondate_wh_timeout").await;
+    let mut r = req("SELECT pg_sleep(5)".into(), 1, false);
+    r.statement_timeout = Duration::from_millis(200);
+    let start = std::time::Instant::now();
+    let err = wh.unload(&r).await.unwrap_err();
+    assert!(matches!(err, WarehouseError::Timeout(_)), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
