@@ -85,11 +85,12 @@ pub struct QueryRecord {
     pub expired: bool,
 }
 
-/// Admission state of one token: its running slots and how many wait for one.
+/// Admission state of one token: its running slots, and how many of its queries are
+/// admitted (running or waiting for a slot).
 #[derive(Debug)]
 struct TokenSlots {
     running: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    admitted: AtomicUsize,
 }
 
 /// Runs queries against the warehouse and keeps their records.
@@ -154,10 +155,13 @@ impl QueryService {
     pub fn in_flight(&self, token: &str) -> (usize, usize) {
         let slots = self.slots.lock().expect("slots lock");
         match slots.get(token) {
-            Some(s) => (
-                self.config.max_concurrent_per_token - s.running.available_permits(),
-                s.waiting.load(Ordering::SeqCst),
-            ),
+            Some(s) => {
+                let running = self.config.max_concurrent_per_token - s.running.available_permits();
+                (
+                    running,
+                    s.admitted.load(Ordering::SeqCst).saturating_sub(running),
+                )
+            }
             None => (0, 0),
         }
     }
@@ -170,7 +174,7 @@ impl QueryService {
             .or_insert_with(|| {
                 Arc::new(TokenSlots {
                     running: Arc::new(Semaphore::new(self.config.max_concurrent_per_token)),
-                    waiting: AtomicUsize::new(0),
+                    admitted: AtomicUsize::new(0),
                 })
             })
             .clone()
@@ -187,12 +191,10 @@ impl QueryService {
         let (checked, format) = self.validate(&req)?;
         let key = token.unwrap_or("").to_string();
         let slots = self.slots_for(&key);
-        // Admission: a free slot, or a place in the queue.
-        let waiting = slots.waiting.fetch_add(1, Ordering::SeqCst);
-        if slots.running.available_permits() <= waiting
-            && waiting >= self.config.max_queued_per_token
-        {
-            slots.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Admission: at most max_concurrent running plus max_queued waiting per token.
+        let limit = self.config.max_concurrent_per_token + self.config.max_queued_per_token;
+        if slots.admitted.fetch_add(1, Ordering::SeqCst) >= limit {
+            slots.admitted.fetch_sub(1, Ordering::SeqCst);
             return Err(QueryError::TooManyRequests {
                 running: self.config.max_concurrent_per_token,
                 queued: self.config.max_queued_per_token,
@@ -204,7 +206,7 @@ impl QueryService {
         {
             Ok(r) => r,
             Err(e) => {
-                slots.waiting.fetch_sub(1, Ordering::SeqCst);
+                slots.admitted.fetch_sub(1, Ordering::SeqCst);
                 return Err(e);
             }
         };
@@ -212,9 +214,9 @@ impl QueryService {
         let id = record.id;
         tokio::spawn(async move {
             let permit = slots.running.clone().acquire_owned().await;
-            slots.waiting.fetch_sub(1, Ordering::SeqCst);
-            let _permit = permit;
             svc.run(id, &checked, format).await;
+            drop(permit);
+            slots.admitted.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(record)
     }

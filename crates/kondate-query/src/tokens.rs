@@ -18,6 +18,11 @@ use crate::QueryError;
 
 /// bcrypt cost: about 50 ms per verification on one core.
 const BCRYPT_COST: u32 = 10;
+/// A bcrypt hash of a random secret nobody knows, verified against when the token does
+/// not exist.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    bcrypt::hash(hex::encode(rand::random::<[u8; 16]>()), BCRYPT_COST).expect("bcrypt hashes")
+});
 /// How long a verified secret is remembered.
 const CACHE_FOR: Duration = Duration::from_secs(60);
 
@@ -183,14 +188,15 @@ impl Tokens {
     /// Check `name:secret`; the same error for an unknown token, a wrong secret and a
     /// disabled token, so that callers learn nothing about which tokens exist.
     pub async fn verify(&self, name: &str, secret: &str) -> Result<(), QueryError> {
-        let Some((info, hash)) = self.find(name).await? else {
-            return Err(QueryError::Unauthorized);
+        let (enabled, hash) = match self.find(name).await? {
+            Some((info, hash)) => (info.enabled, hash),
+            // Spend the same bcrypt time on an unknown token, so that response times do not
+            // tell which token names exist.
+            None => (false, DUMMY_HASH.clone()),
         };
-        if !info.enabled {
-            return Err(QueryError::Unauthorized);
-        }
         let digest: [u8; 32] = Sha256::digest(format!("{hash}\n{secret}").as_bytes()).into();
         if let Some((d, at)) = self.verified.lock().expect("cache lock").get(name)
+            && enabled
             && *d == digest
             && at.elapsed() < CACHE_FOR
         {
@@ -201,7 +207,7 @@ impl Tokens {
             tokio::task::spawn_blocking(move || bcrypt::verify(secret, &hash).unwrap_or(false))
                 .await
                 .map_err(|e| QueryError::Internal(e.to_string()))?;
-        if !ok {
+        if !ok || !enabled {
             return Err(QueryError::Unauthorized);
         }
         self.verified

@@ -19,6 +19,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
@@ -525,7 +526,15 @@ impl Warehouse for EmbeddedWarehouse {
 
     async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
         let ctx = self.context(req.parts).await?;
-        let df = ctx.sql(&req.select).await.map_err(engine)?;
+        // Behind the query guard, DataFusion itself refuses DDL, DML and statements.
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx
+            .sql_with_options(&req.select, options)
+            .await
+            .map_err(engine)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let columns: Vec<Column> = schema
             .fields()

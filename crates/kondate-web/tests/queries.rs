@@ -292,14 +292,24 @@ async fn over_limit_submissions_are_refused_with_429_not_dropped() {
     })
     .await;
     let slow = "SELECT count(*) FROM range(4000000000)";
-    let (a, _) = s.submit(&[("q", slow)]).await;
-    let (b, _) = s.submit(&[("q", slow)]).await;
+    // Submitted at once, so that none has started yet when the next arrives.
+    let form = [("q", slow)];
+    let ((a, _), (b, _)) = tokio::join!(s.submit(&form), s.submit(&form));
     let (c, body) = s.submit(&[("q", slow)]).await;
     assert_eq!((a, b), (201, 201), "one runs, one waits");
     assert_eq!(c, 429, "{body}");
     assert_eq!(body["error_code"], "too_many_requests");
     assert!(body["error"].as_str().unwrap().contains("retry"));
     assert_eq!(s.query_count().await, 2, "the refused one is not recorded");
+    let mut seen = (0, 0);
+    for _ in 0..100 {
+        seen = s.opened.service.in_flight("tester");
+        if seen == (1, 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, (1, 1), "one running, one waiting");
 }
 
 #[tokio::test]

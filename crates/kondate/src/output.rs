@@ -119,15 +119,18 @@ pub async fn write_result(
                 let mut w = sink;
                 while let Some(row) = rows.next().await {
                     let row = row.map_err(client_failure)?;
-                    let obj: serde_json::Map<String, serde_json::Value> = names
-                        .iter()
-                        .cloned()
-                        .zip(
-                            row.iter()
-                                .map(|v| serde_json::to_value(v).unwrap_or_default()),
-                        )
-                        .collect();
-                    serde_json::to_writer(&mut w, &obj)?;
+                    // Written by hand to keep the columns in the query's order (a JSON map
+                    // would sort them).
+                    w.write_all(b"{")?;
+                    for (i, (name, v)) in names.iter().zip(row.iter()).enumerate() {
+                        if i > 0 {
+                            w.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut w, name)?;
+                        w.write_all(b":")?;
+                        serde_json::to_writer(&mut w, v)?;
+                    }
+                    w.write_all(b"}")?;
                     w.write_all(b"\n")?;
                     n += 1;
                     if n.is_multiple_of(8192) {

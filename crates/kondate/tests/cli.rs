@@ -1,0 +1,168 @@
+//! The `kondate` binary as a user runs it: init, warehouse, tokens and query, with their
+//! outputs and exit codes (0 ok, 1 failure, 2 invalid input, 3 query failed).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kondate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .output()
+        .expect("kondate runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["init", "p"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(
+        dir.path().join("p/items.csv"),
+        "id,name,price\n1,醤油,398.5\n2,\"a,b\",\n",
+    )
+    .unwrap();
+    let o = kondate(
+        &dir.path().join("p"),
+        &["warehouse", "load", "s.items", "items.csv"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("loaded 2 rows"), "{}", stdout(&o));
+    dir
+}
+
+#[test]
+fn query_writes_csv_jsonl_and_parquet() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(
+        &p,
+        &[
+            "query",
+            "SELECT id, name, price FROM s.items WHERE id >= ? ORDER BY id",
+            "--value",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "id,name,price\n1,醤油,398.5\n2,\"a,b\",\n");
+    let o = kondate(
+        &p,
+        &[
+            "query",
+            "SELECT id, name FROM s.items ORDER BY id",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert_eq!(
+        stdout(&o),
+        "{\"id\":1,\"name\":\"醤油\"}\n{\"id\":2,\"name\":\"a,b\"}\n"
+    );
+    let o = kondate(
+        &p,
+        &[
+            "query",
+            "SELECT * FROM s.items",
+            "--format",
+            "parquet",
+            "--out",
+            "out.parquet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(p.join("out.parquet")).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+    assert!(!p.join("out.parquet.partial").exists());
+}
+
+#[test]
+fn refused_and_failed_queries_have_distinct_exit_codes_and_write_nothing() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(&p, &["query", "DROP TABLE s.items", "--out", "x.csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("DROP TABLE"), "{}", stderr(&o));
+    assert!(!p.join("x.csv").exists());
+    let o = kondate(&p, &["query", "SELECT * FROM s.nope", "--out", "x.csv"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert!(!p.join("x.csv").exists());
+    let o = kondate(&p, &["query", "SELECT count(*) AS n FROM s.items"]);
+    assert_eq!(stdout(&o), "n\n2\n", "the table is still there");
+}
+
+#[test]
+fn warehouse_tables_and_drop() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(&p, &["warehouse", "tables", "--format", "json"]);
+    let tables: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(tables[0]["name"], "s.items");
+    assert_eq!(tables[0]["rows"], 2);
+    let o = kondate(&p, &["warehouse", "load", "../etc.passwd", "items.csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = kondate(&p, &["warehouse", "load", "s.x", "missing.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.csv"));
+    let o = kondate(&p, &["warehouse", "drop", "s.items"]);
+    assert!(o.status.success());
+    let o = kondate(&p, &["warehouse", "drop", "s.items"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn tokens_create_list_disable() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(&p, &["tokens", "create", "job", "--format", "json"]);
+    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(t["secret"].as_str().unwrap().len(), 64);
+    let o = kondate(&p, &["tokens", "create", "job"]);
+    assert_eq!(o.status.code(), Some(2), "duplicate name");
+    let o = kondate(&p, &["tokens", "disable", "job"]);
+    assert!(o.status.success());
+    let o = kondate(&p, &["tokens", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(list[0]["enabled"], false);
+    assert!(
+        !stdout(&o).contains(t["secret"].as_str().unwrap()),
+        "secrets are never listed"
+    );
+    let o = kondate(&p, &["tokens", "create", "../x"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn commands_outside_a_project_explain_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["warehouse", "tables"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("kondate init"), "{}", stderr(&o));
+    let o = kondate(dir.path(), &["query", "--help"]);
+    assert!(stdout(&o).contains("Example"), "--help has an example");
+}
+
+#[test]
+fn a_password_in_kondate_toml_is_refused() {
+    let dir = project();
+    let p = dir.path().join("p");
+    std::fs::write(
+        p.join("kondate.toml"),
+        "[warehouse]\ntype = \"postgres\"\nurl = \"postgres://u:pw123456@h/db\"\n",
+    )
+    .unwrap();
+    let o = kondate(&p, &["warehouse", "tables"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("KONDATE_WAREHOUSE_URL"));
+    assert!(!stderr(&o).contains("pw123456"));
+}
