@@ -57,7 +57,7 @@ serve() { # backend port → starts kondate serve, exports credentials
   [ "$backend" = postgres ] && env=(KONDATE_WAREHOUSE_TYPE=postgres KONDATE_WAREHOUSE_URL=$PG)
   local secret
   secret=$(cd "$WORK/proj" && env "${env[@]}" "$KONDATE" tokens create "bench-$backend" --format json | sed -n 's/.*"secret": "\(.*\)".*/\1/p')
-  (cd "$WORK/proj" && env "${env[@]}" "$KONDATE" serve --listen "127.0.0.1:$port" 2>"$WORK/serve-$backend.log") &
+  (cd "$WORK/proj" && exec env "${env[@]}" "$KONDATE" serve --listen "127.0.0.1:$port" 2>"$WORK/serve-$backend.log") &
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   export KONDATE_ENDPOINT=http://127.0.0.1:$port QUEUERY_ENDPOINT=http://127.0.0.1:$port
   export KONDATE_TOKEN=bench-$backend KONDATE_TOKEN_SECRET=$secret QUEUERY_TOKEN=bench-$backend QUEUERY_TOKEN_SECRET=$secret

@@ -328,8 +328,11 @@ pub struct ResultSet {
     concurrency: usize,
 }
 
-/// Rows buffered per part being decoded.
-const ROWS_PER_PART_BUFFER: usize = 4096;
+/// Rows decoded before they are handed over as one chunk (one channel message per chunk,
+/// not per row).
+const ROWS_PER_CHUNK: usize = 1024;
+/// Chunks buffered per part being decoded.
+const CHUNKS_PER_PART_BUFFER: usize = 4;
 
 impl ResultSet {
     /// A result read from arbitrary part sources (e.g. straight from an object store).
@@ -375,27 +378,45 @@ impl ResultSet {
 }
 
 fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Row, ClientError>>,
+    mut rx: mpsc::Receiver<Result<Vec<Row>, ClientError>>,
 ) -> BoxStream<'static, Result<Row, ClientError>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .flat_map(|chunk| match chunk {
+            Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok)).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
 }
 
-/// Open a part and decode it on a blocking thread into a bounded channel of rows.
+/// Open a part and decode it on a blocking thread into a bounded channel of row chunks.
 async fn decode_in_background(
     part: PartSource,
     kinds: Vec<Kind>,
-) -> Result<mpsc::Receiver<Result<Row, ClientError>>, ClientError> {
+) -> Result<mpsc::Receiver<Result<Vec<Row>, ClientError>>, ClientError> {
     let stream = (part.open)().await?;
-    let (tx, rx) = mpsc::channel(ROWS_PER_PART_BUFFER);
+    let (tx, rx) = mpsc::channel(CHUNKS_PER_PART_BUFFER);
     let name = part.name;
     tokio::task::spawn_blocking(move || {
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
         let result = decode::decode_part(reader, &kinds, &name, |row| {
-            tx.blocking_send(Ok(row)).is_ok()
+            chunk.push(row);
+            if chunk.len() < ROWS_PER_CHUNK {
+                return true;
+            }
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
+            tx.blocking_send(Ok(full)).is_ok()
         });
-        if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e));
-        }
+        let last = match result {
+            Ok(()) => Ok(chunk),
+            Err(e) => {
+                if !chunk.is_empty() {
+                    let _ = tx.blocking_send(Ok(chunk));
+                }
+                Err(e)
+            }
+        };
+        let _ = tx.blocking_send(last);
     });
     Ok(rx)
 }
