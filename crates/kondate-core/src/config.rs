@@ -173,17 +173,6 @@ impl Default for QuerySection {
 /// Top-level sections, used to split `KONDATE_SECTION_KEY` into section and key.
 const SECTIONS: &[&str] = &["project", "server", "state", "store", "warehouse", "query"];
 
-/// `KONDATE_*` variables that are not settings (read elsewhere), so not errors.
-pub const NON_SETTING_VARS: &[&str] = &[
-    "KONDATE_PROJECT",
-    "KONDATE_LOG",
-    "KONDATE_LOG_FORMAT",
-    "KONDATE_SIGNING_KEY",
-    "KONDATE_TOKEN",
-    "KONDATE_TOKEN_SECRET",
-    "KONDATE_ENDPOINT",
-];
-
 impl Config {
     /// Load `kondate.toml` text (may be empty) plus environment overrides.
     ///
@@ -203,9 +192,6 @@ impl Config {
             let Some(rest) = name.strip_prefix("KONDATE_") else {
                 continue;
             };
-            if NON_SETTING_VARS.contains(&name.as_str()) {
-                continue;
-            }
             let lower = rest.to_ascii_lowercase();
             let Some((section, key)) = SECTIONS.iter().find_map(|s| {
                 lower

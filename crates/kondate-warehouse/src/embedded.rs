@@ -229,12 +229,13 @@ impl EmbeddedWarehouse {
             paths.push(abs.display().to_string());
         }
         let schema = opts.schema.as_deref().map(parse_schema).transpose()?;
+        // DataFusion filters the given paths by extension: use the files' own.
+        let ext = paths[0].rsplit_once('.').map(|(_, e)| format!(".{e}"));
         let res = match format.expect("at least one file") {
             InputFormat::Csv => {
                 let mut o = CsvReadOptions::new()
                     .has_header(true)
                     .schema_infer_max_records(100_000);
-                let ext = paths[0].rsplit_once('.').map(|(_, e)| format!(".{e}"));
                 if let Some(ext) = &ext {
                     o = o.file_extension(ext);
                 }
@@ -245,7 +246,6 @@ impl EmbeddedWarehouse {
             }
             InputFormat::Parquet => {
                 let mut o = ParquetReadOptions::default();
-                let ext = paths[0].rsplit_once('.').map(|(_, e)| format!(".{e}"));
                 if let Some(ext) = &ext {
                     o = o.file_extension(ext);
                 }
@@ -256,7 +256,6 @@ impl EmbeddedWarehouse {
             }
             InputFormat::JsonLines => {
                 let mut o = JsonReadOptions::default().schema_infer_max_records(100_000);
-                let ext = paths[0].rsplit_once('.').map(|(_, e)| format!(".{e}"));
                 if let Some(ext) = &ext {
                     o = o.file_extension(ext);
                 }

@@ -459,3 +459,32 @@ async fn query_api_on_an_s3_store_hands_out_presigned_urls() {
         .unwrap();
     assert_eq!(manifest["meta"]["record_count"], 3);
 }
+
+#[tokio::test]
+async fn queries_interrupted_by_a_restart_end_failed_so_clients_stop_polling() {
+    let s = start(|_| {}).await;
+    // What a killed process leaves behind: a query recorded as running, never finished.
+    let id = s
+        .opened
+        .db
+        .insert_returning_id(
+            "INSERT INTO kondate_queries (token_name, status, select_stmt, format, enable_metadata, \
+             object_prefix, created_at, expired) VALUES (?, 'running', 'SELECT 1', 'csv', 0, 'queries/x/', 0, 0)",
+            &[s.token.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.opened.service.recover_interrupted().await.unwrap(), 1);
+    let (status, body) = s.show(id, "__default__").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "failed");
+    assert!(
+        body["error"].as_str().unwrap().contains("submit it again"),
+        "{body}"
+    );
+    assert_eq!(
+        s.opened.service.recover_interrupted().await.unwrap(),
+        0,
+        "finished queries are left alone"
+    );
+}
