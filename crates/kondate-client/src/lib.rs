@@ -363,60 +363,73 @@ impl ResultSet {
     /// into a bounded buffer, so memory is bounded whatever the result size.
     pub fn rows(self) -> BoxStream<'static, Result<Row, ClientError>> {
         let kinds = self.kinds();
+        self.decode_parts(CHUNKS_PER_PART_BUFFER, move |reader, name, tx| {
+            let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+            let result = decode::decode_part(reader, &kinds, name, |row| {
+                chunk.push(row);
+                if chunk.len() < ROWS_PER_CHUNK {
+                    return true;
+                }
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
+                tx.blocking_send(Ok(full)).is_ok()
+            });
+            // Rows read before an error are still handed over, then the error.
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            result
+        })
+        .flat_map(|chunk| match chunk {
+            Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok)).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .boxed()
+    }
+
+    /// Decode every part with `decode` on a blocking thread, each into a channel holding
+    /// `buffer` items, up to `concurrency` parts at once; items come out in part order.
+    /// `decode` gets the part's (gzip) bytes, its name for errors, and the channel; its
+    /// error is sent after whatever it sent.
+    pub(crate) fn decode_parts<T, D>(
+        self,
+        buffer: usize,
+        decode: D,
+    ) -> BoxStream<'static, Result<T, ClientError>>
+    where
+        T: Send + 'static,
+        D: Fn(PartReader, &str, &mpsc::Sender<Result<T, ClientError>>) -> Result<(), ClientError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let decode = std::sync::Arc::new(decode);
         let per_part = self.parts.into_iter().map(move |part| {
-            let kinds = kinds.clone();
-            async move { decode_in_background(part, kinds).await }
+            let decode = decode.clone();
+            async move {
+                let stream = (part.open)().await?;
+                let (tx, rx) = mpsc::channel(buffer.max(1));
+                let name = part.name;
+                tokio::task::spawn_blocking(move || {
+                    let reader = tokio_util::io::SyncIoBridge::new(
+                        tokio_util::io::StreamReader::new(stream),
+                    );
+                    if let Err(e) = decode(reader, &name, &tx) {
+                        let _ = tx.blocking_send(Err(e));
+                    }
+                });
+                Ok::<_, ClientError>(rx)
+            }
         });
         futures::stream::iter(per_part)
             .buffered(self.concurrency.max(1))
             .flat_map(|r| match r {
-                Ok(rx) => tokio_stream_from(rx),
+                Ok(mut rx) => futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed(),
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             })
             .boxed()
     }
 }
 
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Vec<Row>, ClientError>>,
-) -> BoxStream<'static, Result<Row, ClientError>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-        .flat_map(|chunk| match chunk {
-            Ok(rows) => futures::stream::iter(rows.into_iter().map(Ok)).boxed(),
-            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-        })
-        .boxed()
-}
-
-/// Open a part and decode it on a blocking thread into a bounded channel of row chunks.
-async fn decode_in_background(
-    part: PartSource,
-    kinds: Vec<Kind>,
-) -> Result<mpsc::Receiver<Result<Vec<Row>, ClientError>>, ClientError> {
-    let stream = (part.open)().await?;
-    let (tx, rx) = mpsc::channel(CHUNKS_PER_PART_BUFFER);
-    let name = part.name;
-    tokio::task::spawn_blocking(move || {
-        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
-        let result = decode::decode_part(reader, &kinds, &name, |row| {
-            chunk.push(row);
-            if chunk.len() < ROWS_PER_CHUNK {
-                return true;
-            }
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
-            tx.blocking_send(Ok(full)).is_ok()
-        });
-        let last = match result {
-            Ok(()) => Ok(chunk),
-            Err(e) => {
-                if !chunk.is_empty() {
-                    let _ = tx.blocking_send(Ok(chunk));
-                }
-                Err(e)
-            }
-        };
-        let _ = tx.blocking_send(last);
-    });
-    Ok(rx)
-}
+/// A part's raw bytes, readable on a blocking thread.
+pub(crate) type PartReader =
+    tokio_util::io::SyncIoBridge<tokio_util::io::StreamReader<ByteStream, bytes::Bytes>>;

@@ -104,6 +104,10 @@ pub struct QuerySection {
     pub max_queued_per_token: usize,
     /// Result parts written in parallel.
     pub parts: usize,
+    /// gzip level of result parts, 0 (stored, no compression) to 9. Unset: 0 on a local
+    /// store, where the reader is on the same disk and CPU is the scarce resource; 1 on a
+    /// remote store, where the bytes cross a network.
+    pub gzip_level: Option<u32>,
     /// Accept queries without credentials (only sensible on a loopback address).
     pub allow_anonymous: bool,
 }
@@ -165,6 +169,7 @@ impl Default for QuerySection {
             max_concurrent_per_token: 4,
             max_queued_per_token: 32,
             parts: 4,
+            gzip_level: None,
             allow_anonymous: false,
         }
     }
@@ -172,6 +177,20 @@ impl Default for QuerySection {
 
 /// Top-level sections, used to split `KONDATE_SECTION_KEY` into section and key.
 const SECTIONS: &[&str] = &["project", "server", "state", "store", "warehouse", "query"];
+
+/// `KONDATE_*` variables that kondate reads outside the configuration (the client's
+/// endpoint and credentials, logging, the signing key, the project folder). A server's
+/// environment often holds them too, so they are skipped silently rather than reported
+/// as unknown settings.
+pub const NON_SETTING_VARS: &[&str] = &[
+    "KONDATE_PROJECT",
+    "KONDATE_LOG",
+    "KONDATE_LOG_FORMAT",
+    "KONDATE_SIGNING_KEY",
+    "KONDATE_TOKEN",
+    "KONDATE_TOKEN_SECRET",
+    "KONDATE_ENDPOINT",
+];
 
 impl Config {
     /// Load `kondate.toml` text (may be empty) plus environment overrides.
@@ -192,6 +211,9 @@ impl Config {
             let Some(rest) = name.strip_prefix("KONDATE_") else {
                 continue;
             };
+            if NON_SETTING_VARS.contains(&name.as_str()) {
+                continue;
+            }
             let lower = rest.to_ascii_lowercase();
             let Some((section, key)) = SECTIONS.iter().find_map(|s| {
                 lower
@@ -239,6 +261,9 @@ impl Config {
         self.listen_addr()?;
         if self.query.parts == 0 || self.query.parts > 64 {
             return Err(bad("query.parts", "must be between 1 and 64".into()));
+        }
+        if self.query.gzip_level.is_some_and(|l| l > 9) {
+            return Err(bad("query.gzip_level", "must be between 0 and 9".into()));
         }
         if self.query.max_concurrent_per_token == 0 {
             return Err(bad(

@@ -303,6 +303,10 @@ impl QueryService {
             prefix: record.object_prefix.clone(),
             format,
             parts: self.config.parts,
+            gzip_level: self
+                .config
+                .gzip_level
+                .unwrap_or(if self.store.is_local() { 0 } else { 1 }),
             ordered: checked.ordered,
             statement_timeout: self.config.statement_timeout,
         };

@@ -224,6 +224,22 @@ impl Store {
             .map_err(|e| not_found_or(key, "get", e))?;
         let size = r.meta.size;
         let owned = key.to_string();
+        if let object_store::GetResultPayload::File(file, _) = r.payload {
+            // A local file is read in 1 MiB chunks: object_store's own stream reads 8 KiB
+            // at a time, each on a blocking-pool task, which made serving result parts
+            // from the local store slower than writing them.
+            use tokio::io::AsyncReadExt;
+            let file = tokio::fs::File::from_std(file).take(size);
+            let stream =
+                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).map_err(move |e| {
+                    let e = object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    };
+                    backend("read", &owned, e)
+                });
+            return Ok((size, Box::pin(stream)));
+        }
         let stream = r.into_stream().map_err(move |e| backend("read", &owned, e));
         Ok((size, Box::pin(stream)))
     }

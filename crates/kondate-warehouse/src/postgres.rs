@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::types::redshift_type_for_postgres;
-use crate::unload::{self, Column, CsvPartWriter, ResultFormat, push_field};
+use crate::unload::{self, Column, CsvPartWriter, ResultFormat};
 use crate::{
     LoadOptions, LoadReport, TableInfo, TableName, UnloadOutput, UnloadRequest, Warehouse,
     WarehouseError,
@@ -67,84 +67,133 @@ impl PostgresWarehouse {
 /// Convert complete lines of PostgreSQL COPY text format into UNLOAD CSV rows.
 ///
 /// Text format: fields separated by tab, `\N` for NULL, backslash escapes for `\\`, `\b`,
-/// `\f`, `\n`, `\r`, `\t`, `\v` and octal/hex byte escapes.
+/// `\f`, `\n`, `\r`, `\t`, `\v` and octal/hex byte escapes. One pass over each line: runs of
+/// ordinary bytes are copied whole, as [`push_field`] does.
 pub fn pg_text_to_unload(lines: &[u8], out: &mut Vec<u8>) -> u64 {
     let mut rows = 0;
-    let mut field = Vec::with_capacity(256);
-    for line in lines.split(|b| *b == b'\n') {
+    out.reserve(lines.len() + lines.len() / 8);
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', lines).chain(std::iter::once(lines.len()));
+    for end in ends {
+        let line = &lines[start..end];
+        start = end + 1;
         if line.is_empty() {
             continue;
         }
         rows += 1;
-        for (i, raw) in line.split(|b| *b == b'\t').enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            if raw == b"\\N" {
-                push_field(out, None);
-                continue;
-            }
-            if !raw.contains(&b'\\') {
-                push_field(out, Some(raw));
-                continue;
-            }
-            field.clear();
-            let mut it = raw.iter().copied().peekable();
-            while let Some(b) = it.next() {
-                if b != b'\\' {
-                    field.push(b);
-                    continue;
-                }
-                match it.next() {
-                    Some(b'b') => field.push(0x08),
-                    Some(b'f') => field.push(0x0c),
-                    Some(b'n') => field.push(b'\n'),
-                    Some(b'r') => field.push(b'\r'),
-                    Some(b't') => field.push(b'\t'),
-                    Some(b'v') => field.push(0x0b),
-                    Some(d @ b'0'..=b'7') => {
-                        let mut v = (d - b'0') as u32;
-                        for _ in 0..2 {
-                            match it.peek() {
-                                Some(n @ b'0'..=b'7') => {
-                                    v = v * 8 + (n - b'0') as u32;
-                                    it.next();
-                                }
-                                _ => break,
-                            }
-                        }
-                        field.push(v as u8);
-                    }
-                    Some(b'x') => {
-                        let mut v = 0u32;
-                        for _ in 0..2 {
-                            match it.peek().and_then(|n| (*n as char).to_digit(16)) {
-                                Some(d) => {
-                                    v = v * 16 + d;
-                                    it.next();
-                                }
-                                None => break,
-                            }
-                        }
-                        field.push(v as u8);
-                    }
-                    Some(other) => field.push(other),
-                    None => field.push(b'\\'),
-                }
-            }
-            push_field(out, Some(&field));
-        }
+        convert_line(line, out);
         out.push(b'\n');
     }
     rows
 }
 
+/// What a byte of a COPY text line means.
+const PLAIN: u8 = 0;
+const TAB: u8 = 1;
+const BACKSLASH: u8 = 2;
+/// Needs a backslash in UNLOAD's format (`"` and `,`; `\n` and `\r` only come escaped).
+const QUOTE: u8 = 3;
+const CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b'\t' as usize] = TAB;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'"' as usize] = QUOTE;
+    t[b',' as usize] = QUOTE;
+    t[b'\r' as usize] = QUOTE;
+    t
+};
+
+/// Push one unescaped byte in UNLOAD's form.
+#[inline]
+fn push_byte(out: &mut Vec<u8>, b: u8) {
+    if matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b',') {
+        out.push(b'\\');
+    }
+    out.push(b);
+}
+
+fn convert_line(line: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    loop {
+        // A field starts at `i`.
+        let rest = &line[i..];
+        if rest.starts_with(b"\\N") && matches!(rest.get(2), None | Some(b'\t')) {
+            out.extend_from_slice(b"\"\"");
+            i += 2;
+        } else {
+            out.push(b'"');
+            let mut run = i;
+            while i < line.len() {
+                match CLASS[line[i] as usize] {
+                    PLAIN => i += 1,
+                    TAB => break,
+                    QUOTE => {
+                        out.extend_from_slice(&line[run..i]);
+                        out.push(b'\\');
+                        run = i;
+                        i += 1;
+                    }
+                    _ => {
+                        out.extend_from_slice(&line[run..i]);
+                        i = unescape(line, i + 1, out);
+                        run = i;
+                    }
+                }
+            }
+            out.extend_from_slice(&line[run..i]);
+            out.push(b'"');
+        }
+        if i >= line.len() {
+            return;
+        }
+        out.push(b',');
+        i += 1; // the tab
+    }
+}
+
+/// Decode the escape whose backslash ends just before `i`; returns where the line goes on.
+fn unescape(line: &[u8], i: usize, out: &mut Vec<u8>) -> usize {
+    let Some(&c) = line.get(i) else {
+        push_byte(out, b'\\');
+        return i;
+    };
+    let radix_digits = |radix: u32, from: usize, max: usize| {
+        let mut v = 0u32;
+        let mut n = 0;
+        while n < max {
+            match line
+                .get(from + n)
+                .and_then(|d| (*d as char).to_digit(radix))
+            {
+                Some(d) => v = v * radix + d,
+                None => break,
+            }
+            n += 1;
+        }
+        (v as u8, from + n)
+    };
+    let (byte, next) = match c {
+        b'b' => (0x08, i + 1),
+        b'f' => (0x0c, i + 1),
+        b'n' => (b'\n', i + 1),
+        b'r' => (b'\r', i + 1),
+        b't' => (b'\t', i + 1),
+        b'v' => (0x0b, i + 1),
+        b'0'..=b'7' => radix_digits(8, i, 3),
+        b'x' => radix_digits(16, i + 1, 2),
+        other => (other, i + 1),
+    };
+    push_byte(out, byte);
+    next
+}
+
 async fn csv_worker(
     store: Store,
     key: String,
+    gzip_level: u32,
     mut rx: mpsc::Receiver<BytesMut>,
 ) -> Result<unload::PartInfo, WarehouseError> {
-    let mut w = CsvPartWriter::new(&store, key)?;
+    let mut w = CsvPartWriter::new(&store, key, gzip_level)?;
     let mut buf = Vec::with_capacity(CHUNK * 2);
     while let Some(lines) = rx.recv().await {
         buf.clear();
@@ -203,6 +252,7 @@ impl Warehouse for PostgresWarehouse {
             tasks.spawn(csv_worker(
                 self.store.clone(),
                 unload::part_key(&req.prefix, i, req.format),
+                req.gzip_level,
                 rx,
             ));
         }
@@ -296,6 +346,7 @@ impl Warehouse for PostgresWarehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unload::push_field;
 
     #[test]
     fn copy_text_rows_become_unload_csv() {
@@ -311,5 +362,93 @@ mod tests {
             lines[3],
             "\"3\",\"q\\\"uote\\,comma\",\"back\\\\slash\",\"A\"\n"
         );
+    }
+    /// The obvious, slow conversion: split into fields at tabs that no backslash escapes
+    /// (as PostgreSQL's COPY FROM reads them), decode each field, then quote it.
+    fn reference(line: &[u8]) -> Vec<u8> {
+        let mut fields: Vec<&[u8]> = Vec::new();
+        let (mut start, mut j) = (0, 0);
+        while j < line.len() {
+            match line[j] {
+                b'\\' => j += 2,
+                b'\t' => {
+                    fields.push(&line[start..j]);
+                    j += 1;
+                    start = j;
+                }
+                _ => j += 1,
+            }
+        }
+        fields.push(&line[start.min(line.len())..]);
+        let mut out = Vec::new();
+        for (i, raw) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if raw == b"\\N" {
+                push_field(&mut out, None);
+                continue;
+            }
+            let mut field = Vec::new();
+            let mut j = 0;
+            while j < raw.len() {
+                if raw[j] != b'\\' {
+                    field.push(raw[j]);
+                    j += 1;
+                    continue;
+                }
+                j += 1;
+                let digits = |radix: u32, from: usize, max: usize| {
+                    let n = raw[from.min(raw.len())..]
+                        .iter()
+                        .take(max)
+                        .take_while(|d| (**d as char).is_digit(radix))
+                        .count();
+                    let text = std::str::from_utf8(&raw[from..from + n]).unwrap();
+                    (
+                        u32::from_str_radix(text, radix).unwrap_or(0) as u8,
+                        from + n,
+                    )
+                };
+                let (b, next) = match raw.get(j) {
+                    None => (b'\\', j),
+                    Some(b'n') => (b'\n', j + 1),
+                    Some(b't') => (b'\t', j + 1),
+                    Some(b'r') => (b'\r', j + 1),
+                    Some(b'b') => (8, j + 1),
+                    Some(b'f') => (12, j + 1),
+                    Some(b'v') => (11, j + 1),
+                    Some(b'0'..=b'7') => digits(8, j, 3),
+                    Some(b'x') => digits(16, j + 1, 2),
+                    Some(other) => (*other, j + 1),
+                };
+                field.push(b);
+                j = next;
+            }
+            push_field(&mut out, Some(&field));
+        }
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn one_pass_conversion_matches_the_obvious_one() {
+        use rand::{Rng, SeedableRng};
+        let alphabet = b"ab,\"\\\t\rNnrtx017fF9 ";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..20_000 {
+            let len = rng.random_range(1..24);
+            let line: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let mut out = Vec::new();
+            pg_text_to_unload(&line, &mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&reference(&line)),
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
+        }
     }
 }

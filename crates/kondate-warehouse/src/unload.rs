@@ -60,6 +60,8 @@ pub struct UnloadRequest {
     pub format: ResultFormat,
     /// Parts to write in parallel (1 when the result is ordered).
     pub parts: usize,
+    /// gzip level of CSV parts (0–9).
+    pub gzip_level: u32,
     /// True when the SELECT has a top-level ORDER BY: the order must survive, so one part.
     pub ordered: bool,
     /// Longest the statement may run.
@@ -134,22 +136,29 @@ pub fn manifest_key(prefix: &str) -> String {
 /// as Redshift does (NULL and the empty string look alike in this format).
 #[inline]
 pub fn push_field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    /// Bytes that get a backslash before them.
+    const ESCAPED: [bool; 256] = {
+        let mut t = [false; 256];
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t[b'\n' as usize] = true;
+        t[b'\r' as usize] = true;
+        t[b',' as usize] = true;
+        t
+    };
     out.push(b'"');
     if let Some(v) = value {
-        // Fast path: most fields need no escaping.
-        if !v
-            .iter()
-            .any(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b','))
-        {
-            out.extend_from_slice(v);
-        } else {
-            for &b in v {
-                if matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b',') {
-                    out.push(b'\\');
-                }
-                out.push(b);
+        // One pass: runs without special bytes are copied whole.
+        out.reserve(v.len() + 1);
+        let mut run = 0;
+        for (i, &b) in v.iter().enumerate() {
+            if ESCAPED[b as usize] {
+                out.extend_from_slice(&v[run..i]);
+                out.push(b'\\');
+                run = i;
             }
         }
+        out.extend_from_slice(&v[run..]);
     }
     out.push(b'"');
 }
@@ -176,12 +185,16 @@ pub struct PartInfo {
 const FLUSH_BYTES: usize = 1 << 20;
 
 impl CsvPartWriter {
-    /// Start part `key`.
-    pub fn new(store: &Store, key: String) -> Result<Self, WarehouseError> {
+    /// Start part `key`, compressed at `gzip_level` (0–9; 0 stores the text uncompressed
+    /// inside the gzip framing, which every gzip reader still reads).
+    pub fn new(store: &Store, key: String, gzip_level: u32) -> Result<Self, WarehouseError> {
         let out = store.writer(&key)?;
         Ok(Self {
             key,
-            gz: GzEncoder::new(Vec::with_capacity(FLUSH_BYTES * 2), Compression::fast()),
+            gz: GzEncoder::new(
+                Vec::with_capacity(FLUSH_BYTES * 2),
+                Compression::new(gzip_level.min(9)),
+            ),
             out,
             written: 0,
             rows: 0,

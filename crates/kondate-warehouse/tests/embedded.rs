@@ -31,6 +31,7 @@ async fn count(wh: &EmbeddedWarehouse, store: &Store, sql: &str) -> String {
             prefix: format!("q/{}/", rand_suffix()),
             format: ResultFormat::Csv,
             parts: 1,
+            gzip_level: 0,
             ordered: true,
             statement_timeout: Duration::from_secs(30),
         })

@@ -53,6 +53,7 @@ fn req(select: String, parts: usize, ordered: bool) -> UnloadRequest {
         prefix: "queries/1/".into(),
         format: ResultFormat::Csv,
         parts,
+        gzip_level: 1,
         ordered,
         statement_timeout: Duration::from_secs(30),
     }
