@@ -55,6 +55,9 @@ rm "$WORK/events.csv"
 serve() { # backend port → starts kondate serve, exports credentials
   local backend=$1 port=$2 env=()
   [ "$backend" = postgres ] && env=(KONDATE_WAREHOUSE_TYPE=postgres KONDATE_WAREHOUSE_URL=$PG)
+  # The same embedded warehouse with result parts compressed at gzip level 1 (the default
+  # for remote stores; a local store's default is level 0), to show what compression costs.
+  [ "$backend" = embedded-gzip1 ] && env=(KONDATE_QUERY_GZIP_LEVEL=1)
   local secret
   secret=$(cd "$WORK/proj" && env "${env[@]}" "$KONDATE" tokens create "bench-$backend" --format json | sed -n 's/.*"secret": "\(.*\)".*/\1/p')
   (cd "$WORK/proj" && exec env "${env[@]}" "$KONDATE" serve --listen "127.0.0.1:$port" 2>"$WORK/serve-$backend.log") &
@@ -69,6 +72,8 @@ serve embedded 7801
 measure "Rust client, embedded warehouse" "$READ_ALL" "$SQL"
 measure "Rust client (Arrow batches), embedded warehouse" "$READ_ALL" --arrow "$SQL"
 measure "Python queuery-client, embedded warehouse" "$PY" bench/read_queuery.py "$SQL"
+serve embedded-gzip1 7803
+measure "Rust client, embedded warehouse, parts at gzip level 1" "$READ_ALL" "$SQL"
 serve postgres 7802
 measure "Rust client, PostgreSQL warehouse" "$READ_ALL" "$SQL"
 measure "Python queuery-client, PostgreSQL warehouse" "$PY" bench/read_queuery.py "$SQL"

@@ -663,25 +663,14 @@ async fn part_worker(
     mut rx: mpsc::Receiver<RecordBatch>,
     keep_empty: bool,
 ) -> Result<Option<PartInfo>, WarehouseError> {
+    let open = || PartSink::open(&store, key.clone(), format, gzip_level, &schema);
     let mut sink: Option<PartSink> = None;
     if keep_empty {
-        sink = Some(PartSink::open(
-            &store,
-            key.clone(),
-            format,
-            gzip_level,
-            &schema,
-        )?);
+        sink = Some(open()?);
     }
     while let Some(batch) = rx.recv().await {
         if sink.is_none() {
-            sink = Some(PartSink::open(
-                &store,
-                key.clone(),
-                format,
-                gzip_level,
-                &schema,
-            )?);
+            sink = Some(open()?);
         }
         sink.as_mut().expect("opened above").write(&batch).await?;
     }

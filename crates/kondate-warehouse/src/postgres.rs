@@ -91,22 +91,26 @@ pub fn pg_text_to_unload(lines: &[u8], out: &mut Vec<u8>) -> u64 {
 const PLAIN: u8 = 0;
 const TAB: u8 = 1;
 const BACKSLASH: u8 = 2;
-/// Needs a backslash in UNLOAD's format (`"` and `,`; `\n` and `\r` only come escaped).
+/// Needs a backslash in UNLOAD's format ([`unload::ESCAPED`]).
 const QUOTE: u8 = 3;
 const CLASS: [u8; 256] = {
     let mut t = [PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        if unload::ESCAPED[b] {
+            t[b] = QUOTE;
+        }
+        b += 1;
+    }
     t[b'\t' as usize] = TAB;
     t[b'\\' as usize] = BACKSLASH;
-    t[b'"' as usize] = QUOTE;
-    t[b',' as usize] = QUOTE;
-    t[b'\r' as usize] = QUOTE;
     t
 };
 
 /// Push one unescaped byte in UNLOAD's form.
 #[inline]
 fn push_byte(out: &mut Vec<u8>, b: u8) {
-    if matches!(b, b'"' | b'\\' | b'\n' | b'\r' | b',') {
+    if unload::ESCAPED[b as usize] {
         out.push(b'\\');
     }
     out.push(b);

@@ -131,21 +131,22 @@ pub fn manifest_key(prefix: &str) -> String {
     format!("{prefix}{RESULT_STEM}manifest")
 }
 
+/// Bytes that UNLOAD's `escape` option writes with a backslash before them.
+pub(crate) const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t[b',' as usize] = true;
+    t
+};
+
 /// Append one field in UNLOAD's `escape addquotes` form: wrapped in `"`, with a backslash
 /// before `"`, `\`, line feed, carriage return and the delimiter. NULL is written as `""`,
 /// as Redshift does (NULL and the empty string look alike in this format).
 #[inline]
 pub fn push_field(out: &mut Vec<u8>, value: Option<&[u8]>) {
-    /// Bytes that get a backslash before them.
-    const ESCAPED: [bool; 256] = {
-        let mut t = [false; 256];
-        t[b'"' as usize] = true;
-        t[b'\\' as usize] = true;
-        t[b'\n' as usize] = true;
-        t[b'\r' as usize] = true;
-        t[b',' as usize] = true;
-        t
-    };
     out.push(b'"');
     if let Some(v) = value {
         // One pass: runs without special bytes are copied whole.
