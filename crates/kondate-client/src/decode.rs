@@ -87,6 +87,20 @@ pub fn cast_bytes(text: &[u8], kind: Kind) -> Result<Value, String> {
 }
 
 fn parse_int(text: &[u8]) -> Result<i64, String> {
+    // Up to 18 digits cannot overflow an i64: read them directly; anything else (a `+`,
+    // 19 digits, a stray byte) goes to the standard parser and its error message.
+    let (negative, digits_only) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if !digits_only.is_empty()
+        && digits_only.len() <= 18
+        && let Some(v) = digits_only.iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    {
+        return Ok(if negative { -v } else { v });
+    }
     let s = utf8(text)?;
     s.parse()
         .map_err(|e| format!("`{s}` is not an integer: {e}"))
@@ -688,6 +702,35 @@ mod tests {
             Ok(1_500_000)
         );
         assert_eq!(timestamp_micros(b"1970-01-01 09:00:00+09", true), Ok(0));
+    }
+
+    #[test]
+    fn integers_parse_fast_and_slow_alike() {
+        for s in [
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "999999999999999999",
+            "-999999999999999999",
+        ] {
+            assert_eq!(
+                parse_int(s.as_bytes()),
+                Ok(s.parse::<i64>().unwrap()),
+                "{s}"
+            );
+        }
+        for s in ["9223372036854775807", "-9223372036854775808", "+5"] {
+            assert_eq!(
+                parse_int(s.as_bytes()),
+                Ok(s.parse::<i64>().unwrap()),
+                "{s}"
+            );
+        }
+        for s in ["9223372036854775808", "-", "1.5", "12a", " 1"] {
+            let err = parse_int(s.as_bytes()).unwrap_err();
+            assert!(err.contains("is not an integer"), "{s}: {err}");
+        }
     }
 
     #[test]
