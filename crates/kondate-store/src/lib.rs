@@ -194,6 +194,26 @@ impl Store {
         Ok(())
     }
 
+    /// Create `key` only if it does not exist yet: true when this call created it, false
+    /// when it was already there (atomic on the local store; on S3, GCS and Azure through
+    /// their conditional writes).
+    pub async fn put_new(&self, key: &str, data: Bytes) -> Result<bool, StoreError> {
+        let path = object_path(key)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(backend("put", key, e)),
+        }
+    }
+
     /// A streaming writer (multipart upload on cloud stores); the object appears on
     /// `shutdown`, never half-written.
     pub fn writer(&self, key: &str) -> Result<BufWriter, StoreError> {

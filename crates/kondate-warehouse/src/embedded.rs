@@ -63,6 +63,60 @@ struct TableManifest {
     loaded_at: String,
 }
 
+/// How long a load or drop waits for another one on the same table to finish switching
+/// its manifest (a switch takes milliseconds; this only matters with many at once).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A lock older than this was left by a process that died while holding it.
+const LOCK_STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Held while a table's manifest is read, changed and written back, so that two loads
+/// appending at once both land (each re-reads the manifest inside the lock). Data files are
+/// written before the lock is taken: it is held for milliseconds.
+struct TableLock {
+    store: Store,
+    key: String,
+}
+
+impl TableLock {
+    async fn acquire(store: &Store, table: &TableName) -> Result<TableLock, WarehouseError> {
+        let key = format!("{}/_table.lock", table_prefix(table));
+        let started = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(5);
+        loop {
+            let note = format!("{{\"pid\":{}}}", std::process::id());
+            if store.put_new(&key, note.into()).await? {
+                return Ok(TableLock {
+                    store: store.clone(),
+                    key,
+                });
+            }
+            // Held by a live load (for milliseconds) or left by one that was killed. Two
+            // waiters that both find it stale could both break it; a killed lock holder and
+            // two concurrent loads at once is the only way to get there.
+            if let Ok(meta) = store.head(&key).await
+                && chrono::Utc::now() - meta.last_modified > LOCK_STALE
+            {
+                tracing::warn!(lock = %key, "breaking a stale table lock left by a killed load");
+                store.delete(&key).await?;
+                continue;
+            }
+            if started.elapsed() > LOCK_WAIT {
+                return Err(WarehouseError::Engine(format!(
+                    "table {table} is being changed by another load or drop, which has not \
+                     finished after {LOCK_WAIT:?}; try again, or if nothing else is loading it, \
+                     delete the object `{key}`"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_millis(200));
+        }
+    }
+
+    async fn release(self) -> Result<(), WarehouseError> {
+        Ok(self.store.delete(&self.key).await?)
+    }
+}
+
 /// DataFusion over Parquet tables in the object store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedWarehouse {
@@ -847,6 +901,54 @@ impl Warehouse for EmbeddedWarehouse {
             });
         }
         written.sort_by(|a, b| a.key.cmp(&b.key));
+        let lock = TableLock::acquire(&self.store, table).await?;
+        let result = self
+            .switch_manifest(table, files, opts, &schema, &written)
+            .await;
+        lock.release().await?;
+        if result.is_err() {
+            for p in &written {
+                let _ = self.store.delete(&p.key).await;
+            }
+        }
+        result
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<bool, WarehouseError> {
+        let lock = TableLock::acquire(&self.store, table).await?;
+        let result = self.drop_locked(table).await;
+        lock.release().await?;
+        result
+    }
+}
+
+impl EmbeddedWarehouse {
+    /// Under the table lock: re-read the manifest, add or replace files, write it back.
+    async fn switch_manifest(
+        &self,
+        table: &TableName,
+        files: &[PathBuf],
+        opts: &LoadOptions,
+        schema: &SchemaRef,
+        written: &[PartInfo],
+    ) -> Result<LoadReport, WarehouseError> {
+        // Read again inside the lock: another load may have switched it since the check
+        // before writing.
+        let previous = self.read_manifest(table).await?;
+        if opts.append
+            && let Some(prev) = &previous
+            && prev.arrow_schema != schema_signature(schema)
+        {
+            return Err(WarehouseError::Input {
+                file: files[0].display().to_string(),
+                message: format!(
+                    "its columns {:?} differ from table {table}'s {:?}, changed by another load \
+                     meanwhile; load without --append to replace the table",
+                    schema_signature(schema),
+                    prev.arrow_schema
+                ),
+            });
+        }
         let rows: u64 = written.iter().map(|p| p.record_count).sum();
         let mut files_out: Vec<String> = written.iter().map(|p| p.key.clone()).collect();
         let mut bytes: u64 = written.iter().map(|p| p.content_length).sum();
@@ -873,7 +975,7 @@ impl Warehouse for EmbeddedWarehouse {
                     redshift_type: redshift_type_for_arrow(f.data_type()).to_string(),
                 })
                 .collect(),
-            arrow_schema: schema_signature(&schema),
+            arrow_schema: schema_signature(schema),
             loaded_at: chrono::Utc::now().to_rfc3339(),
         };
         // The switch: one put of the manifest.
@@ -898,7 +1000,7 @@ impl Warehouse for EmbeddedWarehouse {
         })
     }
 
-    async fn drop_table(&self, table: &TableName) -> Result<bool, WarehouseError> {
+    async fn drop_locked(&self, table: &TableName) -> Result<bool, WarehouseError> {
         if self.read_manifest(table).await?.is_none() {
             return Ok(false);
         }
