@@ -82,10 +82,10 @@ impl Builder {
             return Ok(());
         }
         match self {
-            Builder::Int(b) => b.append_value(decode::int(text)?),
-            Builder::Float(b) => b.append_value(decode::float(text)?),
-            Builder::Text(b) => b.append_value(decode::text(text)?),
-            Builder::Bool(b) => b.append_value(decode::boolean(text)),
+            Builder::Int(b) => b.append_value(decode::parse_int(text)?),
+            Builder::Float(b) => b.append_value(decode::parse_float(text)?),
+            Builder::Text(b) => b.append_value(decode::utf8(text)?),
+            Builder::Bool(b) => b.append_value(decode::parse_bool(text)),
             Builder::Date(b) => b.append_value(decode::date_days(text)?),
             Builder::Timestamp(b, tz) => b.append_value(decode::timestamp_micros(text, *tz)?),
         }

@@ -66,7 +66,7 @@ pub fn cast(text: &str, kind: Kind) -> Result<Value, String> {
     cast_bytes(text.as_bytes(), kind)
 }
 
-fn utf8(text: &[u8]) -> Result<&str, String> {
+pub(crate) fn utf8(text: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))
 }
 
@@ -86,7 +86,7 @@ pub fn cast_bytes(text: &[u8], kind: Kind) -> Result<Value, String> {
     })
 }
 
-fn parse_int(text: &[u8]) -> Result<i64, String> {
+pub(crate) fn parse_int(text: &[u8]) -> Result<i64, String> {
     // Up to 18 digits cannot overflow an i64: read them directly; anything else (a `+`,
     // 19 digits, a stray byte) goes to the standard parser and its error message.
     let (negative, digits_only) = match text {
@@ -106,13 +106,13 @@ fn parse_int(text: &[u8]) -> Result<i64, String> {
         .map_err(|e| format!("`{s}` is not an integer: {e}"))
 }
 
-fn parse_float(text: &[u8]) -> Result<f64, String> {
+pub(crate) fn parse_float(text: &[u8]) -> Result<f64, String> {
     let s = utf8(text)?;
     s.parse().map_err(|e| format!("`{s}` is not a number: {e}"))
 }
 
 /// As `queuery-client`: everything but the spellings of false is true.
-fn parse_bool(text: &[u8]) -> bool {
+pub(crate) fn parse_bool(text: &[u8]) -> bool {
     !matches!(
         text,
         b"0" | b"f" | b"F" | b"false" | b"FALSE" | b"off" | b"OFF"
@@ -501,19 +501,8 @@ pub fn decode_part<R: Read>(
     decode_into(reader, kinds.len(), part, &mut RowSink::new(kinds, row))
 }
 
-/// Arrow values of one field, for the Arrow builders (no [`Value`] in between).
-pub(crate) fn int(text: &[u8]) -> Result<i64, String> {
-    parse_int(text)
-}
-pub(crate) fn float(text: &[u8]) -> Result<f64, String> {
-    parse_float(text)
-}
-pub(crate) fn boolean(text: &[u8]) -> bool {
-    parse_bool(text)
-}
-pub(crate) fn text(text: &[u8]) -> Result<&str, String> {
-    utf8(text)
-}
+// For the Arrow builders (no [`Value`] in between), beside `parse_int`, `parse_float`,
+// `parse_bool` and `utf8`.
 /// Days since 1970-01-01.
 pub(crate) fn date_days(text: &[u8]) -> Result<i32, String> {
     // 719_163 days from 0001-01-01 to 1970-01-01.

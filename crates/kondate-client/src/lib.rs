@@ -363,42 +363,24 @@ impl ResultSet {
     /// into a bounded buffer, so memory is bounded whatever the result size.
     pub fn rows(self) -> BoxStream<'static, Result<Row, ClientError>> {
         let kinds = self.kinds();
-        let mut chunks = self
-            .decode_parts(CHUNKS_PER_PART_BUFFER, move |reader, name, tx| {
-                let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
-                let result = decode::decode_part(reader, &kinds, name, |row| {
-                    chunk.push(row);
-                    if chunk.len() < ROWS_PER_CHUNK {
-                        return true;
-                    }
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
-                    tx.blocking_send(Ok(full)).is_ok()
-                });
-                // Rows read before an error are still handed over, then the error.
-                if !chunk.is_empty() {
-                    let _ = tx.blocking_send(Ok(chunk));
+        self.decode_parts(CHUNKS_PER_PART_BUFFER, move |reader, name, tx| {
+            let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK);
+            let result = decode::decode_part(reader, &kinds, name, |row| {
+                chunk.push(row);
+                if chunk.len() < ROWS_PER_CHUNK {
+                    return true;
                 }
-                result
-            })
-            .boxed();
-        // Rows are handed out of the current chunk directly; only an empty chunk polls
-        // the channel (a per-chunk boxed stream cost more than the rows' own hand-over).
-        let mut current = Vec::new().into_iter();
-        futures::stream::poll_fn(move |cx| {
-            loop {
-                if let Some(row) = current.next() {
-                    return std::task::Poll::Ready(Some(Ok(row)));
-                }
-                match chunks.poll_next_unpin(cx) {
-                    std::task::Poll::Ready(Some(Ok(rows))) => current = rows.into_iter(),
-                    std::task::Poll::Ready(Some(Err(e))) => {
-                        return std::task::Poll::Ready(Some(Err(e)));
-                    }
-                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
-                    std::task::Poll::Pending => return std::task::Poll::Pending,
-                }
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(ROWS_PER_CHUNK));
+                tx.blocking_send(Ok(full)).is_ok()
+            });
+            // Rows read before an error are still handed over, then the error.
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
             }
+            result
         })
+        .map_ok(|rows| futures::stream::iter(rows.into_iter().map(Ok)))
+        .try_flatten()
         .boxed()
     }
 

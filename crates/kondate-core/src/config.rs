@@ -468,6 +468,18 @@ mod tests {
     }
 
     #[test]
+    fn gzip_level_is_unset_by_default_and_bounded() {
+        assert_eq!(load("", &[]).unwrap().query.gzip_level, None);
+        let c = load("", &[("KONDATE_QUERY_GZIP_LEVEL", "1")]).unwrap();
+        assert_eq!(c.query.gzip_level, Some(1));
+        let err = load("[query]\ngzip_level = 12\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("query.gzip_level") && err.to_string().contains("0 and 9"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_key_in_a_known_section_is_an_error_naming_it() {
         let err = load("", &[("KONDATE_SERVER_LISTN", "x")]).unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");

@@ -63,8 +63,8 @@ struct TableManifest {
     loaded_at: String,
 }
 
-/// How long a load or drop waits for another one on the same table to finish switching
-/// its manifest (a switch takes milliseconds; this only matters with many at once).
+/// How long a load or drop waits, by default, for another one on the same table to finish
+/// switching its manifest (a switch takes milliseconds; this only matters with many at once).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A lock older than this was left by a process that died while holding it.
 const LOCK_STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
@@ -78,7 +78,11 @@ struct TableLock {
 }
 
 impl TableLock {
-    async fn acquire(store: &Store, table: &TableName) -> Result<TableLock, WarehouseError> {
+    async fn acquire(
+        store: &Store,
+        table: &TableName,
+        wait: std::time::Duration,
+    ) -> Result<TableLock, WarehouseError> {
         let key = format!("{}/_table.lock", table_prefix(table));
         let started = std::time::Instant::now();
         let mut delay = std::time::Duration::from_millis(5);
@@ -100,10 +104,10 @@ impl TableLock {
                 store.delete(&key).await?;
                 continue;
             }
-            if started.elapsed() > LOCK_WAIT {
+            if started.elapsed() > wait {
                 return Err(WarehouseError::Engine(format!(
                     "table {table} is being changed by another load or drop, which has not \
-                     finished after {LOCK_WAIT:?}; try again, or if nothing else is loading it, \
+                     finished after {wait:?}; try again, or if nothing else is loading it, \
                      delete the object `{key}`"
                 )));
             }
@@ -121,6 +125,7 @@ impl TableLock {
 #[derive(Debug, Clone)]
 pub struct EmbeddedWarehouse {
     store: Store,
+    lock_wait: std::time::Duration,
 }
 
 fn engine(e: impl std::fmt::Display) -> WarehouseError {
@@ -146,7 +151,32 @@ fn schema_signature(schema: &Schema) -> Vec<(String, String)> {
 impl EmbeddedWarehouse {
     /// A warehouse whose tables live in `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            lock_wait: LOCK_WAIT,
+        }
+    }
+
+    /// Wait at most `wait` for another load or drop of the same table (default 60 s).
+    pub fn with_lock_wait(mut self, wait: std::time::Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Run `work` holding `table`'s lock. Releasing is best effort: a lock that cannot be
+    /// deleted goes stale and the next load breaks it.
+    async fn under_lock<T>(
+        &self,
+        table: &TableName,
+        work: impl std::future::Future<Output = Result<T, WarehouseError>>,
+    ) -> Result<T, WarehouseError> {
+        let lock = TableLock::acquire(&self.store, table, self.lock_wait).await?;
+        let key = lock.key.clone();
+        let result = work.await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!(lock = %key, error = %e, "could not release a table lock; it goes stale in 30 s");
+        }
+        result
     }
 
     async fn manifests(&self) -> Result<Vec<(TableName, TableManifest)>, WarehouseError> {
@@ -901,11 +931,10 @@ impl Warehouse for EmbeddedWarehouse {
             });
         }
         written.sort_by(|a, b| a.key.cmp(&b.key));
-        let lock = TableLock::acquire(&self.store, table).await?;
-        let result = self
-            .switch_manifest(table, files, opts, &schema, &written)
-            .await;
-        lock.release().await?;
+        let switch = self.switch_manifest(table, files, opts, &schema, &written);
+        let result = self.under_lock(table, switch).await;
+        // Not switched in (the lock was not had, or the switch failed): the new files are
+        // never listed, so they go.
         if result.is_err() {
             for p in &written {
                 let _ = self.store.delete(&p.key).await;
@@ -915,10 +944,7 @@ impl Warehouse for EmbeddedWarehouse {
     }
 
     async fn drop_table(&self, table: &TableName) -> Result<bool, WarehouseError> {
-        let lock = TableLock::acquire(&self.store, table).await?;
-        let result = self.drop_locked(table).await;
-        lock.release().await?;
-        result
+        self.under_lock(table, self.drop_locked(table)).await
     }
 }
 

@@ -296,3 +296,33 @@ async fn a_lock_left_by_a_killed_load_is_broken_after_it_goes_stale() {
     );
     assert!(!lock.exists());
 }
+
+#[tokio::test]
+async fn a_load_that_cannot_get_the_lock_fails_clearly_and_leaves_no_files() {
+    let (wh, _store, dir) = setup();
+    let wh = wh.with_lock_wait(Duration::from_millis(100));
+    let t = TableName::parse("s.busy").unwrap();
+    let table_dir = dir.path().join("store/warehouse/s/busy");
+    std::fs::create_dir_all(&table_dir).unwrap();
+    // A fresh lock: another load is switching the manifest right now.
+    std::fs::write(table_dir.join("_table.lock"), "{\"pid\":1}").unwrap();
+    let err = wh
+        .load(
+            &t,
+            &[file(&dir, "x.csv", "id\n1\n")],
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("s.busy") && err.contains("try again") && err.contains("_table.lock"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&table_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["_table.lock"], "the load's data files were removed");
+    assert!(wh.tables().await.unwrap().is_empty());
+}

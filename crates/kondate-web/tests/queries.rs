@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fetch_gz, start};
+use common::{fetch_gz, fetch_json, start};
 use futures::StreamExt;
 
 #[tokio::test]
@@ -29,12 +29,7 @@ async fn query_result_is_unload_format_gzip_csv_with_a_verbose_manifest() {
          \"2\",\"みりん\",\"say \\\"hi\\\"\",\"250.0\",\"f\",\"2024-02-03\"\n\
          \"3\",\"back\\\\slash\",\"two\\\nlines\",\"\",\"t\",\"\"\n"
     );
-    let manifest: serde_json::Value = reqwest::get(body["manifest_file_url"].as_str().unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let manifest = fetch_json(body["manifest_file_url"].as_str().unwrap()).await;
     assert_eq!(manifest["meta"]["record_count"], 3);
     assert_eq!(manifest["entries"][0]["meta"]["record_count"], 3);
     assert!(
@@ -451,12 +446,7 @@ async fn query_api_on_an_s3_store_hands_out_presigned_urls() {
         fetch_gz(url).await,
         "\"1\",\"醤油\"\n\"2\",\"みりん\"\n\"3\",\"back\\\\slash\"\n"
     );
-    let manifest: serde_json::Value = reqwest::get(body["manifest_file_url"].as_str().unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let manifest = fetch_json(body["manifest_file_url"].as_str().unwrap()).await;
     assert_eq!(manifest["meta"]["record_count"], 3);
 }
 

@@ -147,6 +147,18 @@ impl TestServer {
     }
 }
 
+/// Download a URL without credentials as JSON (a manifest).
+pub async fn fetch_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Download a URL without credentials and gunzip it.
 pub async fn fetch_gz(url: &str) -> String {
     let bytes = reqwest::get(url)
