@@ -211,7 +211,8 @@ impl Config {
             let Some(rest) = name.strip_prefix("KONDATE_") else {
                 continue;
             };
-            if NON_SETTING_VARS.contains(&name.as_str()) {
+            // KONDATE_TEST_* configure kondate's own test suite.
+            if NON_SETTING_VARS.contains(&name.as_str()) || rest.starts_with("TEST_") {
                 continue;
             }
             let lower = rest.to_ascii_lowercase();

@@ -34,13 +34,14 @@ use datafusion::prelude::{
 use futures::StreamExt;
 use kondate_core::WarehouseKind;
 use kondate_store::{Store, StoreError};
-use parquet::arrow::AsyncArrowWriter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::types::redshift_type_for_arrow;
-use crate::unload::{self, Column, CsvPartWriter, PartInfo, ResultFormat, push_field};
+use crate::unload::{
+    self, Column, CsvPartWriter, ParquetPartWriter, PartInfo, ResultFormat, push_field,
+};
 use crate::{
     InputFormat, LoadOptions, LoadReport, TableInfo, TableName, UnloadOutput, UnloadRequest,
     Warehouse, WarehouseError,
@@ -667,18 +668,7 @@ impl CsvEncoder {
 /// One result part being written, in either format.
 enum PartSink {
     Csv(CsvPartWriter, CsvEncoder),
-    Parquet {
-        key: String,
-        writer: AsyncArrowWriter<object_store::buffered::BufWriter>,
-        rows: u64,
-    },
-}
-
-fn parquet_err(key: &str) -> impl Fn(parquet::errors::ParquetError) -> WarehouseError + '_ {
-    move |e| WarehouseError::Write {
-        key: key.to_string(),
-        message: e.to_string(),
-    }
+    Parquet(ParquetPartWriter),
 }
 
 impl PartSink {
@@ -695,13 +685,7 @@ impl PartSink {
                 CsvEncoder::new(),
             ),
             ResultFormat::Parquet => {
-                let writer = AsyncArrowWriter::try_new(store.writer(&key)?, schema.clone(), None)
-                    .map_err(parquet_err(&key))?;
-                PartSink::Parquet {
-                    key,
-                    writer,
-                    rows: 0,
-                }
+                PartSink::Parquet(ParquetPartWriter::new(store, key, schema.clone())?)
             }
         })
     }
@@ -713,25 +697,14 @@ impl PartSink {
                 enc.encode(batch)?;
                 w.write_rows(&enc.buf, batch.num_rows() as u64).await
             }
-            PartSink::Parquet { key, writer, rows } => {
-                *rows += batch.num_rows() as u64;
-                writer.write(batch).await.map_err(parquet_err(key))
-            }
+            PartSink::Parquet(w) => w.write(batch).await,
         }
     }
 
     async fn finish(self, store: &Store) -> Result<PartInfo, WarehouseError> {
         match self {
             PartSink::Csv(w, _) => w.finish().await,
-            PartSink::Parquet { key, writer, rows } => {
-                writer.close().await.map_err(parquet_err(&key))?;
-                let size = store.head(&key).await?.size;
-                Ok(PartInfo {
-                    key,
-                    content_length: size,
-                    record_count: rows,
-                })
-            }
+            PartSink::Parquet(w) => w.finish(store).await,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! (see [`unload`]).
 
 pub mod embedded;
+pub mod pgtext;
 pub mod postgres;
 pub mod redshift;
 pub mod types;

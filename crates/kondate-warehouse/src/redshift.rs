@@ -36,13 +36,27 @@ pub fn dollar_tag(select: &str) -> String {
 }
 
 /// The UNLOAD statement for `select`, writing under `to` (an `s3://…/result.csv.` prefix).
-pub fn unload_sql(select: &str, to: &str, iam_role: &str, manifest: bool, tag: &str) -> String {
+///
+/// CSV is the seed system's statement. Parquet uses `format as parquet`, which Redshift does
+/// not allow together with gzip, delimiter, escape or addquotes.
+pub fn unload_sql(
+    select: &str,
+    to: &str,
+    iam_role: &str,
+    format: ResultFormat,
+    manifest: bool,
+    tag: &str,
+) -> String {
     assert!(
         !select.contains(tag),
         "the dollar tag must not occur in the SELECT"
     );
+    let options = match format {
+        ResultFormat::Csv => "gzip allowoverwrite delimiter ',' escape addquotes",
+        ResultFormat::Parquet => "format as parquet allowoverwrite",
+    };
     format!(
-        "unload ({tag}{select}{tag}) to {} iam_role {} gzip allowoverwrite delimiter ',' escape addquotes{}",
+        "unload ({tag}{select}{tag}) to {} iam_role {} {options}{}",
         quote_literal(to),
         quote_literal(iam_role),
         if manifest { " manifest verbose" } else { "" }
@@ -139,11 +153,6 @@ impl Warehouse for RedshiftWarehouse {
     }
 
     async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
-        if req.format == ResultFormat::Parquet {
-            return Err(WarehouseError::Unsupported(
-                "format=parquet is available on the embedded warehouse only".into(),
-            ));
-        }
         let t = req.statement_timeout;
         let to = format!(
             "{}/{}{}",
@@ -155,6 +164,7 @@ impl Warehouse for RedshiftWarehouse {
             &req.select,
             &to,
             &self.iam_role,
+            req.format,
             true,
             &dollar_tag(&req.select),
         );
@@ -214,6 +224,7 @@ mod tests {
             "select id, title from recipes where title like '%醤油%'",
             "s3://bucket/kondate/queries/7/result.csv.",
             ROLE,
+            ResultFormat::Csv,
             true,
             "$kondate00000000000000aa$",
         );
@@ -223,8 +234,32 @@ mod tests {
              to 's3://bucket/kondate/queries/7/result.csv.' iam_role 'arn:aws:iam::123456789012:role/unload' \
              gzip allowoverwrite delimiter ',' escape addquotes manifest verbose"
         );
-        let no_manifest = unload_sql("select 1", "s3://b/p.", ROLE, false, "$t$");
+        let no_manifest = unload_sql(
+            "select 1",
+            "s3://b/p.",
+            ROLE,
+            ResultFormat::Csv,
+            false,
+            "$t$",
+        );
         assert!(no_manifest.ends_with("escape addquotes"), "{no_manifest}");
+    }
+
+    #[test]
+    fn parquet_unload_uses_format_as_parquet_without_csv_options() {
+        let sql = unload_sql(
+            "select 1",
+            "s3://b/q/result.csv.",
+            ROLE,
+            ResultFormat::Parquet,
+            true,
+            "$t$",
+        );
+        assert_eq!(
+            sql,
+            "unload ($t$select 1$t$) to 's3://b/q/result.csv.' iam_role \
+             'arn:aws:iam::123456789012:role/unload' format as parquet allowoverwrite manifest verbose"
+        );
     }
 
     #[test]
@@ -233,7 +268,7 @@ mod tests {
             "select '$$) to ''s3://evil/'' --', $kondate$, $kondate0000000000000001$ from t";
         let tag = dollar_tag(nasty);
         assert!(!nasty.contains(&tag));
-        let sql = unload_sql(nasty, "s3://b/p.", ROLE, true, &tag);
+        let sql = unload_sql(nasty, "s3://b/p.", ROLE, ResultFormat::Csv, true, &tag);
         // The tag opens and closes the SELECT exactly once each.
         assert_eq!(sql.matches(&tag).count(), 2);
         let inner = sql.split(&tag).nth(1).unwrap();

@@ -3,7 +3,7 @@
 //! `double precision`, `character`, `character varying`, `boolean`, `date`,
 //! `timestamp without time zone`, `timestamp with time zone`).
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 
 /// Redshift base type for an Arrow type.
 pub fn redshift_type_for_arrow(t: &DataType) -> &'static str {
@@ -42,10 +42,28 @@ pub fn redshift_type_for_postgres(name: &str) -> &'static str {
     }
 }
 
+/// Arrow type of a PostgreSQL result column in a Parquet result (`format=parquet`).
+///
+/// Integers, floats, booleans, dates and timestamps keep their type; everything else —
+/// `numeric` included, whose exact digits no float can hold — is the text PostgreSQL prints.
+pub fn arrow_type_for_postgres(name: &str) -> DataType {
+    match name.to_ascii_uppercase().as_str() {
+        "INT2" | "SMALLINT" => DataType::Int16,
+        "INT4" | "INT" | "INTEGER" => DataType::Int32,
+        "INT8" | "BIGINT" | "OID" => DataType::Int64,
+        "FLOAT4" | "REAL" => DataType::Float32,
+        "FLOAT8" | "DOUBLE PRECISION" => DataType::Float64,
+        "BOOL" | "BOOLEAN" => DataType::Boolean,
+        "DATE" => DataType::Date32,
+        "TIMESTAMP" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "TIMESTAMPTZ" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        _ => DataType::Utf8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::TimeUnit;
 
     #[test]
     fn arrow_types_map_to_castable_names() {
@@ -74,5 +92,18 @@ mod tests {
         );
         assert_eq!(redshift_type_for_postgres("JSONB"), "character varying");
         assert_eq!(redshift_type_for_postgres("BPCHAR"), "character");
+    }
+
+    #[test]
+    fn postgres_types_map_to_parquet_columns() {
+        assert_eq!(arrow_type_for_postgres("INT4"), DataType::Int32);
+        assert_eq!(arrow_type_for_postgres("FLOAT4"), DataType::Float32);
+        assert_eq!(
+            arrow_type_for_postgres("TIMESTAMPTZ"),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        // Exact decimals stay exact: text, not a float.
+        assert_eq!(arrow_type_for_postgres("NUMERIC"), DataType::Utf8);
+        assert_eq!(arrow_type_for_postgres("JSONB"), DataType::Utf8);
     }
 }

@@ -4,10 +4,13 @@
 
 use std::io::Write;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use kondate_store::Store;
 use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -250,6 +253,61 @@ impl CsvPartWriter {
     /// Give up on the part; nothing becomes visible.
     pub async fn abort(mut self) {
         let _ = self.out.abort().await;
+    }
+}
+
+/// Writes one Parquet part as record batches arrive (the writer flushes each row group as it
+/// fills, so memory stays bounded). The object only becomes visible when
+/// [`ParquetPartWriter::finish`] runs.
+pub struct ParquetPartWriter {
+    key: String,
+    writer: AsyncArrowWriter<BufWriter>,
+    rows: u64,
+}
+
+impl ParquetPartWriter {
+    /// Start part `key` with columns `schema`.
+    pub fn new(store: &Store, key: String, schema: SchemaRef) -> Result<Self, WarehouseError> {
+        let writer = AsyncArrowWriter::try_new(store.writer(&key)?, schema, None).map_err(|e| {
+            WarehouseError::Write {
+                key: key.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            key,
+            writer,
+            rows: 0,
+        })
+    }
+
+    fn err(&self, e: parquet::errors::ParquetError) -> WarehouseError {
+        WarehouseError::Write {
+            key: self.key.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Add a batch of rows.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), WarehouseError> {
+        self.rows += batch.num_rows() as u64;
+        match self.writer.write(batch).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Write the footer and commit the object.
+    pub async fn finish(mut self, store: &Store) -> Result<PartInfo, WarehouseError> {
+        if let Err(e) = self.writer.finish().await {
+            return Err(self.err(e));
+        }
+        let size = store.head(&self.key).await?.size;
+        Ok(PartInfo {
+            key: self.key,
+            content_length: size,
+            record_count: self.rows,
+        })
     }
 }
 

@@ -173,3 +173,109 @@ async fn postgres_statement_timeout_cancels_the_query() {
     assert!(matches!(err, WarehouseError::Timeout(_)), "{err}");
     assert!(start.elapsed() < Duration::from_secs(3));
 }
+
+fn read_parquet(store_dir: &std::path::Path, key: &str) -> Vec<arrow::array::RecordBatch> {
+    let file = std::fs::File::open(store_dir.join(key)).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_parquet_results_keep_types_and_nulls() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+    let (wh, store, dir) = setup("kondate_wh_parquet").await;
+    let mut r = req(
+        "SELECT id, name, note, price, in_stock, day, at, small, code, amount, \
+         at AT TIME ZONE 'Asia/Tokyo' AS at_tz FROM kondate_wh_parquet.items ORDER BY id"
+            .into(),
+        4,
+        true,
+    );
+    r.format = ResultFormat::Parquet;
+    let out = wh.unload(&r).await.unwrap();
+    assert_eq!(out.record_count, 4);
+    assert_eq!(out.data_files.len(), 1);
+    assert!(
+        out.data_files[0].ends_with(".parquet"),
+        "{:?}",
+        out.data_files
+    );
+    let batches = read_parquet(dir.path(), &out.data_files[0]);
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let schema = batch.schema();
+    let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+    assert_eq!(
+        types,
+        [
+            &DataType::Int64,
+            &DataType::Utf8,
+            &DataType::Utf8,
+            &DataType::Float64,
+            &DataType::Boolean,
+            &DataType::Date32,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+            &DataType::Int16,
+            &DataType::Utf8,
+            &DataType::Utf8,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ]
+    );
+    let ids = batch.column(0).as_primitive::<Int64Type>();
+    assert_eq!(ids.values().to_vec(), [1, 2, 3, 4]);
+    let names = batch.column(1).as_string::<i32>();
+    assert_eq!(names.value(0), "醤油");
+    assert_eq!(names.value(2), "back\\slash");
+    // Unlike CSV, Parquet tells the empty string from NULL.
+    assert!(names.is_valid(3) && names.value(3).is_empty());
+    let notes = batch.column(2).as_string::<i32>();
+    assert_eq!(notes.value(2), "two\nlines\ttab");
+    assert!(notes.is_null(3));
+    assert_eq!(
+        batch.column(3).as_primitive::<Float64Type>().value(0),
+        398.5
+    );
+    assert!(batch.column(3).is_null(2));
+    // 2024-01-02 03:04:05 in Tokyo is 2024-01-01 18:04:05 UTC.
+    let at = batch.column(6).as_primitive::<TimestampMicrosecondType>();
+    let at_tz = batch.column(10).as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(at.value(0) - at_tz.value(0), 9 * 3600 * 1_000_000);
+    assert_eq!(batch.column(9).as_string::<i32>().value(0), "12.50");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.get(&out.manifest_key).await.unwrap()).unwrap();
+    assert_eq!(manifest["schema"]["elements"][0]["type"]["base"], "bigint");
+    assert!(
+        manifest["entries"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(".parquet")
+    );
+
+    // An unordered result is split into parallel Parquet parts.
+    let mut r = req(
+        "SELECT g, md5(g::text) FROM generate_series(1, 200000) g".into(),
+        3,
+        false,
+    );
+    r.format = ResultFormat::Parquet;
+    let out = wh.unload(&r).await.unwrap();
+    assert_eq!(out.data_files.len(), 3);
+    let rows: usize = out
+        .data_files
+        .iter()
+        .flat_map(|k| read_parquet(dir.path(), k))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 200000);
+
+    // A value Parquet's type cannot hold fails the query with the cure in the message.
+    let mut r = req("SELECT 'infinity'::date AS d".into(), 1, false);
+    r.format = ResultFormat::Parquet;
+    let err = wh.unload(&r).await.unwrap_err().to_string();
+    assert!(err.contains("column `d` (date) holds `infinity`"), "{err}");
+}
