@@ -21,9 +21,13 @@ pub struct Config {
     pub project: ProjectSection,
     pub server: ServerSection,
     pub state: StateSection,
+    pub service: ServiceSection,
     pub store: StoreSection,
     pub warehouse: WarehouseSection,
     pub query: QuerySection,
+    /// Label sets declared inline as `[labels.NAME]` (the same keys as `labels/NAME.toml`);
+    /// parsed by kondate-labels.
+    pub labels: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +53,16 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StateSection {
     /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via `KONDATE_STATE_URL`.
+    pub url: String,
+}
+
+/// The service database: the product's own database, where label tables (and later result
+/// tables) are written for the product to read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSection {
+    /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via
+    /// `KONDATE_SERVICE_URL`.
     pub url: String,
 }
 
@@ -138,6 +152,14 @@ impl Default for StateSection {
     }
 }
 
+impl Default for ServiceSection {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://.kondate/service.db".into(),
+        }
+    }
+}
+
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
@@ -176,7 +198,15 @@ impl Default for QuerySection {
 }
 
 /// Top-level sections, used to split `KONDATE_SECTION_KEY` into section and key.
-const SECTIONS: &[&str] = &["project", "server", "state", "store", "warehouse", "query"];
+const SECTIONS: &[&str] = &[
+    "project",
+    "server",
+    "state",
+    "service",
+    "store",
+    "warehouse",
+    "query",
+];
 
 /// `KONDATE_*` variables that kondate reads outside the configuration (the client's
 /// endpoint and credentials, logging, the signing key, the project folder). A server's
@@ -320,11 +350,13 @@ impl Config {
 
     /// Anchor relative local paths (SQLite file, store folder, key file) at `root`.
     pub fn resolve_paths(&mut self, root: &Path) {
-        if let Some(path) = self.state.url.strip_prefix("sqlite://")
-            && !path.starts_with('/')
-            && !path.starts_with(":memory:")
-        {
-            self.state.url = format!("sqlite://{}", root.join(path).display());
+        for url in [&mut self.state.url, &mut self.service.url] {
+            if let Some(path) = url.strip_prefix("sqlite://")
+                && !path.starts_with('/')
+                && !path.starts_with(":memory:")
+            {
+                *url = format!("sqlite://{}", root.join(path).display());
+            }
         }
         if !self.store.url.contains("://") && !self.store.url.starts_with('/') {
             self.store.url = root.join(&self.store.url).display().to_string();
@@ -355,6 +387,7 @@ fn env_value(raw: &str) -> toml::Value {
 fn reject_secrets_in_file(table: &toml::Table, file: &Path) -> Result<(), CoreError> {
     for (section, env) in [
         ("state", "KONDATE_STATE_URL"),
+        ("service", "KONDATE_SERVICE_URL"),
         ("warehouse", "KONDATE_WAREHOUSE_URL"),
     ] {
         let url = table

@@ -33,6 +33,9 @@ name = "{name}"
 [state]
 # url = "sqlite://.kondate/state.db"     # or postgres://… / mysql://… via KONDATE_STATE_URL
 
+[service]
+# url = "sqlite://.kondate/service.db"   # the product's database: label tables land here
+
 [store]
 # url = ".kondate/store"                 # or s3://bucket/prefix, gs://bucket/prefix, az://container/prefix
 # endpoint = "http://127.0.0.1:9000"     # S3-compatible server

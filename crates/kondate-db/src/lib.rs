@@ -30,6 +30,11 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    #[error(
+        "`{0}` cannot be a table or column name: use letters, digits and `_`, starting with a \
+         letter or `_`, at most 63 characters"
+    )]
+    Identifier(String),
     #[error("cannot create the folder for the SQLite file {path}: {source}")]
     Folder {
         path: String,
@@ -52,7 +57,23 @@ pub enum Value {
     Null,
     Int(i64),
     Float(f64),
+    /// For [`ColumnType::Boolean`] columns (state tables store flags as integers).
+    Bool(bool),
     Text(String),
+}
+
+/// Column types kondate writes into tables of the service database, each mapped to one SQL
+/// type per dialect by [`Database::column_sql_type`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Integer,
+    Float,
+    Boolean,
+    Date,
+    /// Long text.
+    Text,
+    /// Text that is part of a key or an index (MySQL cannot index `TEXT` whole).
+    ShortText,
 }
 
 impl From<i64> for Value {
@@ -176,6 +197,7 @@ impl Database {
                 Value::Null => args.add(Option::<String>::None),
                 Value::Int(v) => args.add(*v),
                 Value::Float(v) => args.add(*v),
+                Value::Bool(v) => args.add(*v),
                 Value::Text(v) => args.add(v.clone()),
             };
             r.expect("binding plain values cannot fail");
@@ -185,12 +207,129 @@ impl Database {
 
     /// Run a statement; returns the rows affected.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let sql = self.sql(sql);
-        let r = sqlx::query_with(AssertSqlSafe(sql.clone()), Self::args(params))
-            .execute(&self.pool)
+        run_execute(&self.pool, self.sql(sql), params).await
+    }
+
+    /// Start a transaction.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        let tx = self
+            .pool
+            .begin()
             .await
-            .map_err(|source| query_error(&sql, source))?;
-        Ok(r.rows_affected())
+            .map_err(|source| query_error("BEGIN", source))?;
+        Ok(Tx {
+            tx,
+            db: self.clone(),
+        })
+    }
+
+    /// Quote `name` as an identifier (table or column) for this dialect. The one place a
+    /// name is put into SQL: it must be `[A-Za-z_][A-Za-z0-9_]*`, at most 63 characters, so
+    /// no quoting character can occur in it.
+    pub fn ident(&self, name: &str) -> Result<String, DbError> {
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(DbError::Identifier(name.to_string()));
+        }
+        Ok(match self.kind {
+            DbKind::MySql => format!("`{name}`"),
+            DbKind::Sqlite | DbKind::Postgres => format!("\"{name}\""),
+        })
+    }
+
+    /// The SQL type of a column of type `t`.
+    pub fn column_sql_type(&self, t: ColumnType) -> &'static str {
+        match (self.kind, t) {
+            (_, ColumnType::Integer) => "BIGINT",
+            (DbKind::Sqlite, ColumnType::Float) => "REAL",
+            (_, ColumnType::Float) => "DOUBLE PRECISION",
+            (DbKind::Sqlite, ColumnType::Boolean) => "INTEGER",
+            (_, ColumnType::Boolean) => "BOOLEAN",
+            // SQLite has no date type: ISO text sorts and compares correctly.
+            (DbKind::Sqlite, ColumnType::Date) => "TEXT",
+            (_, ColumnType::Date) => "DATE",
+            (DbKind::MySql, ColumnType::Text) => "LONGTEXT",
+            (DbKind::MySql, ColumnType::ShortText) => "VARCHAR(255)",
+            (_, ColumnType::Text | ColumnType::ShortText) => "TEXT",
+        }
+    }
+
+    /// What follows `CREATE TABLE name (…)`: on MySQL, a character set that holds every
+    /// Unicode character and a binary collation, so keys compare exactly as elsewhere.
+    pub fn table_options(&self) -> &'static str {
+        match self.kind {
+            DbKind::MySql => " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            DbKind::Sqlite | DbKind::Postgres => "",
+        }
+    }
+
+    /// The placeholder for a value bound into a column of type `t`. PostgreSQL types every
+    /// parameter, and a NULL or a date is bound as text, so it gets a cast there.
+    pub fn placeholder(&self, t: ColumnType) -> &'static str {
+        match (self.kind, t) {
+            (DbKind::Postgres, ColumnType::Integer) => "CAST(? AS BIGINT)",
+            (DbKind::Postgres, ColumnType::Float) => "CAST(? AS DOUBLE PRECISION)",
+            (DbKind::Postgres, ColumnType::Boolean) => "CAST(? AS BOOLEAN)",
+            (DbKind::Postgres, ColumnType::Date) => "CAST(? AS DATE)",
+            _ => "?",
+        }
+    }
+
+    /// Run `CREATE TABLE IF NOT EXISTS table …`. Two processes doing so at once can make
+    /// PostgreSQL fail one of them on its catalog's unique index; if the table exists
+    /// afterwards, that is success.
+    pub async fn create_table_if_missing(&self, table: &str, sql: &str) -> Result<(), DbError> {
+        match self.execute(sql, &[]).await {
+            Ok(_) => Ok(()),
+            Err(e) if self.table_exists(table).await? => {
+                tracing::debug!(error = %e, table, "table created concurrently");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An expression reading column `quoted` (from [`Database::ident`]) of type `t` as a
+    /// value the driver decodes the same way everywhere: dates as ISO text, booleans as
+    /// 0/1 integers.
+    pub fn read_expr(&self, quoted: &str, t: ColumnType) -> String {
+        match (self.kind, t) {
+            (DbKind::Postgres, ColumnType::Date) => format!("CAST({quoted} AS TEXT)"),
+            (DbKind::MySql, ColumnType::Date) => format!("CAST({quoted} AS CHAR)"),
+            (DbKind::Postgres, ColumnType::Boolean) => {
+                // PostgreSQL casts boolean to integer, not to bigint.
+                format!("CAST(CAST({quoted} AS INTEGER) AS BIGINT)")
+            }
+            (DbKind::MySql, ColumnType::Boolean) => format!("CAST({quoted} AS SIGNED)"),
+            _ => quoted.to_string(),
+        }
+    }
+
+    /// Whether `table` exists (in the current schema or database).
+    pub async fn table_exists(&self, table: &str) -> Result<bool, DbError> {
+        let sql = match self.kind {
+            DbKind::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?"
+            }
+            DbKind::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = ?"
+            }
+            DbKind::MySql => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = ?"
+            }
+        };
+        let row = self
+            .fetch_optional(sql, &[Value::Text(table.to_string())])
+            .await?;
+        Ok(row.map(|r| get_i64(&r, "n")).transpose()?.unwrap_or(0) > 0)
     }
 
     /// Run an `INSERT` into a table whose key column is `id`; returns the new id
@@ -216,11 +355,7 @@ impl Database {
 
     /// Fetch every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
-        let sql = self.sql(sql);
-        sqlx::query_with(AssertSqlSafe(sql.clone()), Self::args(params))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|source| query_error(&sql, source))
+        run_fetch_all(&self.pool, self.sql(sql), params).await
     }
 
     /// Fetch at most one row.
@@ -239,6 +374,65 @@ impl Database {
     /// Close the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+async fn run_execute<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    sql: String,
+    params: &[Value],
+) -> Result<u64, DbError> {
+    match sqlx::query_with(AssertSqlSafe(sql.clone()), Database::args(params))
+        .execute(e)
+        .await
+    {
+        Ok(r) => Ok(r.rows_affected()),
+        Err(source) => Err(query_error(&sql, source)),
+    }
+}
+
+async fn run_fetch_all<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    sql: String,
+    params: &[Value],
+) -> Result<Vec<AnyRow>, DbError> {
+    match sqlx::query_with(AssertSqlSafe(sql.clone()), Database::args(params))
+        .fetch_all(e)
+        .await
+    {
+        Ok(rows) => Ok(rows),
+        Err(source) => Err(query_error(&sql, source)),
+    }
+}
+
+/// A transaction; rolled back when dropped without [`Tx::commit`].
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    db: Database,
+}
+
+impl Tx {
+    /// The database this transaction runs on (for its dialect functions).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Run a statement; returns the rows affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        run_execute(&mut *self.tx, self.db.sql(sql), params).await
+    }
+
+    /// Fetch every row.
+    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
+        run_fetch_all(&mut *self.tx, self.db.sql(sql), params).await
+    }
+
+    /// Make the transaction's changes permanent.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(|source| query_error("COMMIT", source))
     }
 }
 

@@ -5,9 +5,10 @@
 use crate::{Database, DbError, DbKind, Value};
 
 /// Ordered migrations; a version is applied once and never edited after release.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS kondate_tokens (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS kondate_tokens (
         id {id},
         name VARCHAR(64) NOT NULL UNIQUE,
         secret_hash VARCHAR(255) NOT NULL,
@@ -33,7 +34,18 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         expires_at BIGINT NULL,
         expired BIGINT NOT NULL DEFAULT 0
     )",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS kondate_events (
+        id {id},
+        kind VARCHAR(64) NOT NULL,
+        subject VARCHAR(255) NOT NULL,
+        payload {text} NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    ),
+];
 
 fn render(kind: DbKind, sql: &str) -> String {
     let (id, text) = match kind {
@@ -81,6 +93,27 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
             .await;
         tracing::info!(version, "applied state-database migration");
     }
+    Ok(())
+}
+
+/// Record an event (`labels.changed`, `model.pushed`, …) for the scheduler and notifiers.
+pub async fn record_event(
+    db: &Database,
+    kind: &str,
+    subject: &str,
+    payload_json: &str,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO kondate_events (kind, subject, payload, created_at) VALUES (?, ?, ?, ?)",
+        &[
+            Value::from(kind),
+            Value::from(subject),
+            Value::from(payload_json),
+            Value::Int(now_ms),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
