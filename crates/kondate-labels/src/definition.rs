@@ -115,6 +115,9 @@ pub enum SourceDef {
         /// Name of the environment variable that holds an API key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_key_env: Option<String>,
+        /// A file that holds an API key; relative to the project.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_key_file: Option<String>,
         /// Base URL of the Sheets API (tests point it at a local server).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_base: Option<String>,
@@ -351,17 +354,25 @@ impl LabelSet {
             return Err(bad("source.header_row", "rows are numbered from 1".into()));
         }
         if let SourceDef::GoogleSheets {
-            credentials_file: None,
-            api_key_env: None,
+            credentials_file,
+            api_key_env,
+            api_key_file,
             ..
-        } = raw.source
+        } = &raw.source
         {
-            return Err(bad(
-                "source",
-                "Google Sheets needs credentials: `credentials_file` (a service-account key) or \
-                 `api_key_env` (the variable holding an API key)"
-                    .into(),
-            ));
+            let given = [credentials_file, api_key_env, api_key_file]
+                .iter()
+                .filter(|c| c.is_some())
+                .count();
+            if given != 1 {
+                return Err(bad(
+                    "source",
+                    "Google Sheets needs exactly one of `credentials_file` (a service-account \
+                     key file), `api_key_env` (the variable holding an API key) or \
+                     `api_key_file` (a file holding one)"
+                        .into(),
+                ));
+            }
         }
         Ok(LabelSet {
             name: name.to_string(),
@@ -578,7 +589,7 @@ mod tests {
                     "type = \"google_sheets\"\nspreadsheet_id = \"x\"\nrange = \"A:B\"",
                 ),
                 "source",
-                "needs credentials",
+                "needs exactly one of",
             ),
             (
                 GOOD.replace("path = ", "header_row = 0\npath = "),

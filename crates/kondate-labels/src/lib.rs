@@ -10,6 +10,7 @@
 pub mod cells;
 pub mod definition;
 pub mod diff;
+pub mod sheets;
 pub mod snapshot;
 pub mod source;
 pub mod sync;
@@ -74,6 +75,22 @@ pub enum LabelsError {
     Db(#[from] kondate_db::DbError),
     #[error(transparent)]
     Store(#[from] kondate_store::StoreError),
+}
+
+/// Read the source of `set` into a grid (files are read on a blocking thread).
+pub async fn read_source(set: &LabelSet) -> Result<source::Grid, LabelsError> {
+    match &set.source {
+        definition::SourceDef::GoogleSheets { .. } => sheets::read(set).await,
+        _ => {
+            let set = set.clone();
+            tokio::task::spawn_blocking(move || source::read_file_source(&set))
+                .await
+                .map_err(|e| LabelsError::Source {
+                    origin: "source reader".into(),
+                    message: e.to_string(),
+                })?
+        }
+    }
 }
 
 /// At most 50 problems, one per line, then how many more.

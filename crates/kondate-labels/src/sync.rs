@@ -179,6 +179,29 @@ fn removed_values_in_use(old: &LabelSet, new: &LabelSet, rows: &[Vec<LabelValue>
 }
 
 impl Labels {
+    /// Open what the configuration names: the service database, the store, and the state
+    /// database (migrated) for events.
+    pub async fn open(config: &kondate_core::Config) -> Result<Labels, LabelsError> {
+        let service = Database::connect(&config.service.url).await?;
+        let state = Database::connect(&config.state.url).await?;
+        kondate_db::state::migrate(&state).await?;
+        let store = Store::open(&config.store, &config.public_url())?;
+        Ok(Labels {
+            service,
+            store,
+            state: Some(state),
+            clock: Arc::new(kondate_core::SystemClock),
+        })
+    }
+
+    /// The revision and fingerprint of `name` in the service database (`None` before its
+    /// first sync).
+    pub async fn current(&self, name: &str) -> Result<Option<SetState>, LabelsError> {
+        Ok(table::read_state(&self.service, name)
+            .await?
+            .filter(|s| s.revision > 0))
+    }
+
     fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
     }
