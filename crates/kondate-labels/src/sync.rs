@@ -61,6 +61,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncReport {
     pub name: String,
+    /// The key columns, naming the parts of every `key` in `diff`.
+    pub key: Vec<String>,
     pub outcome: Outcome,
     /// The revision the table holds afterwards (0 before the first sync).
     pub revision: i64,
@@ -531,6 +533,7 @@ fn report(
 ) -> SyncReport {
     SyncReport {
         name: set.name.clone(),
+        key: set.key.clone(),
         outcome,
         revision,
         fingerprint,

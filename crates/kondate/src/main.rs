@@ -2,6 +2,7 @@
 //! library crates.
 
 mod demo;
+mod labels_cmd;
 mod output;
 mod query_cmd;
 mod serve_cmd;
@@ -97,6 +98,9 @@ enum Command {
         after_help = "Examples:\n  kondate query \"SELECT * FROM recipes.recipes WHERE id < ?\" --value 10\n  kondate query \"SELECT * FROM recipes.recipes\" --format parquet --out recipes.parquet\n  kondate query \"SELECT 1\" --server http://127.0.0.1:7878   # token from KONDATE_TOKEN / KONDATE_TOKEN_SECRET"
     )]
     Query(query_cmd::QueryArgs),
+    /// Label sets: annotators' spreadsheets synced into the service database, with revisions.
+    #[command(subcommand)]
+    Labels(labels_cmd::LabelsCmd),
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { listen } => serve_cmd::run(load_project(project)?, listen).await,
         Command::Query(args) => query_cmd::run(project, args).await,
+        Command::Labels(cmd) => labels_cmd::run(load_project(project)?, cmd).await,
         Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
         Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
     }

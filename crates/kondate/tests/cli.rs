@@ -166,3 +166,100 @@ fn a_password_in_kondate_toml_is_refused() {
     assert!(stderr(&o).contains("KONDATE_WAREHOUSE_URL"));
     assert!(!stderr(&o).contains("pw123456"));
 }
+
+#[test]
+fn labels_sync_diff_history_export_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(kondate(dir.path(), &["init", "p"]).status.success());
+    let p = dir.path().join("p");
+    std::fs::write(
+        p.join("labels/recipe_category.toml"),
+        r#"table = "recipe_category_labels"
+key = ["recipe_id"]
+[source]
+type = "csv"
+path = "recipe_category.csv"
+[columns]
+recipe_id = { type = "integer", required = true }
+category  = { type = "enum", values = ["主菜", "副菜"], required = true }
+"#,
+    )
+    .unwrap();
+    let csv = p.join("recipe_category.csv");
+    std::fs::write(&csv, "recipe_id,category\n1,主菜\n2,副菜\n").unwrap();
+
+    let o = kondate(&p, &["labels", "list"]);
+    assert!(
+        stdout(&o).contains("recipe_category_labels"),
+        "{}",
+        stdout(&o)
+    );
+    let o = kondate(&p, &["labels", "sync", "recipe_category"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("revision 1 applied — 2 added"),
+        "{}",
+        stdout(&o)
+    );
+    let o = kondate(&p, &["labels", "sync", "recipe_category"]);
+    assert!(
+        stdout(&o).contains("has not changed since revision 1"),
+        "{}",
+        stdout(&o)
+    );
+
+    // An invalid row: exit 2, the row and cell named, nothing written.
+    std::fs::write(&csv, "recipe_id,category\n1,主菜\n2,汁物\n3,副菜\n").unwrap();
+    let o = kondate(&p, &["labels", "sync", "recipe_category"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("row 3 (B3), column category: `汁物`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kondate(
+        &p,
+        &["labels", "diff", "recipe_category", "--format", "json"],
+    );
+    let d: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(d["diff"]["added"][0]["key"][0], 3);
+    assert_eq!(d["invalid"][0]["cell"], "B3");
+    let o = kondate(&p, &["labels", "sync", "recipe_category", "--skip-invalid"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("revision 2 applied"), "{}", stdout(&o));
+
+    let o = kondate(
+        &p,
+        &["labels", "history", "recipe_category", "--format", "json"],
+    );
+    let h: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(h.as_array().unwrap().len(), 2);
+    assert_eq!(h[1]["skipped_invalid"], 1);
+
+    let o = kondate(
+        &p,
+        &[
+            "labels",
+            "export",
+            "recipe_category",
+            "--revision",
+            "1",
+            "--format",
+            "csv",
+            "--out",
+            "r1.csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(p.join("r1.csv")).unwrap(),
+        "recipe_id,category\n1,主菜\n2,副菜\n"
+    );
+    let o = kondate(&p, &["labels", "sync", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("defined: recipe_category"),
+        "{}",
+        stderr(&o)
+    );
+}
