@@ -146,6 +146,41 @@ pub enum ExportFormat {
     Parquet,
 }
 
+/// Encode `batches` as a CSV (with a header row) or Parquet file.
+pub fn encode(
+    format: ExportFormat,
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    match format {
+        ExportFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut buf);
+            for b in batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+            if batches.is_empty() {
+                // The header alone, so an empty revision is still a readable CSV.
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                drop(w);
+                buf.extend_from_slice(names.join(",").as_bytes());
+                buf.push(b'\n');
+            }
+        }
+        ExportFormat::Parquet => {
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)
+                .map_err(|e| e.to_string())?;
+            for b in batches {
+                w.write(b).map_err(|e| e.to_string())?;
+            }
+            w.close().map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(buf)
+}
+
 /// Write `batches` to `path` in `format`, via a temporary file renamed into place, so a
 /// failed export never leaves a half-written file behind.
 pub fn write_file(
@@ -158,34 +193,11 @@ pub fn write_file(
         path: path.display().to_string(),
         source: e,
     };
-    let other = |message: String| LabelsError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(message),
-    };
+    let bytes = encode(format, batches, schema).map_err(|m| io(std::io::Error::other(m)))?;
     let tmp = path.with_extension("partial");
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let result = match format {
-        ExportFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(file);
-            batches
-                .iter()
-                .try_for_each(|b| w.write(b))
-                .map_err(|e| other(e.to_string()))
-        }
-        ExportFormat::Parquet => (|| {
-            let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-            for b in batches {
-                w.write(b)?;
-            }
-            w.close().map(|_| ())
-        })()
-        .map_err(|e| other(e.to_string())),
-    };
-    if let Err(e) = result {
+    if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        return Err(io(e));
     }
     std::fs::rename(&tmp, path).map_err(io)
 }

@@ -24,7 +24,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -32,7 +32,7 @@ impl ApiError {
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
     }
 }
@@ -86,7 +86,10 @@ impl From<QueryError> for ApiError {
 
 /// The caller's token name, or `None` when anonymous access is allowed and no credentials
 /// were sent.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         if state.allow_anonymous {
             return Ok(None);

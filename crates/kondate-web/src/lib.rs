@@ -3,6 +3,7 @@
 //! OpenAPI document. Handlers translate HTTP to calls on the domain crates and back.
 
 mod api;
+mod labels;
 mod metrics;
 pub mod openapi;
 
@@ -24,6 +25,9 @@ pub struct AppState {
     /// Accept requests without credentials (`query.allow_anonymous`).
     pub allow_anonymous: bool,
     pub metrics: Arc<Metrics>,
+    /// The project, whose `labels/` definitions are read per request (edits need no restart).
+    pub project: kondate_core::Project,
+    pub labels: kondate_labels::sync::Labels,
 }
 
 /// The application's router.
@@ -36,6 +40,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queries", post(api::create_query))
         .route("/v1/queries/{id}", get(api::show_query))
         .route("/v1/objects/{*key}", get(api::get_object))
+        .route("/v1/labels", get(labels::list))
+        .route("/v1/labels/{name}/revisions", get(labels::revisions))
+        .route(
+            "/v1/labels/{name}/revisions/{revision}/export",
+            get(labels::export),
+        )
+        .route("/v1/labels/{name}/sync", post(labels::sync))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
             metrics,

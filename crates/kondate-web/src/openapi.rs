@@ -15,6 +15,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/queries"),
     ("get", "/v1/queries/{id}"),
     ("get", "/v1/objects/{key}"),
+    ("get", "/v1/labels"),
+    ("get", "/v1/labels/{name}/revisions"),
+    ("get", "/v1/labels/{name}/revisions/{revision}/export"),
+    ("post", "/v1/labels/{name}/sync"),
 ];
 
 fn error_response(description: &str) -> Value {
@@ -35,7 +39,7 @@ pub fn spec() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["status_code", "error_code", "error"], "properties": {
                     "status_code": {"type": "integer"},
-                    "error_code": {"type": "string", "enum": ["invalid_parameter", "unauthorized", "forbidden", "not_found", "too_many_requests", "internal_error"]},
+                    "error_code": {"type": "string", "enum": ["invalid_parameter", "unauthorized", "forbidden", "not_found", "conflict", "source_error", "too_many_requests", "internal_error"]},
                     "error": {"type": "string"}}},
                 "Query": {"type": "object", "required": ["id", "status", "data_file_urls", "error"], "properties": {
                     "id": {"type": "integer"},
@@ -90,7 +94,49 @@ pub fn spec() -> Value {
                 "responses": {
                     "200": {"description": "the object", "content": {"application/gzip": {}, "application/json": {}, "application/octet-stream": {}}},
                     "403": error_response("unsigned, tampered or expired URL"),
-                    "404": error_response("the object no longer exists")}}}
+                    "404": error_response("the object no longer exists")}}},
+            "/v1/labels": {"get": {
+                "summary": "The project's label sets (labels/*.toml) and their current revisions",
+                "security": [{"basic": []}],
+                "responses": {
+                    "200": {"description": "`{label_sets: [{name, table, key, source, columns, revision, fingerprint}]}`", "content": {"application/json": {}}},
+                    "401": error_response("missing or wrong credentials")}}},
+            "/v1/labels/{name}/revisions": {"get": {
+                "summary": "A label set's revisions, oldest first",
+                "security": [{"basic": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{name, revisions: [{revision, created_at, actor, fingerprint, rows_total, added, changed, removed, skipped_invalid, snapshot_key, migration}]}`", "content": {"application/json": {}}},
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such label set")}}},
+            "/v1/labels/{name}/revisions/{revision}/export": {"get": {
+                "summary": "A revision's rows, exactly as they were, as CSV or Parquet",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "revision", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "parquet"], "default": "csv"}}],
+                "responses": {
+                    "200": {"description": "the rows", "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+                    "400": error_response("a bad format or revision number"),
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such label set or revision")}}},
+            "/v1/labels/{name}/sync": {"post": {
+                "summary": "Read the label set's source, validate it, and apply the difference to its table as a new revision",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "skip_invalid", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "force", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {
+                    "200": {"description": "the report: `{name, key, outcome (applied|unchanged|no_changes|dry_run), revision, fingerprint, rows, diff, rows_written, invalid, empty_rows, unnamed_columns, migration, snapshot_key}`", "content": {"application/json": {}}},
+                    "400": error_response("invalid rows; nothing was written (the message lists them by row and cell)"),
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such label set"),
+                    "409": error_response("the definition changed (sync with migrate=true), or another sync holds the lock"),
+                    "422": error_response("the source or the definition cannot be read")}}}
         }
     })
 }

@@ -32,6 +32,10 @@ pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
         store: opened.store,
         allow_anonymous: project.config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
+        labels: kondate_labels::sync::Labels::open(&project.config)
+            .await
+            .map_err(crate::Failure::from)?,
+        project: project.clone(),
     })
 }
 

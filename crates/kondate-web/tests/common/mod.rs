@@ -69,6 +69,11 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         store: opened.store.clone(),
         allow_anonymous: config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
+        labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
+        project: kondate_core::Project {
+            root: dir.path().to_path_buf(),
+            config: config.clone(),
+        },
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(kondate_web::serve(listener, state, async {
