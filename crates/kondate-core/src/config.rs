@@ -220,6 +220,7 @@ pub const NON_SETTING_VARS: &[&str] = &[
     "KONDATE_TOKEN",
     "KONDATE_TOKEN_SECRET",
     "KONDATE_ENDPOINT",
+    crate::FAILPOINT_VAR,
 ];
 
 impl Config {

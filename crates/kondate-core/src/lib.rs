@@ -43,3 +43,16 @@ impl CoreError {
         }
     }
 }
+
+/// The environment variable that names a failpoint for crash tests.
+pub const FAILPOINT_VAR: &str = "KONDATE_FAILPOINT";
+
+/// A named point where crash tests stop the process: when `KONDATE_FAILPOINT` equals `name`,
+/// say so on stderr and sleep, so the test can kill the process exactly there. Does nothing
+/// otherwise (one environment lookup).
+pub fn failpoint(name: &str) {
+    if std::env::var(FAILPOINT_VAR).is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name} reached");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
+}

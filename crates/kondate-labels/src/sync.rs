@@ -366,6 +366,7 @@ impl Labels {
         });
         // The snapshot is written before the commit: a committed revision always has one.
         snapshot::write(&self.store, &snapshot_key, set, &rows).await?;
+        kondate_core::failpoint("labels.after_snapshot");
         let written = if rebuild {
             let drop = exists.then_some(existing_table.as_str());
             rebuild_table(&mut tx, set, drop, &rows).await?
@@ -407,6 +408,7 @@ impl Labels {
             ],
         )
         .await?;
+        kondate_core::failpoint("labels.before_commit");
         tx.commit().await?;
         tracing::info!(
             label_set = %set.name,
