@@ -625,6 +625,45 @@ mod tests {
     }
 
     #[test]
+    fn sets_come_from_label_files_and_kondate_toml_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("labels")).unwrap();
+        std::fs::write(dir.path().join("labels/b_set.toml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("labels/notes.txt"), "not a definition").unwrap();
+        let mut config = kondate_core::Config::default();
+        let inline: toml::Table = toml::from_str(GOOD).unwrap();
+        config
+            .labels
+            .insert("a_set".into(), toml::Value::Table(inline.clone()));
+        let project = Project {
+            root: dir.path().to_path_buf(),
+            config: config.clone(),
+        };
+        let names: Vec<String> = load_all(&project)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["a_set", "b_set"]);
+        assert_eq!(
+            find(&project, "b_set").unwrap().table,
+            "recipe_category_labels"
+        );
+        let err = find(&project, "c_set").unwrap_err().to_string();
+        assert!(err.contains("defined: a_set, b_set"), "{err}");
+        // The same name in both places is refused.
+        config
+            .labels
+            .insert("b_set".into(), toml::Value::Table(inline));
+        let project = Project {
+            root: dir.path().to_path_buf(),
+            config,
+        };
+        let err = load_all(&project).unwrap_err().to_string();
+        assert!(err.contains("is also defined in"), "{err}");
+    }
+
+    #[test]
     fn the_canonical_json_changes_when_the_task_changes() {
         let a = parse(GOOD).unwrap();
         let b = parse(&GOOD.replace("\"デザート\"", "\"デザート\", \"その他\"")).unwrap();

@@ -1,12 +1,14 @@
 //! The row-level difference between a label set's table and its source.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::cells::LabelValue;
 use crate::definition::LabelSet;
-use crate::validate::{KeyPart, Row};
+use std::sync::Arc;
+
+use crate::current::Current;
+use crate::key::cmp_rows;
+use crate::validate::Row;
 
 /// One field that changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,66 +55,56 @@ impl Diff {
     }
 }
 
-fn key_of(values: &[LabelValue], keys: &[usize]) -> Vec<KeyPart> {
-    keys.iter().map(|&k| KeyPart::of(&values[k])).collect()
-}
-
-/// Same value, with floats compared by bit pattern so that NaN equals itself.
-fn same(a: &LabelValue, b: &LabelValue) -> bool {
-    match (a, b) {
-        (LabelValue::Float(x), LabelValue::Float(y)) => x.to_bits() == y.to_bits() || x == y,
-        _ => a == b,
-    }
-}
-
-/// Compare the table's rows (`current`) with the source's valid rows. Added and changed rows
-/// come in source order, removed rows in key order.
-pub fn diff(set: &LabelSet, current: Vec<Vec<LabelValue>>, source: &[Row]) -> Diff {
+/// Compare what the table holds (`current`) with the source's valid rows. Added and changed
+/// rows come in source order, removed rows in key order.
+pub fn diff(set: &LabelSet, current: Current, source: &[Row]) -> Diff {
     let keys = set.key_indices();
-    let mut table: HashMap<Vec<KeyPart>, Vec<LabelValue>> = current
-        .into_iter()
-        .map(|values| (key_of(&values, &keys), values))
-        .collect();
+    let current = Arc::new(current);
+    let index = current.index(&keys);
+    let key_of = |values: &[LabelValue]| keys.iter().map(|&k| values[k].clone()).collect();
+    let mut matched = vec![false; current.len()];
     let mut out = Diff::default();
+    let width = set.columns.len();
     for row in source {
-        let key = keys.iter().map(|&k| row.values[k].clone()).collect();
-        match table.remove(&key_of(&row.values, &keys)) {
-            None => out.added.push(Added {
+        let Some(i) = index.find(&row.values) else {
+            out.added.push(Added {
                 row: row.line,
-                key,
+                key: key_of(&row.values),
                 values: row.values.clone(),
-            }),
-            Some(old) => {
-                let fields: Vec<FieldChange> = set
-                    .columns
-                    .iter()
-                    .zip(old.iter().zip(&row.values))
-                    .filter(|(_, (o, n))| !same(o, n))
-                    .map(|(c, (o, n))| FieldChange {
-                        column: c.name.clone(),
-                        old: o.clone(),
-                        new: n.clone(),
-                    })
-                    .collect();
-                if fields.is_empty() {
-                    out.unchanged += 1;
-                } else {
-                    out.changed.push(Changed {
-                        row: row.line,
-                        key,
-                        fields,
-                        values: row.values.clone(),
-                    });
-                }
-            }
+            });
+            continue;
+        };
+        matched[i] = true;
+        if (0..width).all(|c| current.same(i, c, &row.values[c])) {
+            out.unchanged += 1;
+            continue;
         }
+        let fields: Vec<FieldChange> = set
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| !current.same(i, *c, &row.values[*c]))
+            .map(|(c, col)| FieldChange {
+                column: col.name.clone(),
+                old: current.value(i, c),
+                new: row.values[c].clone(),
+            })
+            .collect();
+        out.changed.push(Changed {
+            row: row.line,
+            key: key_of(&row.values),
+            fields,
+            values: row.values.clone(),
+        });
     }
-    let mut removed: Vec<(Vec<KeyPart>, Vec<LabelValue>)> = table
-        .into_iter()
-        .map(|(k, values)| (k, keys.iter().map(|&i| values[i].clone()).collect()))
+    let mut removed: Vec<Vec<LabelValue>> = matched
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !**m)
+        .map(|(i, _)| (0..width).map(|c| current.value(i, c)).collect())
         .collect();
-    removed.sort_by(|a, b| a.0.cmp(&b.0));
-    out.removed = removed.into_iter().map(|(_, k)| k).collect();
+    removed.sort_unstable_by(|a, b| cmp_rows(a, b, &keys));
+    out.removed = removed.into_iter().map(|r| key_of(&r)).collect();
     out
 }
 
@@ -163,7 +155,7 @@ mod tests {
             row(4, vec![Int(5), Text("デザート".into()), Null]),
             row(5, vec![Int(3), Text("汁物".into()), LabelValue::Float(1.0)]),
         ];
-        let d = diff(&set(), current, &source);
+        let d = diff(&set(), Current::Rows(current), &source);
         assert_eq!(d.unchanged, 1);
         assert_eq!(d.added.len(), 1);
         assert_eq!(d.added[0].row, 4);
@@ -184,10 +176,105 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshots_columns_diff_like_the_rows_they_hold() {
+        use crate::current::Columns;
+        let v: toml::Table = toml::from_str(
+            r#"
+            table = "t"
+            key = ["day", "name"]
+            [source]
+            type = "csv"
+            path = "x.csv"
+            [columns]
+            day = { type = "date" }
+            name = { type = "string" }
+            score = { type = "float" }
+            ok = { type = "boolean" }
+            n = { type = "integer" }
+        "#,
+        )
+        .unwrap();
+        let set = LabelSet::parse(
+            "s",
+            toml::Value::Table(v),
+            "s.toml",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let date = |d: u32| LabelValue::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, d).unwrap());
+        let row = |d, name: &str, score, ok, n| vec![date(d), Text(name.into()), score, ok, n];
+        let table = vec![
+            row(
+                1,
+                "醤油",
+                LabelValue::Float(0.5),
+                LabelValue::Bool(true),
+                Int(1),
+            ),
+            row(1, "みりん", Null, LabelValue::Bool(false), Null),
+            row(2, "醤油", LabelValue::Float(f64::NAN), Null, Int(3)),
+            row(
+                3,
+                "",
+                LabelValue::Float(-0.0),
+                LabelValue::Bool(true),
+                Int(4),
+            ),
+        ];
+        let source = [
+            Row {
+                line: 2,
+                values: row(
+                    1,
+                    "醤油",
+                    LabelValue::Float(0.5),
+                    LabelValue::Bool(true),
+                    Int(1),
+                ),
+            },
+            Row {
+                line: 3,
+                values: row(
+                    1,
+                    "みりん",
+                    LabelValue::Float(1.0),
+                    LabelValue::Bool(false),
+                    Null,
+                ),
+            },
+            Row {
+                line: 4,
+                values: row(2, "醤油", LabelValue::Float(f64::NAN), Null, Int(3)),
+            },
+            Row {
+                line: 5,
+                values: row(4, "味噌", Null, Null, Null),
+            },
+        ];
+        let refs: Vec<&[LabelValue]> = table.iter().map(Vec::as_slice).collect();
+        let batch = crate::snapshot::to_batch(&set, &refs).unwrap();
+        let cols = Columns::from_batches(&set, &[batch]).unwrap();
+        let by_rows = diff(&set, Current::Rows(table.clone()), &source);
+        let by_cols = diff(&set, Current::Columns(cols), &source);
+        assert_eq!(by_rows, by_cols);
+        assert_eq!(
+            (
+                by_rows.added.len(),
+                by_rows.changed.len(),
+                by_rows.removed.len()
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(by_rows.unchanged, 2);
+        assert_eq!(by_rows.changed[0].fields[0].old, Null);
+        assert_eq!(by_rows.removed, [vec![date(3), Text("".into())]]);
+    }
+
+    #[test]
     fn equal_sides_give_an_empty_diff() {
         let rows = vec![vec![Int(1), Text("a".into()), LabelValue::Float(f64::NAN)]];
         let source = [row(2, rows[0].clone())];
-        let d = diff(&set(), rows, &source);
+        let d = diff(&set(), Current::Rows(rows), &source);
         assert!(d.is_empty());
         assert_eq!(d.unchanged, 1);
     }

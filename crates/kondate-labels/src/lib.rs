@@ -8,8 +8,10 @@
 //! Nothing here knows about HTTP or the command line.
 
 pub mod cells;
+pub mod current;
 pub mod definition;
 pub mod diff;
+pub mod key;
 pub mod sheets;
 pub mod snapshot;
 pub mod source;

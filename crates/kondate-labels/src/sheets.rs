@@ -273,6 +273,10 @@ pub fn range_start(range: &str) -> (usize, usize) {
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
+    // Not a cell reference (e.g. a bare sheet name, the whole sheet): it starts at A1.
+    if letters.len() > 3 || letters.len() + digits.len() != first.len() {
+        return (1, 0);
+    }
     let col = letters
         .to_ascii_uppercase()
         .bytes()

@@ -8,7 +8,6 @@ use arrow::array::{
     StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use bytes::Bytes;
 use kondate_store::Store;
 
 use crate::LabelsError;
@@ -99,16 +98,10 @@ pub fn to_batch(set: &LabelSet, rows: &[&[LabelValue]]) -> Result<RecordBatch, L
     })
 }
 
-/// Write a snapshot of `rows` to `key` (zstd-compressed Parquet).
-pub async fn write(
-    store: &Store,
-    key: &str,
-    set: &LabelSet,
-    rows: &[&[LabelValue]],
-) -> Result<u64, LabelsError> {
-    let batch = to_batch(set, rows)?;
+/// A snapshot file: `batch` as zstd-compressed Parquet.
+pub fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>, LabelsError> {
     let err = |e: parquet::errors::ParquetError| LabelsError::Snapshot {
-        key: key.to_string(),
+        key: "(encoding)".into(),
         message: e.to_string(),
     };
     let props = parquet::file::properties::WriterProperties::builder()
@@ -117,11 +110,9 @@ pub async fn write(
     let mut buf = Vec::new();
     let mut w =
         parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(err)?;
-    w.write(&batch).map_err(err)?;
+    w.write(batch).map_err(err)?;
     w.close().map_err(err)?;
-    let size = buf.len() as u64;
-    store.put(key, Bytes::from(buf)).await?;
-    Ok(size)
+    Ok(buf)
 }
 
 /// Read a snapshot back as record batches.

@@ -28,17 +28,21 @@ impl Grid {
         h.update([0]);
         for row in &self.rows {
             for cell in row {
-                let (tag, text) = match cell {
-                    Cell::Empty => (0u8, String::new()),
-                    Cell::Text(t) => (1, t.clone()),
-                    Cell::Number(n) => (2, n.to_bits().to_string()),
-                    Cell::Bool(b) => (3, b.to_string()),
-                    Cell::DateTime(d) => (4, d.to_string()),
-                    Cell::Error(e) => (5, e.clone()),
+                // A tag, then the content's length and bytes: no two grids hash alike by
+                // shifting bytes between cells.
+                let mut field = |tag: u8, bytes: &[u8]| {
+                    h.update([tag]);
+                    h.update((bytes.len() as u64).to_le_bytes());
+                    h.update(bytes);
                 };
-                h.update([tag]);
-                h.update((text.len() as u64).to_le_bytes());
-                h.update(text.as_bytes());
+                match cell {
+                    Cell::Empty => field(0, b""),
+                    Cell::Text(t) => field(1, t.as_bytes()),
+                    Cell::Number(n) => field(2, &n.to_bits().to_le_bytes()),
+                    Cell::Bool(b) => field(3, &[*b as u8]),
+                    Cell::DateTime(d) => field(4, &d.and_utc().timestamp_micros().to_le_bytes()),
+                    Cell::Error(e) => field(5, e.as_bytes()),
+                }
             }
             h.update([0xff]);
         }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::LabelsError;
 use crate::cells::LabelValue;
+use crate::current::{Columns, Current};
 use crate::definition::{LabelSet, LabelType};
 use crate::diff::{Diff, diff};
 use crate::snapshot;
@@ -80,6 +81,36 @@ pub struct SyncReport {
     /// The definition changes `--migrate` applied (or `diff` found).
     pub migration: Vec<String>,
     pub snapshot_key: Option<String>,
+    /// Milliseconds spent in each phase of an applied sync (validate, lock, read_current,
+    /// diff, sort, write, commit), for whoever wonders where the time went.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timings_ms: Vec<(String, u64)>,
+}
+
+/// Wall-clock time per phase.
+struct Phases {
+    last: std::time::Instant,
+    laps: Vec<(String, u64)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        self.laps
+            .push((name.to_string(), (now - self.last).as_millis() as u64));
+        self.last = now;
+    }
+
+    fn done(self) -> Vec<(String, u64)> {
+        self.laps
+    }
 }
 
 /// The differences between two definitions that change the table or what is valid.
@@ -157,7 +188,7 @@ fn quoted(v: &[&String]) -> String {
 
 /// How many rows of the table use enum values the new definition no longer allows, per
 /// column: the part of a definition change that would otherwise lose data silently.
-fn removed_values_in_use(old: &LabelSet, new: &LabelSet, rows: &[Vec<LabelValue>]) -> Vec<String> {
+fn removed_values_in_use(old: &LabelSet, new: &LabelSet, rows: &Current) -> Vec<String> {
     let mut out = Vec::new();
     for (i, o) in old.columns.iter().enumerate() {
         let Some(c) = new.columns.iter().find(|c| c.name == o.name) else {
@@ -166,9 +197,8 @@ fn removed_values_in_use(old: &LabelSet, new: &LabelSet, rows: &[Vec<LabelValue>
         if o.ty != LabelType::Enum {
             continue;
         }
-        let n = rows
-            .iter()
-            .filter(|r| matches!(&r[i], LabelValue::Text(t) if !c.values.contains(t)))
+        let n = (0..rows.len())
+            .filter(|&r| matches!(rows.value(r, i), LabelValue::Text(t) if !c.values.contains(&t)))
             .count();
         if n > 0 {
             out.push(format!(
@@ -224,9 +254,9 @@ impl Labels {
         let current = match &state {
             Some(s) if !migration.is_empty() => {
                 let old = previous_definition(s)?;
-                table::read_rows(&self.service, &old).await?
+                Current::Rows(table::read_rows(&self.service, &old).await?)
             }
-            _ => table::read_rows(&self.service, set).await?,
+            _ => Current::Rows(table::read_rows(&self.service, set).await?),
         };
         let d = if migration.is_empty() {
             diff(set, current, &validated.rows)
@@ -252,9 +282,11 @@ impl Labels {
         grid: &Grid,
         opts: &SyncOptions,
     ) -> Result<SyncReport, LabelsError> {
+        let mut phases = Phases::start();
         let definition = set.to_json();
         let fingerprint = grid.fingerprint(&definition);
         let validated = validate(set, grid)?;
+        phases.lap("validate");
         if !validated.invalid.is_empty() && !opts.skip_invalid {
             return Err(LabelsError::InvalidRows {
                 name: set.name.clone(),
@@ -280,6 +312,7 @@ impl Labels {
         }
         let mut tx = db.begin().await?;
         let state = table::lock_state(&mut tx, &set.name, self.now_ms()).await?;
+        phases.lap("lock");
         if state.revision > 0 && state.fingerprint == fingerprint && !opts.force {
             return Ok(report(
                 set,
@@ -300,13 +333,28 @@ impl Labels {
             .as_ref()
             .map(|o| definition_changes(o, set))
             .unwrap_or_default();
+        let revision = state.revision + 1;
+        let snapshot_key = snapshot::key(&set.name, revision, &fingerprint);
+        let mut rows: Vec<&[LabelValue]> =
+            validated.rows.iter().map(|r| r.values.as_slice()).collect();
+        let keys = set.key_indices();
+        rows.sort_unstable_by(|a, b| crate::key::cmp_rows(a, b, &keys));
+        // The snapshot is encoded on another core while the table is read, diffed and
+        // written; it is stored before the commit, so a committed revision always has one.
+        let batch = snapshot::to_batch(set, &rows)?;
+        let encoding = tokio::task::spawn_blocking(move || snapshot::encode_parquet(&batch));
+        phases.lap("sort");
         let existing_table = old.as_ref().map_or(&set.table, |o| &o.table);
         let exists = db.table_exists(existing_table).await?;
         let current = match (&old, exists) {
-            (_, false) => Vec::new(),
-            (Some(o), true) => table::read_rows_tx(&mut tx, o).await?,
-            (None, true) => table::read_rows_tx(&mut tx, set).await?,
+            (_, false) => Current::Rows(Vec::new()),
+            (Some(o), true) => Current::Rows(table::read_rows_tx(&mut tx, o).await?),
+            (None, true) if state.revision > 0 && !opts.force => {
+                self.current_rows(&mut tx, set, state.revision).await?
+            }
+            (None, true) => Current::Rows(table::read_rows_tx(&mut tx, set).await?),
         };
+        phases.lap("read_current");
         if old.is_none() && !exists {
             // Dropped by hand since the check above: create it again, with all rows.
             tx.execute(&table::create_table_sql(db, set, &set.table)?, &[])
@@ -328,7 +376,7 @@ impl Labels {
             diff(set, current, &validated.rows)
         } else {
             // A changed definition rebuilds the table: every row is written.
-            let mut d = diff(set, Vec::new(), &validated.rows);
+            let mut d = diff(set, Current::Rows(Vec::new()), &validated.rows);
             d.removed = Vec::new();
             d
         };
@@ -353,20 +401,7 @@ impl Labels {
                 Vec::new(),
             ));
         }
-        let revision = state.revision + 1;
-        let snapshot_key = snapshot::key(&set.name, revision, &fingerprint);
-        let mut rows: Vec<&[LabelValue]> =
-            validated.rows.iter().map(|r| r.values.as_slice()).collect();
-        let keys = set.key_indices();
-        rows.sort_by(|a, b| {
-            keys.iter()
-                .map(|&k| a[k].partial_cmp(&b[k]).unwrap_or(std::cmp::Ordering::Equal))
-                .find(|o| o.is_ne())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        // The snapshot is written before the commit: a committed revision always has one.
-        snapshot::write(&self.store, &snapshot_key, set, &rows).await?;
-        kondate_core::failpoint("labels.after_snapshot");
+        phases.lap("diff");
         let written = if rebuild {
             let drop = exists.then_some(existing_table.as_str());
             rebuild_table(&mut tx, set, drop, &rows).await?
@@ -374,14 +409,21 @@ impl Labels {
             let mut gone: Vec<Vec<LabelValue>> = d.removed.clone();
             gone.extend(d.changed.iter().map(|c| c.key.clone()));
             let deleted = table::delete_keys(&mut tx, set, &gone).await?;
-            let fresh = d
+            let fresh: Vec<&[LabelValue]> = d
                 .added
                 .iter()
                 .map(|a| a.values.as_slice())
-                .chain(d.changed.iter().map(|c| c.values.as_slice()));
-            let fresh: Vec<&[LabelValue]> = fresh.collect();
+                .chain(d.changed.iter().map(|c| c.values.as_slice()))
+                .collect();
             deleted + table::insert_rows(&mut tx, set, &set.table, fresh.into_iter()).await?
         };
+        let parquet = encoding.await.map_err(|e| LabelsError::Snapshot {
+            key: snapshot_key.clone(),
+            message: e.to_string(),
+        })??;
+        self.store.put(&snapshot_key, parquet.into()).await?;
+        kondate_core::failpoint("labels.after_snapshot");
+        phases.lap("write");
         let rev = Revision {
             revision,
             created_at: self.now_ms(),
@@ -410,6 +452,7 @@ impl Labels {
         .await?;
         kondate_core::failpoint("labels.before_commit");
         tx.commit().await?;
+        phases.lap("commit");
         tracing::info!(
             label_set = %set.name,
             revision,
@@ -430,7 +473,51 @@ impl Labels {
         );
         r.rows_written = written;
         r.snapshot_key = Some(snapshot_key);
+        r.timings_ms = phases.done();
         Ok(r)
+    }
+
+    /// The rows the table holds at `revision`: its snapshot, when the table still has the
+    /// snapshot's number of rows (a cheap check that nobody added or deleted rows by hand;
+    /// `--force` compares with the table itself); otherwise the table.
+    async fn current_rows(
+        &self,
+        tx: &mut kondate_db::Tx,
+        set: &LabelSet,
+        revision: i64,
+    ) -> Result<Current, LabelsError> {
+        let key = table::revisions(&self.service, &set.name)
+            .await?
+            .into_iter()
+            .find(|r| r.revision == revision)
+            .map(|r| r.snapshot_key);
+        if let Some(key) = key {
+            let from_snapshot = match snapshot::read(&self.store, &key).await {
+                Ok(batches) => Columns::from_batches(set, &batches),
+                Err(e) => Err(e),
+            };
+            match from_snapshot {
+                Ok(cols) => {
+                    let cols = Current::Columns(cols);
+                    if cols.len() as i64 == table::count_tx(tx, set).await? {
+                        return Ok(cols);
+                    }
+                    tracing::warn!(
+                        label_set = %set.name,
+                        revision,
+                        "the table's row count differs from its last snapshot (edited by \
+                         hand?); comparing with the table"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    label_set = %set.name,
+                    revision,
+                    error = %e,
+                    "the last snapshot cannot be read; comparing with the table"
+                ),
+            }
+        }
+        Ok(Current::Rows(table::read_rows_tx(tx, set).await?))
     }
 
     /// Record `labels.changed` in the state database. The revision is already committed, so
@@ -547,5 +634,6 @@ fn report(
         unnamed_columns: v.unnamed_columns,
         migration,
         snapshot_key: None,
+        timings_ms: Vec::new(),
     }
 }

@@ -267,6 +267,16 @@ pub async fn read_rows_tx(tx: &mut Tx, set: &LabelSet) -> Result<Vec<Vec<LabelVa
     rows.iter().map(|r| decode(r, set)).collect()
 }
 
+/// The number of rows in the label table, in the transaction.
+pub async fn count_tx(tx: &mut Tx, set: &LabelSet) -> Result<i64, DbError> {
+    let sql = format!("SELECT COUNT(*) AS n FROM {}", tx.db().ident(&set.table)?);
+    let rows = tx.fetch_all(&sql, &[]).await?;
+    rows.first()
+        .map(|r| kondate_db::get_i64(r, "n"))
+        .transpose()
+        .map(|n| n.unwrap_or(0))
+}
+
 /// Every row of the label table (empty when the table does not exist yet).
 pub async fn read_rows(db: &Database, set: &LabelSet) -> Result<Vec<Vec<LabelValue>>, DbError> {
     if !db.table_exists(&set.table).await? {

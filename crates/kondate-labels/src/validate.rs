@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::LabelsError;
 use crate::cells::{self, Cell, LabelValue};
 use crate::definition::LabelSet;
+use crate::key::{FastMap, KeyRef};
 use crate::source::{Grid, column_letters};
 
 /// A row that passed validation.
@@ -121,7 +122,6 @@ pub fn validate(set: &LabelSet, grid: &Grid) -> Result<Validated, LabelsError> {
     let mut out = Validated::default();
     let mut unnamed = std::collections::BTreeSet::new();
     let keys = set.key_indices();
-    let mut seen: HashMap<Vec<KeyPart>, usize> = HashMap::new();
     for (offset, cells) in grid.rows.iter().enumerate().skip(header_idx + 1) {
         let line = grid.first_row + offset;
         if cells.iter().all(Cell::is_empty) {
@@ -152,59 +152,60 @@ pub fn validate(set: &LabelSet, grid: &Grid) -> Result<Validated, LabelsError> {
                 }
             }
         }
-        if !bad {
-            let key: Vec<KeyPart> = keys.iter().map(|&k| KeyPart::of(&values[k])).collect();
-            if let Some(first) = seen.insert(key, line) {
-                bad = true;
-                let k = keys[0];
-                out.invalid.push(Invalid {
-                    row: line,
-                    column: set.key.join(", "),
-                    cell: format!("{}{line}", column_letters(grid.first_col + positions[k])),
-                    value: keys
-                        .iter()
-                        .map(|&k| values[k].to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    problem: format!("is a duplicate key: row {first} has the same"),
-                });
-            }
-        }
         if bad {
             out.invalid_rows.push(line);
         } else {
             out.rows.push(Row { line, values });
         }
     }
+    // Duplicate keys: the first row with a key stays, every later one is invalid.
+    let mut duplicates: Vec<(usize, usize)> = Vec::new();
+    {
+        let mut seen: FastMap<KeyRef<'_>, usize> =
+            FastMap::with_capacity_and_hasher(out.rows.len(), Default::default());
+        for (i, r) in out.rows.iter().enumerate() {
+            let key = KeyRef {
+                row: &r.values,
+                keys: &keys,
+            };
+            if let Some(&first) = seen.get(&key) {
+                duplicates.push((i, out.rows[first].line));
+            } else {
+                seen.insert(key, i);
+            }
+        }
+    }
+    let mut next_dup = duplicates.iter().peekable();
+    let rows = std::mem::take(&mut out.rows);
+    for (i, row) in rows.into_iter().enumerate() {
+        let Some(&(_, first)) = next_dup.next_if(|(d, _)| *d == i) else {
+            out.rows.push(row);
+            continue;
+        };
+        let Row { line, values } = row;
+        let k = keys[0];
+        out.invalid.push(Invalid {
+            row: line,
+            column: set.key.join(", "),
+            cell: format!("{}{line}", column_letters(grid.first_col + positions[k])),
+            value: keys
+                .iter()
+                .map(|&k| values[k].to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            problem: format!("is a duplicate key: row {first} has the same"),
+        });
+        out.invalid_rows.push(line);
+    }
+    if !duplicates.is_empty() {
+        out.invalid.sort_by_key(|i| i.row);
+        out.invalid_rows.sort_unstable();
+    }
     out.unnamed_columns = unnamed
         .into_iter()
         .map(|i| column_letters(grid.first_col + i))
         .collect();
     Ok(out)
-}
-
-/// One part of a row's key, hashable (keys are never floats).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyPart {
-    Null,
-    Int(i64),
-    Bool(bool),
-    Date(i32),
-    Text(String),
-}
-
-impl KeyPart {
-    /// The key form of a value.
-    pub fn of(v: &LabelValue) -> KeyPart {
-        match v {
-            LabelValue::Null => KeyPart::Null,
-            LabelValue::Int(i) => KeyPart::Int(*i),
-            LabelValue::Bool(b) => KeyPart::Bool(*b),
-            LabelValue::Date(d) => KeyPart::Date(cells::epoch_days(*d)),
-            LabelValue::Text(t) => KeyPart::Text(t.clone()),
-            LabelValue::Float(f) => KeyPart::Text(f.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]

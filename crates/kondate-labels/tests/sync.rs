@@ -354,3 +354,43 @@ async fn postgres_label_set_lifecycle() {
 async fn postgres_concurrent_syncs_do_not_mix() {
     concurrent_syncs_do_not_mix(&env_url("KONDATE_TEST_POSTGRES_URL"), "kl_concurrent").await;
 }
+
+/// Sync compares with the last snapshot while the table has its row count; rows added or
+/// deleted by hand make it compare with the table, and `force` always does.
+#[tokio::test]
+async fn hand_edits_to_the_table_are_repaired() {
+    let d = tempfile::tempdir().unwrap();
+    let e = env(&sqlite_url(d.path()), "hand_edits").await;
+    let set = e.set(DEFINITION);
+    let grid = e.write_csv(CSV);
+    e.labels.sync(&set, &grid, &e.opts()).await.unwrap();
+    let db = &e.labels.service;
+    db.execute("DELETE FROM hand_edits WHERE recipe_id = 3", &[])
+        .await
+        .unwrap();
+    let grid2 = e.write_csv(&CSV.replace("say \"hi\"", "say \"hello\""));
+    let r = e.labels.sync(&set, &grid2, &e.opts()).await.unwrap();
+    assert_eq!(
+        (r.diff.added.len(), r.diff.changed.len()),
+        (1, 0),
+        "row 3 is back"
+    );
+    assert_eq!(e.table(&set).await.len(), 4);
+
+    // A value edited by hand keeps the row count: only `force` looks at the table.
+    db.execute(
+        "UPDATE hand_edits SET category = '汁物' WHERE recipe_id = 2",
+        &[],
+    )
+    .await
+    .unwrap();
+    let r = e.labels.sync(&set, &grid2, &e.opts()).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Unchanged);
+    let opts = SyncOptions {
+        force: true,
+        ..e.opts()
+    };
+    let r = e.labels.sync(&set, &grid2, &opts).await.unwrap();
+    assert_eq!((r.outcome, r.diff.changed.len()), (Outcome::Applied, 1));
+    assert_eq!(e.table(&set).await[1][1], text("副菜"));
+}

@@ -123,15 +123,50 @@ const PREFIXES: &[&str] = &[
     "レンジで",
 ];
 
-fn write_sample(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
+/// Recipes the demo's annotators have labelled.
+const LABELLED: u64 = 5_000;
+
+const LABEL_DEFINITION: &str = r#"# The annotators' sheet of recipe categories (written by `kondate demo`).
+# In production the source is usually their Google Sheet:
+#   [source]
+#   type = "google_sheets"
+#   spreadsheet_id = "…"
+#   range = "Labels!A1:D"
+#   credentials_file = "service-account.json"
+table = "recipe_category_labels"
+key = ["recipe_id"]
+[source]
+type = "csv"
+path = "data/recipe_category.csv"
+[columns]
+recipe_id = { type = "integer", header = "レシピID" }
+category  = { type = "enum", values = ["主菜", "副菜", "汁物", "主食", "デザート"], required = true, header = "カテゴリ" }
+annotator = { type = "string", role = "annotator", header = "担当" }
+note      = { type = "string", role = "comment", header = "メモ" }
+"#;
+
+/// Write the recipes to `path` and the annotators' labels of the first [`LABELLED`] of them
+/// to `labels`.
+fn write_sample(
+    path: &std::path::Path,
+    labels: &std::path::Path,
+    rows: u64,
+) -> std::io::Result<()> {
     let mut g = Gen(0x006b_6f6e_6461_7465);
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut l = std::io::BufWriter::new(std::fs::File::create(labels)?);
+    writeln!(l, "レシピID,カテゴリ,担当,メモ")?;
     writeln!(
         w,
         "id,title,category,cook_minutes,rating,servings,is_public,published_at"
     )?;
     for id in 1..=rows {
         let (cat, dishes) = CATEGORIES[(g.next() % CATEGORIES.len() as u64) as usize];
+        if id <= LABELLED {
+            let who = ["sato", "suzuki", "tanaka"][(id % 3) as usize];
+            let note = if id % 50 == 0 { "要確認" } else { "" };
+            writeln!(l, "{id},{cat},{who},{note}")?;
+        }
         let title = format!("{}{}", g.pick(PREFIXES), g.pick(dishes));
         let minutes = g.range(5, 90);
         let rating = g.range(20, 50) as f64 / 10.0;
@@ -146,6 +181,7 @@ fn write_sample(path: &std::path::Path, rows: u64) -> std::io::Result<()> {
             "{id},{title},{cat},{minutes},{rating},{servings},{public},{published}"
         )?;
     }
+    l.flush()?;
     w.flush()
 }
 
@@ -162,8 +198,10 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     let data_dir = project.state_dir().join("demo");
     std::fs::create_dir_all(&data_dir)?;
     let csv = data_dir.join("recipes.csv");
+    let labels_csv = project.root.join("data/recipe_category.csv");
+    std::fs::create_dir_all(project.root.join("data"))?;
     let t = Instant::now();
-    write_sample(&csv, args.rows)?;
+    write_sample(&csv, &labels_csv, args.rows)?;
     let store = kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
     let wh = kondate_warehouse::open(&project.config, &store).await?;
     let table = TableName::parse("recipes.recipes")?;
@@ -180,7 +218,31 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         t.elapsed().as_secs_f64()
     );
 
-    // 2. The query API on loopback.
+    // 2. The annotators' labels into the service database, as a revision.
+    let definition = project.root.join("labels/recipe_category.toml");
+    if !definition.exists() {
+        std::fs::write(&definition, LABEL_DEFINITION)?;
+    }
+    let set = kondate_labels::find(&project, "recipe_category")?;
+    let labels = kondate_labels::sync::Labels::open(&project.config).await?;
+    let grid = kondate_labels::read_source(&set).await?;
+    let opts = kondate_labels::SyncOptions {
+        actor: "demo".into(),
+        ..Default::default()
+    };
+    let r = labels.sync(&set, &grid, &opts).await?;
+    println!(
+        "  labels     {} rows of recipe_category in {}, revision {}{}",
+        r.rows,
+        set.table,
+        r.revision,
+        match r.outcome {
+            kondate_labels::Outcome::Applied => format!(" ({} added)", r.diff.added.len()),
+            _ => " (unchanged since the last run)".into(),
+        }
+    );
+
+    // 3. The query API on loopback.
     let listen = if args.serve {
         project.config.server.listen.clone()
     } else {
@@ -205,7 +267,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         let _ = stop_rx.await;
     }));
 
-    // 3. Read it back through the API with the Rust client.
+    // 4. Read it back through the API with the Rust client.
     let client = kondate_client::Client::new(&endpoint, Some((&token.name, &token.secret)))
         .map_err(client_failure)?;
     let summary = client
