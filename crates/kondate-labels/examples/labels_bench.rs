@@ -22,8 +22,7 @@ use kondate_store::{Store, UrlSigner};
 const CATEGORIES: [&str; 5] = ["主菜", "副菜", "汁物", "主食", "デザート"];
 
 fn definition(dir: &std::path::Path) -> LabelSet {
-    let v: toml::Table = toml::from_str(
-        r#"
+    LabelSet::from_toml("bench", r#"
         table = "bench_labels"
         key = ["recipe_id"]
         [source]
@@ -34,10 +33,7 @@ fn definition(dir: &std::path::Path) -> LabelSet {
         category  = { type = "enum", values = ["主菜", "副菜", "汁物", "主食", "デザート"], required = true }
         score     = { type = "float" }
         note      = { type = "string", role = "comment" }
-        "#,
-    )
-    .unwrap();
-    LabelSet::parse("bench", toml::Value::Table(v), "bench", dir).unwrap()
+        "#, "bench", dir).unwrap()
 }
 
 /// The sheet: `version` 2 changes the category of every 100th row (1%).

@@ -397,12 +397,22 @@ impl LabelSet {
             field: "(file)".into(),
             message: e.to_string(),
         })?;
-        let value: toml::Table = toml::from_str(&text).map_err(|e| LabelsError::Definition {
-            origin: origin.clone(),
+        LabelSet::from_toml(&name, &text, &origin, root)
+    }
+
+    /// Parse definition text (the content of a `labels/NAME.toml`).
+    pub fn from_toml(
+        name: &str,
+        text: &str,
+        origin: &str,
+        root: &Path,
+    ) -> Result<LabelSet, LabelsError> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| LabelsError::Definition {
+            origin: origin.to_string(),
             field: "(file)".into(),
             message: e.to_string(),
         })?;
-        LabelSet::parse(&name, toml::Value::Table(value), &origin, root)
+        LabelSet::parse(name, toml::Value::Table(value), origin, root)
     }
 
     /// Positions of the key columns in `columns`.

@@ -114,7 +114,8 @@ mod tests {
     use LabelValue::{Int, Null, Text};
 
     fn set() -> LabelSet {
-        let v: toml::Table = toml::from_str(
+        LabelSet::from_toml(
+            "s",
             r#"
             table = "t"
             key = ["id"]
@@ -126,11 +127,6 @@ mod tests {
             category = { type = "string" }
             score = { type = "float" }
         "#,
-        )
-        .unwrap();
-        LabelSet::parse(
-            "s",
-            toml::Value::Table(v),
             "s.toml",
             std::path::Path::new("/"),
         )
@@ -178,7 +174,8 @@ mod tests {
     #[test]
     fn a_snapshots_columns_diff_like_the_rows_they_hold() {
         use crate::current::Columns;
-        let v: toml::Table = toml::from_str(
+        let set = LabelSet::from_toml(
+            "s",
             r#"
             table = "t"
             key = ["day", "name"]
@@ -192,11 +189,6 @@ mod tests {
             ok = { type = "boolean" }
             n = { type = "integer" }
         "#,
-        )
-        .unwrap();
-        let set = LabelSet::parse(
-            "s",
-            toml::Value::Table(v),
             "s.toml",
             std::path::Path::new("/"),
         )

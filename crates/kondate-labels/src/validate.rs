@@ -214,7 +214,8 @@ mod tests {
     use std::path::Path;
 
     fn set() -> LabelSet {
-        let v: toml::Table = toml::from_str(
+        LabelSet::from_toml(
+            "s",
             r#"
             table = "t"
             key = ["recipe_id"]
@@ -227,9 +228,10 @@ mod tests {
             score     = { type = "float" }
             note      = { type = "string", role = "comment" }
         "#,
+            "s.toml",
+            Path::new("/"),
         )
-        .unwrap();
-        LabelSet::parse("s", toml::Value::Table(v), "s.toml", Path::new("/")).unwrap()
+        .unwrap()
     }
 
     fn grid(rows: &[&[&str]]) -> Grid {

@@ -175,8 +175,7 @@ fn definition(dir: &std::path::Path, api_base: &str, id: &str, credentials: &str
         note      = {{ type = "string", role = "comment", header = "メモ" }}
         "#
     );
-    let v: toml::Table = toml::from_str(&text).unwrap();
-    LabelSet::parse("sheet", toml::Value::Table(v), "sheet.toml", dir).unwrap()
+    LabelSet::from_toml("sheet", &text, "sheet.toml", dir).unwrap()
 }
 
 #[tokio::test]

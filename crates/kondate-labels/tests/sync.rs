@@ -83,10 +83,9 @@ async fn env(url: &str, name: &str) -> Env {
 
 impl Env {
     fn set(&self, definition: &str) -> LabelSet {
-        let v: toml::Table = toml::from_str(&definition.replace("TABLE", &self.name)).unwrap();
-        LabelSet::parse(
+        LabelSet::from_toml(
             &self.name,
-            toml::Value::Table(v),
+            &definition.replace("TABLE", &self.name),
             "test.toml",
             self.dir.path(),
         )

@@ -107,8 +107,7 @@ fn set(dir: &Path, source: &str) -> LabelSet {
         note      = {{ type = "string" }}
         "#
     );
-    let v: toml::Table = toml::from_str(&text).unwrap();
-    LabelSet::parse("w", toml::Value::Table(v), "w.toml", dir).unwrap()
+    LabelSet::from_toml("w", &text, "w.toml", dir).unwrap()
 }
 
 fn date(y: i32, m: u32, d: u32) -> LabelValue {
