@@ -43,6 +43,26 @@ pub enum DbError {
     },
 }
 
+impl DbError {
+    /// True when the statement gave up waiting for a lock another transaction holds:
+    /// SQLite's `SQLITE_BUSY` (after its busy timeout), MySQL's lock wait timeout (1205),
+    /// PostgreSQL's `lock_not_available` (55P03).
+    pub fn is_lock_timeout(&self) -> bool {
+        let DbError::Query { source, .. } = self else {
+            return false;
+        };
+        let Some(db) = source.as_database_error() else {
+            return false;
+        };
+        // MySQL's SQLSTATE for it is the generic HY000: the error number tells.
+        if let Some(m) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            return m.number() == 1205;
+        }
+        // SQLite reports extended codes: 5 BUSY, 261 BUSY_RECOVERY, 517 BUSY_SNAPSHOT.
+        matches!(db.code().as_deref(), Some("5" | "261" | "517" | "55P03"))
+    }
+}
+
 /// Which SQL dialect a database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {

@@ -9,7 +9,6 @@
 //!     mysql://root@127.0.0.1:3306/test postgres://postgres@127.0.0.1:5432/test
 //! ```
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use kondate_db::{Database, DbKind, Value};
@@ -138,16 +137,12 @@ async fn bench(url: &str, rows: usize) -> String {
     let db = Database::connect(url).await.unwrap();
     reset(&db).await;
     let set = definition(dir.path());
-    let labels = Labels {
-        service: db.clone(),
-        store: Store::local(
-            &dir.path().join("store"),
-            UrlSigner::new(vec![1; 32], "http://x"),
-        )
-        .unwrap(),
-        state: None,
-        clock: Arc::new(kondate_core::SystemClock),
-    };
+    let store = Store::local(
+        &dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://x"),
+    )
+    .unwrap();
+    let labels = Labels::new(db.clone(), store);
     let opts = SyncOptions {
         actor: "bench".into(),
         ..Default::default()

@@ -72,10 +72,7 @@ impl Col {
             (_, LabelValue::Null) => self.is_null(i),
             _ if self.is_null(i) => false,
             (Col::Int(a), LabelValue::Int(x)) => a.value(i) == *x,
-            (Col::Float(a), LabelValue::Float(x)) => {
-                let y = a.value(i);
-                y.to_bits() == x.to_bits() || y == *x
-            }
+            (Col::Float(a), LabelValue::Float(_)) => same(&LabelValue::Float(a.value(i)), v),
             (Col::Bool(a), LabelValue::Bool(x)) => a.value(i) == *x,
             (Col::Date(a), LabelValue::Date(d)) => a.value(i) == crate::cells::epoch_days(*d),
             (Col::Text(a), LabelValue::Text(t)) => a.value(i) == t.as_str(),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use kondate_core::Clock;
 use kondate_db::Database;
 use kondate_store::Store;
@@ -42,6 +43,22 @@ pub struct SyncOptions {
     pub force: bool,
     /// Who runs the sync (a user or a token name), recorded in the history.
     pub actor: String,
+}
+
+/// A label set as `labels list` and `GET /v1/labels` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub table: String,
+    pub key: Vec<String>,
+    /// A one-line description of the source.
+    pub source: String,
+    pub columns: Vec<crate::definition::ColumnDef>,
+    /// The current revision; `None` before the first sync.
+    pub revision: Option<i64>,
+    pub fingerprint: Option<String>,
+    /// Where the definition is: a file, or a section of `kondate.toml`.
+    pub definition: String,
 }
 
 /// What a sync did.
@@ -211,6 +228,17 @@ fn removed_values_in_use(old: &LabelSet, new: &LabelSet, rows: &Current) -> Vec<
 }
 
 impl Labels {
+    /// Labels written to `service`, snapshots to `store`, on the system clock, without
+    /// events.
+    pub fn new(service: Database, store: Store) -> Labels {
+        Labels {
+            service,
+            store,
+            state: None,
+            clock: Arc::new(kondate_core::SystemClock),
+        }
+    }
+
     /// Open what the configuration names: the service database, the store, and the state
     /// database (migrated) for events.
     pub async fn open(config: &kondate_core::Config) -> Result<Labels, LabelsError> {
@@ -219,10 +247,8 @@ impl Labels {
         kondate_db::state::migrate(&state).await?;
         let store = Store::open(&config.store, &config.public_url())?;
         Ok(Labels {
-            service,
-            store,
             state: Some(state),
-            clock: Arc::new(kondate_core::SystemClock),
+            ..Labels::new(service, store)
         })
     }
 
@@ -234,6 +260,25 @@ impl Labels {
             .filter(|s| s.revision > 0))
     }
 
+    /// The project's label sets with their current revision and fingerprint.
+    pub async fn list(&self, project: &kondate_core::Project) -> Result<Vec<Listed>, LabelsError> {
+        let mut out = Vec::new();
+        for set in crate::load_all(project)? {
+            let current = self.current(&set.name).await?;
+            out.push(Listed {
+                source: set.source.describe(),
+                revision: current.as_ref().map(|c| c.revision),
+                fingerprint: current.map(|c| c.fingerprint),
+                name: set.name,
+                table: set.table,
+                key: set.key,
+                columns: set.columns,
+                definition: set.origin,
+            });
+        }
+        Ok(out)
+    }
+
     fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
     }
@@ -242,24 +287,32 @@ impl Labels {
     pub async fn diff(&self, set: &LabelSet, grid: &Grid) -> Result<SyncReport, LabelsError> {
         let fingerprint = grid.fingerprint(&set.to_json());
         let validated = validate(set, grid)?;
+        self.compare(set, fingerprint, validated).await
+    }
+
+    /// [`Labels::diff`] of rows already validated.
+    async fn compare(
+        &self,
+        set: &LabelSet,
+        fingerprint: String,
+        validated: Validated,
+    ) -> Result<SyncReport, LabelsError> {
         let state = table::read_state(&self.service, &set.name).await?;
-        let migration = match &state {
+        let old = match &state {
             Some(s) if s.revision > 0 && s.definition != set.to_json() => {
-                let old = previous_definition(s)?;
-                definition_changes(&old, set)
+                Some(previous_definition(s)?)
             }
-            _ => Vec::new(),
+            _ => None,
         };
-        // After a definition change the old table may not even have the new columns.
-        let current = match &state {
-            Some(s) if !migration.is_empty() => {
-                let old = previous_definition(s)?;
-                Current::Rows(table::read_rows(&self.service, &old).await?)
-            }
-            _ => Current::Rows(table::read_rows(&self.service, set).await?),
-        };
+        let migration = old
+            .as_ref()
+            .map(|o| definition_changes(o, set))
+            .unwrap_or_default();
+        // A changed definition is only reported: the old table may not even have the new
+        // columns, and `--migrate` rewrites every row anyway.
         let d = if migration.is_empty() {
-            diff(set, current, &validated.rows)
+            let current = table::read_rows(&self.service, set).await?;
+            diff(set, Current::Rows(current), &validated.rows)
         } else {
             Diff::default()
         };
@@ -296,17 +349,14 @@ impl Labels {
             });
         }
         if opts.dry_run {
-            let mut r = self.diff(set, grid).await?;
-            r.invalid = validated.invalid;
-            return Ok(r);
+            return self.compare(set, fingerprint, validated).await;
         }
         let db = &self.service;
         table::ensure_meta(db).await?;
-        table::ensure_set_row(db, set, self.now_ms()).await?;
+        let known = table::ensure_set_row(db, set, self.now_ms()).await?;
         // The table is created before the transaction, unless the definition changed (then
         // `--migrate` rebuilds it): MySQL commits at every DDL statement, which would end
         // the transaction and its lock.
-        let known = table::read_state(db, &set.name).await?;
         if known.is_none_or(|s| s.revision == 0 || s.definition == definition) {
             table::ensure_table(db, set).await?;
         }
@@ -486,12 +536,7 @@ impl Labels {
         set: &LabelSet,
         revision: i64,
     ) -> Result<Current, LabelsError> {
-        let key = table::revisions(&self.service, &set.name)
-            .await?
-            .into_iter()
-            .find(|r| r.revision == revision)
-            .map(|r| r.snapshot_key);
-        if let Some(key) = key {
+        if let Some(key) = table::snapshot_key_tx(tx, &set.name, revision).await? {
             let from_snapshot = match snapshot::read(&self.store, &key).await {
                 Ok(batches) => Columns::from_batches(set, &batches),
                 Err(e) => Err(e),
@@ -545,12 +590,13 @@ impl Labels {
         Ok(table::revisions(&self.service, name).await?)
     }
 
-    /// The rows of revision `revision` (the latest when `None`), exactly as they were.
+    /// The rows of revision `revision` (the latest when `None`), exactly as they were, with
+    /// their schema (also for a revision without rows).
     pub async fn export(
         &self,
         set: &LabelSet,
         revision: Option<i64>,
-    ) -> Result<(Revision, Vec<RecordBatch>), LabelsError> {
+    ) -> Result<(Revision, Vec<RecordBatch>, SchemaRef), LabelsError> {
         let all = self.history(&set.name).await?;
         let rev = match revision {
             Some(n) => all.into_iter().find(|r| r.revision == n),
@@ -561,7 +607,11 @@ impl Labels {
             revision: revision.unwrap_or(0),
         })?;
         let batches = snapshot::read(&self.store, &rev.snapshot_key).await?;
-        Ok((rev, batches))
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| snapshot::schema(set));
+        Ok((rev, batches, schema))
     }
 }
 

@@ -111,10 +111,14 @@ pub async fn read_state(db: &Database, name: &str) -> Result<Option<SetState>, D
 }
 
 /// Make sure the bookkeeping row of `set` exists (revision 0), outside any transaction, so
-/// that two first syncs both find a row to lock.
-pub async fn ensure_set_row(db: &Database, set: &LabelSet, now: i64) -> Result<(), DbError> {
-    if read_state(db, &set.name).await?.is_some() {
-        return Ok(());
+/// that two first syncs both find a row to lock. Returns the state it found, if any.
+pub async fn ensure_set_row(
+    db: &Database,
+    set: &LabelSet,
+    now: i64,
+) -> Result<Option<SetState>, DbError> {
+    if let Some(state) = read_state(db, &set.name).await? {
+        return Ok(Some(state));
     }
     let inserted = db
         .execute(
@@ -128,13 +132,15 @@ pub async fn ensure_set_row(db: &Database, set: &LabelSet, now: i64) -> Result<(
         )
         .await;
     match inserted {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(None),
         // Another sync inserted it first: the row exists, which is all we need.
-        Err(e) if read_state(db, &set.name).await?.is_some() => {
-            tracing::debug!(error = %e, "label set row created concurrently");
-            Ok(())
-        }
-        Err(e) => Err(e),
+        Err(e) => match read_state(db, &set.name).await? {
+            Some(state) => {
+                tracing::debug!(error = %e, "label set row created concurrently");
+                Ok(Some(state))
+            }
+            None => Err(e),
+        },
     }
 }
 
@@ -142,8 +148,7 @@ pub async fn ensure_set_row(db: &Database, set: &LabelSet, now: i64) -> Result<(
 /// read it.
 pub async fn lock_state(tx: &mut Tx, name: &str, now: i64) -> Result<SetState, LabelsError> {
     let busy = |e: DbError| {
-        let text = e.to_string();
-        if text.contains("database is locked") || text.contains("Lock wait timeout") {
+        if e.is_lock_timeout() {
             LabelsError::Busy {
                 name: name.to_string(),
             }
@@ -377,6 +382,23 @@ pub async fn insert_rows<'a>(
             .await?;
     }
     Ok(inserted)
+}
+
+/// The snapshot of revision `revision` of `name`, read in the transaction.
+pub async fn snapshot_key_tx(
+    tx: &mut Tx,
+    name: &str,
+    revision: i64,
+) -> Result<Option<String>, DbError> {
+    let rows = tx
+        .fetch_all(
+            "SELECT snapshot_key FROM kondate_label_revisions WHERE label_set = ? AND revision = ?",
+            &[Value::from(name), Value::Int(revision)],
+        )
+        .await?;
+    rows.first()
+        .map(|r| kondate_db::get_string(r, "snapshot_key"))
+        .transpose()
 }
 
 /// One revision in the history.

@@ -229,16 +229,12 @@ async fn google_sheets_source_against_a_local_fake() {
     let service = Database::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
         .await
         .unwrap();
-    let labels = Labels {
-        service: service.clone(),
-        store: Store::local(
-            &dir.path().join("store"),
-            UrlSigner::new(vec![1; 32], "http://x"),
-        )
-        .unwrap(),
-        state: None,
-        clock: Arc::new(kondate_core::SystemClock),
-    };
+    let store = Store::local(
+        &dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://x"),
+    )
+    .unwrap();
+    let labels = Labels::new(service.clone(), store);
     let opts = SyncOptions {
         actor: "t".into(),
         ..Default::default()

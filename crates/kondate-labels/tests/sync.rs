@@ -3,9 +3,7 @@
 //! runs the ignored tests).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use kondate_core::SystemClock;
 use kondate_db::{Database, Value};
 use kondate_labels::cells::LabelValue;
 use kondate_labels::source::read_csv;
@@ -71,10 +69,8 @@ async fn env(url: &str, name: &str) -> Env {
     .unwrap();
     Env {
         labels: Labels {
-            service,
-            store,
             state: Some(state),
-            clock: Arc::new(SystemClock),
+            ..Labels::new(service, store)
         },
         dir,
         name: name.to_string(),
@@ -217,7 +213,7 @@ async fn label_set_lifecycle(url: &str, name: &str) {
     );
 
     // Every revision exports exactly as it was.
-    let (rev, batches) = e.labels.export(&set, Some(1)).await.unwrap();
+    let (rev, batches, _) = e.labels.export(&set, Some(1)).await.unwrap();
     assert_eq!(rev.revision, 1);
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(total, 4);
@@ -392,4 +388,36 @@ async fn hand_edits_to_the_table_are_repaired() {
     let r = e.labels.sync(&set, &grid2, &opts).await.unwrap();
     assert_eq!((r.outcome, r.diff.changed.len()), (Outcome::Applied, 1));
     assert_eq!(e.table(&set).await[1][1], text("副菜"));
+}
+
+/// A sync that cannot get the lock within SQLite's busy timeout stops with a message that
+/// says another sync holds it, and writes nothing.
+#[tokio::test]
+async fn a_sync_that_cannot_get_the_lock_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let url = sqlite_url(d.path());
+    let e = env(&url, "locked").await;
+    let set = e.set(DEFINITION);
+    e.labels
+        .sync(&set, &e.write_csv(CSV), &e.opts())
+        .await
+        .unwrap();
+    // Another process holds the set's lock row in an open write transaction.
+    let other = Database::connect(&url).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    held.execute(
+        "UPDATE kondate_label_sets SET updated_at = 0 WHERE name = 'locked'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let grid = e.write_csv(&CSV.replace("2,副菜", "2,汁物"));
+    let err = e.labels.sync(&set, &grid, &e.opts()).await.unwrap_err();
+    assert!(matches!(err, LabelsError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string().contains("another sync of `locked`"),
+        "{err}"
+    );
+    drop(held);
+    assert_eq!(e.labels.history("locked").await.unwrap().len(), 1);
 }

@@ -41,20 +41,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
-    let sets = kondate_labels::load_all(&state.project)?;
-    let mut out = Vec::new();
-    for s in sets {
-        let current = state.labels.current(&s.name).await?;
-        out.push(json!({
-            "name": s.name,
-            "table": s.table,
-            "key": s.key,
-            "source": s.source.describe(),
-            "columns": s.columns,
-            "revision": current.as_ref().map(|c| c.revision),
-            "fingerprint": current.map(|c| c.fingerprint),
-        }));
-    }
+    let out = state.labels.list(&state.project).await?;
     Ok(Json(json!({ "label_sets": out })))
 }
 
@@ -101,11 +88,7 @@ pub async fn export(
         }
     };
     let set = kondate_labels::find(&state.project, &name)?;
-    let (rev, batches) = state.labels.export(&set, Some(revision)).await?;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| snapshot::schema(&set));
+    let (rev, batches, schema) = state.labels.export(&set, Some(revision)).await?;
     let body = snapshot::encode(format, &batches, schema)
         .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m))?;
     let mut resp = body.into_response();

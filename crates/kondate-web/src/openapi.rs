@@ -99,7 +99,7 @@ pub fn spec() -> Value {
                 "summary": "The project's label sets (labels/*.toml) and their current revisions",
                 "security": [{"basic": []}],
                 "responses": {
-                    "200": {"description": "`{label_sets: [{name, table, key, source, columns, revision, fingerprint}]}`", "content": {"application/json": {}}},
+                    "200": {"description": "`{label_sets: [{name, table, key, source, columns, revision, fingerprint, definition}]}`", "content": {"application/json": {}}},
                     "401": error_response("missing or wrong credentials")}}},
             "/v1/labels/{name}/revisions": {"get": {
                 "summary": "A label set's revisions, oldest first",

@@ -119,6 +119,19 @@ async fn label_endpoints_sync_list_history_and_export() {
     assert_eq!(status, 400);
     let (status, r) = json(post("/v1/labels/nope/sync")).await;
     assert_eq!(status, 404, "{r}");
+    // A source that cannot be read: 422, naming the file.
+    std::fs::rename(&csv, root.join("moved.csv")).unwrap();
+    let (status, r) = json(post("/v1/labels/recipe_category/sync")).await;
+    assert_eq!(
+        (status, r["error_code"].as_str()),
+        (422, Some("source_error")),
+        "{r}"
+    );
+    assert!(
+        r["error"].as_str().unwrap().contains("recipe_category.csv"),
+        "{r}"
+    );
+    std::fs::rename(root.join("moved.csv"), &csv).unwrap();
 
     // A changed task definition: 409 until migrate=true.
     std::fs::write(

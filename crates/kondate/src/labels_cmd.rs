@@ -103,23 +103,11 @@ fn actor() -> String {
 pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
     match cmd {
         LabelsCmd::List { format } => {
-            let sets = kondate_labels::load_all(&project).map_err(failure)?;
             let labels = Labels::open(&project.config).await.map_err(failure)?;
-            let mut out = Vec::new();
-            for s in &sets {
-                let current = labels.current(&s.name).await.map_err(failure)?;
-                out.push(serde_json::json!({
-                    "name": s.name,
-                    "table": s.table,
-                    "source": s.source.describe(),
-                    "columns": s.columns.len(),
-                    "revision": current.as_ref().map(|c| c.revision),
-                    "definition": s.origin,
-                }));
-            }
+            let list = labels.list(&project).await.map_err(failure)?;
             match format {
-                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&out)?),
-                ListFormat::Text if out.is_empty() => {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                ListFormat::Text if list.is_empty() => {
                     println!("No label sets yet: add labels/NAME.toml (see docs/labels.md).")
                 }
                 ListFormat::Text => {
@@ -127,14 +115,14 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
                         "{:<24} {:<28} {:<8} {:>8}  SOURCE",
                         "NAME", "TABLE", "COLUMNS", "REVISION"
                     );
-                    for o in out {
+                    for l in list {
                         println!(
                             "{:<24} {:<28} {:<8} {:>8}  {}",
-                            o["name"].as_str().unwrap_or_default(),
-                            o["table"].as_str().unwrap_or_default(),
-                            o["columns"],
-                            o["revision"].as_i64().map_or("-".into(), |r| r.to_string()),
-                            o["source"].as_str().unwrap_or_default()
+                            l.name,
+                            l.table,
+                            l.columns.len(),
+                            l.revision.map_or("-".into(), |r| r.to_string()),
+                            l.source
                         );
                     }
                 }
@@ -220,11 +208,7 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
         } => {
             let set = kondate_labels::find(&project, &name).map_err(failure)?;
             let labels = Labels::open(&project.config).await.map_err(failure)?;
-            let (rev, batches) = labels.export(&set, revision).await.map_err(failure)?;
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| snapshot::schema(&set));
+            let (rev, batches, schema) = labels.export(&set, revision).await.map_err(failure)?;
             let fmt = match format {
                 FileFormat::Csv => ExportFormat::Csv,
                 FileFormat::Parquet => ExportFormat::Parquet,
