@@ -1,8 +1,10 @@
 //! kondate-core: the project, its configuration, the clock, and the identifiers every other
 //! crate shares. Nothing here touches the network, a database or the object store.
 
+pub mod artifact;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod names;
 pub mod project;
 

@@ -10,7 +10,8 @@ pub mod state;
 use std::time::Duration;
 
 use kondate_core::config::redact_url;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
+pub use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Arguments, AssertSqlSafe};
 
 /// Errors from the database layer.
@@ -44,6 +45,14 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A row the statement needed was not there (while `context`).
+    pub fn missing_row(context: &str) -> DbError {
+        DbError::Query {
+            context: context.to_string(),
+            source: sqlx::Error::RowNotFound,
+        }
+    }
+
     /// True when the statement gave up waiting for a lock another transaction holds:
     /// SQLite's `SQLITE_BUSY` (after its busy timeout), MySQL's lock wait timeout (1205),
     /// PostgreSQL's `lock_not_available` (55P03).
@@ -492,4 +501,34 @@ pub fn get_string(row: &AnyRow, col: &str) -> Result<String, DbError> {
         context: format!("reading column `{col}`"),
         source,
     })
+}
+
+/// A fresh, empty database (MySQL/MariaDB) or schema (PostgreSQL) named `kondate_t_TAG` on
+/// the server `url` points at, for tests that need a state database of their own (gc sees
+/// every blob in it). Returns the URL to connect to. SQLite URLs are returned unchanged.
+pub async fn isolated_test_database(url: &str, tag: &str) -> Result<String, DbError> {
+    let name = format!("kondate_t_{tag}");
+    let db = Database::connect(url).await?;
+    let quoted = db.ident(&name)?;
+    let out = match db.kind() {
+        DbKind::Sqlite => url.to_string(),
+        DbKind::MySql => {
+            db.execute(&format!("DROP DATABASE IF EXISTS {quoted}"), &[])
+                .await?;
+            db.execute(&format!("CREATE DATABASE {quoted}"), &[])
+                .await?;
+            let mut u = url::Url::parse(url).map_err(|_| DbError::Scheme(redact_url(url)))?;
+            u.set_path(&format!("/{name}"));
+            u.to_string()
+        }
+        DbKind::Postgres => {
+            db.execute(&format!("DROP SCHEMA IF EXISTS {quoted} CASCADE"), &[])
+                .await?;
+            db.execute(&format!("CREATE SCHEMA {quoted}"), &[]).await?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}options=-c%20search_path%3D{name}")
+        }
+    };
+    db.close().await;
+    Ok(out)
 }

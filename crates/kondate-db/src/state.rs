@@ -45,6 +45,60 @@ const MIGRATIONS: &[(i64, &str)] = &[
         created_at BIGINT NOT NULL
     )",
     ),
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS kondate_models (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        last_version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_model_versions (
+        id {id},
+        model VARCHAR(64) NOT NULL,
+        version BIGINT NOT NULL,
+        layout VARCHAR(16) NOT NULL,
+        content_digest VARCHAR(71) NOT NULL,
+        size BIGINT NOT NULL,
+        file_count BIGINT NOT NULL,
+        files {text} NOT NULL,
+        metrics {text} NOT NULL,
+        params {text} NOT NULL,
+        lineage {text} NOT NULL,
+        note {text} NULL,
+        created_by VARCHAR(255) NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (model, version)
+    );
+    CREATE TABLE IF NOT EXISTS kondate_model_version_blobs (
+        digest VARCHAR(71) NOT NULL,
+        version_id BIGINT NOT NULL,
+        PRIMARY KEY (digest, version_id)
+    );
+    CREATE TABLE IF NOT EXISTS kondate_model_blobs (
+        digest VARCHAR(71) NOT NULL PRIMARY KEY,
+        size BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        touched_at BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_model_aliases (
+        model VARCHAR(64) NOT NULL,
+        alias VARCHAR(64) NOT NULL,
+        version BIGINT NOT NULL,
+        moved_by VARCHAR(255) NOT NULL,
+        moved_at BIGINT NOT NULL,
+        PRIMARY KEY (model, alias)
+    );
+    CREATE TABLE IF NOT EXISTS kondate_model_alias_moves (
+        id {id},
+        model VARCHAR(64) NOT NULL,
+        alias VARCHAR(64) NOT NULL,
+        from_version BIGINT NULL,
+        to_version BIGINT NULL,
+        moved_by VARCHAR(255) NOT NULL,
+        moved_at BIGINT NOT NULL
+    )",
+    ),
 ];
 
 fn render(kind: DbKind, sql: &str) -> String {
@@ -115,6 +169,39 @@ pub async fn record_event(
     )
     .await?;
     Ok(())
+}
+
+/// [`record_event`] inside a transaction, so the event exists exactly when the change does.
+pub async fn record_event_tx(
+    tx: &mut crate::Tx,
+    kind: &str,
+    subject: &str,
+    payload_json: &str,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO kondate_events (kind, subject, payload, created_at) VALUES (?, ?, ?, ?)",
+        &[
+            Value::from(kind),
+            Value::from(subject),
+            Value::from(payload_json),
+            Value::Int(now_ms),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The status of query `id` (`success`, `failed`, …), or `None` if there is no such query;
+/// for lineage checks.
+pub async fn query_status(db: &Database, id: i64) -> Result<Option<String>, DbError> {
+    let row = db
+        .fetch_optional(
+            "SELECT status FROM kondate_queries WHERE id = ?",
+            &[Value::Int(id)],
+        )
+        .await?;
+    row.map(|r| crate::get_string(&r, "status")).transpose()
 }
 
 fn chrono_now_ms() -> i64 {

@@ -6,6 +6,7 @@
 //! URLs; for the local folder kondate serves the object itself at an HMAC-signed URL
 //! (see [`signing`]).
 
+pub mod cas;
 pub mod signing;
 
 use std::path::{Path as FsPath, PathBuf};
@@ -47,6 +48,27 @@ pub enum StoreError {
     Config(String),
     #[error(transparent)]
     Signature(#[from] SignatureError),
+    #[error(
+        "the bytes of object `{key}` have SHA-256 {actual}, not the expected {expected}: the \
+         object is corrupt, or the upload was altered or incomplete"
+    )]
+    DigestMismatch {
+        key: String,
+        expected: kondate_core::digest::Digest,
+        actual: kondate_core::digest::Digest,
+    },
+    #[error("object `{key}` has {actual} bytes, not the expected {expected}")]
+    SizeMismatch {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Which kind of store backs kondate; decides how URLs are signed.
