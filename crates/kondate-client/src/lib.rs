@@ -19,6 +19,7 @@
 
 pub mod arrow;
 pub mod decode;
+pub mod models;
 
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub enum ClientError {
         row: u64,
         message: String,
     },
+    #[error("{file}: {message}")]
+    Corrupt { file: String, message: String },
     #[error("building Arrow batches: {0}")]
     Arrow(String),
 }
@@ -156,11 +159,11 @@ impl Client {
         }
     }
 
-    async fn api(
+    async fn api<T: serde::de::DeserializeOwned>(
         &self,
         rb: reqwest::RequestBuilder,
         url: &str,
-    ) -> Result<QueryResponse, ClientError> {
+    ) -> Result<T, ClientError> {
         let resp = self.authed(rb).send().await.map_err(|e| http_err(url, e))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| http_err(url, e))?;

@@ -235,6 +235,98 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<LocalFile>) -> Result<(), CoreEr
     Ok(())
 }
 
+fn is_empty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Where a pull of a version writes, given the destination the user named: a single-file
+/// version into an existing folder (or a path written as one, `out/`) keeps its file name;
+/// otherwise `dest` itself. An existing, non-empty target is refused unless `force`.
+pub fn pull_target(
+    layout: Layout,
+    first_file: &str,
+    dest: &Path,
+    force: bool,
+) -> Result<PathBuf, CoreError> {
+    let target = match layout {
+        Layout::File if dest.is_dir() || dest.as_os_str().to_string_lossy().ends_with('/') => {
+            dest.join(first_file)
+        }
+        Layout::File => dest.to_path_buf(),
+        Layout::Directory if dest.is_file() => {
+            return Err(CoreError::InvalidName {
+                what: "destination",
+                value: dest.display().to_string(),
+                reason: "it is a file, and this version is a folder; name a folder".into(),
+            });
+        }
+        Layout::Directory => dest.to_path_buf(),
+    };
+    if target.exists() && !force && !is_empty_dir(&target) {
+        return Err(CoreError::InvalidName {
+            what: "destination",
+            value: target.display().to_string(),
+            reason: "it exists; pass --force to replace it".into(),
+        });
+    }
+    Ok(target)
+}
+
+/// A fresh path beside `target` (same folder, so the final rename is atomic) to write a
+/// pull into before it replaces `target`; the folder is created.
+pub fn staging_beside(target: &Path) -> Result<PathBuf, CoreError> {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| CoreError::io(parent, e))?;
+    let base = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Ok(parent.join(format!(
+        ".{base}.kondate-partial-{}-{nanos:08x}",
+        std::process::id()
+    )))
+}
+
+/// Remove a staging file or folder after a failed pull.
+pub fn discard(staging: &Path) {
+    if staging.is_dir() {
+        let _ = std::fs::remove_dir_all(staging);
+    } else {
+        let _ = std::fs::remove_file(staging);
+    }
+}
+
+/// Move `staging` to `target`, replacing what is there: a file by rename(2), which is
+/// atomic; a folder by moving the old one aside first and removing it only once the new
+/// one is in place (put back if that fails).
+pub fn replace(staging: &Path, target: &Path) -> std::io::Result<()> {
+    if !target.exists() || (target.is_file() && staging.is_file()) {
+        return std::fs::rename(staging, target);
+    }
+    let aside = target.with_file_name(format!(
+        ".{}.kondate-old-{}",
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("model"),
+        std::process::id()
+    ));
+    std::fs::rename(target, &aside)?;
+    if let Err(e) = std::fs::rename(staging, target) {
+        let _ = std::fs::rename(&aside, target);
+        return Err(e);
+    }
+    discard(&aside);
+    Ok(())
+}
+
 /// Which version of a model a reference means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {

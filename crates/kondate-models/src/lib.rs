@@ -54,8 +54,6 @@ pub enum ModelsError {
         #[source]
         source: StoreError,
     },
-    #[error("{path}: {reason}")]
-    Destination { path: String, reason: String },
     #[error("lineage: {0}")]
     Lineage(String),
     #[error(
@@ -89,7 +87,6 @@ impl ModelsError {
                 | ModelsError::NoSuchModel { .. }
                 | ModelsError::NoSuchVersion { .. }
                 | ModelsError::AliasPointsHere { .. }
-                | ModelsError::Destination { .. }
                 | ModelsError::Lineage(_)
                 | ModelsError::MissingBlob { .. }
         )

@@ -524,8 +524,8 @@ impl Models {
                 None => {
                     let last = history.last().ok_or_else(|| {
                         ModelsError::Lineage(format!(
-                            "label set `{}` has no revision yet; run `kondate labels sync {}` \
-                             first",
+                            "label set `{}` has no revision: check the name (`kondate labels \
+                             list`) or run `kondate labels sync {}` first",
                             l.name, l.name
                         ))
                     })?;
@@ -767,28 +767,8 @@ impl Models {
         let info = self.show(r).await?;
         let reference = format!("{}@{}", info.model, info.version);
         let store = self.store.clone();
-        let target = pull_target(&info, dest)?;
-        if target.exists() && !force && !is_empty_dir(&target) {
-            return Err(ModelsError::Destination {
-                path: target.display().to_string(),
-                reason: "it exists; pass --force to replace it".into(),
-            });
-        }
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
-        std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-        let base = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("model")
-            .to_string();
-        let staging = parent.join(format!(
-            ".{base}.kondate-partial-{:08x}",
-            rand::random::<u32>()
-        ));
+        let target = artifact::pull_target(info.layout, &info.files[0].path, dest, force)?;
+        let staging = artifact::staging_beside(&target)?;
         let result = async {
             match info.layout {
                 Layout::File => {
@@ -806,12 +786,11 @@ impl Models {
                     }
                 }
             }
-            replace(&staging, &target)
+            artifact::replace(&staging, &target).map_err(|e| io(&target, e))
         }
         .await;
         if result.is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
-            let _ = std::fs::remove_file(&staging);
+            artifact::discard(&staging);
         }
         result?;
         Ok((info, target))
@@ -1203,27 +1182,6 @@ fn io(path: &Path, e: std::io::Error) -> ModelsError {
     }
 }
 
-fn is_empty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
-}
-
-/// Where a pull writes: a single file into an existing folder keeps its name.
-fn pull_target(info: &VersionInfo, dest: &Path) -> Result<PathBuf, ModelsError> {
-    Ok(match info.layout {
-        Layout::File if dest.is_dir() => dest.join(&info.files[0].path),
-        Layout::File => dest.to_path_buf(),
-        Layout::Directory => {
-            if dest.is_file() {
-                return Err(ModelsError::Destination {
-                    path: dest.display().to_string(),
-                    reason: "it is a file, and this version is a folder; name a folder".into(),
-                });
-            }
-            dest.to_path_buf()
-        }
-    })
-}
-
 async fn fetch_file(
     store: &Store,
     reference: &str,
@@ -1239,35 +1197,4 @@ async fn fetch_file(
             path: f.path.clone(),
             source,
         })
-}
-
-/// Move `staging` to `target`, replacing what is there: the old one is moved aside first
-/// and removed only once the new one is in place.
-fn replace(staging: &Path, target: &Path) -> Result<(), ModelsError> {
-    if !target.exists() {
-        return std::fs::rename(staging, target).map_err(|e| io(target, e));
-    }
-    if target.is_file() && staging.is_file() {
-        // rename(2) replaces a file atomically.
-        return std::fs::rename(staging, target).map_err(|e| io(target, e));
-    }
-    let aside = target.with_file_name(format!(
-        ".{}.kondate-old-{:08x}",
-        target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("model"),
-        rand::random::<u32>()
-    ));
-    std::fs::rename(target, &aside).map_err(|e| io(target, e))?;
-    if let Err(e) = std::fs::rename(staging, target) {
-        let _ = std::fs::rename(&aside, target);
-        return Err(io(target, e));
-    }
-    if aside.is_dir() {
-        let _ = std::fs::remove_dir_all(&aside);
-    } else {
-        let _ = std::fs::remove_file(&aside);
-    }
-    Ok(())
 }

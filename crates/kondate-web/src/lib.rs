@@ -5,12 +5,13 @@
 mod api;
 mod labels;
 mod metrics;
+mod models;
 pub mod openapi;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use kondate_query::{QueryService, Tokens};
 use kondate_store::Store;
 
@@ -28,6 +29,7 @@ pub struct AppState {
     /// The project, whose `labels/` definitions are read per request (edits need no restart).
     pub project: kondate_core::Project,
     pub labels: kondate_labels::sync::Labels,
+    pub models: kondate_models::Models,
 }
 
 /// The application's router.
@@ -47,6 +49,27 @@ pub fn router(state: AppState) -> Router {
             get(labels::export),
         )
         .route("/v1/labels/{name}/sync", post(labels::sync))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{name}", get(models::versions))
+        .route("/v1/models/{name}/versions", post(models::commit))
+        .route(
+            "/v1/models/{name}/versions/{selector}",
+            get(models::show).delete(models::delete),
+        )
+        .route(
+            "/v1/models/{name}/aliases/{alias}",
+            put(models::set_alias).delete(models::remove_alias),
+        )
+        .route(
+            "/v1/models/{name}/alias-history",
+            get(models::alias_history),
+        )
+        .route("/v1/blobs/check", post(models::check_blobs))
+        .route("/v1/blobs/gc", post(models::gc))
+        .route(
+            "/v1/blobs/{digest}",
+            get(models::get_blob).put(models::put_blob),
+        )
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
             metrics,

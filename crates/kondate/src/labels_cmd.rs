@@ -92,14 +92,6 @@ fn failure(e: LabelsError) -> Failure {
     }
 }
 
-/// Who runs a command from the terminal, for the history.
-fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
     match cmd {
         LabelsCmd::List { format } => {
@@ -157,7 +149,7 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
                 skip_invalid,
                 migrate,
                 force,
-                actor: actor(),
+                actor: crate::actor(),
             };
             let report = labels.sync(&set, &grid, &opts).await;
             spinner.finish_and_clear();

@@ -3,6 +3,7 @@
 
 mod demo;
 mod labels_cmd;
+mod models_cmd;
 mod output;
 mod query_cmd;
 mod serve_cmd;
@@ -101,6 +102,9 @@ enum Command {
     /// Label sets: annotators' spreadsheets synced into the service database, with revisions.
     #[command(subcommand)]
     Labels(labels_cmd::LabelsCmd),
+    /// The model registry: push, list, show, pull, aliases, delete, gc.
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCmd),
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
@@ -134,6 +138,14 @@ fn init_logging(default: &str) {
     }
 }
 
+/// Who runs a command from the terminal, for histories (label revisions, alias moves).
+pub fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 /// Load the project the command runs in.
 pub fn load_project(explicit: Option<&std::path::Path>) -> Result<Project, Failure> {
     let cwd = std::env::current_dir()?;
@@ -158,6 +170,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Serve { listen } => serve_cmd::run(load_project(project)?, listen).await,
         Command::Query(args) => query_cmd::run(project, args).await,
         Command::Labels(cmd) => labels_cmd::run(load_project(project)?, cmd).await,
+        Command::Models(cmd) => models_cmd::run(load_project(project)?, cmd).await,
         Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
         Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
     }

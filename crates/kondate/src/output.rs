@@ -40,6 +40,19 @@ pub fn rows_bar(total: Option<u64>) -> ProgressBar {
     pb
 }
 
+/// A byte counter bar on stderr, hidden in pipes and CI.
+pub fn bytes_bar(total: u64) -> ProgressBar {
+    if !interactive() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes}  {bytes_per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    pb
+}
+
 /// Output formats of `kondate query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RowFormat {

@@ -26,15 +26,21 @@ pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
         );
     }
     tokio::spawn(opened.service.clone().run_sweeper(Duration::from_secs(60)));
+    let labels = kondate_labels::sync::Labels::open(&project.config)
+        .await
+        .map_err(crate::Failure::from)?;
+    let models = kondate_models::Models {
+        labels: Some(labels.clone()),
+        ..kondate_models::Models::new(opened.db.clone(), opened.store.clone())
+    };
     Ok(AppState {
         service: opened.service,
         tokens: opened.tokens,
         store: opened.store,
         allow_anonymous: project.config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
-        labels: kondate_labels::sync::Labels::open(&project.config)
-            .await
-            .map_err(crate::Failure::from)?,
+        labels,
+        models,
         project: project.clone(),
     })
 }

@@ -70,6 +70,7 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         allow_anonymous: config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
         labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
+        models: kondate_models::Models::open(&config).await.unwrap(),
         project: kondate_core::Project {
             root: dir.path().to_path_buf(),
             config: config.clone(),
