@@ -216,7 +216,7 @@ mod tests {
                 Ok(())
             }
         }
-        let data = vec![1u8; 10];
+        let data = [1u8; 10];
         let err = copy_hashing(&mut &data[..], &mut Full, &mut |_| {}).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }

@@ -52,7 +52,7 @@ pub enum ModelsError {
         reference: String,
         path: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("lineage: {0}")]
     Lineage(String),

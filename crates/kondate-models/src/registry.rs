@@ -1195,6 +1195,6 @@ async fn fetch_file(
         .map_err(|source| ModelsError::Corrupt {
             reference: reference.to_string(),
             path: f.path.clone(),
-            source,
+            source: Box::new(source),
         })
 }
