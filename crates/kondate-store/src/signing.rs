@@ -133,13 +133,28 @@ pub fn load_or_create_key(file: &Path) -> Result<Vec<u8>, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
     }
-    write_private(file, text.as_bytes()).map_err(|e| {
-        StoreError::Config(format!(
+    // Written under a temporary name, then hard-linked into place: the link never replaces
+    // a file, so when several processes start at once exactly one key wins, and the others
+    // read it complete.
+    let tmp = file.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
+    let written =
+        write_private(&tmp, text.as_bytes()).and_then(|()| std::fs::hard_link(&tmp, file));
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(text.into_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(file).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot read signing key file {}: {e}",
+                    file.display()
+                ))
+            })
+        }
+        Err(e) => Err(StoreError::Config(format!(
             "cannot write signing key file {}: {e}",
             file.display()
-        ))
-    })?;
-    Ok(text.into_bytes())
+        ))),
+    }
 }
 
 fn write_private(file: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -157,6 +172,20 @@ fn write_private(file: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_starting_at_once_share_one_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("k/signing.key");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create_key(&file).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0] && k.len() == 64));
+        assert_eq!(std::fs::read(&file).unwrap(), keys[0]);
+    }
 
     #[test]
     fn tampered_signature_is_rejected() {
