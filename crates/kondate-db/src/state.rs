@@ -130,28 +130,22 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
         if applied.contains(version) {
             continue;
         }
+        // Two processes creating the same table at once can fail one of them on
+        // PostgreSQL's catalog. Its DDL is transactional: the migration runs in one
+        // transaction under an advisory lock, so the second waits and then finds it done.
+        // (MySQL commits each DDL statement by itself; SQLite locks the whole file.)
+        let mut tx = db.begin().await?;
         if db.kind() == DbKind::Postgres {
-            // Two processes creating the same table at once can fail one of them on
-            // PostgreSQL's catalog. Its DDL is transactional: apply the migration in one
-            // transaction under an advisory lock, so the second waits and then finds it done.
-            let mut tx = db.begin().await?;
             tx.execute("SELECT pg_advisory_xact_lock(7355608)", &[])
                 .await?;
-            for stmt in render(db.kind(), sql)
-                .split(';')
-                .filter(|s| !s.trim().is_empty())
-            {
-                tx.execute(stmt, &[]).await?;
-            }
-            tx.commit().await?;
-        } else {
-            for stmt in render(db.kind(), sql)
-                .split(';')
-                .filter(|s| !s.trim().is_empty())
-            {
-                db.execute(stmt, &[]).await?;
-            }
         }
+        for stmt in render(db.kind(), sql)
+            .split(';')
+            .filter(|s| !s.trim().is_empty())
+        {
+            tx.execute(stmt, &[]).await?;
+        }
+        tx.commit().await?;
         let now = chrono_now_ms();
         // Another process may have recorded it meanwhile: every statement above is
         // idempotent, so a duplicate here is harmless.

@@ -871,21 +871,22 @@ impl Models {
             )
             .await?;
         }
-        // A NULL version is bound as text; PostgreSQL needs the cast.
-        let int = tx.db().placeholder(kondate_db::ColumnType::Integer);
+        // A missing version is written as the literal NULL, not bound: PostgreSQL prepares a
+        // statement once per connection with its parameters' types, and a NULL bound as
+        // text would leave the cached statement unable to take a number next time.
+        let slot = |v: Option<i64>| if v.is_some() { "?" } else { "NULL" };
+        let mut params = vec![Value::from(name), Value::from(alias)];
+        params.extend(from.map(Value::Int));
+        params.extend(version.map(Value::Int));
+        params.extend([Value::from(actor), Value::Int(now)]);
         tx.execute(
             &format!(
                 "INSERT INTO kondate_model_alias_moves (model, alias, from_version, to_version, \
-                 moved_by, moved_at) VALUES (?, ?, {int}, {int}, ?, ?)"
+                 moved_by, moved_at) VALUES (?, ?, {}, {}, ?, ?)",
+                slot(from),
+                slot(version)
             ),
-            &[
-                Value::from(name),
-                Value::from(alias),
-                Value::from(from),
-                Value::from(version),
-                Value::from(actor),
-                Value::Int(now),
-            ],
+            &params,
         )
         .await?;
         let payload = serde_json::json!({

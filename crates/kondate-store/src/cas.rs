@@ -93,6 +93,31 @@ fn link_into_place(file: &Path, target: &Path) -> Result<bool, StoreError> {
     Ok(created)
 }
 
+/// Check bytes read or written under `key` against the size and digest they should have.
+fn verify(
+    key: &str,
+    digest: Digest,
+    size: u64,
+    actual: Digest,
+    actual_size: u64,
+) -> Result<(), StoreError> {
+    if actual_size != size {
+        return Err(StoreError::SizeMismatch {
+            key: key.to_string(),
+            expected: size,
+            actual: actual_size,
+        });
+    }
+    if actual != digest {
+        return Err(StoreError::DigestMismatch {
+            key: key.to_string(),
+            expected: digest,
+            actual,
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     fn staging_dir(&self) -> Option<PathBuf> {
         match &self.backend {
@@ -223,24 +248,8 @@ impl Store {
         let path = object_path(key)?;
         let mut hasher = Hasher::default();
         let mut written = 0u64;
-        let check = |written: u64, hasher: Hasher| {
-            if written != size {
-                return Err(StoreError::SizeMismatch {
-                    key: key.to_string(),
-                    expected: size,
-                    actual: written,
-                });
-            }
-            let actual = hasher.finish();
-            if actual != digest {
-                return Err(StoreError::DigestMismatch {
-                    key: key.to_string(),
-                    expected: digest,
-                    actual,
-                });
-            }
-            Ok(())
-        };
+        let check =
+            |written: u64, hasher: Hasher| verify(key, digest, size, hasher.finish(), written);
         if let Some(dir) = self.staging_dir() {
             tokio::fs::create_dir_all(&dir)
                 .await
@@ -320,23 +329,8 @@ impl Store {
         dest: &Path,
         progress: Progress,
     ) -> Result<(), StoreError> {
-        let check = |actual_size: u64, actual: Digest| {
-            if actual_size != size {
-                return Err(StoreError::SizeMismatch {
-                    key: key.to_string(),
-                    expected: size,
-                    actual: actual_size,
-                });
-            }
-            if actual != digest {
-                return Err(StoreError::DigestMismatch {
-                    key: key.to_string(),
-                    expected: digest,
-                    actual,
-                });
-            }
-            Ok(())
-        };
+        let check =
+            |actual_size: u64, actual: Digest| verify(key, digest, size, actual, actual_size);
         if let Some(src) = self.local_file(key)? {
             let dest = dest.to_path_buf();
             let owned = key.to_string();
