@@ -471,6 +471,53 @@ mod tests {
     }
 
     #[test]
+    fn pull_targets_follow_the_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("models");
+        std::fs::create_dir(&dir).unwrap();
+        let t = pull_target(Layout::File, "w.bin", &dir, false).unwrap();
+        assert_eq!(t, dir.join("w.bin"), "into an existing folder, by name");
+        let slash = PathBuf::from(format!("{}/new/", tmp.path().display()));
+        assert_eq!(
+            pull_target(Layout::File, "w.bin", &slash, false).unwrap(),
+            slash.join("w.bin")
+        );
+        let file = tmp.path().join("f.bin");
+        std::fs::write(&file, b"x").unwrap();
+        let err = pull_target(Layout::Directory, "a", &file, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is a file") && err.contains("f.bin"), "{err}");
+        let err = pull_target(Layout::File, "w.bin", &file, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(
+            pull_target(Layout::File, "w.bin", &file, true).unwrap(),
+            file
+        );
+        // An empty folder may always be filled.
+        assert_eq!(
+            pull_target(Layout::Directory, "a", &dir, false).unwrap(),
+            dir
+        );
+    }
+
+    #[test]
+    fn replace_swaps_a_folder_and_leaves_nothing_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("m");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("old"), b"old").unwrap();
+        let staging = staging_beside(&target).unwrap();
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("new"), b"new").unwrap();
+        replace(&staging, &target).unwrap();
+        assert!(target.join("new").exists() && !target.join("old").exists());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn folders_are_walked_and_oddities_named() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("m/sub")).unwrap();

@@ -81,9 +81,15 @@ pub enum DbKind {
 }
 
 /// A parameter value; the subset of types that behaves the same on all three databases.
+/// A NULL for a number or boolean column must be [`Value::NullOf`] its type: PostgreSQL
+/// caches a statement with its first call's parameter types, and an untyped NULL (bound as
+/// text) would make the next call's number unreadable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
+    /// A NULL for a column of this type, bound with the type's own wire type (PostgreSQL
+    /// caches a statement with its first call's parameter types).
+    NullOf(ColumnType),
     Int(i64),
     Float(f64),
     /// For [`ColumnType::Boolean`] columns (state tables store flags as integers).
@@ -125,9 +131,19 @@ impl From<bool> for Value {
         Value::Int(v as i64)
     }
 }
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Value::Null, Into::into)
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Self {
+        v.map_or(Value::Null, Value::Text)
+    }
+}
+impl From<Option<&str>> for Value {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Value::Null, Value::from)
+    }
+}
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Value::NullOf(ColumnType::Integer), Value::Int)
     }
 }
 
@@ -224,6 +240,14 @@ impl Database {
         for p in params {
             let r = match p {
                 Value::Null => args.add(Option::<String>::None),
+                Value::NullOf(ColumnType::Integer) => args.add(Option::<i64>::None),
+                // sqlx 0.9's Any driver swaps the two float NULLs when it hands them to the
+                // PostgreSQL driver (sqlx-core any/arguments.rs: `Null(Real)` → `f64`,
+                // `Null(Double)` → `f32`): an f32 NULL arrives as a DOUBLE PRECISION NULL,
+                // which is what a later f64 value must find (tested in tests/database.rs).
+                Value::NullOf(ColumnType::Float) => args.add(Option::<f32>::None),
+                Value::NullOf(ColumnType::Boolean) => args.add(Option::<bool>::None),
+                Value::NullOf(_) => args.add(Option::<String>::None),
                 Value::Int(v) => args.add(*v),
                 Value::Float(v) => args.add(*v),
                 Value::Bool(v) => args.add(*v),

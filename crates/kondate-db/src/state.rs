@@ -160,6 +160,18 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
+const INSERT_EVENT: &str =
+    "INSERT INTO kondate_events (kind, subject, payload, created_at) VALUES (?, ?, ?, ?)";
+
+fn event_params(kind: &str, subject: &str, payload_json: &str, now_ms: i64) -> [Value; 4] {
+    [
+        Value::from(kind),
+        Value::from(subject),
+        Value::from(payload_json),
+        Value::Int(now_ms),
+    ]
+}
+
 /// Record an event (`labels.changed`, `model.pushed`, …) for the scheduler and notifiers.
 pub async fn record_event(
     db: &Database,
@@ -169,13 +181,8 @@ pub async fn record_event(
     now_ms: i64,
 ) -> Result<(), DbError> {
     db.execute(
-        "INSERT INTO kondate_events (kind, subject, payload, created_at) VALUES (?, ?, ?, ?)",
-        &[
-            Value::from(kind),
-            Value::from(subject),
-            Value::from(payload_json),
-            Value::Int(now_ms),
-        ],
+        INSERT_EVENT,
+        &event_params(kind, subject, payload_json, now_ms),
     )
     .await?;
     Ok(())
@@ -190,13 +197,8 @@ pub async fn record_event_tx(
     now_ms: i64,
 ) -> Result<(), DbError> {
     tx.execute(
-        "INSERT INTO kondate_events (kind, subject, payload, created_at) VALUES (?, ?, ?, ?)",
-        &[
-            Value::from(kind),
-            Value::from(subject),
-            Value::from(payload_json),
-            Value::Int(now_ms),
-        ],
+        INSERT_EVENT,
+        &event_params(kind, subject, payload_json, now_ms),
     )
     .await?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The Database handle and state migrations against real SQLite, PostgreSQL and MariaDB.
 //! The server-backed tests are `#[ignore]`d by default; `.ci/run` runs them with the URLs set.
 
-use kondate_db::{Database, DbKind, Value, get_i64, get_opt_string, get_string, state};
+use kondate_db::{ColumnType, Database, DbKind, Value, get_i64, get_opt_string, get_string, state};
 
 async fn exercise(db: &Database) {
     state::migrate(db).await.unwrap();
@@ -95,4 +95,81 @@ async fn unreachable_server_error_names_the_url_without_password() {
     assert!(!msg.contains("topsecret"), "{msg}");
     let err = Database::connect("oracle://x").await.unwrap_err();
     assert!(err.to_string().contains("sqlite://"), "{err}");
+}
+
+/// A NULL and then a value bound into the same typed slot of the same statement on one
+/// connection: PostgreSQL prepares the statement once with the first call's parameter
+/// types, so a NULL must carry its column's type or the next number is read as text.
+async fn typed_nulls_then_values(db: &Database) {
+    let table = db
+        .ident(&format!("kdb_nulls_{}", std::process::id()))
+        .unwrap();
+    db.execute(&format!("DROP TABLE IF EXISTS {table}"), &[])
+        .await
+        .unwrap();
+    db.execute(
+        &format!("CREATE TABLE {table} (i BIGINT NULL, f DOUBLE PRECISION NULL, b BOOLEAN NULL)"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let sql = format!(
+        "INSERT INTO {table} (i, f, b) VALUES ({}, {}, {})",
+        db.placeholder(ColumnType::Integer),
+        db.placeholder(ColumnType::Float),
+        db.placeholder(ColumnType::Boolean)
+    );
+    let mut tx = db.begin().await.unwrap();
+    let nulls = [
+        Value::NullOf(ColumnType::Integer),
+        Value::NullOf(ColumnType::Float),
+        Value::NullOf(ColumnType::Boolean),
+    ];
+    tx.execute(&sql, &nulls).await.unwrap();
+    tx.execute(&sql, &[Value::Int(7), Value::Float(0.5), Value::Bool(true)])
+        .await
+        .unwrap();
+    tx.execute(
+        &sql,
+        &[
+            Value::from(None::<i64>),
+            Value::Float(1.5),
+            Value::Bool(false),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let rows = db
+        .fetch_all(&format!("SELECT i FROM {table} WHERE i IS NOT NULL"), &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(get_i64(&rows[0], "i").unwrap(), 7);
+    db.execute(&format!("DROP TABLE {table}"), &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_typed_nulls_then_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::connect(&format!("sqlite://{}/n.db", tmp.path().display()))
+        .await
+        .unwrap();
+    typed_nulls_then_values(&db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_typed_nulls_then_values() {
+    let url = std::env::var("KONDATE_TEST_POSTGRES_URL").expect("KONDATE_TEST_POSTGRES_URL");
+    typed_nulls_then_values(&Database::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB/MySQL: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_typed_nulls_then_values() {
+    let url = std::env::var("KONDATE_TEST_MYSQL_URL").expect("KONDATE_TEST_MYSQL_URL");
+    typed_nulls_then_values(&Database::connect(&url).await.unwrap()).await;
 }

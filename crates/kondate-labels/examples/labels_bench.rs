@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use kondate_db::{Database, DbKind, Value};
+use kondate_db::{ColumnType, Database, DbKind, Value};
 use kondate_labels::cells::{Cell, LabelValue};
 use kondate_labels::source::Grid;
 use kondate_labels::sync::Labels;
@@ -109,10 +109,15 @@ async fn replace_every_row(db: &Database, set: &LabelSet, rows: &[&[LabelValue]]
                  category = EXCLUDED.category, score = EXCLUDED.score, note = EXCLUDED.note"
             ),
         };
+        let types = [
+            ColumnType::Integer,
+            ColumnType::ShortText,
+            ColumnType::Float,
+            ColumnType::Text,
+        ];
         let params: Vec<Value> = chunk
             .iter()
-            .flat_map(|r| r.iter())
-            .map(table::to_param)
+            .flat_map(|r| r.iter().zip(&types).map(|(v, t)| table::to_param(v, *t)))
             .collect();
         tx.execute(&sql, &params).await.unwrap();
         written += chunk.len() as u64;

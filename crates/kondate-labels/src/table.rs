@@ -291,10 +291,10 @@ pub async fn read_rows(db: &Database, set: &LabelSet) -> Result<Vec<Vec<LabelVal
     rows.iter().map(|r| decode(r, set)).collect()
 }
 
-/// A label value as a bound parameter.
-pub fn to_param(v: &LabelValue) -> Value {
+/// A label value as a bound parameter into a column of type `t` (which types its NULL).
+pub fn to_param(v: &LabelValue, t: ColumnType) -> Value {
     match v {
-        LabelValue::Null => Value::Null,
+        LabelValue::Null => Value::NullOf(t),
         LabelValue::Int(i) => Value::Int(*i),
         LabelValue::Float(f) => Value::Float(*f),
         LabelValue::Bool(b) => Value::Bool(*b),
@@ -334,7 +334,10 @@ pub async fn delete_keys(
     let mut deleted = 0;
     for chunk in keys.chunks((MAX_PARAMS / key_cols.len()).max(1)) {
         let list = vec![one.as_str(); chunk.len()].join(", ");
-        let params: Vec<Value> = chunk.iter().flatten().map(to_param).collect();
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|k| k.iter().zip(&key_types).map(|(v, t)| to_param(v, *t)))
+            .collect();
         deleted += tx
             .execute(
                 &format!("DELETE FROM {table} WHERE {lhs} IN ({list})"),
@@ -359,9 +362,10 @@ pub async fn insert_rows<'a>(
         .map(|c| db.ident(&c.name))
         .collect::<Result<Vec<_>, _>>()?
         .join(", ");
+    let col_types = types(set);
     let one = format!(
         "({})",
-        types(set)
+        col_types
             .iter()
             .map(|t| db.placeholder(*t))
             .collect::<Vec<_>>()
@@ -373,7 +377,10 @@ pub async fn insert_rows<'a>(
     let mut inserted = 0;
     for chunk in rows.chunks(per) {
         let list = vec![one.as_str(); chunk.len()].join(", ");
-        let params: Vec<Value> = chunk.iter().flat_map(|r| r.iter()).map(to_param).collect();
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|r| r.iter().zip(&col_types).map(|(v, t)| to_param(v, *t)))
+            .collect();
         inserted += tx
             .execute(
                 &format!("INSERT INTO {table} ({cols}) VALUES {list}"),

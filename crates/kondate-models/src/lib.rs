@@ -54,6 +54,11 @@ pub enum ModelsError {
         #[source]
         source: Box<StoreError>,
     },
+    #[error(
+        "a version's record in the state database cannot be read ({0}); was it changed \
+         outside kondate? Restore the state database from a backup"
+    )]
+    Record(String),
     #[error("lineage: {0}")]
     Lineage(String),
     #[error(

@@ -189,7 +189,7 @@ fn ms_to_rfc3339(ms: i64) -> String {
 }
 
 fn json_err(what: &str, e: serde_json::Error) -> ModelsError {
-    ModelsError::Invalid(format!("{what}: {e}"))
+    ModelsError::Record(format!("{what}: {e}"))
 }
 
 fn busy(name: &str) -> impl Fn(DbError) -> ModelsError + '_ {
@@ -255,9 +255,15 @@ impl Models {
         let db = Database::connect(&config.state.url).await?;
         kondate_db::state::migrate(&db).await?;
         let store = Store::open(&config.store, &config.public_url())?;
-        let labels = kondate_labels::sync::Labels::open(config)
-            .await
-            .map_err(|e| ModelsError::Lineage(format!("cannot open the label sets: {e}")))?;
+        // The label sets share this state database and store; only their service database
+        // is opened here (`Labels::open` would connect and migrate the state database again).
+        let labels = kondate_labels::sync::Labels {
+            state: Some(db.clone()),
+            ..kondate_labels::sync::Labels::new(
+                Database::connect(&config.service.url).await?,
+                store.clone(),
+            )
+        };
         Ok(Models {
             labels: Some(labels),
             ..Models::new(db, store)
@@ -504,11 +510,22 @@ impl Models {
         .await?;
         tx.commit().await.map_err(busy(name))?;
         tracing::info!(model = name, version, %content, size, "model version pushed");
-        self.show(&ModelRef {
-            name: name.to_string(),
-            selector: Selector::Version(version),
+        // Everything recorded is at hand: no need to read it back.
+        Ok(VersionInfo {
+            model: name.to_string(),
+            version,
+            layout,
+            content_digest: content,
+            size,
+            files,
+            metrics: meta.metrics,
+            params: meta.params,
+            lineage: meta.lineage,
+            note: meta.note,
+            created_by: meta.actor,
+            created_at: ms_to_rfc3339(now),
+            aliases: Vec::new(),
         })
-        .await
     }
 
     /// Fill in and check label and query lineage.
@@ -871,22 +888,17 @@ impl Models {
             )
             .await?;
         }
-        // A missing version is written as the literal NULL, not bound: PostgreSQL prepares a
-        // statement once per connection with its parameters' types, and a NULL bound as
-        // text would leave the cached statement unable to take a number next time.
-        let slot = |v: Option<i64>| if v.is_some() { "?" } else { "NULL" };
-        let mut params = vec![Value::from(name), Value::from(alias)];
-        params.extend(from.map(Value::Int));
-        params.extend(version.map(Value::Int));
-        params.extend([Value::from(actor), Value::Int(now)]);
         tx.execute(
-            &format!(
-                "INSERT INTO kondate_model_alias_moves (model, alias, from_version, to_version, \
-                 moved_by, moved_at) VALUES (?, ?, {}, {}, ?, ?)",
-                slot(from),
-                slot(version)
-            ),
-            &params,
+            "INSERT INTO kondate_model_alias_moves (model, alias, from_version, to_version, \
+             moved_by, moved_at) VALUES (?, ?, ?, ?, ?, ?)",
+            &[
+                Value::from(name),
+                Value::from(alias),
+                Value::from(from),
+                Value::from(version),
+                Value::from(actor),
+                Value::Int(now),
+            ],
         )
         .await?;
         let payload = serde_json::json!({

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kondate_core::artifact::{FileEntry, Layout, ModelRef};
 use kondate_core::digest::Digest;
 use kondate_models::{BlobCheck, GcOptions, Lineage, ModelsError, PushMeta};
@@ -256,7 +256,7 @@ pub async fn put_blob(
     let stream = body
         .into_data_stream()
         .map_err(std::io::Error::other)
-        .boxed_send();
+        .boxed();
     let created = state.models.put_blob(digest, size, stream).await?;
     let status = if created {
         StatusCode::CREATED
@@ -265,13 +265,6 @@ pub async fn put_blob(
     };
     Ok((status, Json(json!({ "digest": digest, "size": size }))).into_response())
 }
-
-trait BoxedSend<'a>: futures::Stream + Sized + Send + 'a {
-    fn boxed_send(self) -> futures::stream::BoxStream<'a, Self::Item> {
-        Box::pin(self)
-    }
-}
-impl<'a, S: futures::Stream + Send + 'a> BoxedSend<'a> for S {}
 
 /// `GET /v1/blobs/{digest}`: the bytes, streamed.
 pub async fn get_blob(

@@ -199,6 +199,24 @@ async fn models_refuse_bad_uploads_and_requests() {
     assert_eq!(body["error_code"], "digest_mismatch", "{body}");
     let r = put(digest.to_string(), data.clone(), false).await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // A chunked body without Content-Length: the size must be declared up front.
+    let chunked = reqwest::Body::wrap_stream(futures::stream::iter([Ok::<_, std::io::Error>(
+        data.clone(),
+    )]));
+    let r = s
+        .http
+        .put(format!("{}/v1/blobs/{digest}", s.url))
+        .basic_auth(&s.token, Some(&s.secret))
+        .body(chunked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 411);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Content-Length"),
+        "{body}"
+    );
     let r = put("sha256:..%2F..%2Fetc".into(), data.clone(), true)
         .await
         .unwrap();

@@ -4,7 +4,8 @@
 //! commit) and at arbitrary moments, on SQLite always and on MariaDB and PostgreSQL when
 //! `.ci/run` provides them.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -108,31 +109,6 @@ score = {{ type = "float" }}
     }
 }
 
-/// Start a sync that stops at `failpoint`, wait until it is there, and kill it.
-fn kill_at(p: &Project, failpoint: &str) {
-    let mut child = p
-        .command(&["labels", "sync", &p.name])
-        .env("KONDATE_FAILPOINT", failpoint)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains("reached") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("the sync never reached {failpoint}"));
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 async fn drop_tables(service_url: &str, name: &str) {
     let db = kondate_db::Database::connect(service_url).await.unwrap();
     kondate_labels::table::ensure_meta(&db).await.unwrap();
@@ -171,7 +147,7 @@ fn killed_syncs_leave_old_or_new_revision(service_url: Option<String>, name: &st
     // Killed after the snapshot, and after every row is written but before the commit:
     // the table is still revision 1, with the whole change pending.
     for failpoint in ["labels.after_snapshot", "labels.before_commit"] {
-        kill_at(&p, failpoint);
+        common::kill_at(p.command(&["labels", "sync", &p.name]), failpoint);
         assert_eq!(p.revisions(), 1, "{failpoint}");
         assert_eq!(p.pending(), change, "{failpoint}");
     }

@@ -3,8 +3,9 @@
 //! SIGKILL at named failpoints and at arbitrary moments, on SQLite and the local store
 //! always, and on PostgreSQL with S3 and on MariaDB when `.ci/run` provides them.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -115,30 +116,6 @@ fn write_model(p: &Project, name: &str, mb: usize, seed: u8) {
     std::fs::write(p.root.join(name), data).unwrap();
 }
 
-/// Start a push that stops at `failpoint`, wait until it is there, and kill it.
-fn kill_at(p: &Project, file: &str, failpoint: &str) {
-    let mut child = p
-        .command(&["models", "push", "m", file])
-        .env("KONDATE_FAILPOINT", failpoint)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if line.unwrap_or_default().contains("reached") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("the push never reached {failpoint}"));
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 /// After gc with no grace, the store holds exactly the referenced blobs and no staging.
 fn gc_leaves_exactly_the_referenced(p: &Project) -> Value {
     let report = p.json(&[
@@ -170,7 +147,7 @@ fn killed_pushes_leave_nothing_behind(env: Vec<(String, String)>) {
         } else {
             big
         };
-        kill_at(&p, "big.bin", failpoint);
+        common::kill_at(p.command(&["models", "push", "m", "big.bin"]), failpoint);
         assert_eq!(p.versions(), [1], "{failpoint}");
         // Within the grace period a file may belong to a push in flight: kept.
         let young = p.json(&["models", "gc", "--format", "json"]);

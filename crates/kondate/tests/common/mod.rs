@@ -1,0 +1,29 @@
+//! Helpers shared by the crash tests.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Run `command` with `KONDATE_FAILPOINT=failpoint`, wait until it says it is there, and
+/// kill it with SIGKILL.
+pub fn kill_at(mut command: Command, failpoint: &str) {
+    let mut child = command
+        .env("KONDATE_FAILPOINT", failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if line.unwrap_or_default().contains("reached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("the process never reached {failpoint}"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
