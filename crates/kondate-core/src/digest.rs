@@ -143,6 +143,76 @@ pub fn copy_hashing(
     })
 }
 
+/// Copy the file `src` to the file `dst` (both positioned at their start) and return the
+/// SHA-256 of the bytes now in `dst` and their count — the bytes stored, not the bytes
+/// meant to be stored. The copy runs in the kernel (`std::io::copy` between files uses
+/// `copy_file_range` on Linux, and falls back to read/write elsewhere), one chunk at a
+/// time; a second thread reads back each chunk just written to `dst` (from the page cache)
+/// and hashes it while the next chunk is copied. Memory stays at two chunks whatever the
+/// size. `progress` is called with the bytes of each chunk copied. `dst` must be open for
+/// reading and writing ([`create_rw`]).
+pub fn copy_file_hashing(
+    src: &std::fs::File,
+    dst: &std::fs::File,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<(Digest, u64)> {
+    use std::os::unix::fs::FileExt;
+    const COPY_CHUNK: u64 = 4 * CHUNK as u64;
+    let reader = dst.try_clone()?;
+    std::thread::scope(|s| {
+        // (offset, length) of each chunk copied; a few may wait to be hashed.
+        let (to_hasher, copied) = mpsc::sync_channel::<(u64, u64)>(4);
+        let hasher = s.spawn(move || -> io::Result<Digest> {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            for (start, len) in copied {
+                let mut off = start;
+                while off < start + len {
+                    let n = (start + len - off).min(CHUNK as u64) as usize;
+                    reader.read_exact_at(&mut buf[..n], off)?;
+                    h.update(&buf[..n]);
+                    off += n as u64;
+                }
+            }
+            Ok(Digest(h.finalize().into()))
+        });
+        let mut total = 0u64;
+        let result = (|| -> io::Result<()> {
+            let mut from = src;
+            let mut to = dst;
+            loop {
+                let n = io::copy(&mut Read::take(&mut from, COPY_CHUNK), &mut to)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if to_hasher.send((total, n)).is_err() {
+                    // The hasher stopped on an error, returned below.
+                    return Ok(());
+                }
+                total += n;
+                progress(n);
+            }
+        })();
+        drop(to_hasher);
+        let digest = hasher
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+        result?;
+        Ok((digest?, total))
+    })
+}
+
+/// Create (or truncate) `path` open for reading and writing, as [`copy_file_hashing`]
+/// needs its destination.
+pub fn create_rw(path: &std::path::Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 /// The digest and size of a reader's bytes (a file before it is uploaded).
 pub fn hash_reader(
     reader: &mut dyn Read,
@@ -185,6 +255,28 @@ mod tests {
             "sha1:abc",
         ] {
             assert!(Digest::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn file_copy_hashes_the_bytes_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0usize, 1, 4 * CHUNK, 9 * CHUNK + 777] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+            let src = dir.path().join("src");
+            let dst = dir.path().join("dst");
+            std::fs::write(&src, &data).unwrap();
+            let mut seen = 0;
+            let (d, n) = copy_file_hashing(
+                &std::fs::File::open(&src).unwrap(),
+                &create_rw(&dst).unwrap(),
+                &mut |k| seen += k,
+            )
+            .unwrap();
+            assert_eq!(n, size as u64);
+            assert_eq!(seen, size as u64);
+            assert_eq!(d, Digest::of(&data), "size {size}");
+            assert_eq!(std::fs::read(&dst).unwrap(), data);
         }
     }
 

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kondate_core::digest::{Digest, Hasher, copy_hashing, hash_reader};
+use kondate_core::digest::{Digest, Hasher, copy_file_hashing, create_rw, hash_reader};
 use tokio::io::AsyncWriteExt;
 
 use crate::{Backend, Store, StoreError, backend, object_path};
@@ -145,12 +145,15 @@ impl Store {
         let staging = self.staging_dir();
         tokio::task::spawn_blocking(move || -> Result<Staged, StoreError> {
             let mut input = std::fs::File::open(&source).map_err(|e| io_err(&source, e))?;
+            if input.metadata().map_err(|e| io_err(&source, e))?.is_dir() {
+                return Err(io_err(&source, io::Error::other("is a folder, not a file")));
+            }
             let mut tick = |n| progress(n);
             match staging {
                 Some(dir) => {
                     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
                     let file = dir.join(staging_name());
-                    let mut out = std::fs::File::create(&file).map_err(|e| io_err(&file, e))?;
+                    let out = create_rw(&file).map_err(|e| io_err(&file, e))?;
                     // From here on the staged copy is removed if anything fails.
                     let mut staged = Staged {
                         digest: Digest::of(b""),
@@ -160,7 +163,7 @@ impl Store {
                     // No fsync, as object_store's LocalFileSystem does none: the local store
                     // trusts the OS to write back, and every read checks the digest, so a
                     // file torn by a power cut is caught at pull, never served silently.
-                    let (digest, size) = copy_hashing(&mut input, &mut out, &mut tick)
+                    let (digest, size) = copy_file_hashing(&input, &out, &mut tick)
                         .map_err(|e| io_err(&source, e))?;
                     staged.digest = digest;
                     staged.size = size;
@@ -336,13 +339,13 @@ impl Store {
             let owned = key.to_string();
             let (actual, n) =
                 tokio::task::spawn_blocking(move || -> Result<(Digest, u64), StoreError> {
-                    let mut input = std::fs::File::open(&src).map_err(|e| match e.kind() {
+                    let input = std::fs::File::open(&src).map_err(|e| match e.kind() {
                         io::ErrorKind::NotFound => StoreError::NotFound { key: owned },
                         _ => io_err(&src, e),
                     })?;
-                    let mut out = std::fs::File::create(&dest).map_err(|e| io_err(&dest, e))?;
+                    let out = create_rw(&dest).map_err(|e| io_err(&dest, e))?;
                     let mut tick = |n| progress(n);
-                    copy_hashing(&mut input, &mut out, &mut tick).map_err(|e| io_err(&dest, e))
+                    copy_file_hashing(&input, &out, &mut tick).map_err(|e| io_err(&dest, e))
                 })
                 .await
                 .map_err(|e| StoreError::Config(format!("download task failed: {e}")))??;
