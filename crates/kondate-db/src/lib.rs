@@ -36,6 +36,9 @@ pub enum DbError {
          letter or `_`, at most 63 characters"
     )]
     Identifier(String),
+    /// The migration lock could not be had in time.
+    #[error("{0}")]
+    Busy(String),
     #[error("cannot create the folder for the SQLite file {path}: {source}")]
     Folder {
         path: String,
@@ -263,6 +266,20 @@ impl Database {
         run_execute(&self.pool, self.sql(sql), params).await
     }
 
+    /// One connection of the pool for a session's worth of statements (MySQL named locks
+    /// belong to a session), each committed by itself.
+    pub async fn acquire(&self) -> Result<Conn, DbError> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|source| query_error("connect", source))?;
+        Ok(Conn {
+            conn,
+            db: self.clone(),
+        })
+    }
+
     /// Start a transaction.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         let tx = self
@@ -455,6 +472,24 @@ async fn run_fetch_all<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     {
         Ok(rows) => Ok(rows),
         Err(source) => Err(query_error(&sql, source)),
+    }
+}
+
+/// One pooled connection (a session), statements autocommitted.
+pub struct Conn {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    db: Database,
+}
+
+impl Conn {
+    /// Run a statement; returns the rows affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        run_execute(&mut *self.conn, self.db.sql(sql), params).await
+    }
+
+    /// Fetch every row.
+    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
+        run_fetch_all(&mut *self.conn, self.db.sql(sql), params).await
     }
 }
 

@@ -99,6 +99,32 @@ const MIGRATIONS: &[(i64, &str)] = &[
         moved_at BIGINT NOT NULL
     )",
     ),
+    (
+        4,
+        "CREATE TABLE IF NOT EXISTS kondate_runs (
+        id VARCHAR(64) NOT NULL PRIMARY KEY,
+        app VARCHAR(64) NOT NULL,
+        attempt BIGINT NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        runner VARCHAR(16) NOT NULL,
+        command {text} NOT NULL,
+        params {text} NOT NULL,
+        actor VARCHAR(255) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        supervisor_pid BIGINT NOT NULL,
+        pid BIGINT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT NULL,
+        exit_code BIGINT NULL,
+        term_signal BIGINT NULL,
+        peak_memory_bytes BIGINT NULL,
+        log_key VARCHAR(512) NULL,
+        log_bytes BIGINT NULL,
+        error {text} NULL
+    );
+    CREATE INDEX kondate_runs_app ON kondate_runs (app, started_at);
+    ALTER TABLE kondate_tokens ADD COLUMN expires_at BIGINT NULL",
+    ),
 ];
 
 fn render(kind: DbKind, sql: &str) -> String {
@@ -108,6 +134,64 @@ fn render(kind: DbKind, sql: &str) -> String {
         DbKind::MySql => ("BIGINT AUTO_INCREMENT PRIMARY KEY", "LONGTEXT"),
     };
     sql.replace("{id}", id).replace("{text}", text)
+}
+
+fn statements(kind: DbKind, sql: &str) -> Vec<String> {
+    render(kind, sql)
+        .split(';')
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// One migration on MySQL, where every DDL statement commits by itself: under a named lock
+/// (a session's, so on one connection), and re-runnable after a crash half-way — an index
+/// or column that already exists is what the statement wanted.
+async fn migrate_mysql(db: &Database, version: i64, sql: &str) -> Result<bool, DbError> {
+    let mut conn = db.acquire().await?;
+    let got = conn
+        .fetch_all("SELECT GET_LOCK('kondate_migrate', 120) AS got", &[])
+        .await?;
+    if got.first().and_then(|r| crate::get_opt_i64(r, "got")) != Some(1) {
+        return Err(DbError::Busy(
+            "another process has held the migration lock for 2 minutes; is a kondate \
+             process stuck migrating this database?"
+                .into(),
+        ));
+    }
+    let outcome = async {
+        let done = !conn
+            .fetch_all(
+                "SELECT version FROM kondate_schema_migrations WHERE version = ?",
+                &[Value::Int(version)],
+            )
+            .await?
+            .is_empty();
+        if !done {
+            for stmt in statements(DbKind::MySql, sql) {
+                if let Err(e) = conn.execute(&stmt, &[]).await {
+                    let msg = e.to_string();
+                    if !(msg.contains("Duplicate key name")
+                        || msg.contains("Duplicate column name"))
+                    {
+                        return Err(e);
+                    }
+                }
+            }
+            conn.execute(
+                "INSERT INTO kondate_schema_migrations (version, applied_at) VALUES (?, ?)",
+                &[Value::Int(version), Value::Int(chrono_now_ms())],
+            )
+            .await?;
+        }
+        Ok(done)
+    }
+    .await;
+    // Released whatever happened, or other processes would wait for it.
+    let _ = conn
+        .execute("SELECT RELEASE_LOCK('kondate_migrate')", &[])
+        .await;
+    outcome
 }
 
 /// Bring the state schema up to date; safe to run from several processes at once.
@@ -130,31 +214,45 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
         if applied.contains(version) {
             continue;
         }
-        // Two processes creating the same table at once can fail one of them on
-        // PostgreSQL's catalog. Its DDL is transactional: the migration runs in one
-        // transaction under an advisory lock, so the second waits and then finds it done.
-        // (MySQL commits each DDL statement by itself; SQLite locks the whole file.)
-        let mut tx = db.begin().await?;
-        if db.kind() == DbKind::Postgres {
-            tx.execute("SELECT pg_advisory_xact_lock(7355608)", &[])
+        // Several processes may start at once on a new database. Each migration runs under
+        // a lock every other migrating process waits for, checks again whether it is
+        // recorded, and records itself — so it runs once, and statements that are not
+        // idempotent (CREATE INDEX, ALTER TABLE) are safe.
+        let done = if db.kind() == DbKind::MySql {
+            migrate_mysql(db, *version, sql).await?
+        } else {
+            // PostgreSQL and SQLite: DDL is transactional, so the migration and its record
+            // commit together. The lock: an advisory lock, or SQLite's write lock (taken by
+            // a no-op UPDATE).
+            let mut tx = db.begin().await?;
+            let lock = match db.kind() {
+                DbKind::Postgres => "SELECT pg_advisory_xact_lock(7355608)",
+                _ => "UPDATE kondate_schema_migrations SET applied_at = applied_at WHERE 1 = 0",
+            };
+            tx.execute(lock, &[]).await?;
+            let done = !tx
+                .fetch_all(
+                    "SELECT version FROM kondate_schema_migrations WHERE version = ?",
+                    &[Value::Int(*version)],
+                )
+                .await?
+                .is_empty();
+            if !done {
+                for stmt in statements(db.kind(), sql) {
+                    tx.execute(&stmt, &[]).await?;
+                }
+                tx.execute(
+                    "INSERT INTO kondate_schema_migrations (version, applied_at) VALUES (?, ?)",
+                    &[Value::Int(*version), Value::Int(chrono_now_ms())],
+                )
                 .await?;
+            }
+            tx.commit().await?;
+            done
+        };
+        if done {
+            continue;
         }
-        for stmt in render(db.kind(), sql)
-            .split(';')
-            .filter(|s| !s.trim().is_empty())
-        {
-            tx.execute(stmt, &[]).await?;
-        }
-        tx.commit().await?;
-        let now = chrono_now_ms();
-        // Another process may have recorded it meanwhile: every statement above is
-        // idempotent, so a duplicate here is harmless.
-        let _ = db
-            .execute(
-                "INSERT INTO kondate_schema_migrations (version, applied_at) VALUES (?, ?)",
-                &[Value::Int(*version), Value::Int(now)],
-            )
-            .await;
         tracing::info!(version, "applied state-database migration");
     }
     Ok(())

@@ -4,6 +4,10 @@
 //! that verified recently is remembered in memory as its SHA-256 (never in clear) for a
 //! minute. Whether a token is enabled is read from the database on every request, so
 //! `kondate tokens disable` takes effect at once everywhere.
+//!
+//! Run tokens (one per app run, see `create_expiring`) are machine-made 256-bit secrets
+//! with an expiry: they are stored as a plain SHA-256 (`sha256$…`), which is enough for a
+//! secret that cannot be guessed, and keeps starting a run fast (bcrypt would add 50 ms).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,14 @@ const BCRYPT_COST: u32 = 10;
 static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     bcrypt::hash(hex::encode(rand::random::<[u8; 16]>()), BCRYPT_COST).expect("bcrypt hashes")
 });
+/// Marks a hash stored as plain SHA-256 (run tokens).
+const SHA256_PREFIX: &str = "sha256$";
+
+/// Compare without an early exit, so timing does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// How long a verified secret is remembered.
 const CACHE_FOR: Duration = Duration::from_secs(60);
 
@@ -121,20 +133,60 @@ impl Tokens {
         })
     }
 
+    /// A token that stops working after `ttl` (for one app run): the secret is returned
+    /// once and stored as its SHA-256.
+    pub async fn create_expiring(&self, name: &str, ttl: Duration) -> Result<NewToken, QueryError> {
+        kondate_core::names::validate_name("token name", name)
+            .map_err(|e| QueryError::InvalidParameter(e.to_string()))?;
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let hash = format!(
+            "{SHA256_PREFIX}{}",
+            hex::encode(Sha256::digest(secret.as_bytes()))
+        );
+        let now = self.clock.now().timestamp_millis();
+        self.db
+            .insert_returning_id(
+                "INSERT INTO kondate_tokens (name, secret_hash, enabled, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    name.into(),
+                    hash.into(),
+                    true.into(),
+                    Value::Int(now),
+                    Value::Int(now + ttl.as_millis() as i64),
+                ],
+            )
+            .await?;
+        Ok(NewToken {
+            name: name.to_string(),
+            secret,
+        })
+    }
+
+    /// Delete a token outright (a finished run's token).
+    pub async fn delete(&self, name: &str) -> Result<(), QueryError> {
+        self.db
+            .execute("DELETE FROM kondate_tokens WHERE name = ?", &[name.into()])
+            .await?;
+        self.verified.lock().expect("cache lock").remove(name);
+        Ok(())
+    }
+
     async fn find(&self, name: &str) -> Result<Option<(TokenInfo, String)>, QueryError> {
         let row = self
             .db
             .fetch_optional(
-                "SELECT name, secret_hash, enabled, created_at, disabled_at FROM kondate_tokens WHERE name = ?",
+                "SELECT name, secret_hash, enabled, created_at, disabled_at, expires_at FROM kondate_tokens WHERE name = ?",
                 &[name.into()],
             )
             .await?;
+        let now = self.clock.now().timestamp_millis();
         Ok(match row {
             None => None,
             Some(r) => Some((
                 TokenInfo {
                     name: get_string(&r, "name")?,
-                    enabled: get_i64(&r, "enabled")? != 0,
+                    enabled: get_i64(&r, "enabled")? != 0
+                        && get_opt_i64(&r, "expires_at").is_none_or(|e| e > now),
                     created_at: ts(get_i64(&r, "created_at")?),
                     disabled_at: get_opt_i64(&r, "disabled_at").map(ts),
                 },
@@ -202,11 +254,15 @@ impl Tokens {
         {
             return Ok(());
         }
-        let secret = secret.to_string();
-        let ok =
+        let ok = if let Some(expected) = hash.strip_prefix(SHA256_PREFIX) {
+            let actual = hex::encode(Sha256::digest(secret.as_bytes()));
+            constant_time_eq(actual.as_bytes(), expected.as_bytes())
+        } else {
+            let secret = secret.to_string();
             tokio::task::spawn_blocking(move || bcrypt::verify(secret, &hash).unwrap_or(false))
                 .await
-                .map_err(|e| QueryError::Internal(e.to_string()))?;
+                .map_err(|e| QueryError::Internal(e.to_string()))?
+        };
         if !ok || !enabled {
             return Err(QueryError::Unauthorized);
         }
@@ -215,5 +271,40 @@ impl Tokens {
             .expect("cache lock")
             .insert(name.to_string(), (digest, Instant::now()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kondate_core::ManualClock;
+
+    #[tokio::test]
+    async fn expiring_tokens_verify_until_they_expire_or_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::connect(&format!("sqlite://{}/s.db", dir.path().display()))
+            .await
+            .unwrap();
+        kondate_db::state::migrate(&db).await.unwrap();
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let tokens = Tokens::new(db, clock.clone());
+        let t = tokens
+            .create_expiring("run-1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokens.verify("run-1", &t.secret).await.unwrap();
+        assert!(tokens.verify("run-1", "wrong").await.is_err());
+        clock.advance(Duration::from_secs(61));
+        assert!(matches!(
+            tokens.verify("run-1", &t.secret).await,
+            Err(QueryError::Unauthorized)
+        ));
+        let t2 = tokens
+            .create_expiring("run-2", Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokens.verify("run-2", &t2.secret).await.unwrap();
+        tokens.delete("run-2").await.unwrap();
+        assert!(tokens.verify("run-2", &t2.secret).await.is_err());
     }
 }

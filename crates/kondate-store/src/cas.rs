@@ -93,6 +93,28 @@ fn link_into_place(file: &Path, target: &Path) -> Result<bool, StoreError> {
     Ok(created)
 }
 
+/// Complete a multipart upload when everything went in (the object appears), or abort it
+/// (nothing appears; a leftover part is a bucket lifecycle rule's to remove).
+async fn finish_upload(
+    mut writer: object_store::buffered::BufWriter,
+    key: &str,
+    outcome: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    use tokio::io::AsyncWriteExt;
+    match outcome {
+        Ok(()) => writer.shutdown().await.map_err(|e| StoreError::Io {
+            path: key.to_string(),
+            source: e,
+        }),
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key, error = %abort, "could not abort a multipart upload");
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Check bytes read or written under `key` against the size and digest they should have.
 fn verify(
     key: &str,
@@ -304,21 +326,69 @@ impl Store {
             check(written, hasher)
         }
         .await;
-        match outcome {
-            Ok(()) => {
-                writer.shutdown().await.map_err(|e| StoreError::Io {
-                    path: key.to_string(),
-                    source: e,
-                })?;
-                Ok(true)
-            }
-            Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(key, error = %abort, "could not abort a multipart upload");
+        finish_upload(writer, key, outcome).await?;
+        Ok(true)
+    }
+
+    /// Store the file at `path` under `key` (not content-addressed: a log, an export),
+    /// replacing what is there; the object appears whole or not at all. On the local store
+    /// with `consume`, the file is moved into place (a rename, no copy, when both are on one
+    /// file system); otherwise it is copied (local) or uploaded in parts with at most
+    /// `PARTS_IN_FLIGHT × PART` bytes buffered (cloud). Returns the bytes stored.
+    pub async fn put_file(&self, key: &str, path: &Path, consume: bool) -> Result<u64, StoreError> {
+        let object = object_path(key)?;
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| io_err(path, e))?
+            .len();
+        if let Some(target) = self.local_file(key)? {
+            let staging = self.staging_dir().expect("a local store");
+            let source = path.to_path_buf();
+            return tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
                 }
-                Err(e)
-            }
+                if consume && std::fs::rename(&source, &target).is_ok() {
+                    return Ok(size);
+                }
+                std::fs::create_dir_all(&staging).map_err(|e| io_err(&staging, e))?;
+                let tmp = staging.join(staging_name());
+                let copied = std::fs::copy(&source, &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &target))
+                    .map_err(|e| io_err(&target, e));
+                if copied.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                } else if consume {
+                    let _ = std::fs::remove_file(&source);
+                }
+                copied.map(|()| size)
+            })
+            .await
+            .map_err(|e| StoreError::Config(format!("store task failed: {e}")))?;
         }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| io_err(path, e))?;
+        let mut body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let mut writer =
+            object_store::buffered::BufWriter::with_capacity(self.inner.clone(), object, PART)
+                .with_max_concurrency(PARTS_IN_FLIGHT);
+        let outcome = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| io_err(path, e))?;
+                writer
+                    .put(chunk)
+                    .await
+                    .map_err(|e| backend("upload", key, e))?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        finish_upload(writer, key, outcome).await?;
+        if consume {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        Ok(size)
     }
 
     /// Write the object `key` to the file `dest` (created or truncated), checking that its

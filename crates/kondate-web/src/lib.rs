@@ -7,6 +7,7 @@ mod labels;
 mod metrics;
 mod models;
 pub mod openapi;
+mod runs;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub project: kondate_core::Project,
     pub labels: kondate_labels::sync::Labels,
     pub models: kondate_models::Models,
+    /// Recorded app runs and their logs.
+    pub runs: kondate_apps::Runs,
 }
 
 /// The application's router.
@@ -64,6 +67,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/models/{name}/alias-history",
             get(models::alias_history),
         )
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::show))
+        .route("/v1/runs/{id}/logs", get(runs::logs))
         .route("/v1/blobs/check", post(models::check_blobs))
         .route("/v1/blobs/gc", post(models::gc))
         .route(

@@ -19,6 +19,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/labels/{name}/revisions"),
     ("get", "/v1/labels/{name}/revisions/{revision}/export"),
     ("post", "/v1/labels/{name}/sync"),
+    ("get", "/v1/runs"),
+    ("get", "/v1/runs/{id}"),
+    ("get", "/v1/runs/{id}/logs"),
 ];
 
 fn error_response(description: &str) -> Value {
@@ -136,7 +139,36 @@ pub fn spec() -> Value {
                     "401": error_response("missing or wrong credentials"),
                     "404": error_response("no such label set"),
                     "409": error_response("the definition changed (sync with migrate=true), or another sync holds the lock"),
-                    "422": error_response("the source or the definition cannot be read")}}}
+                    "422": error_response("the source or the definition cannot be read")}}},
+            "/v1/runs": {"get": {
+                "summary": "Recent app runs, newest first",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "app", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50, "minimum": 1, "maximum": 10000}}],
+                "responses": {
+                    "200": {"description": "`{runs: [Run]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad app name or limit"),
+                    "401": error_response("missing or wrong credentials")}}},
+            "/v1/runs/{id}": {"get": {
+                "summary": "One run: app, attempt, status (running|succeeded|failed|timed_out|cancelled|lost), command, times, exit code, signal, peak memory, log key, error",
+                "security": [{"basic": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the run", "content": {"application/json": {}}},
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such run")}}},
+            "/v1/runs/{id}/logs": {"get": {
+                "summary": "The run's log, streamed: one line per output line, `TIME out|err TEXT`",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}, "description": "keep the response open until the run ends"},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "start at this byte"}],
+                "responses": {
+                    "200": {"description": "the log", "content": {"text/plain": {}}},
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such run")}}}
         }
     })
 }

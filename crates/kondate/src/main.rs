@@ -1,6 +1,7 @@
 //! The `kondate` binary: command-line parsing and wiring only; the work happens in the
 //! library crates.
 
+mod apps_cmd;
 mod demo;
 mod labels_cmd;
 mod models_cmd;
@@ -105,6 +106,10 @@ enum Command {
     /// The model registry: push, list, show, pull, aliases, delete, gc.
     #[command(subcommand)]
     Models(models_cmd::ModelsCmd),
+    /// Apps: Hako-style Jsonnet definitions in apps/, run here or rendered for ECS,
+    /// Kubernetes or Docker; every run recorded with its log.
+    #[command(subcommand)]
+    Apps(apps_cmd::AppsCmd),
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
@@ -171,6 +176,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Query(args) => query_cmd::run(project, args).await,
         Command::Labels(cmd) => labels_cmd::run(load_project(project)?, cmd).await,
         Command::Models(cmd) => models_cmd::run(load_project(project)?, cmd).await,
+        Command::Apps(cmd) => apps_cmd::run(load_project(project)?, cmd).await,
         Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
         Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
     }
@@ -196,7 +202,9 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

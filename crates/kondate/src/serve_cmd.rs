@@ -33,7 +33,9 @@ pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
         labels: Some(labels.clone()),
         ..kondate_models::Models::new(opened.db.clone(), opened.store.clone())
     };
+    let runs = kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), &project.root);
     Ok(AppState {
+        runs,
         service: opened.service,
         tokens: opened.tokens,
         store: opened.store,

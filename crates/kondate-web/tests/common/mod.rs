@@ -71,6 +71,7 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         metrics: Arc::new(Metrics::default()),
         labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
         models: kondate_models::Models::open(&config).await.unwrap(),
+        runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir.path()),
         project: kondate_core::Project {
             root: dir.path().to_path_buf(),
             config: config.clone(),

@@ -1,0 +1,79 @@
+//! kondate-apps: an ML job is an ordinary application. A definition in `apps/NAME.jsonnet`
+//! uses Hako's format (scheduler, app, sidecars, volumes, scripts, env providers) so that
+//! existing Hako definitions work; kondate renders it for ECS, Kubernetes or Docker, and runs
+//! it on this machine with the local runner, recording every run and keeping its log in the
+//! object store.
+//!
+//! - [`definition`]: loading, checking and describing definitions ([`Apps`]).
+//! - [`render`]: the ECS task definition and RunTask request, a Kubernetes Job, `docker run`.
+//! - [`runner`]: the local runner (process group, clean environment, limits, timeout,
+//!   signals, line-by-line log capture with secrets masked).
+//! - [`runs`]: runs recorded in the state database, logs in the object store.
+//!
+//! Knows nothing of HTTP or the CLI.
+
+pub mod definition;
+mod jsonnet;
+pub mod logs;
+mod providers;
+pub mod render;
+pub mod runner;
+pub mod runs;
+pub mod secrets;
+
+pub use definition::{AppDefinition, Apps, Container, Note, SchedulerKind, Secret};
+pub use runs::{RunInfo, RunRequest, RunStatus, Runs};
+
+/// Errors from definitions, rendering and runs. Messages say what, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AppsError {
+    /// A definition could not be evaluated or is not valid: `location` is `file[:line]`.
+    #[error("{location}: {message}")]
+    Definition { location: String, message: String },
+    #[error("no app named `{name}` in {dir}; `kondate apps list` shows the apps there")]
+    NoSuchApp { name: String, dir: String },
+    #[error("no run `{id}`; `kondate apps runs` lists recent runs")]
+    NoSuchRun { id: String },
+    /// Bad input that is not a definition error (a bad `-e`, a bad target, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret could not be resolved; the message names the secret, never its value.
+    #[error("{0}")]
+    Secret(String),
+    /// The run could not start (command not found, not executable, …).
+    #[error("{0}")]
+    Start(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] kondate_db::DbError),
+    #[error(transparent)]
+    Store(#[from] kondate_store::StoreError),
+    #[error(transparent)]
+    Core(#[from] kondate_core::CoreError),
+}
+
+impl AppsError {
+    /// True when the caller's input was at fault (exit code 2, HTTP 400).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            AppsError::Definition { .. }
+                | AppsError::NoSuchApp { .. }
+                | AppsError::Invalid(_)
+                | AppsError::Secret(_)
+                | AppsError::Core(kondate_core::CoreError::InvalidName { .. })
+        )
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        AppsError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

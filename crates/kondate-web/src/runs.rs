@@ -1,0 +1,100 @@
+//! `/v1/runs…`: recorded app runs and their logs, behind the same token auth as the query
+//! API. A log is streamed as `text/plain` (one line per output line: time, `out`|`err`,
+//! text); with `follow=true` the response stays open until the run ends.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use kondate_apps::AppsError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::api::{ApiError, authenticate};
+
+impl From<AppsError> for ApiError {
+    fn from(e: AppsError) -> Self {
+        let message = e.to_string();
+        match e {
+            AppsError::NoSuchRun { .. } | AppsError::NoSuchApp { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            e if e.is_invalid_input() => ApiError::invalid(message),
+            _ => {
+                tracing::error!(error = %message, "runs: internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    app: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/runs?app=NAME&limit=N`: recent runs, newest first (default 50).
+pub async fn list(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers).await?;
+    if let Some(app) = &p.app {
+        kondate_core::names::validate_name("app name", app)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 10000"));
+    }
+    let runs = state.runs.list(p.app.as_deref(), limit).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// `GET /v1/runs/{id}`: one run.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let run = state.runs.get(&id).await?;
+    Ok(Json(json!(run)))
+}
+
+#[derive(Deserialize)]
+pub struct LogParams {
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    offset: u64,
+}
+
+/// `GET /v1/runs/{id}/logs?follow=true&offset=N`: the run's log from byte N, streamed.
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<LogParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers).await?;
+    // Unknown runs are a 404 before the body starts.
+    state.runs.get(&id).await?;
+    let body = state
+        .runs
+        .log_stream(&id, p.offset, p.follow)
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}

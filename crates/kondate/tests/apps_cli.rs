@@ -1,0 +1,215 @@
+//! `kondate apps` as a user runs it: exit status passed through, signals forwarded, a bad
+//! definition named by file and line, secrets never shown, renderings printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kondate(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kondate"));
+    c.current_dir(dir)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true");
+    c
+}
+
+fn out(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn project() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path()).args(["init", "p"]).output().unwrap();
+    assert!(o.status.success(), "{:?}", out(&o));
+    let root = dir.path().join("p");
+    (dir, root)
+}
+
+fn app(root: &Path, name: &str, text: &str) {
+    std::fs::write(root.join("apps").join(name), text).unwrap();
+}
+
+#[test]
+fn run_passes_the_exit_status_through_and_records_the_run() {
+    let (_d, root) = project();
+    app(
+        &root,
+        "seven.jsonnet",
+        "{ app: { command: ['sh', '-c', 'echo working; exit 7'] } }",
+    );
+    let o = kondate(&root)
+        .args(["apps", "run", "seven"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = out(&o);
+    assert_eq!(o.status.code(), Some(7), "{stdout}\n{stderr}");
+    assert!(stdout.contains("working"), "{stdout}");
+    assert!(!stderr.contains("error:"), "{stderr}");
+
+    // -- CMD replaces the command; -e adds to the environment.
+    let o = kondate(&root)
+        .args([
+            "apps",
+            "run",
+            "seven",
+            "-e",
+            "GREETING=hi",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", out(&o));
+    assert!(out(&o).0.contains("hi\n"));
+
+    let o = kondate(&root)
+        .args(["apps", "runs", "--format", "json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[1]["exit_code"], 7);
+    let id = runs[1]["id"].as_str().unwrap();
+    let o = kondate(&root).args(["apps", "logs", id]).output().unwrap();
+    assert!(out(&o).0.contains(" out working\n"), "{:?}", out(&o));
+}
+
+#[test]
+fn sigterm_to_kondate_stops_the_run_and_its_children() {
+    let (_d, root) = project();
+    let pidfile = root.join("child.pid");
+    app(
+        &root,
+        "long.jsonnet",
+        &format!(
+            "{{ app: {{ command: ['sh', '-c', 'echo $$ > {}; echo started; sleep 300'] }} }}",
+            pidfile.display()
+        ),
+    );
+    let mut child = kondate(&root)
+        .args(["apps", "run", "long"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    assert!(
+        unsafe { libc::kill(run_pid, 0) } != 0,
+        "the run's shell survived"
+    );
+}
+
+#[test]
+fn check_and_run_report_bad_definitions_with_file_and_line() {
+    let (_d, root) = project();
+    app(&root, "good.jsonnet", "{ app: { command: ['true'] } }");
+    app(
+        &root,
+        "bad.jsonnet",
+        "{\n  app: {\n    command: ['true'],\n    cpu: 'lots',\n  },\n}\n",
+    );
+    let o = kondate(&root).args(["apps", "check"]).output().unwrap();
+    let (stdout, _) = out(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("bad.jsonnet:4: app.cpu: must be a whole number"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: good"), "{stdout}");
+
+    let o = kondate(&root)
+        .args(["apps", "run", "bad"])
+        .output()
+        .unwrap();
+    let (_, stderr) = out(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.jsonnet:4: app.cpu"), "{stderr}");
+
+    let o = kondate(&root)
+        .args(["apps", "run", "absent"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out(&o).1.contains("no app named `absent`"));
+}
+
+#[test]
+fn show_never_prints_secret_values_and_render_prints_each_target() {
+    let (_d, root) = project();
+    std::fs::write(root.join("apps/db_password"), "very-secret-password\n").unwrap();
+    app(
+        &root,
+        "train.jsonnet",
+        "{ app: { image: 'example/train', command: ['python', 'train.py'], memory: 512, \
+         secrets: [{ name: 'DB_PASSWORD', value_from: 'file:db_password' }], links: ['x'] } }",
+    );
+    let o = kondate(&root)
+        .args(["apps", "show", "train", "--expand"])
+        .output()
+        .unwrap();
+    let (stdout, _) = out(&o);
+    assert!(o.status.success(), "{stdout}");
+    assert!(stdout.contains("file:db_password"), "{stdout}");
+    assert!(!stdout.contains("very-secret-password"), "{stdout}");
+    assert!(stdout.contains("Not used by the local runner"), "{stdout}");
+    assert!(stdout.contains("app.links"), "{stdout}");
+
+    let o = kondate(&root)
+        .args([
+            "apps",
+            "run",
+            "train",
+            "--",
+            "sh",
+            "-c",
+            "echo pw=$DB_PASSWORD",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, _) = out(&o);
+    assert!(stdout.contains("pw=********"), "{stdout}");
+    assert!(!stdout.contains("very-secret-password"));
+
+    let o = kondate(&root)
+        .args(["apps", "render", "train", "--target", "docker"])
+        .output()
+        .unwrap();
+    let (stdout, _) = out(&o);
+    assert!(stdout.starts_with("docker run --rm"), "{stdout}");
+    assert!(stdout.contains("--env DB_PASSWORD "), "{stdout}");
+    assert!(!stdout.contains("very-secret-password"));
+    let o = kondate(&root)
+        .args(["apps", "render", "train", "--target", "kubernetes"])
+        .output()
+        .unwrap();
+    assert!(out(&o).0.contains("kind: Job"), "{:?}", out(&o));
+    let o = kondate(&root)
+        .args(["apps", "render", "train", "--target", "ecs"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        out(&o).1.contains("scheduler.region must be set"),
+        "{:?}",
+        out(&o)
+    );
+}
