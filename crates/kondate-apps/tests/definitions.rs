@@ -21,7 +21,7 @@ fn hako_examples_evaluate_with_providers_as_placeholders_or_values() {
     let apps = hako();
     assert_eq!(
         apps.names().unwrap(),
-        ["awesome-app", "fargate-batch", "hello"]
+        ["awesome-app", "fargate-batch", "hello", "service"]
     );
     let shown = apps.load("hello", false).unwrap();
     assert_eq!(shown.scheduler, SchedulerKind::Ecs);
@@ -134,6 +134,29 @@ fn hako_examples_render_for_ecs_with_hakos_mapping() {
         json!({"awsvpcConfiguration": {"subnets": ["subnet-XXXXXXXX"], "securityGroups": [],
                "assignPublicIp": "DISABLED"}})
     );
+}
+
+#[test]
+fn ecs_service_fields_are_known_and_rendered_in_the_apis_case() {
+    let def = hako().load("service", true).unwrap();
+    assert!(
+        def.notes.iter().all(|n| n.kind == NoteKind::IgnoredLocally),
+        "{:?}",
+        def.notes
+    );
+    let v = render::ecs(&def, &Overrides::default()).unwrap();
+    let app = &v["taskDefinition"]["containerDefinitions"][0];
+    assert_eq!(
+        app["linuxParameters"],
+        json!({"capabilities": {"add": ["SYS_RAWIO"]}})
+    );
+    assert_eq!(
+        app["portMappings"],
+        json!([{"containerPort": 3000, "hostPort": 0}])
+    );
+    // User-chosen keys stay as written.
+    assert_eq!(app["dockerLabels"], json!({"com.example.team": "ml"}));
+    assert_eq!(app["command"], json!(["bundle", "exec", "rackup"]));
 }
 
 #[test]

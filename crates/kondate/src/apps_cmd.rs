@@ -188,13 +188,23 @@ pub async fn open_runs(project: &Project) -> Result<Runs, Failure> {
     })
 }
 
+/// Before a run: warnings in full, and one line for what the local runner ignores.
 fn print_notes(def: &AppDefinition) {
+    let mut ignored = 0;
     for n in &def.notes {
-        let what = match n.kind {
-            NoteKind::Unknown => "warning",
-            NoteKind::IgnoredLocally => "note",
-        };
-        eprintln!("{what}: {}: {}: {}", n.location, n.field, n.message);
+        match n.kind {
+            NoteKind::Unknown => {
+                eprintln!("warning: {}: {}: {}", n.location, n.field, n.message)
+            }
+            NoteKind::IgnoredLocally => ignored += 1,
+        }
+    }
+    if ignored > 0 {
+        eprintln!(
+            "note: {ignored} field(s) of {} are not used by the local runner (`kondate apps show {}` lists them)",
+            def.path.display(),
+            def.name
+        );
     }
 }
 
@@ -381,7 +391,9 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
         } => {
             let o = overrides(&env, command)?;
             // Evaluate once up front so that warnings show before the run's output.
-            if let Ok(def) = apps.load(&name, false) {
+            if let Ok(def) = apps.load(&name, false)
+                && runner.is_none_or(|r| matches!(r, RunnerArg::Local))
+            {
                 print_notes(&def);
             }
             let runs = open_runs(&project).await?;
