@@ -84,7 +84,11 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let runs = runs_in(dir.path()).await;
     // A project for the CLI (its own state database under .kondate/, as `kondate init` makes).
-    std::fs::write(dir.path().join("kondate.toml"), "[project]\nname = \"bench\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("kondate.toml"),
+        "[project]\nname = \"bench\"\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("apps/noop.jsonnet"),
         "{ app: { command: ['true'] } }",

@@ -12,6 +12,7 @@
 //!
 //! Knows nothing of HTTP or the CLI.
 
+pub mod cgroup;
 pub mod definition;
 mod jsonnet;
 pub mod logs;

@@ -4,8 +4,10 @@
 //!   everything it started, and Ctrl-C in the terminal reaches kondate, which decides.
 //! - Its environment is exactly what the caller gives (a clean one: see `Runs::start`),
 //!   never kondate's own.
-//! - The memory limit is an address-space limit (`RLIMIT_AS`) set in the child before it
-//!   executes the command, inherited by everything it starts (each process on its own).
+//! - The memory limit holds for the run's processes together in a memory cgroup of the
+//!   run's own where the machine allows ([`crate::cgroup`]); elsewhere it is an
+//!   address-space limit (`RLIMIT_AS`) set in the child before it executes the command,
+//!   inherited by everything it starts (each process on its own).
 //! - A timeout sends SIGTERM to the group, then SIGKILL after the grace period; a forwarded
 //!   signal does the same. When the main process exits, what is left of its group is
 //!   killed, as a container stops when its main process ends.
@@ -30,11 +32,14 @@ use crate::secrets::Masker;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LocalSpec {
+    /// Names the run's memory cgroup.
+    pub run_id: String,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     /// The complete environment of the process.
     pub env: Vec<(String, String)>,
-    /// Address-space limit in bytes.
+    /// Memory limit in bytes: the run's memory cgroup where kondate can make one, else an
+    /// address-space limit on each process.
     pub memory_limit: Option<u64>,
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
@@ -79,6 +84,10 @@ impl Exit {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub exit: Exit,
+    /// The kernel's OOM killer killed a process of the run (cgroup limit reached).
+    pub oom_killed: bool,
+    /// How the memory limit was enforced: "cgroup v1", "cgroup v2", "RLIMIT_AS", or "none".
+    pub memory_enforcement: &'static str,
     pub pid: Option<u32>,
     pub peak_memory_bytes: Option<u64>,
     pub elapsed: Duration,
@@ -213,6 +222,8 @@ pub async fn run_local(
     let started = Instant::now();
     let failed = |why: String| Outcome {
         exit: Exit::FailedToStart(why),
+        oom_killed: false,
+        memory_enforcement: "none",
         pid: None,
         peak_memory_bytes: None,
         elapsed: started.elapsed(),
@@ -246,7 +257,31 @@ pub async fn run_local(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    let cgroup = spec
+        .memory_limit
+        .and_then(|limit| crate::cgroup::RunCgroup::create(&spec.run_id, limit));
+    let memory_enforcement = match (&cgroup, spec.memory_limit) {
+        (Some(c), _) if c.version == crate::cgroup::Version::V1 => "cgroup v1",
+        (Some(_), _) => "cgroup v2",
+        (None, Some(_)) => "RLIMIT_AS",
+        (None, None) => "none",
+    };
     if let Some(limit) = spec.memory_limit {
+        let _ = log.note(
+            Stream::Stderr,
+            &format!(
+                "kondate: memory limit {} MiB, enforced by {memory_enforcement}",
+                limit >> 20
+            ),
+        );
+    }
+    if let Some(cg) = &cgroup {
+        let fd = cg.procs_fd();
+        // SAFETY: join_from_child makes only async-signal-safe calls and does not allocate.
+        unsafe {
+            command.pre_exec(move || crate::cgroup::join_from_child(fd));
+        }
+    } else if let Some(limit) = spec.memory_limit {
         // SAFETY: between fork and exec only async-signal-safe calls are allowed;
         // setrlimit is one, and nothing here allocates.
         unsafe {
@@ -361,8 +396,13 @@ pub async fn run_local(
             }
         }
     };
-    // The group is gone (killed by the waiter); the pipes close unless a process left the
-    // group and still holds them. Give the readers a moment, then stop waiting for them.
+    // The group is gone (killed by the waiter), and with a cgroup so is every process that
+    // left the group; otherwise the pipes close unless such a process still holds them.
+    // Give the readers a moment, then stop waiting for them.
+    let oom_killed = cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
+    if let Some(cg) = &cgroup {
+        cg.kill_all();
+    }
     let readers = async { while readers_done.recv().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(5), readers)
         .await
@@ -399,8 +439,11 @@ pub async fn run_local(
             None,
         ),
     };
+    drop(cgroup);
     Outcome {
         exit,
+        oom_killed,
+        memory_enforcement,
         pid: Some(pid as u32),
         peak_memory_bytes: peak,
         elapsed: started.elapsed(),

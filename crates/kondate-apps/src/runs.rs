@@ -419,9 +419,14 @@ impl Runs {
         let peak = o.peak_memory_bytes.map(|b| b as i64);
         let code = Some(o.exit.code() as i64);
         let memory_hint = |what: String| match def.app.memory {
+            Some(mib) if o.oom_killed => format!(
+                "{what}: the run's processes together needed more than app.memory ({mib} MiB) \
+                 and the kernel killed one; raise app.memory"
+            ),
             Some(mib) => format!(
-                "{what}; if it ran out of memory, raise app.memory (now {mib} MiB, enforced as \
-                 an address-space limit)"
+                "{what}; if it ran out of memory, raise app.memory (now {mib} MiB, enforced by \
+                 {})",
+                o.memory_enforcement
             ),
             None => what,
         };
@@ -608,6 +613,7 @@ impl Runs {
         };
         Ok((
             LocalSpec {
+                run_id: id.to_string(),
                 argv,
                 cwd,
                 env,

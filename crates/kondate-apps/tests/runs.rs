@@ -342,9 +342,54 @@ async fn the_memory_limit_is_enforced_and_peak_memory_recorded() {
     );
     let (info, live) = f.run("limited").await;
     assert_eq!(info.status, RunStatus::Failed, "{live}");
-    assert!(live.contains("MemoryError"), "{live}");
     let e = info.error.unwrap();
-    assert!(e.contains("raise app.memory (now 150 MiB"), "{e}");
+    let log = f.log(&info.id).await;
+    if kondate_apps::cgroup::available() {
+        // The group's memory cgroup: the kernel kills the process at the limit.
+        assert!(
+            log.contains("memory limit 150 MiB, enforced by cgroup"),
+            "{log}"
+        );
+        assert!(e.contains("needed more than app.memory (150 MiB)"), "{e}");
+        assert_eq!(info.signal, Some(libc::SIGKILL as i64));
+    } else {
+        // RLIMIT_AS: the allocation fails inside the process.
+        assert!(log.contains("enforced by RLIMIT_AS"), "{log}");
+        assert!(live.contains("MemoryError"), "{live}");
+        assert!(e.contains("raise app.memory (now 150 MiB"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_cgroup_processes_that_left_the_group_are_killed_too() {
+    if !kondate_apps::cgroup::available() {
+        eprintln!("skipped: this machine gives kondate no memory cgroup (RLIMIT_AS is used)");
+        return;
+    }
+    let f = fixture().await;
+    let pidfile = f.root.join("escaped.pid");
+    f.app(
+        "escape",
+        &format!(
+            "{{ app: {{ command: ['sh', '-c', 'setsid sleep 300 < /dev/null > /dev/null 2>&1 & echo $! > {}'], memory: 256 }} }}",
+            pidfile.display()
+        ),
+    );
+    let (info, _) = f.run("escape").await;
+    assert_eq!(info.status, RunStatus::Succeeded);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !alive(pid),
+        "the process that left the group ({pid}) survived"
+    );
 }
 
 #[tokio::test]
