@@ -384,12 +384,14 @@ pub fn kubernetes(def: &AppDefinition, o: &Overrides) -> Result<Value, AppsError
 }
 
 /// The `docker run` argument list (starting with the docker binary). `name` names the
-/// container (the run id, so that a run can be stopped by name).
+/// container (the run id, so that a run can be stopped by name). `pass_env` names
+/// variables docker passes on from its own environment (the run contract: its token must
+/// not be in an argument list, which every user of the machine can read).
 pub fn docker_argv(
     def: &AppDefinition,
     o: &Overrides,
     name: &str,
-    extra_env: &[(String, String)],
+    pass_env: &[String],
 ) -> Result<Vec<String>, AppsError> {
     let c = &def.app;
     let image = image_of(c, "app", "docker")?;
@@ -446,19 +448,21 @@ pub fn docker_argv(
     }
     let mut env: Vec<(String, String)> =
         c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    for (k, v) in o.env.iter().chain(extra_env) {
+    for (k, v) in &o.env {
         env.retain(|(n, _)| n != k);
         env.push((k.clone(), v.clone()));
     }
+    let by_name: Vec<&String> = c.secrets.iter().map(|s| &s.name).chain(pass_env).collect();
+    env.retain(|(n, _)| !by_name.contains(&n));
     for (k, v) in env {
         a.push("--env".into());
         a.push(format!("{k}={v}"));
     }
     // Only the name: docker takes the value from its own environment, so it is never in
     // the argument list (visible to every user of the machine).
-    for sec in &c.secrets {
+    for n in by_name {
         a.push("--env".into());
-        a.push(sec.name.clone());
+        a.push(n.clone());
     }
     let mut args: Vec<String> = Vec::new();
     if let Some(ep) = &c.entry_point {

@@ -585,8 +585,8 @@ impl Runs {
                     command: req.command.clone(),
                     env: req.env.clone(),
                 };
-                let argv =
-                    render::docker_argv(def, &overrides, &format!("kondate-{id}"), &contract)?;
+                let names: Vec<String> = contract.iter().map(|(k, _)| k.clone()).collect();
+                let argv = render::docker_argv(def, &overrides, &format!("kondate-{id}"), &names)?;
                 let docker = argv[0].clone();
                 let path = env
                     .iter()

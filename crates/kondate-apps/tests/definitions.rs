@@ -200,8 +200,16 @@ fn kubernetes_and_docker_renderings() {
     assert!(env.contains(&json!({"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "train-secrets", "key": "DB_PASSWORD"}}})));
     assert!(env.contains(&json!({"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "shared", "key": "api-key"}}})));
 
-    let argv = render::docker_argv(&def, &Overrides::default(), "kondate-x", &[]).unwrap();
+    let argv = render::docker_argv(
+        &def,
+        &Overrides::default(),
+        "kondate-x",
+        &["KONDATE_TOKEN_SECRET".to_string()],
+    )
+    .unwrap();
     let line = argv.join(" ");
+    // The run contract is passed by name too: no token in the argument list.
+    assert!(line.contains("--env KONDATE_TOKEN_SECRET "), "{line}");
     assert!(
         line.starts_with("docker run --rm --init --name kondate-x"),
         "{line}"
