@@ -209,7 +209,8 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// `KONDATE_*` variables that kondate reads outside the configuration (the client's
-/// endpoint and credentials, logging, the signing key, the project folder). A server's
+/// endpoint and credentials, logging, the signing key, the project folder, the run
+/// contract of an app run — docs/apps.md — for kondate commands inside a run). A server's
 /// environment often holds them too, so they are skipped silently rather than reported
 /// as unknown settings.
 pub const NON_SETTING_VARS: &[&str] = &[
@@ -220,6 +221,11 @@ pub const NON_SETTING_VARS: &[&str] = &[
     "KONDATE_TOKEN",
     "KONDATE_TOKEN_SECRET",
     "KONDATE_ENDPOINT",
+    "KONDATE_URL",
+    "KONDATE_RUN_ID",
+    "KONDATE_APP",
+    "KONDATE_ATTEMPT",
+    "KONDATE_CPUS",
     crate::FAILPOINT_VAR,
 ];
 

@@ -126,6 +126,26 @@ const PREFIXES: &[&str] = &[
 /// Recipes the demo's annotators have labelled.
 const LABELLED: u64 = 5_000;
 
+/// The demo's training job (written by `kondate demo` when missing).
+const TRAIN_APP: &str = r#"// A training job as kondate runs it (written by `kondate demo`; docs/apps.md).
+// It starts in a clean environment with the run contract: KONDATE_URL, and a token made for
+// this run in KONDATE_TOKEN / KONDATE_TOKEN_SECRET. With them it reads its training data
+// through the query API, "trains" (here: per-category statistics), and pushes the model
+// with its lineage. DEMO_KONDATE_BIN is the kondate binary, passed by the demo with -e.
+{
+  app: {
+    command: ['sh', '-c', |||
+      set -e
+      "$DEMO_KONDATE_BIN" query "SELECT category, count(*) AS recipes, avg(rating) AS rating FROM recipes.recipes WHERE is_public GROUP BY category ORDER BY category" --out .kondate/demo/model.csv
+      echo "trained on $(($(wc -l < .kondate/demo/model.csv) - 1)) categories"
+      "$DEMO_KONDATE_BIN" models push recipe-category .kondate/demo/model.csv --labels recipe_category --param source=recipes.recipes --note "trained by run $KONDATE_RUN_ID"
+    |||],
+    memory: 1024,
+  },
+  timeout: '5m',
+}
+"#;
+
 const LABEL_DEFINITION: &str = r#"# The annotators' sheet of recipe categories (written by `kondate demo`).
 # In production the source is usually their Google Sheet:
 #   [source]
@@ -318,6 +338,58 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         "  full scan  {n} rows (manifest says {}) in {secs:.2}s = {:.0} rows/s, SELECT to last row",
         parts.unwrap_or_default(),
         n as f64 / secs
+    );
+
+    // 5. Training as an app: it reads through the API with its own run token and pushes a
+    // model to the registry.
+    let app = project.root.join("apps/train_demo.jsonnet");
+    if !app.exists() {
+        std::fs::write(&app, TRAIN_APP)?;
+    }
+    let runs = crate::apps_cmd::open_runs(&project).await?;
+    let exe = std::env::current_exe()?.display().to_string();
+    let req = kondate_apps::RunRequest {
+        app: "train_demo".into(),
+        env: vec![("DEMO_KONDATE_BIN".into(), exe)],
+        actor: "demo".into(),
+        ..Default::default()
+    };
+    let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(None);
+    let spinner = crate::output::spinner("running apps/train_demo.jsonnet");
+    let run = runs.run(&req, None, cancel_rx).await;
+    spinner.finish_and_clear();
+    let run = run.map_err(|e| Failure::from(e.to_string()))?;
+    if run.status != kondate_apps::RunStatus::Succeeded {
+        return Err(Failure::from(format!(
+            "the demo's training app failed ({}); see `kondate apps logs {}`",
+            run.error.unwrap_or_default(),
+            run.id
+        )));
+    }
+    let models = kondate_models::Models::open(&project.config).await?;
+    let model = models
+        .show(&kondate_core::artifact::ModelRef::parse("recipe-category")?)
+        .await?;
+    println!(
+        "  apps       train_demo ran in {:.1}s (run {}), peak {:.0} MiB",
+        run.duration_ms.unwrap_or(0) as f64 / 1000.0,
+        run.id,
+        run.peak_memory_bytes.unwrap_or(0) as f64 / 1048576.0
+    );
+    println!(
+        "  models     recipe-category@{} pushed by the run, trained on labels {}",
+        model.version,
+        model
+            .lineage
+            .labels
+            .iter()
+            .map(|l| format!(
+                "{}@{}",
+                l.name,
+                l.revision.map_or("?".into(), |r| r.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("  store      {}", store.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
