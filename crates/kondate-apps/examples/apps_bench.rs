@@ -62,6 +62,7 @@ async fn runs_in(root: &Path) -> Runs {
         credentials: None,
         grace: Duration::from_secs(10),
         lookup: Arc::new(|k| std::env::var(k).ok()),
+        use_cgroups: true,
     }
 }
 

@@ -38,9 +38,10 @@ pub struct LocalSpec {
     pub cwd: PathBuf,
     /// The complete environment of the process.
     pub env: Vec<(String, String)>,
-    /// Memory limit in bytes: the run's memory cgroup where kondate can make one, else an
-    /// address-space limit on each process.
+    /// Memory limit in bytes: the run's memory cgroup where kondate can make one (and
+    /// `use_cgroup`), else an address-space limit on each process.
     pub memory_limit: Option<u64>,
+    pub use_cgroup: bool,
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
@@ -259,6 +260,7 @@ pub async fn run_local(
         .process_group(0);
     let cgroup = spec
         .memory_limit
+        .filter(|_| spec.use_cgroup)
         .and_then(|limit| crate::cgroup::RunCgroup::create(&spec.run_id, limit));
     let memory_enforcement = match (&cgroup, spec.memory_limit) {
         (Some(c), _) if c.version == crate::cgroup::Version::V1 => "cgroup v1",

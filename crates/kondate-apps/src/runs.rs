@@ -147,6 +147,8 @@ pub struct Runs {
     pub grace: Duration,
     /// Reads kondate's own environment (secrets from `env:NAME`, [`PASSED_ENV`]).
     pub lookup: Arc<EnvLookup>,
+    /// Enforce memory limits with a cgroup where possible (false: always `RLIMIT_AS`).
+    pub use_cgroups: bool,
 }
 
 impl std::fmt::Debug for Runs {
@@ -203,6 +205,7 @@ impl Runs {
             credentials: None,
             grace: Duration::from_secs(10),
             lookup: Arc::new(|k| std::env::var(k).ok()),
+            use_cgroups: true,
         }
     }
 
@@ -614,6 +617,7 @@ impl Runs {
         Ok((
             LocalSpec {
                 run_id: id.to_string(),
+                use_cgroup: self.use_cgroups,
                 argv,
                 cwd,
                 env,
