@@ -74,7 +74,7 @@ impl Project {
             .file_name()
             .map(|n| n.to_string_lossy().replace('"', ""))
             .unwrap_or_else(|| "kondate".into());
-        for sub in ["apps", "jobs", "labels", ".kondate"] {
+        for sub in ["apps", "jobs", "labels", "results", ".kondate"] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| CoreError::io(&p, e))?;
         }
@@ -142,7 +142,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("myproj");
         let p = Project::init(&dir).unwrap();
-        for sub in ["apps", "jobs", "labels", ".kondate"] {
+        for sub in ["apps", "jobs", "labels", "results", ".kondate"] {
             assert!(dir.join(sub).is_dir(), "{sub}");
         }
         assert_eq!(p.config.project.name, "myproj");

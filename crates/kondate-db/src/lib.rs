@@ -313,6 +313,15 @@ impl Database {
         })
     }
 
+    /// Identifiers quoted by [`Database::ident`] and joined with `, ` (a column list).
+    pub fn ident_list<S: AsRef<str>>(&self, names: &[S]) -> Result<String, DbError> {
+        Ok(names
+            .iter()
+            .map(|n| self.ident(n.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", "))
+    }
+
     /// The SQL type of a column of type `t`.
     pub fn column_sql_type(&self, t: ColumnType) -> &'static str {
         match (self.kind, t) {

@@ -197,12 +197,7 @@ pub fn create_table_sql(db: &Database, set: &LabelSet, table: &str) -> Result<St
             db.column_sql_type(t)
         ));
     }
-    let key = set
-        .key
-        .iter()
-        .map(|k| db.ident(k))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
+    let key = db.ident_list(&set.key)?;
     Ok(format!(
         "CREATE TABLE {} ({}, PRIMARY KEY ({key})){}",
         db.ident(table)?,

@@ -7,6 +7,7 @@ mod labels_cmd;
 mod models_cmd;
 mod output;
 mod query_cmd;
+mod results_cmd;
 mod serve_cmd;
 mod tokens_cmd;
 mod warehouse_cmd;
@@ -110,6 +111,10 @@ enum Command {
     /// Kubernetes or Docker; every run recorded with its log.
     #[command(subcommand)]
     Apps(apps_cmd::AppsCmd),
+    /// Result tables: inference output upserted into the service database, stamped with the
+    /// model and run that produced it.
+    #[command(subcommand)]
+    Results(results_cmd::ResultsCmd),
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
@@ -179,6 +184,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Labels(cmd) => labels_cmd::run(load_project(project)?, cmd).await,
         Command::Models(cmd) => models_cmd::run(load_project(project)?, cmd).await,
         Command::Apps(cmd) => apps_cmd::run(load_project(project)?, cmd).await,
+        Command::Results(cmd) => results_cmd::run(load_project(project)?, cmd).await,
         Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
         Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
     }

@@ -1,0 +1,196 @@
+//! Result tables on SQLite, and on MariaDB and PostgreSQL when CI provides them: the upsert
+//! is idempotent and keyed, a failed write leaves the table as it was, and changed
+//! declarations or foreign tables are refused.
+
+use std::path::Path;
+
+use kondate_db::{Database, Value, get_i64};
+use kondate_results::input::read_csv;
+use kondate_results::table::write;
+use kondate_results::{ResultTable, ResultsError, WriteMeta};
+
+const DECL: &str = "table = \"recipe_categories\"\nkey = [\"recipe_id\"]\n[columns]\nrecipe_id = { type = \"integer\" }\ncategory = { type = \"string\", nullable = false }\nscore = { type = \"float\" }\n";
+
+fn decl(text: &str) -> ResultTable {
+    ResultTable::parse(
+        "recipe_categories",
+        Path::new("results/recipe_categories.toml"),
+        text,
+    )
+    .unwrap()
+}
+
+async fn db(var: Option<(&str, &str)>) -> (tempfile::TempDir, Database) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match var {
+        None => format!("sqlite://{}/service.db", dir.path().display()),
+        Some((v, tag)) => {
+            let base = std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set"));
+            kondate_db::isolated_test_database(&base, tag)
+                .await
+                .unwrap()
+        }
+    };
+    (dir, Database::connect(&url).await.unwrap())
+}
+
+async fn table(db: &Database) -> Vec<(i64, String, Option<f64>, Option<String>, Option<i64>, i64)> {
+    use kondate_db::get_opt_string;
+    let rows = db
+        .fetch_all(
+            "SELECT recipe_id, category, score, model_name, model_version, updated_at \
+             FROM recipe_categories ORDER BY recipe_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            use sqlx_row::get_f64;
+            (
+                get_i64(r, "recipe_id").unwrap(),
+                kondate_db::get_string(r, "category").unwrap(),
+                get_f64(r, "score"),
+                get_opt_string(r, "model_name"),
+                kondate_db::get_opt_i64(r, "model_version"),
+                get_i64(r, "updated_at").unwrap(),
+            )
+        })
+        .collect()
+}
+
+mod sqlx_row {
+    pub fn get_f64(r: &kondate_db::AnyRow, col: &str) -> Option<f64> {
+        use sqlx::Row;
+        r.try_get::<Option<f64>, _>(col).ok().flatten()
+    }
+}
+
+async fn upserts_are_keyed_and_idempotent(db: Database) {
+    let d = decl(DECL);
+    let meta = |v| WriteMeta {
+        model_name: Some("recipe-clf".into()),
+        model_version: Some(v),
+        run_id: Some("run-1".into()),
+    };
+    let first = read_csv(
+        &d,
+        "recipe_id,category,score\n1,主菜,0.9\n2,副菜,\n".as_bytes(),
+        "a.csv",
+    )
+    .unwrap();
+    let r = write(&db, &d, &first, &meta(1), 1000).await.unwrap();
+    assert!(r.created);
+    assert_eq!(r.rows, 2);
+    let t = table(&db).await;
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        t[0],
+        (
+            1,
+            "主菜".into(),
+            Some(0.9),
+            Some("recipe-clf".into()),
+            Some(1),
+            1000
+        )
+    );
+    assert_eq!(t[1].2, None);
+
+    // A second model rewrites key 2 and adds key 3; key 1 is left as it was.
+    let second = read_csv(
+        &d,
+        "recipe_id,category,score\n2,汁物,0.4\n3,主食,0.7\n".as_bytes(),
+        "b.csv",
+    )
+    .unwrap();
+    let r = write(&db, &d, &second, &meta(2), 2000).await.unwrap();
+    assert!(!r.created);
+    let t = table(&db).await;
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].4, Some(1));
+    assert_eq!(
+        t[1],
+        (
+            2,
+            "汁物".into(),
+            Some(0.4),
+            Some("recipe-clf".into()),
+            Some(2),
+            2000
+        )
+    );
+    // The same write again: the same table (only updated_at moves).
+    write(&db, &d, &second, &meta(2), 3000).await.unwrap();
+    let again = table(&db).await;
+    assert_eq!(again.len(), 3);
+    assert_eq!(
+        again
+            .iter()
+            .map(|r| (r.0, r.1.clone(), r.2, r.4))
+            .collect::<Vec<_>>(),
+        t.iter()
+            .map(|r| (r.0, r.1.clone(), r.2, r.4))
+            .collect::<Vec<_>>()
+    );
+
+    // A write that fails in its last batch leaves nothing of itself.
+    let mut many: Vec<Vec<Value>> = (100..2600)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                Value::Text(format!("c{i}")),
+                Value::Float(0.5),
+            ]
+        })
+        .collect();
+    many.last_mut().unwrap()[1] = Value::NullOf(kondate_db::ColumnType::Text);
+    assert!(write(&db, &d, &many, &meta(3), 4000).await.is_err());
+    assert_eq!(table(&db).await.len(), 3, "a failed write left rows behind");
+
+    // A changed declaration is refused before anything is written.
+    let changed = decl(&DECL.replace(
+        "score = { type = \"float\" }",
+        "score = { type = \"integer\" }",
+    ));
+    let e = write(&db, &changed, &first, &meta(4), 5000)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ResultsError::Changed(_)), "{e}");
+    assert!(e.to_string().contains("the declaration changed"), "{e}");
+
+    // A table kondate did not create is never written into.
+    db.execute("CREATE TABLE product_owned (id BIGINT PRIMARY KEY)", &[])
+        .await
+        .unwrap();
+    let foreign = ResultTable::parse(
+        "foreign",
+        Path::new("results/foreign.toml"),
+        "table = \"product_owned\"\nkey = [\"id\"]\n[columns]\nid = { type = \"integer\" }\n",
+    )
+    .unwrap();
+    let e = write(&db, &foreign, &[vec![Value::Int(1)]], &meta(1), 1)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("was not created by kondate"), "{e}");
+}
+
+#[tokio::test]
+async fn sqlite_upserts() {
+    let (_d, db) = db(None).await;
+    upserts_are_keyed_and_idempotent(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_upserts() {
+    let (_d, db) = db(Some(("KONDATE_TEST_POSTGRES_URL", "results_up"))).await;
+    upserts_are_keyed_and_idempotent(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_upserts() {
+    let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_up"))).await;
+    upserts_are_keyed_and_idempotent(db).await;
+}
