@@ -4,6 +4,7 @@
 //! table = "recipe_categories"
 //! key = ["recipe_id"]
 //! database = "service"          # the service database (the only one for now)
+//! publish = "upsert"            # or "swap": the new rows replace the table at once
 //! [columns]
 //! recipe_id = { type = "integer" }
 //! category  = { type = "string" }
@@ -75,6 +76,8 @@ pub struct ResultTable {
     pub key: Vec<String>,
     pub database: String,
     pub columns: Vec<ResultColumn>,
+    /// How writes become visible by default (`publish = "upsert" | "swap"`).
+    pub publish: crate::table::Publish,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +99,8 @@ struct Raw {
     table: Option<String>,
     key: Vec<String>,
     database: Option<String>,
+    #[serde(default)]
+    publish: crate::table::Publish,
     columns: toml::Table,
 }
 
@@ -112,6 +117,13 @@ impl ResultTable {
         let table = raw.table.unwrap_or_else(|| name.to_string());
         kondate_core::names::validate_name("table", &table)
             .map_err(|e| fail(format!("table: {e}")))?;
+        // Room for the swap's `__new` and `__old` tables (identifiers: at most 63).
+        if table.len() > 56 {
+            return Err(fail(format!(
+                "table: `{table}` is {} characters long; result tables take at most 56",
+                table.len()
+            )));
+        }
         let database = raw.database.unwrap_or_else(|| "service".into());
         if database != "service" {
             return Err(fail(format!(
@@ -173,6 +185,7 @@ impl ResultTable {
             key: raw.key,
             database,
             columns,
+            publish: raw.publish,
         })
     }
 

@@ -21,7 +21,7 @@ pub mod input;
 pub mod table;
 
 pub use declaration::{ResultColumn, ResultTable, ResultType};
-pub use table::{WriteMeta, WriteReport};
+pub use table::{Publish, WriteMeta, WriteOptions, WriteReport};
 
 /// Errors from result tables. Messages say what, where, and what to do.
 #[derive(Debug, thiserror::Error)]

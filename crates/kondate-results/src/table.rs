@@ -6,8 +6,8 @@
 //! a write in one transaction: the product sees all of a write or none of it, and writing
 //! the same rows again leaves the same table (only `updated_at` moves).
 
-use kondate_db::{ColumnType, Database, DbError, DbKind, Value, get_string};
-use serde::Serialize;
+use kondate_db::{ColumnType, Conn, Database, DbError, DbKind, Tx, Value, get_opt_i64, get_string};
+use serde::{Deserialize, Serialize};
 
 use crate::ResultsError;
 use crate::declaration::ResultTable;
@@ -27,6 +27,26 @@ pub struct WriteMeta {
     pub run_id: Option<String>,
 }
 
+/// How a write becomes visible to the product.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Publish {
+    /// Upsert into the table in one transaction: the write appears at its commit.
+    #[default]
+    Upsert,
+    /// Build the new table beside the old one and swap them: readers see the old table
+    /// until the new one replaces it whole.
+    Swap,
+}
+
+/// How to write.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WriteOptions {
+    pub publish: Publish,
+    /// Remove the rows whose keys this write does not contain.
+    pub prune: bool,
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteReport {
@@ -34,7 +54,47 @@ pub struct WriteReport {
     pub table: String,
     /// True when this write created the table.
     pub created: bool,
+    pub publish: Publish,
     pub rows: u64,
+    /// Rows removed because the write did not contain their keys (`prune`).
+    pub pruned: u64,
+}
+
+/// A statement runner: a transaction, or one connection (MySQL, whose DDL commits by
+/// itself, builds a swap on one session under a named lock).
+trait Exec {
+    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<kondate_db::AnyRow>, DbError>;
+}
+
+impl Exec for Tx {
+    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.execute(sql, params).await
+    }
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<kondate_db::AnyRow>, DbError> {
+        self.fetch_all(sql, params).await
+    }
+}
+
+impl Exec for Conn {
+    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        self.execute(sql, params).await
+    }
+    async fn rows(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<kondate_db::AnyRow>, DbError> {
+        self.fetch_all(sql, params).await
+    }
 }
 
 /// The SQL types of the declared columns, in order.
@@ -45,8 +105,8 @@ fn types(decl: &ResultTable) -> Vec<ColumnType> {
         .collect()
 }
 
-/// `CREATE TABLE` for the declaration, with kondate's own columns.
-pub fn create_table_sql(db: &Database, decl: &ResultTable) -> Result<String, DbError> {
+/// `CREATE TABLE` for the declaration (named `table`), with kondate's own columns.
+pub fn create_table_sql(db: &Database, decl: &ResultTable, table: &str) -> Result<String, DbError> {
     let mut cols = Vec::new();
     for (c, t) in decl.columns.iter().zip(types(decl)) {
         let null = if c.nullable { "" } else { " NOT NULL" };
@@ -69,7 +129,7 @@ pub fn create_table_sql(db: &Database, decl: &ResultTable) -> Result<String, DbE
     let key = db.ident_list(&decl.key)?;
     Ok(format!(
         "CREATE TABLE {} ({}, PRIMARY KEY ({key})){}",
-        db.ident(&decl.table)?,
+        db.ident(table)?,
         cols.join(", "),
         db.table_options()
     ))
@@ -124,7 +184,7 @@ pub async fn ensure(db: &Database, decl: &ResultTable, now_ms: i64) -> Result<bo
             decl.table
         )));
     }
-    let sql = create_table_sql(db, decl)?;
+    let sql = create_table_sql(db, decl, &decl.table)?;
     db.create_table_if_missing(&decl.table, &sql).await?;
     let declared = serde_json::to_string(decl).unwrap_or_default();
     let inserted = db
@@ -189,76 +249,300 @@ fn conflict_clause(db: &Database, decl: &ResultTable) -> Result<String, DbError>
     })
 }
 
+/// The pieces of the upsert statement for a declaration.
+struct Upsert {
+    cols: String,
+    one: String,
+    conflict: String,
+    per: usize,
+}
+
+impl Upsert {
+    fn new(db: &Database, decl: &ResultTable) -> Result<Upsert, DbError> {
+        let mut all_types = types(decl);
+        all_types.extend([
+            ColumnType::ShortText,
+            ColumnType::Integer,
+            ColumnType::ShortText,
+            ColumnType::Integer,
+        ]);
+        let names: Vec<&str> = decl
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(["model_name", "model_version", "run_id", "updated_at"])
+            .collect();
+        let one = format!(
+            "({})",
+            all_types
+                .iter()
+                .map(|t| db.placeholder(*t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Upsert {
+            cols: db.ident_list(&names)?,
+            one,
+            conflict: conflict_clause(db, decl)?,
+            per: (MAX_PARAMS / all_types.len()).max(1),
+        })
+    }
+
+    /// Upsert `rows` into `table` (quoted), stamped with `meta` and `stamp`.
+    async fn run(
+        &self,
+        x: &mut impl Exec,
+        table: &str,
+        rows: &[Vec<Value>],
+        meta: &WriteMeta,
+        stamp: i64,
+    ) -> Result<(), DbError> {
+        let extra = [
+            match &meta.model_name {
+                Some(n) => Value::from(n.as_str()),
+                None => Value::NullOf(ColumnType::ShortText),
+            },
+            Value::from(meta.model_version),
+            match &meta.run_id {
+                Some(r) => Value::from(r.as_str()),
+                None => Value::NullOf(ColumnType::ShortText),
+            },
+            Value::Int(stamp),
+        ];
+        for chunk in rows.chunks(self.per) {
+            let list = vec![self.one.as_str(); chunk.len()].join(", ");
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|r| r.iter().cloned().chain(extra.iter().cloned()))
+                .collect();
+            x.exec(
+                &format!(
+                    "INSERT INTO {table} ({}) VALUES {list}{}",
+                    self.cols, self.conflict
+                ),
+                &params,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// This write's `updated_at`: now, or later than every row already there, so that
+/// `prune` (rows older than the write) can never remove a row the write just wrote.
+async fn stamp(x: &mut impl Exec, table: &str, now_ms: i64) -> Result<i64, DbError> {
+    let rows = x
+        .rows(&format!("SELECT MAX(updated_at) AS m FROM {table}"), &[])
+        .await?;
+    let max = rows.first().and_then(|r| get_opt_i64(r, "m"));
+    Ok(max.map_or(now_ms, |m| now_ms.max(m + 1)))
+}
+
 /// Upsert `rows` (values in declaration order, from [`crate::input`]) into the table of
-/// `decl`, creating it first if needed; all or nothing.
+/// `decl`, creating it first if needed; all or nothing, as `opts.publish` says. Writers of
+/// one table are serialised (the upsert and the swap on PostgreSQL and SQLite hold its
+/// bookkeeping row; a MySQL swap holds a named lock).
 pub async fn write(
     db: &Database,
     decl: &ResultTable,
     rows: &[Vec<Value>],
     meta: &WriteMeta,
+    opts: WriteOptions,
     now_ms: i64,
 ) -> Result<WriteReport, ResultsError> {
     let created = ensure(db, decl, now_ms).await?;
-    let col_types = types(decl);
-    let mut all_types = col_types.clone();
-    all_types.extend([
-        ColumnType::ShortText,
-        ColumnType::Integer,
-        ColumnType::ShortText,
-        ColumnType::Integer,
-    ]);
-    let cols = decl
-        .columns
-        .iter()
-        .map(|c| db.ident(&c.name))
-        .chain(
-            ["model_name", "model_version", "run_id", "updated_at"]
-                .iter()
-                .map(|c| db.ident(c)),
-        )
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
-    let one = format!(
-        "({})",
-        all_types
-            .iter()
-            .map(|t| db.placeholder(*t))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let upsert = Upsert::new(db, decl)?;
     let table = db.ident(&decl.table)?;
-    let conflict = conflict_clause(db, decl)?;
-    let extra = [
-        match &meta.model_name {
-            Some(n) => Value::from(n.as_str()),
-            None => Value::NullOf(ColumnType::ShortText),
-        },
-        Value::from(meta.model_version),
-        match &meta.run_id {
-            Some(r) => Value::from(r.as_str()),
-            None => Value::NullOf(ColumnType::ShortText),
-        },
-        Value::Int(now_ms),
-    ];
-    let per = (MAX_PARAMS / all_types.len()).max(1);
-    let mut tx = db.begin().await?;
-    for chunk in rows.chunks(per) {
-        let list = vec![one.as_str(); chunk.len()].join(", ");
-        let params: Vec<Value> = chunk
-            .iter()
-            .flat_map(|r| r.iter().cloned().chain(extra.iter().cloned()))
-            .collect();
-        tx.execute(
-            &format!("INSERT INTO {table} ({cols}) VALUES {list}{conflict}"),
-            &params,
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    let pruned = match (opts.publish, db.kind()) {
+        (Publish::Swap, DbKind::MySql) => {
+            swap_mysql(db, decl, &upsert, rows, meta, opts, now_ms).await?
+        }
+        (Publish::Swap, _) => {
+            let mut tx = db.begin().await?;
+            lock_row(&mut tx, decl).await?;
+            let stamp = stamp(&mut tx, &table, now_ms).await?;
+            let staging = staging_name(decl);
+            let staging_q = db.ident(&staging)?;
+            tx.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+                .await?;
+            tx.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
+            if !opts.prune {
+                tx.exec(
+                    &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
+                    &[],
+                )
+                .await?;
+            }
+            upsert.run(&mut tx, &staging_q, rows, meta, stamp).await?;
+            let pruned = if opts.prune {
+                dropped(&mut tx, db, decl, &table, &staging_q).await?
+            } else {
+                0
+            };
+            let old = db.ident(&format!("{}__old", decl.table))?;
+            tx.exec(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
+                .await?;
+            tx.exec(&format!("ALTER TABLE {staging_q} RENAME TO {table}"), &[])
+                .await?;
+            tx.exec(&format!("DROP TABLE {old}"), &[]).await?;
+            if db.kind() == DbKind::Postgres {
+                // Index names are unique per schema: give the primary key its usual name
+                // back, so that the next swap can create the staging table's again.
+                tx.exec(
+                    &format!(
+                        "ALTER INDEX {} RENAME TO {}",
+                        db.ident(&format!("{staging}_pkey"))?,
+                        db.ident(&format!("{}_pkey", decl.table))?
+                    ),
+                    &[],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            pruned
+        }
+        (Publish::Upsert, _) => {
+            let mut tx = db.begin().await?;
+            lock_row(&mut tx, decl).await?;
+            let stamp = stamp(&mut tx, &table, now_ms).await?;
+            upsert.run(&mut tx, &table, rows, meta, stamp).await?;
+            let pruned = if opts.prune {
+                tx.exec(
+                    &format!("DELETE FROM {table} WHERE updated_at < ?"),
+                    &[Value::Int(stamp)],
+                )
+                .await?
+            } else {
+                0
+            };
+            tx.commit().await?;
+            pruned
+        }
+    };
     Ok(WriteReport {
         name: decl.name.clone(),
         table: decl.table.clone(),
         created,
+        publish: opts.publish,
         rows: rows.len() as u64,
+        pruned,
     })
+}
+
+/// The staging table of a swap.
+fn staging_name(decl: &ResultTable) -> String {
+    format!("{}__new", decl.table)
+}
+
+/// Rows of `table` whose key is not in `staging` (what a pruning swap drops).
+async fn dropped(
+    x: &mut impl Exec,
+    db: &Database,
+    decl: &ResultTable,
+    table: &str,
+    staging: &str,
+) -> Result<u64, DbError> {
+    let on = decl
+        .key
+        .iter()
+        .map(|k| db.ident(k).map(|q| format!("s.{q} = o.{q}")))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" AND ");
+    let rows = x
+        .rows(
+            &format!(
+                "SELECT COUNT(*) AS n FROM {table} o WHERE NOT EXISTS \
+                 (SELECT 1 FROM {staging} s WHERE {on})"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows.first().and_then(|r| get_opt_i64(r, "n")).unwrap_or(0) as u64)
+}
+
+/// Hold the table's bookkeeping row for the transaction: other writers of the same table
+/// wait (PostgreSQL and MySQL lock the row; SQLite takes its write lock).
+async fn lock_row(tx: &mut Tx, decl: &ResultTable) -> Result<(), DbError> {
+    tx.execute(
+        &format!("UPDATE {META} SET created_at = created_at WHERE name = ?"),
+        &[Value::from(decl.name.as_str())],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A swap on MySQL, whose DDL commits by itself: on one session, under a named lock, the
+/// staging table is built where no reader looks, then `RENAME TABLE` swaps both names in
+/// one atomic step. A crash leaves at most the staging table, which the next swap drops.
+async fn swap_mysql(
+    db: &Database,
+    decl: &ResultTable,
+    upsert: &Upsert,
+    rows: &[Vec<Value>],
+    meta: &WriteMeta,
+    opts: WriteOptions,
+    now_ms: i64,
+) -> Result<u64, ResultsError> {
+    use sha2::{Digest, Sha256};
+    let mut conn = db.acquire().await?;
+    // MySQL lock names are at most 64 characters.
+    let lock = format!(
+        "kondate_result_{}",
+        &hex::encode(Sha256::digest(decl.name.as_bytes()))[..40]
+    );
+    let got = conn
+        .fetch_all(
+            "SELECT GET_LOCK(?, 60) AS got",
+            &[Value::from(lock.as_str())],
+        )
+        .await?;
+    if got.first().and_then(|r| get_opt_i64(r, "got")) != Some(1) {
+        return Err(ResultsError::Changed(format!(
+            "another write to result table `{}` has been running for a minute; try again when it is done",
+            decl.name
+        )));
+    }
+    let table = db.ident(&decl.table)?;
+    let staging = staging_name(decl);
+    let staging_q = db.ident(&staging)?;
+    let old = db.ident(&format!("{}__old", decl.table))?;
+    let outcome = async {
+        let stamp = stamp(&mut conn, &table, now_ms).await?;
+        conn.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+            .await?;
+        conn.exec(&format!("DROP TABLE IF EXISTS {old}"), &[])
+            .await?;
+        conn.exec(&create_table_sql(db, decl, &staging)?, &[])
+            .await?;
+        if !opts.prune {
+            conn.exec(
+                &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
+                &[],
+            )
+            .await?;
+        }
+        upsert.run(&mut conn, &staging_q, rows, meta, stamp).await?;
+        let pruned = if opts.prune {
+            dropped(&mut conn, db, decl, &table, &staging_q).await?
+        } else {
+            0
+        };
+        conn.exec(
+            &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),
+            &[],
+        )
+        .await?;
+        conn.exec(&format!("DROP TABLE {old}"), &[]).await?;
+        Ok::<u64, DbError>(pruned)
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = conn
+            .exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+            .await;
+    }
+    let _ = conn
+        .exec("SELECT RELEASE_LOCK(?)", &[Value::from(lock.as_str())])
+        .await;
+    Ok(outcome?)
 }

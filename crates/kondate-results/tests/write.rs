@@ -7,7 +7,7 @@ use std::path::Path;
 use kondate_db::{Database, Value, get_i64};
 use kondate_results::input::read_csv;
 use kondate_results::table::write;
-use kondate_results::{ResultTable, ResultsError, WriteMeta};
+use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 const DECL: &str = "table = \"recipe_categories\"\nkey = [\"recipe_id\"]\n[columns]\nrecipe_id = { type = \"integer\" }\ncategory = { type = \"string\", nullable = false }\nscore = { type = \"float\" }\n";
 
@@ -79,7 +79,9 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         "a.csv",
     )
     .unwrap();
-    let r = write(&db, &d, &first, &meta(1), 1000).await.unwrap();
+    let r = write(&db, &d, &first, &meta(1), WriteOptions::default(), 1000)
+        .await
+        .unwrap();
     assert!(r.created);
     assert_eq!(r.rows, 2);
     let t = table(&db).await;
@@ -104,7 +106,9 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         "b.csv",
     )
     .unwrap();
-    let r = write(&db, &d, &second, &meta(2), 2000).await.unwrap();
+    let r = write(&db, &d, &second, &meta(2), WriteOptions::default(), 2000)
+        .await
+        .unwrap();
     assert!(!r.created);
     let t = table(&db).await;
     assert_eq!(t.len(), 3);
@@ -121,7 +125,9 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         )
     );
     // The same write again: the same table (only updated_at moves).
-    write(&db, &d, &second, &meta(2), 3000).await.unwrap();
+    write(&db, &d, &second, &meta(2), WriteOptions::default(), 3000)
+        .await
+        .unwrap();
     let again = table(&db).await;
     assert_eq!(again.len(), 3);
     assert_eq!(
@@ -145,7 +151,11 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         })
         .collect();
     many.last_mut().unwrap()[1] = Value::NullOf(kondate_db::ColumnType::Text);
-    assert!(write(&db, &d, &many, &meta(3), 4000).await.is_err());
+    assert!(
+        write(&db, &d, &many, &meta(3), WriteOptions::default(), 4000)
+            .await
+            .is_err()
+    );
     assert_eq!(table(&db).await.len(), 3, "a failed write left rows behind");
 
     // A changed declaration is refused before anything is written.
@@ -153,9 +163,16 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         "score = { type = \"float\" }",
         "score = { type = \"integer\" }",
     ));
-    let e = write(&db, &changed, &first, &meta(4), 5000)
-        .await
-        .unwrap_err();
+    let e = write(
+        &db,
+        &changed,
+        &first,
+        &meta(4),
+        WriteOptions::default(),
+        5000,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, ResultsError::Changed(_)), "{e}");
     assert!(e.to_string().contains("the declaration changed"), "{e}");
 
@@ -169,10 +186,118 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
         "table = \"product_owned\"\nkey = [\"id\"]\n[columns]\nid = { type = \"integer\" }\n",
     )
     .unwrap();
-    let e = write(&db, &foreign, &[vec![Value::Int(1)]], &meta(1), 1)
-        .await
-        .unwrap_err();
+    let e = write(
+        &db,
+        &foreign,
+        &[vec![Value::Int(1)]],
+        &meta(1),
+        WriteOptions::default(),
+        1,
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("was not created by kondate"), "{e}");
+}
+
+fn rows(keys: &[i64], label: &str) -> Vec<Vec<Value>> {
+    keys.iter()
+        .map(|&k| vec![Value::Int(k), Value::Text(label.into()), Value::Float(0.5)])
+        .collect()
+}
+
+async fn keys_and_labels(db: &Database) -> Vec<(i64, String)> {
+    table(db).await.into_iter().map(|r| (r.0, r.1)).collect()
+}
+
+/// Prune and swap: the table ends as the write says, and two swaps at once never mix.
+async fn prune_and_swap(db: Database) {
+    let d = decl(DECL);
+    let m = WriteMeta::default();
+    let upsert = WriteOptions::default();
+    let prune = WriteOptions {
+        publish: Publish::Upsert,
+        prune: true,
+    };
+    let swap = WriteOptions {
+        publish: Publish::Swap,
+        prune: false,
+    };
+    let swap_prune = WriteOptions {
+        publish: Publish::Swap,
+        prune: true,
+    };
+    write(&db, &d, &rows(&[1, 2, 3], "a"), &m, upsert, 1000)
+        .await
+        .unwrap();
+    // Upsert with prune: keys 1 and 3 go, 4 arrives.
+    let r = write(&db, &d, &rows(&[2, 4], "b"), &m, prune, 1000)
+        .await
+        .unwrap();
+    assert_eq!(r.pruned, 2);
+    assert_eq!(
+        keys_and_labels(&db).await,
+        [(2, "b".into()), (4, "b".into())]
+    );
+    // A swap keeps what it does not mention…
+    let r = write(&db, &d, &rows(&[5], "c"), &m, swap, 2000)
+        .await
+        .unwrap();
+    assert_eq!((r.publish, r.pruned), (Publish::Swap, 0));
+    assert_eq!(
+        keys_and_labels(&db).await,
+        [(2, "b".into()), (4, "b".into()), (5, "c".into())]
+    );
+    // …unless it prunes: then the table is exactly the write. Twice, so that the staging
+    // table's names (PostgreSQL's primary-key index) are free again after a swap.
+    for round in 0..2 {
+        let r = write(&db, &d, &rows(&[4, 6], "d"), &m, swap_prune, 3000 + round)
+            .await
+            .unwrap();
+        assert_eq!(r.pruned, if round == 0 { 2 } else { 0 });
+        assert_eq!(
+            keys_and_labels(&db).await,
+            [(4, "d".into()), (6, "d".into())]
+        );
+    }
+    // Two swaps at once: one wins whole, never a mix.
+    let a: Vec<i64> = (100..1100).collect();
+    let b: Vec<i64> = (100..1100).chain([5000]).collect();
+    let (rows_a, rows_b) = (rows(&a, "A"), rows(&b, "B"));
+    let (ra, rb) = tokio::join!(
+        write(&db, &d, &rows_a, &m, swap_prune, 4000),
+        write(&db, &d, &rows_b, &m, swap_prune, 4000),
+    );
+    ra.unwrap();
+    rb.unwrap();
+    let t = keys_and_labels(&db).await;
+    let labels: std::collections::BTreeSet<&str> = t.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(labels.len(), 1, "rows of both writes: {labels:?}");
+    let expected = if labels.contains("A") {
+        a.len()
+    } else {
+        b.len()
+    };
+    assert_eq!(t.len(), expected);
+}
+
+#[tokio::test]
+async fn sqlite_prune_and_swap() {
+    let (_d, db) = db(None).await;
+    prune_and_swap(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_prune_and_swap() {
+    let (_d, db) = db(Some(("KONDATE_TEST_POSTGRES_URL", "results_swap"))).await;
+    prune_and_swap(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_prune_and_swap() {
+    let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_swap"))).await;
+    prune_and_swap(db).await;
 }
 
 #[tokio::test]

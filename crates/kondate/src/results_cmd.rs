@@ -8,7 +8,7 @@ use kondate_core::Project;
 use kondate_core::artifact::ModelRef;
 use kondate_db::Database;
 use kondate_results::input::read_csv;
-use kondate_results::{ResultTable, ResultsError, WriteMeta};
+use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 use crate::{CmdResult, Failure, ListFormat};
 
@@ -23,7 +23,7 @@ pub enum ResultsCmd {
     /// Upsert rows from CSV files into a result table (created on first write), all files
     /// in one transaction, each row stamped with the model and run that produced it.
     #[command(
-        after_help = "Examples:\n  kondate results write recipe_categories predictions.csv --model recipe-clf@production\n  kondate results write recipe_categories part-*.csv --model recipe-clf@3 --run-id nightly-2026-11-27\n\nThe header names the declared columns (results/NAME.toml), in any order. A bad cell, an\nempty key or a key repeated in the input stops the write with its file, line and column,\nand nothing is written. Inside `kondate apps run`, --run-id defaults to the run's id."
+        after_help = "Examples:\n  kondate results write recipe_categories predictions.csv --model recipe-clf@production\n  kondate results write recipe_categories part-*.csv --model recipe-clf@3 --run-id nightly-2026-11-27\n\nThe header names the declared columns (results/NAME.toml), in any order. A bad cell, an\nempty key or a key repeated in the input stops the write with its file, line and column,\nand nothing is written. Inside `kondate apps run`, --run-id defaults to the run's id.\n\n  kondate results write recipe_categories all.csv --publish swap --prune   # exactly these rows, at once"
     )]
     Write {
         name: String,
@@ -35,9 +35,22 @@ pub enum ResultsCmd {
         /// The run that produced the rows (default: KONDATE_RUN_ID inside an app run).
         #[arg(long, env = "KONDATE_RUN_ID")]
         run_id: Option<String>,
+        /// upsert: rows change in place, all at the commit; swap: the new table replaces
+        /// the old one at once (default: the declaration's `publish`, else upsert).
+        #[arg(long, value_enum)]
+        publish: Option<PublishArg>,
+        /// Remove the rows whose keys this write does not contain.
+        #[arg(long)]
+        prune: bool,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PublishArg {
+    Upsert,
+    Swap,
 }
 
 fn failure(e: ResultsError) -> Failure {
@@ -80,6 +93,8 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             files,
             model,
             run_id,
+            publish,
+            prune,
             format,
         } => {
             let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
@@ -134,17 +149,30 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
                 run_id,
             };
             let now = chrono::Utc::now().timestamp_millis();
-            let report = kondate_results::table::write(&db, &decl, &rows, &meta, now)
+            let opts = WriteOptions {
+                publish: match publish {
+                    Some(PublishArg::Upsert) => Publish::Upsert,
+                    Some(PublishArg::Swap) => Publish::Swap,
+                    None => decl.publish,
+                },
+                prune,
+            };
+            let report = kondate_results::table::write(&db, &decl, &rows, &meta, opts, now)
                 .await
                 .map_err(failure)?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "wrote {} row(s) to {}{}{}",
+                    "wrote {} row(s) to {}{}{}{}",
                     report.rows,
                     report.table,
                     if report.created { " (created)" } else { "" },
+                    match (report.publish, report.pruned) {
+                        (Publish::Swap, p) => format!(", swapped in whole, {p} pruned"),
+                        (Publish::Upsert, 0) => String::new(),
+                        (Publish::Upsert, p) => format!(", {p} pruned"),
+                    },
                     match (&meta.model_name, meta.model_version) {
                         (Some(n), Some(v)) => format!(" from {n}@{v}"),
                         _ => String::new(),

@@ -131,6 +131,27 @@ async fn write_upserts_with_model_and_run_and_refuses_bad_rows() {
         "a refused write changed the table"
     );
 
+    // Swap with prune: exactly b.csv's rows, at once.
+    let o = kondate(
+        &root,
+        &[
+            "results",
+            "write",
+            "recipe_categories",
+            "b.csv",
+            "--publish",
+            "swap",
+            "--prune",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("swapped in whole, 2 pruned"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(count(db.clone()).await.0, 1);
+
     let o = kondate(&root, &["results", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list[0]["table"], "recipe_categories");
