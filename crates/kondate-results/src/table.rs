@@ -360,25 +360,17 @@ pub async fn write(
         (Publish::Swap, _) => {
             let mut tx = db.begin().await?;
             lock_row(&mut tx, decl).await?;
-            let stamp = stamp(&mut tx, &table, now_ms).await?;
             let staging = staging_name(decl);
             let staging_q = db.ident(&staging)?;
-            tx.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
-                .await?;
-            tx.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
-            if !opts.prune {
-                tx.exec(
-                    &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
-                    &[],
-                )
-                .await?;
-            }
-            upsert.run(&mut tx, &staging_q, rows, meta, stamp).await?;
-            let pruned = if opts.prune {
-                dropped(&mut tx, db, decl, &table, &staging_q).await?
-            } else {
-                0
-            };
+            let pruned = build_staging(
+                &mut tx,
+                db,
+                decl,
+                upsert_and(&upsert, rows, meta),
+                opts,
+                now_ms,
+            )
+            .await?;
             let old = db.ident(&format!("{}__old", decl.table))?;
             tx.exec(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
                 .await?;
@@ -427,6 +419,49 @@ pub async fn write(
         rows: rows.len() as u64,
         pruned,
     })
+}
+
+/// What a swap writes: the statement pieces, the rows and who made them.
+struct Write<'a> {
+    upsert: &'a Upsert,
+    rows: &'a [Vec<Value>],
+    meta: &'a WriteMeta,
+}
+
+fn upsert_and<'a>(upsert: &'a Upsert, rows: &'a [Vec<Value>], meta: &'a WriteMeta) -> Write<'a> {
+    Write { upsert, rows, meta }
+}
+
+/// Build a swap's staging table: a fresh copy of the table (none with `prune`) with the
+/// write upserted into it. Returns the rows the swap will drop (`prune`).
+async fn build_staging(
+    x: &mut impl Exec,
+    db: &Database,
+    decl: &ResultTable,
+    w: Write<'_>,
+    opts: WriteOptions,
+    now_ms: i64,
+) -> Result<u64, DbError> {
+    let table = db.ident(&decl.table)?;
+    let staging = staging_name(decl);
+    let staging_q = db.ident(&staging)?;
+    let stamp = stamp(x, &table, now_ms).await?;
+    x.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+        .await?;
+    x.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
+    if !opts.prune {
+        x.exec(
+            &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
+            &[],
+        )
+        .await?;
+    }
+    w.upsert.run(x, &staging_q, w.rows, w.meta, stamp).await?;
+    if opts.prune {
+        dropped(x, db, decl, &table, &staging_q).await
+    } else {
+        Ok(0)
+    }
 }
 
 /// The staging table of a swap.
@@ -507,26 +542,17 @@ async fn swap_mysql(
     let staging_q = db.ident(&staging)?;
     let old = db.ident(&format!("{}__old", decl.table))?;
     let outcome = async {
-        let stamp = stamp(&mut conn, &table, now_ms).await?;
-        conn.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
-            .await?;
         conn.exec(&format!("DROP TABLE IF EXISTS {old}"), &[])
             .await?;
-        conn.exec(&create_table_sql(db, decl, &staging)?, &[])
-            .await?;
-        if !opts.prune {
-            conn.exec(
-                &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
-                &[],
-            )
-            .await?;
-        }
-        upsert.run(&mut conn, &staging_q, rows, meta, stamp).await?;
-        let pruned = if opts.prune {
-            dropped(&mut conn, db, decl, &table, &staging_q).await?
-        } else {
-            0
-        };
+        let pruned = build_staging(
+            &mut conn,
+            db,
+            decl,
+            upsert_and(upsert, rows, meta),
+            opts,
+            now_ms,
+        )
+        .await?;
         conn.exec(
             &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),
             &[],
