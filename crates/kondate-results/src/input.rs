@@ -33,6 +33,53 @@ fn cell(ty: ResultType, raw: &str) -> Result<Value, String> {
     }
 }
 
+/// The NULL of an empty cell of column `c`, or why it may not be empty.
+fn empty(decl: &ResultTable, c: &crate::declaration::ResultColumn) -> Result<Value, String> {
+    if c.nullable {
+        return Ok(Value::NullOf(c.ty.column_type(false)));
+    }
+    let why = if decl.key.contains(&c.name) {
+        "it is part of the key"
+    } else {
+        "the column is declared nullable = false"
+    };
+    Err(format!("column `{}`: empty, but {why}", c.name))
+}
+
+/// Refuses a key seen before in the same input, naming both lines.
+#[derive(Default)]
+struct SeenKeys(HashMap<Vec<String>, u64>);
+
+impl SeenKeys {
+    fn check(&mut self, decl: &ResultTable, row: &[Value], line: u64) -> Result<(), String> {
+        let keys = decl.key_indices();
+        let key: Vec<String> = keys.iter().map(|&k| format!("{:?}", row[k])).collect();
+        match self.0.insert(key, line) {
+            None => Ok(()),
+            Some(first) => {
+                let shown: Vec<String> = keys
+                    .iter()
+                    .map(|&k| format!("{}={}", decl.columns[k].name, show(&row[k])))
+                    .collect();
+                Err(format!(
+                    "line {line} repeats the key ({}) of line {first}; a write holds each key once",
+                    shown.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Float(f) => f.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Read every row of CSV `input` (named `source` in messages), values in the
 /// declaration's column order. An empty cell is NULL, refused in key and non-nullable
 /// columns.
@@ -71,53 +118,92 @@ pub fn read_csv(
             decl.path.display()
         )));
     }
-    let keys = decl.key_indices();
-    let mut seen: HashMap<Vec<String>, u64> = HashMap::new();
+    let mut seen = SeenKeys::default();
     let mut rows = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
+        let at = |m: String| bad(format!("line {line}, {m}"));
         let mut row = Vec::with_capacity(decl.columns.len());
         for (c, &i) in decl.columns.iter().zip(&index) {
             let raw = rec.get(i).unwrap_or("");
-            let v = if raw.trim().is_empty() && c.ty != ResultType::String
-                || raw.is_empty() && c.ty == ResultType::String
-            {
-                if !c.nullable {
-                    let why = if decl.key.contains(&c.name) {
-                        "it is part of the key"
-                    } else {
-                        "the column is declared nullable = false"
-                    };
-                    return Err(bad(format!(
-                        "line {line}, column `{}`: empty, but {why}",
-                        c.name
-                    )));
-                }
-                Value::NullOf(c.ty.column_type(false))
+            let blank = if c.ty == ResultType::String {
+                raw.is_empty()
             } else {
-                cell(c.ty, raw)
-                    .map_err(|m| bad(format!("line {line}, column `{}`: {m}", c.name)))?
+                raw.trim().is_empty()
+            };
+            let v = if blank {
+                empty(decl, c).map_err(at)?
+            } else {
+                cell(c.ty, raw).map_err(|m| at(format!("column `{}`: {m}", c.name)))?
             };
             row.push(v);
         }
-        let key: Vec<String> = keys.iter().map(|&k| format!("{:?}", row[k])).collect();
-        if let Some(first) = seen.insert(key, line) {
-            let shown: Vec<String> = keys
-                .iter()
-                .map(|&k| {
-                    format!(
-                        "{}={}",
-                        decl.columns[k].name,
-                        rec.get(index[k]).unwrap_or("")
-                    )
-                })
-                .collect();
-            return Err(bad(format!(
-                "line {line} repeats the key ({}) of line {first}; a write holds each key once",
-                shown.join(", ")
+        seen.check(decl, &row, line).map_err(bad)?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// A JSON value as a cell of a column of type `ty`.
+fn json_cell(ty: ResultType, v: &serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    match (ty, v) {
+        (ResultType::Integer, J::Number(n)) => n
+            .as_i64()
+            .map(Value::Int)
+            .ok_or_else(|| format!("{n} is not an integer")),
+        (ResultType::Float, J::Number(n)) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Value::Float)
+            .ok_or_else(|| format!("{n} is not a finite number")),
+        (ResultType::Boolean, J::Bool(b)) => Ok(Value::Bool(*b)),
+        (ResultType::String, J::String(s)) => Ok(Value::Text(s.clone())),
+        (ResultType::Date, J::String(s)) => cell(ResultType::Date, s),
+        (ty, other) => Err(format!("{other} is not a {}", ty.as_str())),
+    }
+}
+
+/// Read JSON lines (one object per line, keys = declared columns; a missing key or
+/// `null` is NULL), values in the declaration's column order.
+pub fn read_jsonl(
+    decl: &ResultTable,
+    input: impl std::io::BufRead,
+    source: &str,
+) -> Result<Vec<Vec<Value>>, ResultsError> {
+    let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
+    let mut seen = SeenKeys::default();
+    let mut rows = Vec::new();
+    for (n, text) in input.lines().enumerate() {
+        let line = n as u64 + 1;
+        let text = text.map_err(|e| bad(format!("line {line}: {e}")))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let at = |m: String| bad(format!("line {line}, {m}"));
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("line {line}: not a JSON object: {e}")))?;
+        if let Some(extra) = obj
+            .keys()
+            .find(|k| !decl.columns.iter().any(|c| &c.name == *k))
+        {
+            return Err(at(format!(
+                "key `{extra}` is not a declared column of {}",
+                decl.path.display()
             )));
         }
+        let mut row = Vec::with_capacity(decl.columns.len());
+        for c in &decl.columns {
+            let v = match obj.get(&c.name) {
+                None | Some(serde_json::Value::Null) => empty(decl, c).map_err(at)?,
+                Some(v) => {
+                    json_cell(c.ty, v).map_err(|m| at(format!("column `{}`: {m}", c.name)))?
+                }
+            };
+            row.push(v);
+        }
+        seen.check(decl, &row, line).map_err(bad)?;
         rows.push(row);
     }
     Ok(rows)
@@ -158,6 +244,44 @@ mod tests {
         assert_eq!(rows[1][0], Value::Int(2));
         assert!(matches!(rows[1][1], Value::NullOf(_)));
         assert!(matches!(rows[1][2], Value::NullOf(_)));
+    }
+
+    #[test]
+    fn json_lines_are_typed_and_checked() {
+        let d = decl();
+        let rows = read_jsonl(
+            &d,
+            "{\"recipe_id\": 1, \"category\": \"主菜\", \"score\": 0.5, \"ok\": true, \"day\": \"2026-11-27\"}\n\n{\"recipe_id\": 2, \"score\": null}\n".as_bytes(),
+            "in.jsonl",
+        )
+        .unwrap();
+        assert_eq!(rows[0][0], Value::Int(1));
+        assert_eq!(rows[0][3], Value::Bool(true));
+        assert!(matches!(rows[1][1], Value::NullOf(_)));
+        let err = |text: &str| {
+            read_jsonl(&d, text.as_bytes(), "in.jsonl")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("{\"recipe_id\": 1.5}\n");
+        assert!(
+            e.contains("in.jsonl: line 1, column `recipe_id`: 1.5 is not an integer"),
+            "{e}"
+        );
+        let e = err("{\"recipe_id\": 1}\n{\"recipe_id\": 1}\n");
+        assert!(
+            e.contains("line 2 repeats the key (recipe_id=1) of line 1"),
+            "{e}"
+        );
+        let e = err("{\"category\": \"x\"}\n");
+        assert!(
+            e.contains("line 1, column `recipe_id`: empty, but it is part of the key"),
+            "{e}"
+        );
+        let e = err("{\"recipe_id\": 1, \"extra\": 2}\n");
+        assert!(e.contains("key `extra` is not a declared column"), "{e}");
+        let e = err("[1, 2]\n");
+        assert!(e.contains("line 1: not a JSON object"), "{e}");
     }
 
     #[test]

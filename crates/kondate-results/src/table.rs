@@ -323,6 +323,8 @@ impl Upsert {
                 &params,
             )
             .await?;
+            // Crash tests stop the process here, with part of the write sent.
+            kondate_core::failpoint("results.mid_write");
         }
         Ok(())
     }
@@ -372,6 +374,7 @@ pub async fn write(
             )
             .await?;
             let old = db.ident(&format!("{}__old", decl.table))?;
+            kondate_core::failpoint("results.before_swap");
             tx.exec(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
                 .await?;
             tx.exec(&format!("ALTER TABLE {staging_q} RENAME TO {table}"), &[])
@@ -553,6 +556,7 @@ async fn swap_mysql(
             now_ms,
         )
         .await?;
+        kondate_core::failpoint("results.before_swap");
         conn.exec(
             &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),
             &[],

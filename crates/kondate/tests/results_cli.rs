@@ -41,7 +41,11 @@ async fn write_upserts_with_model_and_run_and_refuses_bad_rows() {
         "recipe_id,category,score\n1,主菜,0.9\n2,副菜,0.5\n",
     )
     .unwrap();
-    std::fs::write(root.join("b.csv"), "recipe_id,score,category\n3,0.7,汁物\n").unwrap();
+    std::fs::write(
+        root.join("b.jsonl"),
+        "{\"recipe_id\": 3, \"score\": 0.7, \"category\": \"汁物\"}\n",
+    )
+    .unwrap();
 
     let o = kondate(
         &root,
@@ -50,7 +54,7 @@ async fn write_upserts_with_model_and_run_and_refuses_bad_rows() {
             "write",
             "recipe_categories",
             "a.csv",
-            "b.csv",
+            "b.jsonl",
             "--model",
             "recipe-clf",
             "--run-id",
@@ -131,14 +135,14 @@ async fn write_upserts_with_model_and_run_and_refuses_bad_rows() {
         "a refused write changed the table"
     );
 
-    // Swap with prune: exactly b.csv's rows, at once.
+    // Swap with prune: exactly b.jsonl's rows, at once.
     let o = kondate(
         &root,
         &[
             "results",
             "write",
             "recipe_categories",
-            "b.csv",
+            "b.jsonl",
             "--publish",
             "swap",
             "--prune",
