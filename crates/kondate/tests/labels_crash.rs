@@ -77,14 +77,7 @@ fn csv(path: &Path, version: u32) {
 }
 
 fn setup(service_url: Option<String>, name: &str) -> Project {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
-        .args(["init", "p"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let root = dir.path().join("p");
+    let (dir, root) = common::init_project();
     std::fs::write(
         root.join(format!("labels/{name}.toml")),
         format!(

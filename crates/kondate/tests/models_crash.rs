@@ -94,14 +94,7 @@ impl Project {
 }
 
 fn setup(env: Vec<(String, String)>) -> Project {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
-        .args(["init", "p"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let root = dir.path().join("p");
+    let (dir, root) = common::init_project();
     Project {
         _dir: dir,
         root,

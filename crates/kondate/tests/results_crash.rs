@@ -75,14 +75,7 @@ fn csv(path: &Path, version: &str, rows: usize) {
 }
 
 fn setup(service_url: Option<String>, name: &str) -> Project {
-    let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
-        .args(["init", "p"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let root = dir.path().join("p");
+    let (dir, root) = common::init_project();
     let service_url =
         service_url.unwrap_or_else(|| format!("sqlite://{}/.kondate/service.db", root.display()));
     tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -27,3 +27,16 @@ pub fn kill_at(mut command: Command, failpoint: &str) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `kondate init p` in a new temporary folder: the folder (keep it alive) and the project.
+pub fn init_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["init", "p"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = dir.path().join("p");
+    (dir, root)
+}
