@@ -7,7 +7,7 @@ use clap::Subcommand;
 use kondate_core::Project;
 use kondate_core::artifact::ModelRef;
 use kondate_db::Database;
-use kondate_results::input::{read_csv, read_jsonl};
+use kondate_results::input::{read_csv, read_jsonl, read_parquet};
 use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 use crate::{CmdResult, Failure, ListFormat};
@@ -20,7 +20,7 @@ pub enum ResultsCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
-    /// Upsert rows from CSV or JSON-lines files into a result table (created on first write), all files
+    /// Upsert rows from CSV, JSON-lines or Parquet files into a result table (created on first write), all files
     /// in one transaction, each row stamped with the model and run that produced it.
     #[command(
         after_help = "Examples:\n  kondate results write recipe_categories predictions.csv --model recipe-clf@production\n  kondate results write recipe_categories part-*.csv --model recipe-clf@3 --run-id nightly-2026-11-27\n\nThe header names the declared columns (results/NAME.toml), in any order. A bad cell, an\nempty key or a key repeated in the input stops the write with its file, line and column,\nand nothing is written. Inside `kondate apps run`, --run-id defaults to the run's id.\n\n  kondate results write recipe_categories all.csv --publish swap --prune   # exactly these rows, at once"
@@ -105,15 +105,17 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
                 let file = std::fs::File::open(f)
                     .map_err(|e| Failure::invalid(format!("{}: {e}", f.display())))?;
                 let shown = f.display().to_string();
-                let reader = std::io::BufReader::new(file);
                 let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
                 let read = match ext {
-                    "csv" => read_csv(&decl, reader, &shown),
-                    "jsonl" | "ndjson" | "json" => read_jsonl(&decl, reader, &shown),
+                    "csv" => read_csv(&decl, std::io::BufReader::new(file), &shown),
+                    "jsonl" | "ndjson" | "json" => {
+                        read_jsonl(&decl, std::io::BufReader::new(file), &shown)
+                    }
+                    "parquet" => read_parquet(&decl, file, &shown),
                     _ => {
                         return Err(Failure::invalid(format!(
-                            "{shown}: write rows as CSV (.csv) or JSON lines (.jsonl, .ndjson); \
-                             Parquet input is not supported yet"
+                            "{shown}: write rows as CSV (.csv), JSON lines (.jsonl, .ndjson) \
+                             or Parquet (.parquet)"
                         )));
                     }
                 };

@@ -156,6 +156,35 @@ async fn write_upserts_with_model_and_run_and_refuses_bad_rows() {
     );
     assert_eq!(count(db.clone()).await.0, 1);
 
+    // Parquet, by column name.
+    {
+        use arrow_array::{Float64Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let batch = arrow_array::RecordBatch::try_from_iter(vec![
+            (
+                "category",
+                Arc::new(StringArray::from(vec!["主食", "副菜"])) as _,
+            ),
+            ("recipe_id", Arc::new(Int64Array::from(vec![10, 11])) as _),
+            ("score", Arc::new(Float64Array::from(vec![0.3, 0.6])) as _),
+        ])
+        .unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(root.join("c.parquet")).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let o = kondate(
+        &root,
+        &["results", "write", "recipe_categories", "c.parquet"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(count(db.clone()).await.0, 3);
+
     let o = kondate(&root, &["results", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list[0]["table"], "recipe_categories");
