@@ -45,6 +45,8 @@ pub struct WriteOptions {
     pub publish: Publish,
     /// Remove the rows whose keys this write does not contain.
     pub prune: bool,
+    /// Add the columns a changed declaration adds (nothing else can change).
+    pub migrate: bool,
 }
 
 /// What a write did.
@@ -152,11 +154,16 @@ async fn ensure_meta(db: &Database) -> Result<(), DbError> {
 /// Create the table of `decl` if it does not exist yet; true when this call created it.
 /// Refuses a table of that name that kondate did not create (a product table is never
 /// taken over) and a declaration that changed since the table was created.
-pub async fn ensure(db: &Database, decl: &ResultTable, now_ms: i64) -> Result<bool, ResultsError> {
+pub async fn ensure(
+    db: &Database,
+    decl: &ResultTable,
+    migrate: bool,
+    now_ms: i64,
+) -> Result<bool, ResultsError> {
     ensure_meta(db).await?;
     let row = db
         .fetch_optional(
-            &format!("SELECT table_name, fingerprint FROM {META} WHERE name = ?"),
+            &format!("SELECT table_name, fingerprint, declaration FROM {META} WHERE name = ?"),
             &[Value::from(decl.name.as_str())],
         )
         .await?;
@@ -166,14 +173,57 @@ pub async fn ensure(db: &Database, decl: &ResultTable, now_ms: i64) -> Result<bo
             get_string(&r, "table_name")?,
             get_string(&r, "fingerprint")?,
         );
-        if fp != fingerprint || table != decl.table {
-            return Err(ResultsError::Changed(format!(
-                "{}: the declaration changed since table `{table}` was created from it (key, \
-                 columns or types); kondate does not migrate result tables yet — restore the \
-                 declaration, or drop the table and its row in {META} to start over",
+        if fp == fingerprint && table == decl.table {
+            return Ok(false);
+        }
+        let recorded: serde_json::Value =
+            serde_json::from_str(&get_string(&r, "declaration")?).unwrap_or_default();
+        let added = added_columns(decl, &table, &recorded).map_err(|why| {
+            ResultsError::Changed(format!(
+                "{}: the declaration changed since table `{table}` was created from it: {why}; \
+                 kondate can only add nullable columns — restore the declaration, or drop the \
+                 table and its row in {META} to start over",
                 decl.path.display()
+            ))
+        })?;
+        if !migrate {
+            return Err(ResultsError::Changed(format!(
+                "{}: the declaration adds column(s) {} to table `{table}`; write with --migrate \
+                 to add them (existing rows get NULL)",
+                decl.path.display(),
+                added.join(", ")
             )));
         }
+        let mut tx = db.begin().await?;
+        lock_row(&mut tx, decl).await?;
+        for name in &added {
+            let c = decl
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .expect("added");
+            tx.execute(
+                &format!(
+                    "ALTER TABLE {} ADD COLUMN {} {} NULL",
+                    db.ident(&decl.table)?,
+                    db.ident(name)?,
+                    db.column_sql_type(c.ty.column_type(false))
+                ),
+                &[],
+            )
+            .await?;
+        }
+        tx.execute(
+            &format!("UPDATE {META} SET fingerprint = ?, declaration = ? WHERE name = ?"),
+            &[
+                Value::from(fingerprint),
+                Value::from(serde_json::to_string(decl).unwrap_or_default()),
+                Value::from(decl.name.as_str()),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(table = %decl.table, columns = ?added, "result table migrated");
         return Ok(false);
     }
     if db.table_exists(&decl.table).await? {
@@ -207,6 +257,79 @@ pub async fn ensure(db: &Database, decl: &ResultTable, now_ms: i64) -> Result<bo
         tracing::debug!(error = %e, name = %decl.name, "result table registered concurrently");
     }
     Ok(true)
+}
+
+/// The columns `decl` adds to the recorded declaration, or why the change is more than
+/// that (a new key, a removed column, a changed type, a renamed table, a new column that
+/// may not be NULL).
+fn added_columns(
+    decl: &ResultTable,
+    table: &str,
+    recorded: &serde_json::Value,
+) -> Result<Vec<String>, String> {
+    if table != decl.table {
+        return Err(format!(
+            "`table` changed from `{table}` to `{}`",
+            decl.table
+        ));
+    }
+    let old_key: Vec<String> = recorded["key"]
+        .as_array()
+        .map(|k| {
+            k.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if old_key != decl.key {
+        return Err(format!(
+            "the key changed from {old_key:?} to {:?}",
+            decl.key
+        ));
+    }
+    let old: Vec<(String, String, bool)> = recorded["columns"]
+        .as_array()
+        .map(|cols| {
+            cols.iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["type"].as_str().unwrap_or_default().to_string(),
+                        c["nullable"].as_bool().unwrap_or(true),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, ty, nullable) in &old {
+        match decl.columns.iter().find(|c| &c.name == name) {
+            None => return Err(format!("column `{name}` was removed")),
+            Some(c) if c.ty.as_str() != ty => {
+                return Err(format!(
+                    "column `{name}` changed type from {ty} to {}",
+                    c.ty.as_str()
+                ));
+            }
+            Some(c) if c.nullable != *nullable => {
+                return Err(format!("column `{name}` changed `nullable`"));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut added = Vec::new();
+    for c in &decl.columns {
+        if !old.iter().any(|(n, _, _)| n == &c.name) {
+            if !c.nullable {
+                return Err(format!(
+                    "new column `{}` is nullable = false, but the rows already there have no \
+                     value for it",
+                    c.name
+                ));
+            }
+            added.push(c.name.clone());
+        }
+    }
+    Ok(added)
 }
 
 /// The conflict clause that turns the INSERT into an upsert.
@@ -352,7 +475,7 @@ pub async fn write(
     opts: WriteOptions,
     now_ms: i64,
 ) -> Result<WriteReport, ResultsError> {
-    let created = ensure(db, decl, now_ms).await?;
+    let created = ensure(db, decl, opts.migrate, now_ms).await?;
     let upsert = Upsert::new(db, decl)?;
     let table = db.ident(&decl.table)?;
     let pruned = match (opts.publish, db.kind()) {
@@ -453,8 +576,10 @@ async fn build_staging(
         .await?;
     x.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
     if !opts.prune {
+        // By name: a migrated table has its added columns last, the new one in declared order.
+        let cols = &w.upsert.cols;
         x.exec(
-            &format!("INSERT INTO {staging_q} SELECT * FROM {table}"),
+            &format!("INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table}"),
             &[],
         )
         .await?;

@@ -217,14 +217,17 @@ async fn prune_and_swap(db: Database) {
     let prune = WriteOptions {
         publish: Publish::Upsert,
         prune: true,
+        ..WriteOptions::default()
     };
     let swap = WriteOptions {
         publish: Publish::Swap,
         prune: false,
+        ..WriteOptions::default()
     };
     let swap_prune = WriteOptions {
         publish: Publish::Swap,
         prune: true,
+        ..WriteOptions::default()
     };
     write(&db, &d, &rows(&[1, 2, 3], "a"), &m, upsert, 1000)
         .await
@@ -278,6 +281,99 @@ async fn prune_and_swap(db: Database) {
         b.len()
     };
     assert_eq!(t.len(), expected);
+}
+
+/// A declaration that adds a nullable column is applied with `migrate` (and only then);
+/// anything else stays refused. Swaps keep working on the migrated table.
+async fn migrations_add_nullable_columns(db: Database) {
+    let m = WriteMeta::default();
+    let d1 = decl(DECL);
+    write(
+        &db,
+        &d1,
+        &rows(&[1, 2], "a"),
+        &m,
+        WriteOptions::default(),
+        1000,
+    )
+    .await
+    .unwrap();
+    let with_note = DECL.replace(
+        "score = { type = \"float\" }",
+        "note = { type = \"string\" }\nscore = { type = \"float\" }",
+    );
+    let d2 = decl(&with_note);
+    let row3 = vec![vec![
+        Value::Int(3),
+        Value::Text("b".into()),
+        Value::Text("new".into()),
+        Value::Float(0.1),
+    ]];
+    let e = write(&db, &d2, &row3, &m, WriteOptions::default(), 2000)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("adds column(s) note"), "{e}");
+    assert!(e.to_string().contains("--migrate"), "{e}");
+    let migrate = WriteOptions {
+        migrate: true,
+        ..WriteOptions::default()
+    };
+    write(&db, &d2, &row3, &m, migrate, 2000).await.unwrap();
+    let notes = db
+        .fetch_all(
+            "SELECT recipe_id, note FROM recipe_categories ORDER BY recipe_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let notes: Vec<(i64, Option<String>)> = notes
+        .iter()
+        .map(|r| {
+            (
+                get_i64(r, "recipe_id").unwrap(),
+                kondate_db::get_opt_string(r, "note"),
+            )
+        })
+        .collect();
+    assert_eq!(notes, [(1, None), (2, None), (3, Some("new".into()))]);
+    // A swap copies the migrated table by column name (its new column is last there).
+    let swap = WriteOptions {
+        publish: Publish::Swap,
+        ..WriteOptions::default()
+    };
+    let row4 = vec![vec![
+        Value::Int(4),
+        Value::Text("c".into()),
+        Value::Text("four".into()),
+        Value::Float(0.4),
+    ]];
+    write(&db, &d2, &row4, &m, swap, 3000).await.unwrap();
+    assert_eq!(keys_and_labels(&db).await.len(), 4);
+    // Removing a column is refused, even with migrate.
+    let e = write(&db, &d1, &rows(&[5], "d"), &m, migrate, 4000)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("column `note` was removed"), "{e}");
+}
+
+#[tokio::test]
+async fn sqlite_migrations() {
+    let (_d, db) = db(None).await;
+    migrations_add_nullable_columns(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_migrations() {
+    let (_d, db) = db(Some(("KONDATE_TEST_POSTGRES_URL", "results_mig"))).await;
+    migrations_add_nullable_columns(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_migrations() {
+    let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_mig"))).await;
+    migrations_add_nullable_columns(db).await;
 }
 
 #[tokio::test]

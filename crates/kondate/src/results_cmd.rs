@@ -42,6 +42,10 @@ pub enum ResultsCmd {
         /// Remove the rows whose keys this write does not contain.
         #[arg(long)]
         prune: bool,
+        /// Add the columns the declaration gained since the table was created (new
+        /// nullable columns only; other changes are refused).
+        #[arg(long)]
+        migrate: bool,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
@@ -95,6 +99,7 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             run_id,
             publish,
             prune,
+            migrate,
             format,
         } => {
             let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
@@ -168,6 +173,7 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
                     None => decl.publish,
                 },
                 prune,
+                migrate,
             };
             let report = kondate_results::table::write(&db, &decl, &rows, &meta, opts, now)
                 .await
