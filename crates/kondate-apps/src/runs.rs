@@ -6,6 +6,7 @@
 //! (so `kondate apps logs --follow` can tail it); when it ends, the log goes to the object
 //! store under `runs/RUN_ID.log`, so it survives the machine.
 
+use kondate_core::clock::ms_to_rfc3339;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,12 +156,6 @@ impl std::fmt::Debug for Runs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runs").field("root", &self.root).finish()
     }
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 fn hostname() -> String {

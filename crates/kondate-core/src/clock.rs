@@ -42,3 +42,11 @@ impl Clock for ManualClock {
         *self.0.lock().expect("clock lock")
     }
 }
+
+/// Milliseconds since the epoch (as the state tables store times) as RFC 3339 in UTC with
+/// milliseconds, e.g. `2026-11-27T05:17:05.123Z`.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,6 +1,7 @@
 //! The registry: push, resolve, pull, aliases, delete and gc over the state database and the
 //! object store.
 
+use kondate_core::clock::ms_to_rfc3339;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -180,12 +181,6 @@ pub struct GcReport {
     pub staging_bytes: u64,
     /// Files a version references that are missing from the store: damage to look into.
     pub missing: Vec<String>,
-}
-
-fn ms_to_rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn json_err(what: &str, e: serde_json::Error) -> ModelsError {

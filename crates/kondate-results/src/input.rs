@@ -46,27 +46,54 @@ fn empty(decl: &ResultTable, c: &crate::declaration::ResultColumn) -> Result<Val
     Err(format!("column `{}`: empty, but {why}", c.name))
 }
 
-/// Refuses a key seen before in the same input, naming both lines.
+/// Refuses a key seen before in the same write — in the same file or an earlier one —
+/// naming where it was first.
 #[derive(Default)]
-struct SeenKeys(HashMap<Vec<String>, u64>);
+struct SeenKeys {
+    /// Key → (file number, file, unit, line or row) where it first appeared.
+    seen: HashMap<Vec<String>, (usize, String, &'static str, u64)>,
+    /// The number of the file being read (the same file may be given twice).
+    file: usize,
+}
 
 impl SeenKeys {
-    fn check(&mut self, decl: &ResultTable, row: &[Value], line: u64) -> Result<(), String> {
+    /// The next file of the write begins.
+    fn next_file(&mut self) {
+        self.file += 1;
+    }
+
+    /// `unit` is what `at` counts: "line" (CSV, JSON lines) or "row" (Parquet).
+    fn check(
+        &mut self,
+        decl: &ResultTable,
+        row: &[Value],
+        source: &str,
+        unit: &'static str,
+        at: u64,
+    ) -> Result<(), String> {
         let keys = decl.key_indices();
         let key: Vec<String> = keys.iter().map(|&k| format!("{:?}", row[k])).collect();
-        match self.0.insert(key, line) {
-            None => Ok(()),
-            Some(first) => {
-                let shown: Vec<String> = keys
-                    .iter()
-                    .map(|&k| format!("{}={}", decl.columns[k].name, show(&row[k])))
-                    .collect();
-                Err(format!(
-                    "line {line} repeats the key ({}) of line {first}; a write holds each key once",
-                    shown.join(", ")
-                ))
-            }
-        }
+        let Some((first_file, first_source, first_unit, first)) = self
+            .seen
+            .insert(key, (self.file, source.to_string(), unit, at))
+        else {
+            return Ok(());
+        };
+        let shown: Vec<String> = keys
+            .iter()
+            .map(|&k| format!("{}={}", decl.columns[k].name, show(&row[k])))
+            .collect();
+        let shown = shown.join(", ");
+        Err(if first_file == self.file {
+            format!(
+                "{unit} {at} repeats the key ({shown}) of {unit} {first}; a write holds each key once"
+            )
+        } else {
+            format!(
+                "{unit} {at}: the key ({shown}) also appears in an earlier file \
+                 ({first_source}, {first_unit} {first}); a write holds each key once"
+            )
+        })
     }
 }
 
@@ -87,6 +114,15 @@ pub fn read_csv(
     decl: &ResultTable,
     input: impl Read,
     source: &str,
+) -> Result<Vec<Vec<Value>>, ResultsError> {
+    read_csv_into(decl, input, source, &mut SeenKeys::default())
+}
+
+fn read_csv_into(
+    decl: &ResultTable,
+    input: impl Read,
+    source: &str,
+    seen: &mut SeenKeys,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
     let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(input);
@@ -118,7 +154,6 @@ pub fn read_csv(
             decl.path.display()
         )));
     }
-    let mut seen = SeenKeys::default();
     let mut rows = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
@@ -139,7 +174,7 @@ pub fn read_csv(
             };
             row.push(v);
         }
-        seen.check(decl, &row, line).map_err(bad)?;
+        seen.check(decl, &row, source, "line", line).map_err(bad)?;
         rows.push(row);
     }
     Ok(rows)
@@ -172,8 +207,16 @@ pub fn read_jsonl(
     input: impl std::io::BufRead,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
+    read_jsonl_into(decl, input, source, &mut SeenKeys::default())
+}
+
+fn read_jsonl_into(
+    decl: &ResultTable,
+    input: impl std::io::BufRead,
+    source: &str,
+    seen: &mut SeenKeys,
+) -> Result<Vec<Vec<Value>>, ResultsError> {
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
-    let mut seen = SeenKeys::default();
     let mut rows = Vec::new();
     for (n, text) in input.lines().enumerate() {
         let line = n as u64 + 1;
@@ -203,8 +246,41 @@ pub fn read_jsonl(
             };
             row.push(v);
         }
-        seen.check(decl, &row, line).map_err(bad)?;
+        seen.check(decl, &row, source, "line", line).map_err(bad)?;
         rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Read the rows of one write from `paths` — CSV (`.csv`), JSON lines (`.jsonl`,
+/// `.ndjson`, `.json`) or Parquet (`.parquet`), by extension — in order. A key may appear
+/// once in the whole write.
+pub fn read_files(
+    decl: &ResultTable,
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<Vec<Value>>, ResultsError> {
+    let mut seen = SeenKeys::default();
+    let mut rows = Vec::new();
+    for path in paths {
+        seen.next_file();
+        let source = path.display().to_string();
+        let file =
+            std::fs::File::open(path).map_err(|e| ResultsError::Input(format!("{source}: {e}")))?;
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let read = match ext {
+            "csv" => read_csv_into(decl, std::io::BufReader::new(file), &source, &mut seen),
+            "jsonl" | "ndjson" | "json" => {
+                read_jsonl_into(decl, std::io::BufReader::new(file), &source, &mut seen)
+            }
+            "parquet" => read_parquet_into(decl, file, &source, &mut seen),
+            _ => {
+                return Err(ResultsError::Input(format!(
+                    "{source}: write rows as CSV (.csv), JSON lines (.jsonl, .ndjson) or \
+                     Parquet (.parquet)"
+                )));
+            }
+        };
+        rows.extend(read?);
     }
     Ok(rows)
 }
@@ -300,6 +376,15 @@ pub fn read_parquet(
     file: std::fs::File,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
+    read_parquet_into(decl, file, source, &mut SeenKeys::default())
+}
+
+fn read_parquet_into(
+    decl: &ResultTable,
+    file: std::fs::File,
+    source: &str,
+    seen: &mut SeenKeys,
+) -> Result<Vec<Vec<Value>>, ResultsError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -330,7 +415,6 @@ pub fn read_parquet(
         .with_batch_size(8192)
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let mut seen = SeenKeys::default();
     let mut rows = Vec::new();
     let mut n = 0u64;
     for batch in reader {
@@ -348,8 +432,7 @@ pub fn read_parquet(
                 };
                 row.push(v);
             }
-            seen.check(decl, &row, n)
-                .map_err(|m| bad(m.replace("line", "row")))?;
+            seen.check(decl, &row, source, "row", n).map_err(bad)?;
             rows.push(row);
         }
     }
@@ -484,6 +567,38 @@ mod tests {
             e.contains("row 2 repeats the key (recipe_id=7) of row 1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_write_of_several_files_holds_each_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = decl();
+        let a = dir.path().join("a.csv");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            "recipe_id,category,score,ok,day\n1,a,0.1,true,2026-01-01\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "{\"recipe_id\": 2}\n{\"recipe_id\": 1}\n").unwrap();
+        let e = read_files(&d, &[a.clone(), b.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b.jsonl: line 2: the key (recipe_id=1) also appears in an earlier file"),
+            "{e}"
+        );
+        assert!(e.contains("a.csv, line 2)"), "{e}");
+        assert_eq!(read_files(&d, &[b]).unwrap().len(), 2);
+        let e = read_files(&d, &[dir.path().join("x.txt")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.txt: "), "{e}");
+        std::fs::write(dir.path().join("x.txt"), "").unwrap();
+        let e = read_files(&d, &[dir.path().join("x.txt")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write rows as CSV (.csv), JSON lines"), "{e}");
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! `kondate results …`
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use clap::Subcommand;
 use kondate_core::Project;
 use kondate_core::artifact::ModelRef;
 use kondate_db::Database;
-use kondate_results::input::{read_csv, read_jsonl, read_parquet};
+use kondate_results::input::read_files;
 use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 use crate::{CmdResult, Failure, ListFormat};
@@ -103,47 +102,7 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             format,
         } => {
             let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
-            let mut rows = Vec::new();
-            let mut keys: HashSet<String> = HashSet::new();
-            let key_idx = decl.key_indices();
-            for f in &files {
-                let file = std::fs::File::open(f)
-                    .map_err(|e| Failure::invalid(format!("{}: {e}", f.display())))?;
-                let shown = f.display().to_string();
-                let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
-                let read = match ext {
-                    "csv" => read_csv(&decl, std::io::BufReader::new(file), &shown),
-                    "jsonl" | "ndjson" | "json" => {
-                        read_jsonl(&decl, std::io::BufReader::new(file), &shown)
-                    }
-                    "parquet" => read_parquet(&decl, file, &shown),
-                    _ => {
-                        return Err(Failure::invalid(format!(
-                            "{shown}: write rows as CSV (.csv), JSON lines (.jsonl, .ndjson) \
-                             or Parquet (.parquet)"
-                        )));
-                    }
-                };
-                for row in read.map_err(failure)? {
-                    let key = key_idx
-                        .iter()
-                        .map(|&i| format!("{:?}", row[i]))
-                        .collect::<Vec<_>>()
-                        .join("\u{1f}");
-                    if !keys.insert(key) {
-                        let shown_key: Vec<String> = key_idx
-                            .iter()
-                            .map(|&i| format!("{}={:?}", decl.columns[i].name, row[i]))
-                            .collect();
-                        return Err(Failure::invalid(format!(
-                            "{}: the key ({}) also appears in an earlier file; a write holds each key once",
-                            f.display(),
-                            shown_key.join(", ")
-                        )));
-                    }
-                    rows.push(row);
-                }
-            }
+            let rows = read_files(&decl, &files).map_err(failure)?;
             let (model_name, model_version) = match &model {
                 None => (None, None),
                 Some(r) => {
