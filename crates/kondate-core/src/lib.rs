@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod names;
+pub mod pgcopy;
 pub mod project;
 
 pub use clock::{Clock, ManualClock, SystemClock};

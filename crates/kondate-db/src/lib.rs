@@ -156,6 +156,9 @@ pub struct Database {
     pool: AnyPool,
     kind: DbKind,
     display_url: String,
+    /// The URL connected to (with its password), for the PostgreSQL bulk path, which needs
+    /// a connection of the PostgreSQL driver's own. Never shown: `display_url` is.
+    url: String,
 }
 
 impl Database {
@@ -195,6 +198,7 @@ impl Database {
             pool,
             kind,
             display_url,
+            url,
         };
         if kind == DbKind::Sqlite {
             // WAL lets the CLI read while `kondate serve` writes; the mode is stored in the file.
@@ -437,6 +441,84 @@ impl Database {
         run_fetch_all(&self.pool, self.sql(sql), params).await
     }
 
+    /// PostgreSQL's bulk path: create the unlogged table `table` (quoted by
+    /// [`Database::ident`]) with the column definitions `columns_sql`, and `COPY` `rows`
+    /// (values in column order) into it, on a connection of its own, committed. For a
+    /// staging table that a statement of the caller's transaction then reads and drops.
+    /// Returns the rows copied.
+    pub async fn pg_copy_stage(
+        &self,
+        table: &str,
+        columns_sql: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<u64, DbError> {
+        use sqlx::Connection;
+        if self.kind != DbKind::Postgres {
+            return Err(DbError::Scheme(
+                "COPY staging is PostgreSQL's bulk path only".into(),
+            ));
+        }
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .map_err(|source| DbError::Connect {
+                url: self.display_url.clone(),
+                source,
+            })?;
+        let create = format!("CREATE UNLOGGED TABLE {table} ({columns_sql})");
+        sqlx::Executor::execute(&mut conn, AssertSqlSafe(create.clone()))
+            .await
+            .map_err(|source| query_error(&create, source))?;
+        let copy = format!("COPY {table} FROM STDIN");
+        let mut sink = conn
+            .copy_in_raw(&copy)
+            .await
+            .map_err(|source| query_error(&copy, source))?;
+        const CHUNK: usize = 1 << 20;
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
+        for row in rows {
+            encode_copy_row(row, &mut buf);
+            if buf.len() >= CHUNK {
+                sink.send(buf.as_slice())
+                    .await
+                    .map_err(|source| query_error(&copy, source))?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            sink.send(buf.as_slice())
+                .await
+                .map_err(|source| query_error(&copy, source))?;
+        }
+        let n = sink
+            .finish()
+            .await
+            .map_err(|source| query_error(&copy, source))?;
+        let _ = conn.close().await;
+        Ok(n)
+    }
+
+    /// Stream the rows of a query through `each`, one at a time (for results too large to
+    /// hold); stops at the first error `each` returns.
+    pub async fn for_each_row<E: From<DbError>>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut each: impl FnMut(AnyRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use futures::TryStreamExt;
+        let sql = self.sql(sql);
+        let mut rows =
+            sqlx::query_with(AssertSqlSafe(sql.clone()), Self::args(params)).fetch(&self.pool);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|source| E::from(query_error(&sql, source)))?
+        {
+            each(row)?;
+        }
+        Ok(())
+    }
+
     /// Fetch at most one row.
     pub async fn fetch_optional(
         &self,
@@ -482,6 +564,27 @@ async fn run_fetch_all<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         Ok(rows) => Ok(rows),
         Err(source) => Err(query_error(&sql, source)),
     }
+}
+
+/// One row in PostgreSQL's `COPY` text format ([`kondate_core::pgcopy`]).
+fn encode_copy_row(row: &[Value], out: &mut Vec<u8>) {
+    use kondate_core::pgcopy;
+    use std::io::Write;
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match v {
+            Value::Null | Value::NullOf(_) => out.extend_from_slice(pgcopy::NULL),
+            Value::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Float(f) => pgcopy::push_float(out, *f),
+            Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+            Value::Text(t) => pgcopy::push_text(out, t),
+        }
+    }
+    out.push(b'\n');
 }
 
 /// One pooled connection (a session), statements autocommitted.
@@ -555,6 +658,28 @@ pub fn get_opt_string(row: &AnyRow, col: &str) -> Option<String> {
         .flatten()
 }
 
+/// Read column `i` (by position) as a nullable integer.
+pub fn opt_i64_at(row: &AnyRow, i: usize) -> Result<Option<i64>, DbError> {
+    sqlx::Row::try_get::<Option<i64>, _>(row, i).map_err(|source| at_error(i, source))
+}
+
+/// Read column `i` (by position) as a nullable float.
+pub fn opt_f64_at(row: &AnyRow, i: usize) -> Result<Option<f64>, DbError> {
+    sqlx::Row::try_get::<Option<f64>, _>(row, i).map_err(|source| at_error(i, source))
+}
+
+/// Read column `i` (by position) as nullable text.
+pub fn opt_string_at(row: &AnyRow, i: usize) -> Result<Option<String>, DbError> {
+    sqlx::Row::try_get::<Option<String>, _>(row, i).map_err(|source| at_error(i, source))
+}
+
+fn at_error(i: usize, source: sqlx::Error) -> DbError {
+    DbError::Query {
+        context: format!("reading column {}", i + 1),
+        source,
+    }
+}
+
 /// Read a required integer column.
 pub fn get_i64(row: &AnyRow, col: &str) -> Result<i64, DbError> {
     sqlx::Row::try_get::<i64, _>(row, col).map_err(|source| DbError::Query {
@@ -599,4 +724,30 @@ pub async fn isolated_test_database(url: &str, tag: &str) -> Result<String, DbEr
     };
     db.close().await;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape_and_spell_values_as_postgres_reads_them() {
+        let mut out = Vec::new();
+        encode_copy_row(
+            &[
+                Value::Int(-3),
+                Value::Text("a\tb\\c\nd\re 醤油".into()),
+                Value::Float(0.1),
+                Value::Float(f64::NEG_INFINITY),
+                Value::Bool(true),
+                Value::NullOf(ColumnType::Float),
+                Value::Null,
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "-3\ta\\tb\\\\c\\nd\\re 醤油\t0.1\t-Infinity\tt\t\\N\t\\N\n"
+        );
+    }
 }

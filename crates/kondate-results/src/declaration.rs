@@ -5,6 +5,7 @@
 //! key = ["recipe_id"]
 //! database = "service"          # the service database (the only one for now)
 //! publish = "upsert"            # or "swap": the new rows replace the table at once
+//! warehouse_table = "results.recipe_categories"   # where `kondate results export` copies it
 //! [columns]
 //! recipe_id = { type = "integer" }
 //! category  = { type = "string" }
@@ -78,6 +79,9 @@ pub struct ResultTable {
     pub columns: Vec<ResultColumn>,
     /// How writes become visible by default (`publish = "upsert" | "swap"`).
     pub publish: crate::table::Publish,
+    /// The warehouse table `kondate results export` copies it to, `[schema.]table`
+    /// (default: the table's name, in the warehouse's default schema).
+    pub warehouse_table: String,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +105,7 @@ struct Raw {
     database: Option<String>,
     #[serde(default)]
     publish: crate::table::Publish,
+    warehouse_table: Option<String>,
     columns: toml::Table,
 }
 
@@ -123,6 +128,18 @@ impl ResultTable {
                 "table: `{table}` is {} characters long; result tables take at most 56",
                 table.len()
             )));
+        }
+        let warehouse_table = raw.warehouse_table.unwrap_or_else(|| table.clone());
+        let parts: Vec<&str> = warehouse_table.split('.').collect();
+        if parts.len() > 2 {
+            return Err(fail(format!(
+                "warehouse_table: `{warehouse_table}` has more than one `.`; write TABLE or \
+                 SCHEMA.TABLE"
+            )));
+        }
+        for p in parts {
+            kondate_core::names::validate_name("warehouse table", p)
+                .map_err(|e| fail(format!("warehouse_table: {e}")))?;
         }
         let database = raw.database.unwrap_or_else(|| "service".into());
         if database != "service" {
@@ -186,6 +203,7 @@ impl ResultTable {
             database,
             columns,
             publish: raw.publish,
+            warehouse_table,
         })
     }
 
@@ -322,6 +340,14 @@ mod tests {
             (
                 "key = [\"a\"]\n[columns]\n\"a b\" = { type = \"integer\" }\n",
                 "columns.a b",
+            ),
+            (
+                "key = [\"a\"]\nwarehouse_table = \"a.b.c\"\n[columns]\na = { type = \"integer\" }\n",
+                "warehouse_table: `a.b.c` has more than one",
+            ),
+            (
+                "key = [\"a\"]\nwarehouse_table = \"x.drop table\"\n[columns]\na = { type = \"integer\" }\n",
+                "warehouse_table: ",
             ),
         ];
         for (text, want) in cases {

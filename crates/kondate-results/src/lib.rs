@@ -17,6 +17,7 @@
 //! Knows nothing of HTTP or the CLI.
 
 pub mod declaration;
+pub mod export;
 pub mod input;
 pub mod table;
 
@@ -43,6 +44,9 @@ pub enum ResultsError {
         #[source]
         source: std::io::Error,
     },
+    /// The warehouse refused or failed the export's load; nothing was recorded as copied.
+    #[error("copying into the warehouse failed: {0}")]
+    Export(String),
     #[error(transparent)]
     Db(#[from] kondate_db::DbError),
     #[error(transparent)]

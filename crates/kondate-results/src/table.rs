@@ -13,11 +13,16 @@ use crate::ResultsError;
 use crate::declaration::ResultTable;
 
 /// Bound values per statement: well under every dialect's limit (SQLite 32766, PostgreSQL
-/// and MySQL 65535).
+/// and MySQL 65535). Measured on MariaDB (docs/BENCHMARKS.md): 2,000 to 8,000 are equally
+/// fast, 20,000 and 60,000 a third slower.
 const MAX_PARAMS: usize = 8_000;
 
 /// The bookkeeping table, in the same database as the result tables.
-const META: &str = "kondate_result_tables";
+pub(crate) const META: &str = "kondate_result_tables";
+
+/// Where exports to the warehouse record how far they copied (see [`crate::export`]);
+/// `prunes` counts the writes that removed rows, which an incremental copy cannot see.
+pub(crate) const EXPORTS: &str = "kondate_result_exports";
 
 /// Which model and run produced the rows of a write.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -137,7 +142,8 @@ pub fn create_table_sql(db: &Database, decl: &ResultTable, table: &str) -> Resul
     ))
 }
 
-async fn ensure_meta(db: &Database) -> Result<(), DbError> {
+/// Create the bookkeeping tables if they are missing.
+pub(crate) async fn ensure_meta(db: &Database) -> Result<(), DbError> {
     let text = db.column_sql_type(ColumnType::Text);
     db.create_table_if_missing(
         META,
@@ -148,7 +154,30 @@ async fn ensure_meta(db: &Database) -> Result<(), DbError> {
             db.table_options()
         ),
     )
+    .await?;
+    db.create_table_if_missing(
+        EXPORTS,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {EXPORTS} (name VARCHAR(64) NOT NULL PRIMARY KEY, \
+             target VARCHAR(255) NOT NULL, fingerprint VARCHAR(64) NOT NULL, \
+             through_ms BIGINT NULL, prunes BIGINT NOT NULL, prunes_seen BIGINT NOT NULL, \
+             exported_at BIGINT NOT NULL, rows_exported BIGINT NOT NULL){}",
+            db.table_options()
+        ),
+    )
     .await
+}
+
+/// Count a write that removed rows, for the next export (in the write's transaction).
+async fn count_prune(x: &mut impl Exec, decl: &ResultTable, pruned: u64) -> Result<(), DbError> {
+    if pruned > 0 {
+        x.exec(
+            &format!("UPDATE {EXPORTS} SET prunes = prunes + 1 WHERE name = ?"),
+            &[Value::from(decl.name.as_str())],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Create the table of `decl` if it does not exist yet; true when this call created it.
@@ -378,6 +407,27 @@ struct Upsert {
     one: String,
     conflict: String,
     per: usize,
+    /// PostgreSQL: writes of many rows `COPY` them into a staging table first.
+    stage: Option<Stage>,
+}
+
+/// Below this many rows a write sends them in `VALUES` lists even on PostgreSQL: a `COPY`
+/// stage costs a connection and two statements more.
+const STAGE_MIN_ROWS: usize = 2_000;
+
+/// PostgreSQL's bulk path: the rows are copied (`COPY … FROM STDIN`, the server's own bulk
+/// load) into an unlogged staging table on a connection of their own, and one
+/// `INSERT … SELECT … ON CONFLICT` in the write's transaction moves them into the table and
+/// drops the stage. A crash can leave a stage behind; the next write of the table, holding
+/// its lock, drops it.
+struct Stage {
+    db: Database,
+    /// Staging tables of this result table start with it.
+    prefix: String,
+    /// The declared columns' definitions, for the stage.
+    defs: String,
+    /// The declared columns, quoted.
+    declared: String,
 }
 
 impl Upsert {
@@ -403,12 +453,92 @@ impl Upsert {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let stage = if db.kind() == DbKind::Postgres {
+            use sha2::{Digest, Sha256};
+            let mut defs = Vec::new();
+            for (c, t) in decl.columns.iter().zip(types(decl)) {
+                defs.push(format!("{} {}", db.ident(&c.name)?, db.column_sql_type(t)));
+            }
+            let declared: Vec<&str> = decl.columns.iter().map(|c| c.name.as_str()).collect();
+            Some(Stage {
+                db: db.clone(),
+                prefix: format!(
+                    "kondate_stage_{}_",
+                    &hex::encode(Sha256::digest(decl.name.as_bytes()))[..12]
+                ),
+                defs: defs.join(", "),
+                declared: db.ident_list(&declared)?,
+            })
+        } else {
+            None
+        };
         Ok(Upsert {
             cols: db.ident_list(&names)?,
             one,
             conflict: conflict_clause(db, decl)?,
             per: (MAX_PARAMS / all_types.len()).max(1),
+            stage,
         })
+    }
+
+    /// PostgreSQL: upsert `rows` into `table` through a `COPY` stage (see [`Stage`]).
+    async fn run_staged(
+        &self,
+        stage: &Stage,
+        x: &mut impl Exec,
+        table: &str,
+        rows: &[Vec<Value>],
+        extra: &[Value],
+    ) -> Result<(), DbError> {
+        let db = &stage.db;
+        // Left by a killed write: no other write of this table runs (we hold its lock).
+        let strays = x
+            .rows(
+                "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name LIKE 'kondate_stage_%'",
+                &[],
+            )
+            .await?;
+        for r in strays {
+            let t = get_string(&r, "t")?;
+            if t.starts_with(&stage.prefix) {
+                x.exec(&format!("DROP TABLE IF EXISTS {}", db.ident(&t)?), &[])
+                    .await?;
+            }
+        }
+        let name = db.ident(&format!("{}{:016x}", stage.prefix, rand::random::<u64>()))?;
+        db.pg_copy_stage(&name, &stage.defs, rows).await?;
+        // Crash tests stop the process here, with the rows staged and the table unchanged.
+        kondate_core::failpoint("results.mid_write");
+        // Into an empty table (a first write, a pruning swap's new table) no key can
+        // conflict: the input's keys are unique, and we hold the table. A plain insert
+        // skips the speculative insertion that makes `ON CONFLICT` twice as slow.
+        let empty = x
+            .rows(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
+            .await?
+            .is_empty();
+        let moved = x
+            .exec(
+                &format!(
+                    "INSERT INTO {table} ({}) SELECT {}, CAST(? AS TEXT), CAST(? AS BIGINT), \
+                     CAST(? AS TEXT), CAST(? AS BIGINT) FROM {name}{}",
+                    self.cols,
+                    stage.declared,
+                    if empty { "" } else { self.conflict.as_str() }
+                ),
+                extra,
+            )
+            .await;
+        let dropped = x.exec(&format!("DROP TABLE {name}"), &[]).await;
+        if moved.is_err() {
+            // The transaction is aborted: the stage goes with the next write's sweep.
+            let _ = db
+                .execute(&format!("DROP TABLE IF EXISTS {name}"), &[])
+                .await;
+        }
+        moved?;
+        dropped?;
+        Ok(())
     }
 
     /// Upsert `rows` into `table` (quoted), stamped with `meta` and `stamp`.
@@ -432,6 +562,17 @@ impl Upsert {
             },
             Value::Int(stamp),
         ];
+        if let Some(stage) = &self.stage
+            && rows.len() >= STAGE_MIN_ROWS
+        {
+            return self.run_staged(stage, x, table, rows, &extra).await;
+        }
+        // As in `run_staged`: into an empty table no key can conflict.
+        let empty = x
+            .rows(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
+            .await?
+            .is_empty();
+        let conflict = if empty { "" } else { self.conflict.as_str() };
         for chunk in rows.chunks(self.per) {
             let list = vec![self.one.as_str(); chunk.len()].join(", ");
             let params: Vec<Value> = chunk
@@ -440,8 +581,8 @@ impl Upsert {
                 .collect();
             x.exec(
                 &format!(
-                    "INSERT INTO {table} ({}) VALUES {list}{}",
-                    self.cols, self.conflict
+                    "INSERT INTO {table} ({}) VALUES {list}{conflict}",
+                    self.cols
                 ),
                 &params,
             )
@@ -497,6 +638,7 @@ pub async fn write(
             )
             .await?;
             let old = db.ident(&format!("{}__old", decl.table))?;
+            count_prune(&mut tx, decl, pruned).await?;
             kondate_core::failpoint("results.before_swap");
             tx.exec(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
                 .await?;
@@ -533,6 +675,7 @@ pub async fn write(
             } else {
                 0
             };
+            count_prune(&mut tx, decl, pruned).await?;
             tx.commit().await?;
             pruned
         }
@@ -575,21 +718,34 @@ async fn build_staging(
     x.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
         .await?;
     x.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
-    if !opts.prune {
-        // By name: a migrated table has its added columns last, the new one in declared order.
-        let cols = &w.upsert.cols;
-        x.exec(
-            &format!("INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table}"),
-            &[],
-        )
-        .await?;
-    }
+    // The write's rows first, into the empty table (plain inserts, no conflicts to check).
     w.upsert.run(x, &staging_q, w.rows, w.meta, stamp).await?;
     if opts.prune {
-        dropped(x, db, decl, &table, &staging_q).await
-    } else {
-        Ok(0)
+        return dropped(x, db, decl, &table, &staging_q).await;
     }
+    // Then the old rows the write does not replace, as they were. By name: a migrated table
+    // has its added columns last, the new one in declared order.
+    let cols = &w.upsert.cols;
+    let on = key_match(db, decl)?;
+    x.exec(
+        &format!(
+            "INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table} o WHERE NOT EXISTS \
+             (SELECT 1 FROM {staging_q} s WHERE {on})"
+        ),
+        &[],
+    )
+    .await?;
+    Ok(0)
+}
+
+/// `s.k = o.k AND …` over the key columns.
+fn key_match(db: &Database, decl: &ResultTable) -> Result<String, DbError> {
+    Ok(decl
+        .key
+        .iter()
+        .map(|k| db.ident(k).map(|q| format!("s.{q} = o.{q}")))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(" AND "))
 }
 
 /// The staging table of a swap.
@@ -605,12 +761,7 @@ async fn dropped(
     table: &str,
     staging: &str,
 ) -> Result<u64, DbError> {
-    let on = decl
-        .key
-        .iter()
-        .map(|k| db.ident(k).map(|q| format!("s.{q} = o.{q}")))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(" AND ");
+    let on = key_match(db, decl)?;
     let rows = x
         .rows(
             &format!(
@@ -681,6 +832,9 @@ async fn swap_mysql(
             now_ms,
         )
         .await?;
+        // Counted before the swap: a crash after it would otherwise leave it uncounted (an
+        // extra full export is harmless; a missed one keeps removed rows in the warehouse).
+        count_prune(&mut conn, decl, pruned).await?;
         kondate_core::failpoint("results.before_swap");
         conn.exec(
             &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),

@@ -415,3 +415,183 @@ async fn mysql_upserts() {
     let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_up"))).await;
     upserts_are_keyed_and_idempotent(db).await;
 }
+
+/// Writes big enough for PostgreSQL's `COPY` stage (and long `VALUES` lists elsewhere):
+/// every type, NULLs, and text that the `COPY` format must escape come back exactly, over
+/// new rows, updated rows and a pruning swap; a stage left by a killed write is swept.
+async fn bulk_writes_keep_every_value(db: Database) {
+    const N: i64 = 5_000;
+    let d = ResultTable::parse(
+        "bulk_values",
+        Path::new("results/bulk_values.toml"),
+        "key = [\"id\", \"code\"]\n[columns]\nid = { type = \"integer\" }\ncode = { type = \"string\" }\n\
+         note = { type = \"string\" }\nscore = { type = \"float\" }\nok = { type = \"boolean\" }\n\
+         day = { type = \"date\" }\n",
+    )
+    .unwrap();
+    for t in ["bulk_values", "bulk_values__new"] {
+        db.execute(
+            &format!("DROP TABLE IF EXISTS {}", db.ident(t).unwrap()),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    let make = |round: i64| -> Vec<Vec<Value>> {
+        (0..N)
+            .map(|i| {
+                let null = (i + round) % 7 == 0;
+                vec![
+                    Value::Int(i),
+                    Value::Text(format!("c{}", i % 3)),
+                    if null {
+                        Value::NullOf(kondate_db::ColumnType::Text)
+                    } else {
+                        Value::Text(format!("r{round}\ttab\\back\nline\r醤油 {i}"))
+                    },
+                    if null {
+                        Value::NullOf(kondate_db::ColumnType::Float)
+                    } else {
+                        Value::Float(i as f64 / 3.0 + round as f64)
+                    },
+                    if null {
+                        Value::NullOf(kondate_db::ColumnType::Boolean)
+                    } else {
+                        Value::Bool((i + round) % 2 == 0)
+                    },
+                    if null {
+                        Value::NullOf(kondate_db::ColumnType::Date)
+                    } else {
+                        Value::Text(format!(
+                            "2026-{:02}-{:02}",
+                            1 + i % 12,
+                            1 + (i + round) % 28
+                        ))
+                    },
+                ]
+            })
+            .collect()
+    };
+    let read = |db: Database| async move {
+        let sql = format!(
+            "SELECT id, code, note, score, {}, {} FROM bulk_values ORDER BY id, code",
+            db.read_expr("ok", kondate_db::ColumnType::Boolean),
+            db.read_expr("day", kondate_db::ColumnType::Date)
+        );
+        db.fetch_all(&sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let at = |i| kondate_db::opt_string_at(r, i).unwrap();
+                let f = kondate_db::opt_f64_at(r, 3).unwrap();
+                let b = kondate_db::opt_i64_at(r, 4).unwrap();
+                let day = kondate_db::opt_string_at(r, 5).unwrap();
+                vec![
+                    Value::Int(kondate_db::opt_i64_at(r, 0).unwrap().unwrap()),
+                    Value::Text(at(1).unwrap()),
+                    at(2).map_or(Value::NullOf(kondate_db::ColumnType::Text), Value::Text),
+                    f.map_or(Value::NullOf(kondate_db::ColumnType::Float), Value::Float),
+                    b.map_or(Value::NullOf(kondate_db::ColumnType::Boolean), |b| {
+                        Value::Bool(b != 0)
+                    }),
+                    day.map_or(Value::NullOf(kondate_db::ColumnType::Date), Value::Text),
+                ]
+            })
+            .collect::<Vec<_>>()
+    };
+    let opts = |publish, prune| WriteOptions {
+        publish,
+        prune,
+        migrate: false,
+    };
+    let meta = WriteMeta::default();
+    let r = write(
+        &db,
+        &d,
+        &make(0),
+        &meta,
+        opts(Publish::Upsert, false),
+        1_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.rows, N as u64);
+    assert_eq!(read(db.clone()).await, make(0));
+    if db.kind() == kondate_db::DbKind::Postgres {
+        // What a write killed after staging its rows leaves behind.
+        let prefix = {
+            use sha2::Digest;
+            format!(
+                "kondate_stage_{}_",
+                &hex::encode(sha2::Sha256::digest(b"bulk_values"))[..12]
+            )
+        };
+        db.execute(
+            &format!("CREATE UNLOGGED TABLE {prefix}dead (x BIGINT)"),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    // Every row again, changed: updated in place.
+    write(
+        &db,
+        &d,
+        &make(1),
+        &meta,
+        opts(Publish::Upsert, false),
+        2_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(read(db.clone()).await, make(1));
+    if db.kind() == kondate_db::DbKind::Postgres {
+        let left = db
+            .fetch_all(
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name LIKE 'kondate_stage_%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "stages left behind: {}", left.len());
+    }
+    // A swap of half the rows keeps the other half as they were; with prune, drops it.
+    let half: Vec<Vec<Value>> = make(2).into_iter().step_by(2).collect();
+    write(&db, &d, &half, &meta, opts(Publish::Swap, false), 3_000)
+        .await
+        .unwrap();
+    let want: Vec<Vec<Value>> = make(1)
+        .into_iter()
+        .zip(make(2))
+        .enumerate()
+        .map(|(i, (old, new))| if i % 2 == 0 { new } else { old })
+        .collect();
+    assert_eq!(read(db.clone()).await, want);
+    let r = write(&db, &d, &half, &meta, opts(Publish::Swap, true), 4_000)
+        .await
+        .unwrap();
+    assert_eq!(r.pruned, (N / 2) as u64);
+    assert_eq!(read(db.clone()).await, half);
+}
+
+#[tokio::test]
+async fn sqlite_bulk_writes() {
+    let (_d, db) = db(None).await;
+    bulk_writes_keep_every_value(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_bulk_writes() {
+    let (_d, db) = db(Some(("KONDATE_TEST_POSTGRES_URL", "results_bulk"))).await;
+    bulk_writes_keep_every_value(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_bulk_writes() {
+    let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_bulk"))).await;
+    bulk_writes_keep_every_value(db).await;
+}

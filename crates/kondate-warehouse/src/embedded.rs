@@ -237,19 +237,9 @@ impl EmbeddedWarehouse {
                     )
                     .map_err(engine)?;
             }
-            // Each load writes its files into a folder of its own, and the table is the set of
-            // load folders its manifest names. Folders rather than files because listing a
-            // single-file "prefix" finds nothing on S3-like stores.
-            let mut folders: Vec<&str> = manifest
-                .files
+            let urls = folder_urls(&manifest)
                 .iter()
-                .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
-                .collect();
-            folders.sort_unstable();
-            folders.dedup();
-            let urls = folders
-                .iter()
-                .map(|f| ListingTableUrl::parse(format!("{STORE_URL}{f}/")))
+                .map(ListingTableUrl::parse)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(engine)?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -362,6 +352,21 @@ impl EmbeddedWarehouse {
             message: e.to_string(),
         })
     }
+}
+
+/// The folders of a table's files, as URLs DataFusion reads. Each load writes its files
+/// into a folder of its own, and the table is the set of load folders its manifest names.
+/// Folders rather than files because listing a single-file "prefix" finds nothing on
+/// S3-like stores.
+fn folder_urls(manifest: &TableManifest) -> Vec<String> {
+    let mut folders: Vec<&str> = manifest
+        .files
+        .iter()
+        .filter_map(|f| f.rsplit_once('/').map(|(dir, _)| dir))
+        .collect();
+    folders.sort_unstable();
+    folders.dedup();
+    folders.iter().map(|f| format!("{STORE_URL}{f}/")).collect()
 }
 
 fn guess_format(p: &std::path::Path) -> Option<InputFormat> {
@@ -845,9 +850,33 @@ impl Warehouse for EmbeddedWarehouse {
         opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
         let ctx = self.base_context(2);
-        let df = self.read_inputs(&ctx, files, opts).await?;
+        let mut df = self.read_inputs(&ctx, files, opts).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let previous = self.read_manifest(table).await?;
+        // A merge rewrites the table: the input, plus the rows of the table whose key the
+        // input does not have.
+        let merged_from = match (&opts.merge_key, &previous) {
+            (Some(key), Some(prev)) => {
+                if prev.arrow_schema != schema_signature(&schema) {
+                    return Err(WarehouseError::Input {
+                        file: files[0].display().to_string(),
+                        message: format!(
+                            "its columns {:?} differ from table {table}'s {:?}; load it whole \
+                             (without a merge key) to replace the table",
+                            schema_signature(&schema),
+                            prev.arrow_schema
+                        ),
+                    });
+                }
+                df = merge(&ctx, df, prev, key).await?;
+                Some(prev.files.clone())
+            }
+            _ => None,
+        };
+        let opts = &LoadOptions {
+            append: opts.append && opts.merge_key.is_none(),
+            ..opts.clone()
+        };
         if opts.append
             && let Some(prev) = &previous
             && prev.arrow_schema != schema_signature(&schema)
@@ -904,7 +933,7 @@ impl Warehouse for EmbeddedWarehouse {
             });
         }
         written.sort_by(|a, b| a.key.cmp(&b.key));
-        let switch = self.switch_manifest(table, files, opts, &schema, &written);
+        let switch = self.switch_manifest(table, files, opts, &schema, &written, merged_from);
         let result = self.under_lock(table, switch).await;
         // Not switched in (the lock was not had, or the switch failed): the new files are
         // never listed, so they go.
@@ -921,6 +950,55 @@ impl Warehouse for EmbeddedWarehouse {
     }
 }
 
+/// `incoming` plus the rows of the table `prev` describes whose `key` columns match no
+/// incoming row.
+async fn merge(
+    ctx: &SessionContext,
+    incoming: DataFrame,
+    prev: &TableManifest,
+    key: &[String],
+) -> Result<DataFrame, WarehouseError> {
+    let names: Vec<&str> = prev.arrow_schema.iter().map(|(n, _)| n.as_str()).collect();
+    if key.is_empty() {
+        return Err(WarehouseError::Unsupported(
+            "a merge needs at least one key column".into(),
+        ));
+    }
+    for k in key {
+        // Quoted into the SQL below: a name with a quote could not be.
+        if !names.contains(&k.as_str()) || k.contains('"') {
+            return Err(WarehouseError::Unsupported(format!(
+                "merge key `{k}` is not a column of the table ({})",
+                names.join(", ")
+            )));
+        }
+    }
+    let existing = ctx
+        .read_parquet(
+            folder_urls(prev),
+            ParquetReadOptions::default().file_extension(".parquet"),
+        )
+        .await
+        .map_err(engine)?;
+    ctx.register_table("kondate_incoming", incoming.clone().into_view())
+        .map_err(engine)?;
+    ctx.register_table("kondate_existing", existing.into_view())
+        .map_err(engine)?;
+    let on = key
+        .iter()
+        .map(|k| format!("i.\"{k}\" = e.\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let kept = ctx
+        .sql(&format!(
+            "SELECT e.* FROM kondate_existing e WHERE NOT EXISTS \
+             (SELECT 1 FROM kondate_incoming i WHERE {on})"
+        ))
+        .await
+        .map_err(engine)?;
+    incoming.union(kept).map_err(engine)
+}
+
 impl EmbeddedWarehouse {
     /// Under the table lock: re-read the manifest, add or replace files, write it back.
     async fn switch_manifest(
@@ -930,10 +1008,19 @@ impl EmbeddedWarehouse {
         opts: &LoadOptions,
         schema: &SchemaRef,
         written: &[PartInfo],
+        merged_from: Option<Vec<String>>,
     ) -> Result<LoadReport, WarehouseError> {
         // Read again inside the lock: another load may have switched it since the check
         // before writing.
         let previous = self.read_manifest(table).await?;
+        if let Some(base) = merged_from
+            && previous.as_ref().map(|p| &p.files) != Some(&base)
+        {
+            return Err(WarehouseError::Engine(format!(
+                "table {table} was changed by another load while this merge was written; run \
+                 it again"
+            )));
+        }
         if opts.append
             && let Some(prev) = &previous
             && prev.arrow_schema != schema_signature(schema)

@@ -4,6 +4,7 @@
 //! (see [`unload`]).
 
 pub mod embedded;
+pub mod load;
 pub mod pgtext;
 pub mod postgres;
 pub mod redshift;
@@ -89,6 +90,10 @@ pub struct LoadOptions {
     /// Explicit schema as `name:type,…` (types: int, bigint, float, double, text, bool,
     /// date, timestamp); inferred when `None`.
     pub schema: Option<String>,
+    /// Merge by these key columns: rows of the table whose key occurs in the input are
+    /// replaced by the input's, the rest are kept, new keys are added (an incremental copy).
+    /// The table is created when missing. Takes precedence over `append`.
+    pub merge_key: Option<Vec<String>>,
 }
 
 /// Input file formats for `load`.

@@ -241,15 +241,76 @@ impl Warehouse for PostgresWarehouse {
 
     async fn load(
         &self,
-        _table: &TableName,
-        _files: &[PathBuf],
-        _opts: &LoadOptions,
+        table: &TableName,
+        files: &[PathBuf],
+        opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
-        Err(WarehouseError::Unsupported(
-            "`warehouse load` writes the embedded warehouse only; load a PostgreSQL warehouse \
-             with psql's \\copy"
-                .into(),
-        ))
+        use crate::load::{self, Dialect, LoadMode, STAGE};
+        let [file] = files else {
+            return Err(WarehouseError::Unsupported(
+                "a PostgreSQL warehouse loads one Parquet file at a time".into(),
+            ));
+        };
+        if !matches!(opts.format, None | Some(crate::InputFormat::Parquet))
+            || file.extension().is_none_or(|e| e != "parquet")
+        {
+            return Err(WarehouseError::Input {
+                file: file.display().to_string(),
+                message: "a PostgreSQL warehouse loads Parquet files (.parquet); for CSV use \
+                          psql's \\copy"
+                    .into(),
+            });
+        }
+        let schema = load::parquet_schema(file, Dialect::Postgres)?;
+        let mode = LoadMode::of(opts);
+        let t = load::quote_table(table)?;
+        let cols = load::column_list(&schema)?;
+        let none = std::time::Duration::ZERO;
+        let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, none))?;
+        let mut tx = conn.begin().await.map_err(|e| pg_error(e, none))?;
+        let mut before = vec![
+            format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                load::quote_ident(&table.schema)?
+            ),
+            load::create_sql(Dialect::Postgres, table, &schema)?,
+        ];
+        let target = match &mode {
+            LoadMode::Replace => {
+                before.push(format!("DELETE FROM {t}"));
+                t.clone()
+            }
+            LoadMode::Append => t.clone(),
+            LoadMode::Merge(_) => {
+                before.push(format!(
+                    "CREATE TEMP TABLE {STAGE} (LIKE {t}) ON COMMIT DROP"
+                ));
+                STAGE.to_string()
+            }
+        };
+        let after = match &mode {
+            LoadMode::Merge(key) => load::merge_sql(table, &schema, key)?,
+            _ => Vec::new(),
+        };
+        for sql in before {
+            tx.execute(AssertSqlSafe(sql))
+                .await
+                .map_err(|e| pg_error(e, none))?;
+        }
+        let rows =
+            copy_parquet(&mut tx, file, &format!("COPY {target} ({cols}) FROM STDIN")).await?;
+        for sql in after {
+            tx.execute(AssertSqlSafe(sql))
+                .await
+                .map_err(|e| pg_error(e, none))?;
+        }
+        tx.commit().await.map_err(|e| pg_error(e, none))?;
+        Ok(LoadReport {
+            table: table.to_string(),
+            rows,
+            files: 1,
+            replaced: mode == LoadMode::Replace,
+        })
     }
 
     async fn drop_table(&self, _table: &TableName) -> Result<bool, WarehouseError> {
@@ -257,4 +318,44 @@ impl Warehouse for PostgresWarehouse {
             "kondate never drops tables in a PostgreSQL or Redshift warehouse; use psql".into(),
         ))
     }
+}
+
+/// Stream the rows of a Parquet file through `copy` (a `COPY … FROM STDIN`), in batches;
+/// returns the rows sent.
+async fn copy_parquet(
+    conn: &mut sqlx::PgConnection,
+    file: &std::path::Path,
+    copy: &str,
+) -> Result<u64, WarehouseError> {
+    let none = std::time::Duration::ZERO;
+    let input = |e: &dyn std::fmt::Display| WarehouseError::Input {
+        file: file.display().to_string(),
+        message: e.to_string(),
+    };
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(file).map_err(|e| input(&e))?,
+    )
+    .and_then(|b| b.with_batch_size(8192).build())
+    .map_err(|e| input(&e))?;
+    let mut sink = conn
+        .copy_in_raw(copy)
+        .await
+        .map_err(|e| pg_error(e, none))?;
+    let mut rows = 0u64;
+    let mut buf = Vec::with_capacity(CHUNK);
+    for batch in reader {
+        let batch = batch.map_err(|e| input(&e))?;
+        rows += batch.num_rows() as u64;
+        crate::load::encode_copy_text(&batch, &mut buf)?;
+        if buf.len() >= CHUNK {
+            sink.send(std::mem::take(&mut buf))
+                .await
+                .map_err(|e| pg_error(e, none))?;
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(buf).await.map_err(|e| pg_error(e, none))?;
+    }
+    sink.finish().await.map_err(|e| pg_error(e, none))?;
+    Ok(rows)
 }

@@ -194,15 +194,65 @@ impl Warehouse for RedshiftWarehouse {
         ))
     }
 
+    /// Stage the Parquet file in S3 (in the store, which Redshift reads) and run the
+    /// statements of [`crate::load::redshift_load_sql`] in one transaction; the staged
+    /// file is deleted afterwards, loaded or not.
     async fn load(
         &self,
-        _table: &TableName,
-        _files: &[PathBuf],
-        _opts: &LoadOptions,
+        table: &TableName,
+        files: &[PathBuf],
+        opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
-        Err(WarehouseError::Unsupported(
-            "`warehouse load` writes the embedded warehouse only; load Redshift with COPY".into(),
-        ))
+        use crate::load::{self, Dialect, LoadMode};
+        let [file] = files else {
+            return Err(WarehouseError::Unsupported(
+                "a Redshift warehouse loads one Parquet file at a time".into(),
+            ));
+        };
+        let schema = load::parquet_schema(file, Dialect::Redshift)?;
+        let mode = LoadMode::of(opts);
+        let folder = format!(
+            "_kondate/loads/{}-{:08x}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            rand::random::<u32>()
+        );
+        self.store
+            .put_file(&format!("{folder}/part-000.parquet"), file, false)
+            .await?;
+        let prefix = format!("{}/{folder}/", self.store_url.trim_end_matches('/'));
+        let result = async {
+            let none = std::time::Duration::ZERO;
+            let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, none))?;
+            for sql in load::redshift_load_sql(table, &schema, &prefix, &self.iam_role, &mode)? {
+                if let Err(e) = conn.execute(AssertSqlSafe(sql)).await {
+                    let _ = conn.execute("ROLLBACK").await;
+                    return Err(pg_error(e, none));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = self.store.delete_prefix(&folder).await {
+            tracing::warn!(folder, error = %e, "could not delete a staged load");
+        }
+        result?;
+        let rows = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(
+                std::fs::File::open(file).map_err(|e| WarehouseError::Input {
+                    file: file.display().to_string(),
+                    message: e.to_string(),
+                })?,
+            )
+            .map_err(|e| WarehouseError::Engine(e.to_string()))?,
+        )
+        .file_metadata()
+        .num_rows() as u64;
+        Ok(LoadReport {
+            table: table.to_string(),
+            rows,
+            files: 1,
+            replaced: mode == LoadMode::Replace,
+        })
     }
 
     async fn drop_table(&self, _table: &TableName) -> Result<bool, WarehouseError> {

@@ -7,6 +7,7 @@ mod labels;
 mod metrics;
 mod models;
 pub mod openapi;
+mod results;
 mod runs;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub models: kondate_models::Models,
     /// Recorded app runs and their logs.
     pub runs: kondate_apps::Runs,
+    /// The service database, where result tables are written.
+    pub service_db: kondate_db::Database,
 }
 
 /// The application's router.
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/models/{name}/alias-history",
             get(models::alias_history),
         )
+        .route("/v1/results/{name}", post(results::write))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/logs", get(runs::logs))

@@ -1,6 +1,6 @@
 //! `kondate results …`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use kondate_core::Project;
@@ -45,6 +45,24 @@ pub enum ResultsCmd {
         /// nullable columns only; other changes are refused).
         #[arg(long)]
         migrate: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Copy a result table into the warehouse: the rows changed since the last export,
+    /// merged by the table's key (the first export, and the first after a write removed
+    /// rows, copy the whole table).
+    #[command(
+        after_help = "Examples:\n  kondate results export recipe_categories\n  kondate results export recipe_categories --since 2026-11-01\n  kondate results export recipe_categories --full --format json\n\nThe warehouse table is the declaration's `warehouse_table` (default: the table's name).\nEmbedded warehouse: a Parquet table; PostgreSQL: COPY into it; Redshift: the rows are\nstaged as Parquet in S3 and loaded with COPY … FORMAT AS PARQUET."
+    )]
+    Export {
+        name: String,
+        /// Copy the rows stamped at or after this time (RFC 3339, or YYYY-MM-DD for midnight
+        /// UTC) and merge them, whatever the last export copied.
+        #[arg(long, conflicts_with = "full")]
+        since: Option<String>,
+        /// Copy the whole table and replace the warehouse's.
+        #[arg(long)]
+        full: bool,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
@@ -158,5 +176,107 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             }
             Ok(())
         }
+        ResultsCmd::Export {
+            name,
+            since,
+            full,
+            format,
+        } => {
+            let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
+            let since_ms = since.as_deref().map(parse_since).transpose()?;
+            let db = Database::connect(&project.config.service.url).await?;
+            let sink = WarehouseSink::open(&project, &decl).await?;
+            let tmp = project.root.join(".kondate");
+            std::fs::create_dir_all(&tmp)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let opts = kondate_results::export::ExportOptions { since_ms, full };
+            let report = kondate_results::export::export(&db, &decl, &sink, opts, &tmp, now)
+                .await
+                .map_err(failure)?;
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "exported {} row(s) of {} to {} ({}{}){}",
+                    report.rows,
+                    report.name,
+                    report.target,
+                    report.mode,
+                    report
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
+                    report
+                        .through_ms
+                        .map(|t| format!(", through {}", kondate_core::clock::ms_to_rfc3339(t)))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `--since`: RFC 3339, or a date (midnight UTC).
+fn parse_since(s: &str) -> Result<i64, Failure> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis());
+    }
+    Err(Failure::invalid(format!(
+        "--since `{s}`: write a time as RFC 3339 (2026-11-27T09:00:00Z) or a date (2026-11-27)"
+    )))
+}
+
+/// The configured warehouse as the destination of a result table's export.
+pub(crate) struct WarehouseSink {
+    wh: std::sync::Arc<dyn kondate_warehouse::Warehouse>,
+    table: kondate_warehouse::TableName,
+    target: String,
+}
+
+impl WarehouseSink {
+    pub(crate) async fn open(project: &Project, decl: &ResultTable) -> Result<Self, Failure> {
+        let store =
+            kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
+        let wh = kondate_warehouse::open(&project.config, &store).await?;
+        let table = kondate_warehouse::TableName::parse(&decl.warehouse_table).map_err(|e| {
+            Failure::invalid(format!("{}: warehouse_table: {e}", decl.path.display()))
+        })?;
+        // The kind and where it is (the store for the embedded warehouse, the URL without
+        // its password otherwise): a change makes the next export a full copy.
+        let place = match &project.config.warehouse.url {
+            Some(u) => kondate_core::config::redact_url(u),
+            None => project.config.store.url.clone(),
+        };
+        let kind = format!("{:?}", wh.kind()).to_lowercase();
+        let target = format!("{kind}:{place}:{table}");
+        Ok(Self { wh, table, target })
+    }
+}
+
+impl kondate_results::export::ExportSink for WarehouseSink {
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    async fn load(&self, file: &Path, merge_key: Option<&[String]>) -> Result<(), String> {
+        let opts = kondate_warehouse::LoadOptions {
+            format: Some(kondate_warehouse::InputFormat::Parquet),
+            merge_key: merge_key.map(<[String]>::to_vec),
+            ..Default::default()
+        };
+        self.wh
+            .load(&self.table, &[file.to_path_buf()], &opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -34,7 +34,9 @@ pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
         ..kondate_models::Models::new(opened.db.clone(), opened.store.clone())
     };
     let runs = kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), &project.root);
+    let service_db = kondate_db::Database::connect(&project.config.service.url).await?;
     Ok(AppState {
+        service_db,
         runs,
         service: opened.service,
         tokens: opened.tokens,

@@ -19,7 +19,7 @@ pub enum InFormat {
 pub enum WarehouseCmd {
     /// Load CSV, Parquet or JSON-lines files into a table (replacing it unless --append).
     #[command(
-        after_help = "Examples:\n  kondate warehouse load recipes.recipes data/recipes.csv\n  kondate warehouse load logs.events day1.jsonl day2.jsonl --append\n  kondate warehouse load s.t x.csv --schema 'id:bigint,title:text,published:timestamp'"
+        after_help = "Examples:\n  kondate warehouse load recipes.recipes data/recipes.csv\n  kondate warehouse load logs.events day1.jsonl day2.jsonl --append\n  kondate warehouse load s.t x.csv --schema 'id:bigint,title:text,published:timestamp'\n  kondate warehouse load recipes.scores changed.parquet --merge-key recipe_id"
     )]
     Load {
         /// SCHEMA.TABLE (or TABLE, in schema `public`).
@@ -36,6 +36,10 @@ pub enum WarehouseCmd {
         /// double, text, bool, date, timestamp).
         #[arg(long)]
         schema: Option<String>,
+        /// Merge by these key columns (comma-separated): rows whose key is in the input are
+        /// replaced, the others kept, new keys added.
+        #[arg(long, value_delimiter = ',', conflicts_with = "append")]
+        merge_key: Vec<String>,
     },
     /// List tables with their row counts and columns.
     #[command(after_help = "Example:\n  kondate warehouse tables --format json")]
@@ -67,6 +71,7 @@ pub async fn run(project: Project, cmd: WarehouseCmd) -> CmdResult {
             append,
             format,
             schema,
+            merge_key,
         } => {
             let name = TableName::parse(&table).map_err(warehouse_failure)?;
             let opts = LoadOptions {
@@ -77,6 +82,7 @@ pub async fn run(project: Project, cmd: WarehouseCmd) -> CmdResult {
                 }),
                 append,
                 schema,
+                merge_key: (!merge_key.is_empty()).then_some(merge_key),
             };
             let spinner = crate::output::spinner(&format!("loading {name}"));
             let report = wh
