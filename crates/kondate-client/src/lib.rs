@@ -20,6 +20,7 @@
 pub mod arrow;
 pub mod decode;
 pub mod models;
+pub mod results;
 
 use std::time::Duration;
 

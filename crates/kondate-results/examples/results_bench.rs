@@ -270,50 +270,26 @@ async fn bench(label: &str, url: &str, rows: &[Vec<Value>], rbr: usize, dir: &Pa
     out.push(row_by_row(&db, &rows[..rbr.min(rows.len())], true).await);
     let bulk = bulk_load(&db, url, &tsv, rows.len()).await;
     out.push(bulk);
-    out.push(
-        kondate_write(
-            &db,
-            &decl,
-            rows,
+    for (publish, prune, what) in [
+        (
             Publish::Upsert,
             false,
             "kondate write, first (all rows new)",
-        )
-        .await,
-    );
-    out.push(
-        kondate_write(
-            &db,
-            &decl,
-            rows,
+        ),
+        (
             Publish::Upsert,
             false,
             "kondate write, rerun (all rows updated)",
-        )
-        .await,
-    );
-    out.push(
-        kondate_write(
-            &db,
-            &decl,
-            rows,
-            Publish::Swap,
-            false,
-            "kondate write --publish swap (rerun)",
-        )
-        .await,
-    );
-    out.push(
-        kondate_write(
-            &db,
-            &decl,
-            rows,
+        ),
+        (Publish::Swap, false, "kondate write --publish swap (rerun)"),
+        (
             Publish::Swap,
             true,
             "kondate write --publish swap --prune (rerun)",
-        )
-        .await,
-    );
+        ),
+    ] {
+        out.push(kondate_write(&db, &decl, rows, publish, prune, what).await);
+    }
     let bulk_rate = out[2].rate();
     let (auto_rate, tx_rate) = (out[0].rate(), out[1].rate());
     println!("\n{label} ({} rows)", rows.len());

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder,
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder, make_builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -104,40 +104,49 @@ pub fn export_schema(decl: &ResultTable) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// One column being built.
-enum Builder {
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Text(StringBuilder),
-    Bool(BooleanBuilder),
-    Date(Date32Builder),
-    Stamp(TimestampMillisecondBuilder),
+/// One column being built: an Arrow builder for the column's type (`make_builder`), filled
+/// from the database row by the type.
+struct Builder {
+    ty: DataType,
+    inner: Box<dyn ArrayBuilder>,
 }
 
 impl Builder {
-    fn new(t: &DataType) -> Builder {
-        match t {
-            DataType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH)),
-            DataType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH)),
-            DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(BATCH)),
-            DataType::Date32 => Builder::Date(Date32Builder::with_capacity(BATCH)),
-            DataType::Timestamp(..) => Builder::Stamp(
-                TimestampMillisecondBuilder::with_capacity(BATCH).with_timezone("UTC"),
-            ),
-            _ => Builder::Text(StringBuilder::with_capacity(BATCH, BATCH * 16)),
+    fn new(ty: &DataType) -> Builder {
+        Builder {
+            ty: ty.clone(),
+            inner: make_builder(ty, BATCH),
         }
+    }
+
+    fn get<B: ArrayBuilder>(&mut self) -> &mut B {
+        self.inner
+            .as_any_mut()
+            .downcast_mut::<B>()
+            .expect("make_builder makes the builder of the type")
     }
 
     /// Append column `i` of `row`.
     fn push(&mut self, row: &AnyRow, i: usize) -> Result<(), String> {
         let e = |e: DbError| e.to_string();
-        match self {
-            Builder::Int(b) => b.append_option(opt_i64_at(row, i).map_err(e)?),
-            Builder::Float(b) => b.append_option(opt_f64_at(row, i).map_err(e)?),
-            Builder::Text(b) => b.append_option(opt_string_at(row, i).map_err(e)?),
-            Builder::Bool(b) => b.append_option(opt_i64_at(row, i).map_err(e)?.map(|v| v != 0)),
-            Builder::Stamp(b) => b.append_option(opt_i64_at(row, i).map_err(e)?),
-            Builder::Date(b) => {
+        match self.ty {
+            DataType::Int64 => {
+                let v = opt_i64_at(row, i).map_err(e)?;
+                self.get::<Int64Builder>().append_option(v)
+            }
+            DataType::Float64 => {
+                let v = opt_f64_at(row, i).map_err(e)?;
+                self.get::<Float64Builder>().append_option(v)
+            }
+            DataType::Boolean => {
+                let v = opt_i64_at(row, i).map_err(e)?.map(|v| v != 0);
+                self.get::<BooleanBuilder>().append_option(v)
+            }
+            DataType::Timestamp(..) => {
+                let v = opt_i64_at(row, i).map_err(e)?;
+                self.get::<TimestampMillisecondBuilder>().append_option(v)
+            }
+            DataType::Date32 => {
                 let days = match opt_string_at(row, i).map_err(e)? {
                     None => None,
                     Some(t) => {
@@ -149,21 +158,18 @@ impl Builder {
                         )
                     }
                 };
-                b.append_option(days)
+                self.get::<Date32Builder>().append_option(days)
+            }
+            _ => {
+                let v = opt_string_at(row, i).map_err(e)?;
+                self.get::<StringBuilder>().append_option(v)
             }
         }
         Ok(())
     }
 
     fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Int(b) => Arc::new(b.finish()),
-            Builder::Float(b) => Arc::new(b.finish()),
-            Builder::Text(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Date(b) => Arc::new(b.finish()),
-            Builder::Stamp(b) => Arc::new(b.finish()),
-        }
+        self.inner.finish()
     }
 }
 

@@ -2,7 +2,7 @@
 //! auth as the query API. The handlers translate HTTP to `kondate_labels` calls only.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kondate_labels::LabelsError;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{ApiError, authenticate};
+use crate::api::{ApiError, ApiQuery, authenticate};
 
 impl From<LabelsError> for ApiError {
     fn from(e: LabelsError) -> Self {
@@ -67,7 +67,7 @@ pub struct ExportParams {
 pub async fn export(
     State(state): State<AppState>,
     Path((name, revision)): Path<(String, String)>,
-    Query(params): Query<ExportParams>,
+    ApiQuery(params): ApiQuery<ExportParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
@@ -120,7 +120,7 @@ pub struct SyncParams {
 pub async fn sync(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(params): Query<SyncParams>,
+    ApiQuery(params): ApiQuery<SyncParams>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let who = authenticate(&state, &headers).await?;

@@ -19,6 +19,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/labels/{name}/revisions"),
     ("get", "/v1/labels/{name}/revisions/{revision}/export"),
     ("post", "/v1/labels/{name}/sync"),
+    ("post", "/v1/results/{name}"),
     ("get", "/v1/runs"),
     ("get", "/v1/runs/{id}"),
     ("get", "/v1/runs/{id}/logs"),
@@ -140,6 +141,25 @@ pub fn spec() -> Value {
                     "404": error_response("no such label set"),
                     "409": error_response("the definition changed (sync with migrate=true), or another sync holds the lock"),
                     "422": error_response("the source or the definition cannot be read")}}},
+            "/v1/results/{name}": {"post": {
+                "summary": "Write rows into the declared result table `name` (results/NAME.toml): one bulk upsert keyed by the table's key, all rows or none",
+                "security": [{"basic": []}],
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "the model that produced the rows, NAME[@N|@ALIAS]"},
+                    {"name": "run_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "publish", "in": "query", "schema": {"type": "string", "enum": ["upsert", "swap"]}},
+                    {"name": "prune", "in": "query", "schema": {"type": "boolean"}, "description": "remove the rows whose keys this write does not contain"},
+                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}, "description": "add the nullable columns the declaration gained"}],
+                "requestBody": {"required": true, "content": {
+                    "text/csv": {}, "application/x-ndjson": {}, "application/vnd.apache.parquet": {}}},
+                "responses": {
+                    "200": {"description": "`{name, table, created, publish, rows, pruned}`", "content": {"application/json": {}}},
+                    "400": error_response("a row that does not fit the declaration (the message names the row and column); nothing was written"),
+                    "401": error_response("missing or wrong credentials"),
+                    "404": error_response("no such result table or model"),
+                    "409": error_response("the declaration changed since the table was created"),
+                    "415": error_response("a body that is not CSV, JSON lines or Parquet")}}},
             "/v1/runs": {"get": {
                 "summary": "Recent app runs, newest first",
                 "security": [{"basic": []}],

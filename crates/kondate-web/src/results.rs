@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
-use crate::api::{ApiError, authenticate};
+use crate::api::{ApiError, ApiQuery, authenticate};
 
 impl From<ResultsError> for ApiError {
     fn from(e: ResultsError) -> Self {
@@ -78,7 +78,7 @@ fn extension(headers: &HeaderMap) -> Result<&'static str, ApiError> {
 pub async fn write(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(params): Query<WriteParams>,
+    ApiQuery(params): ApiQuery<WriteParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{ApiError, authenticate};
+use crate::api::{ApiError, ApiQuery, authenticate};
 
 impl From<AppsError> for ApiError {
     fn from(e: AppsError) -> Self {
@@ -40,7 +40,7 @@ pub struct ListParams {
 /// `GET /v1/runs?app=NAME&limit=N`: recent runs, newest first (default 50).
 pub async fn list(
     State(state): State<AppState>,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers).await?;
@@ -79,7 +79,7 @@ pub struct LogParams {
 pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(p): Query<LogParams>,
+    ApiQuery(p): ApiQuery<LogParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
