@@ -1,8 +1,8 @@
 //! `kondate demo`: the whole flow that exists so far, on the embedded defaults, in one
-//! command — a project, a deterministic sample of Japanese recipes in the embedded
-//! warehouse, the query API serving it, and the Rust client reading it back.
+//! command — a project, a deterministic corpus of Japanese recipes (`demo_data`) in the
+//! embedded warehouse, the annotators' sheets as label revisions, the query API serving
+//! it, the Rust client reading it back, and a training job run as an app.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,101 +28,6 @@ pub struct DemoArgs {
     serve: bool,
 }
 
-/// A small deterministic generator (xorshift64*): the sample must be identical on every
-/// machine and every run, which a seeded `rand` generator does not promise across versions.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-const CATEGORIES: &[(&str, &[&str])] = &[
-    (
-        "主菜",
-        &[
-            "鶏の照り焼き",
-            "肉じゃが",
-            "豚の生姜焼き",
-            "鯖の味噌煮",
-            "麻婆豆腐",
-            "ハンバーグ",
-            "鶏の唐揚げ",
-            "ぶり大根",
-            "筑前煮",
-            "回鍋肉",
-        ],
-    ),
-    (
-        "副菜",
-        &[
-            "ほうれん草のおひたし",
-            "きんぴらごぼう",
-            "ひじきの煮物",
-            "ポテトサラダ",
-            "冷奴",
-            "切り干し大根",
-            "なすの揚げ浸し",
-        ],
-    ),
-    (
-        "汁物",
-        &[
-            "豆腐とわかめの味噌汁",
-            "豚汁",
-            "けんちん汁",
-            "コーンスープ",
-            "かき玉汁",
-            "ミネストローネ",
-        ],
-    ),
-    (
-        "主食",
-        &[
-            "親子丼",
-            "炊き込みご飯",
-            "焼きうどん",
-            "チャーハン",
-            "おにぎり",
-            "ナポリタン",
-            "カレーライス",
-        ],
-    ),
-    (
-        "デザート",
-        &[
-            "プリン",
-            "抹茶アイス",
-            "どら焼き",
-            "チーズケーキ",
-            "フルーツ白玉",
-            "ガトーショコラ",
-        ],
-    ),
-];
-const PREFIXES: &[&str] = &[
-    "",
-    "",
-    "簡単！",
-    "絶品",
-    "時短 ",
-    "ご飯が進む",
-    "やみつき",
-    "基本の",
-    "おばあちゃんの",
-    "レンジで",
-];
-
 /// Recipes the demo's annotators have labelled.
 const LABELLED: u64 = 5_000;
 
@@ -136,14 +41,26 @@ const TRAIN_APP: &str = r#"// A training job as kondate runs it (written by `kon
   app: {
     command: ['sh', '-c', |||
       set -e
-      "$DEMO_KONDATE_BIN" query "SELECT category, count(*) AS recipes, avg(rating) AS rating FROM recipes.recipes WHERE is_public GROUP BY category ORDER BY category" --out .kondate/demo/model.csv
-      echo "trained on $(($(wc -l < .kondate/demo/model.csv) - 1)) categories"
+      "$DEMO_KONDATE_BIN" query "SELECT count(*) AS recipes, avg(rating) AS rating FROM recipes.recipes WHERE is_public" --out .kondate/demo/model.csv
+      echo "trained on $(tail -n 1 .kondate/demo/model.csv | cut -d, -f1) public recipes"
       "$DEMO_KONDATE_BIN" models push recipe-category .kondate/demo/model.csv --labels recipe_category --param source=recipes.recipes --note "trained by run $KONDATE_RUN_ID"
     |||],
     memory: 1024,
   },
   timeout: '5m',
 }
+"#;
+
+const INGREDIENT_DEFINITION: &str = r#"# The normalisation sheet: how recipe writers spell an ingredient → its canonical name
+# (written by `kondate demo`; data/ingredient_names.csv stands in for the annotators' sheet).
+table = "ingredient_name_labels"
+key = ["variant"]
+[source]
+type = "csv"
+path = "data/ingredient_names.csv"
+[columns]
+variant   = { type = "string", header = "表記" }
+canonical = { type = "string", required = true, header = "正規名" }
 "#;
 
 const LABEL_DEFINITION: &str = r#"# The annotators' sheet of recipe categories (written by `kondate demo`).
@@ -165,46 +82,6 @@ annotator = { type = "string", role = "annotator", header = "担当" }
 note      = { type = "string", role = "comment", header = "メモ" }
 "#;
 
-/// Write the recipes to `path` and the annotators' labels of the first [`LABELLED`] of them
-/// to `labels`.
-fn write_sample(
-    path: &std::path::Path,
-    labels: &std::path::Path,
-    rows: u64,
-) -> std::io::Result<()> {
-    let mut g = Gen(0x006b_6f6e_6461_7465);
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut l = std::io::BufWriter::new(std::fs::File::create(labels)?);
-    writeln!(l, "レシピID,カテゴリ,担当,メモ")?;
-    writeln!(
-        w,
-        "id,title,category,cook_minutes,rating,servings,is_public,published_at"
-    )?;
-    for id in 1..=rows {
-        let (cat, dishes) = CATEGORIES[(g.next() % CATEGORIES.len() as u64) as usize];
-        if id <= LABELLED {
-            let who = ["sato", "suzuki", "tanaka"][(id % 3) as usize];
-            let note = if id % 50 == 0 { "要確認" } else { "" };
-            writeln!(l, "{id},{cat},{who},{note}")?;
-        }
-        let title = format!("{}{}", g.pick(PREFIXES), g.pick(dishes));
-        let minutes = g.range(5, 90);
-        let rating = g.range(20, 50) as f64 / 10.0;
-        let servings = g.range(1, 6);
-        let public = !g.next().is_multiple_of(10);
-        let ts = 1_600_000_000 + g.range(0, 150_000_000) as i64;
-        let published = chrono::DateTime::from_timestamp(ts, 0)
-            .unwrap_or_default()
-            .format("%Y-%m-%d %H:%M:%S");
-        writeln!(
-            w,
-            "{id},{title},{cat},{minutes},{rating},{servings},{public},{published}"
-        )?;
-    }
-    l.flush()?;
-    w.flush()
-}
-
 pub async fn run(args: DemoArgs) -> CmdResult {
     let started = Instant::now();
     let mut project = if args.dir.join(kondate_core::project::CONFIG_FILE).is_file() {
@@ -214,53 +91,84 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     };
     println!("kondate demo in {}", project.root.display());
 
-    // 1. Data into the embedded warehouse (replacing the table, so a re-run is idempotent).
+    // 1. Data into the embedded warehouse (replacing the tables, so a re-run is idempotent).
     let data_dir = project.state_dir().join("demo");
     std::fs::create_dir_all(&data_dir)?;
-    let csv = data_dir.join("recipes.csv");
-    let labels_csv = project.root.join("data/recipe_category.csv");
     std::fs::create_dir_all(project.root.join("data"))?;
     let t = Instant::now();
-    write_sample(&csv, &labels_csv, args.rows)?;
+    let generated = crate::demo_data::generate(
+        &data_dir,
+        args.rows,
+        LABELLED.min(args.rows),
+        &project.root.join("data/recipe_category.csv"),
+        &project.root.join("data/ingredient_names.csv"),
+    )?;
     let store = kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
     let wh = kondate_warehouse::open(&project.config, &store).await?;
-    let table = TableName::parse("recipes.recipes")?;
-    let spinner = crate::output::spinner("loading recipes.recipes");
-    let report = wh
-        .load(&table, std::slice::from_ref(&csv), &LoadOptions { schema: Some("id:bigint,title:text,category:text,cook_minutes:int,rating:double,servings:int,is_public:bool,published_at:timestamp".into()), ..Default::default() })
-        .await;
-    spinner.finish_and_clear();
-    let report = report?;
+    for (table, file, schema) in [
+        (
+            "recipes.recipes",
+            "recipes.csv",
+            "id:bigint,title:text,description:text,cook_minutes:int,rating:double,servings:int,is_public:bool,published_at:timestamp",
+        ),
+        (
+            "recipes.recipe_ingredients",
+            "recipe_ingredients.csv",
+            "recipe_id:bigint,position:int,name:text,amount:text",
+        ),
+        (
+            "recipes.recipe_steps",
+            "recipe_steps.csv",
+            "recipe_id:bigint,position:int,text:text",
+        ),
+    ] {
+        let spinner = crate::output::spinner(&format!("loading {table}"));
+        let opts = LoadOptions {
+            schema: Some(schema.into()),
+            ..Default::default()
+        };
+        let report = wh
+            .load(&TableName::parse(table)?, &[data_dir.join(file)], &opts)
+            .await;
+        spinner.finish_and_clear();
+        report?;
+    }
     println!(
-        "  warehouse  loaded {} recipes into {} in {:.1}s",
-        report.rows,
-        report.table,
+        "  warehouse  {} recipes, {} ingredient lines, {} steps into recipes.* in {:.1}s",
+        generated.recipes,
+        generated.ingredient_lines,
+        generated.steps,
         t.elapsed().as_secs_f64()
     );
 
-    // 2. The annotators' labels into the service database, as a revision.
-    let definition = project.root.join("labels/recipe_category.toml");
-    if !definition.exists() {
-        std::fs::write(&definition, LABEL_DEFINITION)?;
-    }
-    let set = kondate_labels::find(&project, "recipe_category")?;
+    // 2. The annotators' sheets into the service database, as revisions.
     let labels = kondate_labels::sync::Labels::open(&project.config).await?;
-    let grid = kondate_labels::read_source(&set).await?;
-    let opts = kondate_labels::SyncOptions {
-        actor: "demo".into(),
-        ..Default::default()
-    };
-    let r = labels.sync(&set, &grid, &opts).await?;
-    println!(
-        "  labels     {} rows of recipe_category in {}, revision {}{}",
-        r.rows,
-        set.table,
-        r.revision,
-        match r.outcome {
-            kondate_labels::Outcome::Applied => format!(" ({} added)", r.diff.added.len()),
-            _ => " (unchanged since the last run)".into(),
+    for (name, definition) in [
+        ("recipe_category", LABEL_DEFINITION),
+        ("ingredient_names", INGREDIENT_DEFINITION),
+    ] {
+        let path = project.root.join(format!("labels/{name}.toml"));
+        if !path.exists() {
+            std::fs::write(&path, definition)?;
         }
-    );
+        let set = kondate_labels::find(&project, name)?;
+        let grid = kondate_labels::read_source(&set).await?;
+        let opts = kondate_labels::SyncOptions {
+            actor: "demo".into(),
+            ..Default::default()
+        };
+        let r = labels.sync(&set, &grid, &opts).await?;
+        println!(
+            "  labels     {} rows of {name} in {}, revision {}{}",
+            r.rows,
+            set.table,
+            r.revision,
+            match r.outcome {
+                kondate_labels::Outcome::Applied => format!(" ({} added)", r.diff.added.len()),
+                _ => " (unchanged since the last run)".into(),
+            }
+        );
+    }
 
     // 3. The query API on loopback.
     let listen = if args.serve {
@@ -292,8 +200,9 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         .map_err(client_failure)?;
     let summary = client
         .query(
-            "SELECT category, count(*) AS recipes, round(avg(rating), 2) AS avg_rating \
-             FROM recipes.recipes WHERE is_public GROUP BY category ORDER BY recipes DESC",
+            "SELECT name, count(*) AS lines FROM recipes.recipe_ingredients \
+             WHERE name IN ('醤油', 'しょうゆ', 'しょう油', '濃口醤油', '醬油', 'ｼｮｳﾕ', 'soy sauce', 'ショウユ') \
+             GROUP BY name ORDER BY lines DESC",
             &[],
         )
         .await
@@ -306,7 +215,9 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         .collect::<Result<_, _>>()
         .map_err(client_failure)?;
     println!("  query API  {endpoint}  (token `demo`)");
-    println!("             public recipes by category:");
+    println!(
+        "             soy sauce, as the recipes spell it (labels/ingredient_names.toml maps them):"
+    );
     for r in &rows {
         let cell = |v: &Value| match v {
             Value::Text(s) => s.clone(),
@@ -314,12 +225,8 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             Value::Float(f) => format!("{f:.2}"),
             other => format!("{other:?}"),
         };
-        println!(
-            "               {:<8} {:>8} recipes, rating {}",
-            cell(&r[0]),
-            cell(&r[1]),
-            cell(&r[2])
-        );
+        // Count first: the names are of mixed width.
+        println!("               {:>8} lines  {}", cell(&r[1]), cell(&r[0]));
     }
     let t = Instant::now();
     let full = client

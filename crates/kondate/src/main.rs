@@ -3,6 +3,7 @@
 
 mod apps_cmd;
 mod demo;
+mod demo_data;
 mod labels_cmd;
 mod models_cmd;
 mod output;
