@@ -19,6 +19,7 @@
 
 pub mod arrow;
 pub mod decode;
+pub mod labels;
 pub mod models;
 pub mod results;
 

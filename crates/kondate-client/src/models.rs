@@ -188,6 +188,28 @@ impl Client {
         self.api(self.http.post(&url).json(&body), &url).await
     }
 
+    /// Point alias `alias` of model `name` at `version` (as `kondate models alias` does);
+    /// the move is recorded in the alias's history.
+    pub async fn set_model_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: i64,
+    ) -> Result<(), ClientError> {
+        kondate_core::names::validate_name("model name", name).map_err(invalid)?;
+        kondate_core::names::validate_name("alias", alias).map_err(invalid)?;
+        let url = format!("{}/v1/models/{name}/aliases/{alias}", self.endpoint);
+        let _: serde_json::Value = self
+            .api(
+                self.http
+                    .put(&url)
+                    .json(&serde_json::json!({ "version": version })),
+                &url,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Download version `reference` to `dest` (see `kondate models pull`): every file is
     /// checked against its digest, and `dest` changes only when all arrived intact.
     /// Returns the version and the path written.

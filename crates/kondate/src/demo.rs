@@ -31,56 +31,34 @@ pub struct DemoArgs {
 /// Recipes the demo's annotators have labelled.
 const LABELLED: u64 = 5_000;
 
-/// The demo's training job (written by `kondate demo` when missing).
-const TRAIN_APP: &str = r#"// A training job as kondate runs it (written by `kondate demo`; docs/apps.md).
-// It starts in a clean environment with the run contract: KONDATE_URL, and a token made for
-// this run in KONDATE_TOKEN / KONDATE_TOKEN_SECRET. With them it reads its training data
-// through the query API, "trains" (here: per-category statistics), and pushes the model
-// with its lineage. DEMO_KONDATE_BIN is the kondate binary, passed by the demo with -e.
-{
-  app: {
-    command: ['sh', '-c', |||
-      set -e
-      "$DEMO_KONDATE_BIN" query "SELECT count(*) AS recipes, avg(rating) AS rating FROM recipes.recipes WHERE is_public" --out .kondate/demo/model.csv
-      echo "trained on $(tail -n 1 .kondate/demo/model.csv | cut -d, -f1) public recipes"
-      "$DEMO_KONDATE_BIN" models push recipe-category .kondate/demo/model.csv --labels recipe_category --param source=recipes.recipes --note "trained by run $KONDATE_RUN_ID"
-    |||],
-    memory: 1024,
-  },
-  timeout: '5m',
-}
-"#;
-
-const INGREDIENT_DEFINITION: &str = r#"# The normalisation sheet: how recipe writers spell an ingredient → its canonical name
-# (written by `kondate demo`; data/ingredient_names.csv stands in for the annotators' sheet).
-table = "ingredient_name_labels"
-key = ["variant"]
-[source]
-type = "csv"
-path = "data/ingredient_names.csv"
-[columns]
-variant   = { type = "string", header = "表記" }
-canonical = { type = "string", required = true, header = "正規名" }
-"#;
-
-const LABEL_DEFINITION: &str = r#"# The annotators' sheet of recipe categories (written by `kondate demo`).
-# In production the source is usually their Google Sheet:
-#   [source]
-#   type = "google_sheets"
-#   spreadsheet_id = "…"
-#   range = "Labels!A1:D"
-#   credentials_file = "service-account.json"
-table = "recipe_category_labels"
-key = ["recipe_id"]
-[source]
-type = "csv"
-path = "data/recipe_category.csv"
-[columns]
-recipe_id = { type = "integer", header = "レシピID" }
-category  = { type = "enum", values = ["主菜", "副菜", "汁物", "主食", "デザート"], required = true, header = "カテゴリ" }
-annotator = { type = "string", role = "annotator", header = "担当" }
-note      = { type = "string", role = "comment", header = "メモ" }
-"#;
+/// The reference project's files (examples/recipes), written into the demo's project when
+/// missing (a file the user edited is kept).
+const PROJECT_FILES: &[(&str, &str)] = &[
+    (
+        "labels/recipe_category.toml",
+        include_str!("../../../examples/recipes/labels/recipe_category.toml"),
+    ),
+    (
+        "labels/ingredient_names.toml",
+        include_str!("../../../examples/recipes/labels/ingredient_names.toml"),
+    ),
+    (
+        "apps/train.jsonnet",
+        include_str!("../../../examples/recipes/apps/train.jsonnet"),
+    ),
+    (
+        "apps/infer.jsonnet",
+        include_str!("../../../examples/recipes/apps/infer.jsonnet"),
+    ),
+    (
+        "results/recipe_categories.toml",
+        include_str!("../../../examples/recipes/results/recipe_categories.toml"),
+    ),
+    (
+        "docs/recipe_categories.md",
+        include_str!("../../../examples/recipes/docs/recipe_categories.md"),
+    ),
+];
 
 pub async fn run(args: DemoArgs) -> CmdResult {
     let started = Instant::now();
@@ -90,6 +68,13 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         Project::init(&args.dir).map_err(|e| Failure::invalid(e.to_string()))?
     };
     println!("kondate demo in {}", project.root.display());
+    for (name, text) in PROJECT_FILES {
+        let path = project.root.join(name);
+        if !path.exists() {
+            std::fs::create_dir_all(path.parent().expect("in a folder"))?;
+            std::fs::write(&path, text)?;
+        }
+    }
 
     // 1. Data into the embedded warehouse (replacing the tables, so a re-run is idempotent).
     let data_dir = project.state_dir().join("demo");
@@ -143,14 +128,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
 
     // 2. The annotators' sheets into the service database, as revisions.
     let labels = kondate_labels::sync::Labels::open(&project.config).await?;
-    for (name, definition) in [
-        ("recipe_category", LABEL_DEFINITION),
-        ("ingredient_names", INGREDIENT_DEFINITION),
-    ] {
-        let path = project.root.join(format!("labels/{name}.toml"));
-        if !path.exists() {
-            std::fs::write(&path, definition)?;
-        }
+    for name in ["recipe_category", "ingredient_names"] {
         let set = kondate_labels::find(&project, name)?;
         let grid = kondate_labels::read_source(&set).await?;
         let opts = kondate_labels::SyncOptions {
@@ -247,44 +225,43 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         n as f64 / secs
     );
 
-    // 5. Training as an app: it reads through the API with its own run token and pushes a
-    // model to the registry.
-    let app = project.root.join("apps/train_demo.jsonnet");
-    if !app.exists() {
-        std::fs::write(&app, TRAIN_APP)?;
-    }
+    // 5. Training and inference as apps, through the API with their own run tokens; then
+    // the result table copied into the warehouse.
     let runs = crate::apps_cmd::open_runs(&project).await?;
     let exe = std::env::current_exe()?.display().to_string();
-    let req = kondate_apps::RunRequest {
-        app: "train_demo".into(),
-        env: vec![("DEMO_KONDATE_BIN".into(), exe)],
-        actor: "demo".into(),
-        ..Default::default()
-    };
-    let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(None);
-    let spinner = crate::output::spinner("running apps/train_demo.jsonnet");
-    let run = runs.run(&req, None, cancel_rx).await;
-    spinner.finish_and_clear();
-    let run = run.map_err(|e| Failure::from(e.to_string()))?;
-    if run.status != kondate_apps::RunStatus::Succeeded {
-        return Err(Failure::from(format!(
-            "the demo's training app failed ({}); see `kondate apps logs {}`",
-            run.error.unwrap_or_default(),
-            run.id
-        )));
+    let mut finished = Vec::new();
+    for app in ["train", "infer"] {
+        let req = kondate_apps::RunRequest {
+            app: app.into(),
+            env: vec![("DEMO_KONDATE_BIN".into(), exe.clone())],
+            actor: "demo".into(),
+            ..Default::default()
+        };
+        let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(None);
+        let spinner = crate::output::spinner(&format!("running apps/{app}.jsonnet"));
+        let run = runs.run(&req, None, cancel_rx).await;
+        spinner.finish_and_clear();
+        let run = run.map_err(|e| Failure::from(e.to_string()))?;
+        if run.status != kondate_apps::RunStatus::Succeeded {
+            return Err(Failure::from(format!(
+                "the demo's {app} app failed ({}); see `kondate apps logs {}`",
+                run.error.unwrap_or_default(),
+                run.id
+            )));
+        }
+        finished.push(run);
     }
     let models = kondate_models::Models::open(&project.config).await?;
     let model = models
-        .show(&kondate_core::artifact::ModelRef::parse("recipe-category")?)
+        .show(&kondate_core::artifact::ModelRef::parse(
+            "recipe-category@production",
+        )?)
         .await?;
+    let metric = |k: &str| model.metrics.get(k).copied().unwrap_or(f64::NAN);
     println!(
-        "  apps       train_demo ran in {:.1}s (run {}), peak {:.0} MiB",
-        run.duration_ms.unwrap_or(0) as f64 / 1000.0,
-        run.id,
-        run.peak_memory_bytes.unwrap_or(0) as f64 / 1048576.0
-    );
-    println!(
-        "  models     recipe-category@{} pushed by the run, trained on labels {}",
+        "  train      apps/train.jsonnet in {:.1}s (run {}): recipe-category@{} on labels {}",
+        finished[0].duration_ms.unwrap_or(0) as f64 / 1000.0,
+        finished[0].id,
         model.version,
         model
             .lineage
@@ -297,6 +274,38 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             ))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "             held-out {} recipes: accuracy {:.3}, macro-F1 {:.3} (majority-class baseline {:.3}); alias production",
+        metric("test_rows"),
+        metric("accuracy"),
+        metric("macro_f1"),
+        metric("baseline_accuracy")
+    );
+    let decl = kondate_results::ResultTable::load(&project.root, "recipe_categories")
+        .map_err(|e| Failure::invalid(e.to_string()))?;
+    let service = kondate_db::Database::connect(&project.config.service.url).await?;
+    let sink = crate::results_cmd::WarehouseSink::open(&project, &decl).await?;
+    let export = kondate_results::export::export(
+        &service,
+        &decl,
+        &sink,
+        Default::default(),
+        &project.state_dir(),
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .await
+    .map_err(|e| Failure::from(e.to_string()))?;
+    println!(
+        "  infer      apps/infer.jsonnet in {:.1}s (run {}): {} recipes classified into {} (service database)",
+        finished[1].duration_ms.unwrap_or(0) as f64 / 1000.0,
+        finished[1].id,
+        args.rows,
+        decl.table
+    );
+    println!(
+        "  export     {} row(s) copied to the warehouse table {} ({})",
+        export.rows, decl.warehouse_table, export.mode
     );
     println!("  store      {}", store.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());

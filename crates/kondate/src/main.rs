@@ -122,6 +122,20 @@ enum Command {
     /// Manage API tokens (HTTP Basic credentials for the query API).
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCmd),
+    /// The reference recipe project's jobs (examples/recipes), built into kondate so that
+    /// `kondate demo` runs them as apps without a second build; they talk to the server
+    /// like any job, through the client and the run's token.
+    #[command(hide = true)]
+    ExampleJob {
+        #[arg(value_enum)]
+        job: ExampleJob,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExampleJob {
+    RecipesTrain,
+    RecipesInfer,
 }
 
 /// Output format for listings.
@@ -188,6 +202,20 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Results(cmd) => results_cmd::run(load_project(project)?, cmd).await,
         Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
         Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
+        Command::ExampleJob { job } => {
+            use kondate_example_recipes::jobs;
+            let client = kondate_client::Client::from_env().map_err(output::client_failure)?;
+            let report = match job {
+                ExampleJob::RecipesTrain => serde_json::to_string(
+                    &jobs::train(&client).await.map_err(output::client_failure)?,
+                ),
+                ExampleJob::RecipesInfer => serde_json::to_string(
+                    &jobs::infer(&client).await.map_err(output::client_failure)?,
+                ),
+            }?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 
