@@ -7,19 +7,16 @@ warehouse and, when KONDATE_TEST_POSTGRES_URL is set, the PostgreSQL warehouse t
 import datetime
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 
 import pytest
 import requests
 from queuery_client import QueueryClient
 from queuery_client.exceptions import QueueryError
 
-KONDATE = os.environ.get("KONDATE_BIN", "kondate")
+from kondate_helpers import KONDATE, free_port, run, wait_ready
+
 
 ITEMS_CSV = (
     "id,name,note,price,in_stock,day,at\n"
@@ -39,16 +36,6 @@ INSERT INTO t.items VALUES
  (2, 'みりん', 'say "hi"', 250.0, false, '2024-02-03', '2024-02-03 00:00:00'),
  (3, E'back\\\\slash', E'two\\nlines', NULL, true, NULL, NULL);
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(args, cwd, env=None):
-    return subprocess.run([KONDATE, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
 
 
 def backends():
@@ -81,14 +68,7 @@ def server(request, tmp_path):
         stderr=subprocess.STDOUT,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(endpoint + "/healthz", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode())
-            time.sleep(0.05)
+    wait_ready(endpoint, proc)
     os.environ["QUEUERY_ENDPOINT"] = endpoint
     os.environ["QUEUERY_TOKEN"] = token["name"]
     os.environ["QUEUERY_TOKEN_SECRET"] = token["secret"]

@@ -9,12 +9,14 @@
 //!
 //! - [`declaration`]: parsing and checking declarations, with the file and field in every
 //!   message.
-//! - [`input`]: rows from CSV, typed by the declaration, with the row and column of every
-//!   problem.
+//! - [`input`]: rows from CSV, JSON lines and Parquet, typed by the declaration, with the
+//!   row and column of every problem.
 //! - [`table`]: creating the table, the bookkeeping row that notices a changed declaration,
-//!   and the upsert.
+//!   and the upsert (PostgreSQL through a `COPY` stage), `swap` and `prune`.
+//! - [`export`]: the copy into the warehouse, incremental by `updated_at`, through an
+//!   [`export::ExportSink`] that the caller provides.
 //!
-//! Knows nothing of HTTP or the CLI.
+//! Knows nothing of HTTP, the CLI or the warehouse engines.
 
 pub mod declaration;
 pub mod export;
