@@ -31,3 +31,26 @@ def wait_ready(endpoint, proc):
                 raise RuntimeError(proc.stdout.read().decode())
             time.sleep(0.05)
     raise RuntimeError(f"kondate serve did not answer at {endpoint}")
+
+
+def serve(project, env):
+    """Create a token and start `kondate serve` on a free port in `project`; returns the
+    token, the process and the endpoint once it answers."""
+    import json
+
+    token = json.loads(run(["tokens", "create", "py", "--format", "json"], cwd=project, env=env).stdout)
+    port = free_port()
+    proc = subprocess.Popen(
+        [KONDATE, "serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(endpoint, proc)
+    except Exception:
+        proc.kill()
+        raise
+    return token, proc, endpoint

@@ -5,7 +5,6 @@ warehouse and, when KONDATE_TEST_POSTGRES_URL is set, the PostgreSQL warehouse t
 """
 
 import datetime
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import requests
 from queuery_client import QueueryClient
 from queuery_client.exceptions import QueueryError
 
-from kondate_helpers import KONDATE, free_port, run, wait_ready
+from kondate_helpers import run, serve
 
 
 ITEMS_CSV = (
@@ -58,17 +57,7 @@ def server(request, tmp_path):
         subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", PG_SETUP], check=True)
         env["KONDATE_WAREHOUSE_TYPE"] = "postgres"
         env["KONDATE_WAREHOUSE_URL"] = url
-    token = json.loads(run(["tokens", "create", "py", "--format", "json"], cwd=project, env=env).stdout)
-    port = free_port()
-    proc = subprocess.Popen(
-        [KONDATE, "serve", "--listen", f"127.0.0.1:{port}"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_ready(endpoint, proc)
+    token, proc, endpoint = serve(project, env)
     os.environ["QUEUERY_ENDPOINT"] = endpoint
     os.environ["QUEUERY_TOKEN"] = token["name"]
     os.environ["QUEUERY_TOKEN_SECRET"] = token["secret"]

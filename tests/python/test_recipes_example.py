@@ -14,7 +14,7 @@ import sys
 import pytest
 from queuery_client import QueueryClient
 
-from kondate_helpers import KONDATE, free_port, run, wait_ready
+from kondate_helpers import run, serve
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -26,18 +26,8 @@ def demo_server(tmp_path_factory):
     env = dict(os.environ)
     env.pop("KONDATE_PROJECT", None)
     out = run(["demo", str(project), "--rows", "8000"], cwd=base, env=env).stdout
-    token = json.loads(run(["tokens", "create", "py", "--format", "json"], cwd=project, env=env).stdout)
-    port = free_port()
-    proc = subprocess.Popen(
-        [KONDATE, "serve", "--listen", f"127.0.0.1:{port}"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    token, proc, url = serve(project, env)
     try:
-        wait_ready(url, proc)
         yield {"url": url, "token": token, "report": out}
     finally:
         proc.terminate()
