@@ -51,6 +51,18 @@ const PROJECT_FILES: &[(&str, &str)] = &[
         include_str!("../../../examples/recipes/apps/infer.jsonnet"),
     ),
     (
+        "apps/normalise.jsonnet",
+        include_str!("../../../examples/recipes/apps/normalise.jsonnet"),
+    ),
+    (
+        "results/ingredient_canonical_names.toml",
+        include_str!("../../../examples/recipes/results/ingredient_canonical_names.toml"),
+    ),
+    (
+        "docs/ingredient_canonical_names.md",
+        include_str!("../../../examples/recipes/docs/ingredient_canonical_names.md"),
+    ),
+    (
         "results/recipe_categories.toml",
         include_str!("../../../examples/recipes/results/recipe_categories.toml"),
     ),
@@ -230,7 +242,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     let runs = crate::apps_cmd::open_runs(&project).await?;
     let exe = std::env::current_exe()?.display().to_string();
     let mut finished = Vec::new();
-    for app in ["train", "infer"] {
+    for app in ["train", "infer", "normalise"] {
         let req = kondate_apps::RunRequest {
             app: app.into(),
             env: vec![("DEMO_KONDATE_BIN".into(), exe.clone())],
@@ -282,31 +294,90 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         metric("macro_f1"),
         metric("baseline_accuracy")
     );
-    let decl = kondate_results::ResultTable::load(&project.root, "recipe_categories")
-        .map_err(|e| Failure::invalid(e.to_string()))?;
     let service = kondate_db::Database::connect(&project.config.service.url).await?;
-    let sink = crate::results_cmd::WarehouseSink::open(&project, &decl).await?;
-    let export = kondate_results::export::export(
-        &service,
-        &decl,
-        &sink,
-        Default::default(),
-        &project.state_dir(),
-        chrono::Utc::now().timestamp_millis(),
-    )
-    .await
-    .map_err(|e| Failure::from(e.to_string()))?;
+    let mut exports = Vec::new();
+    for name in ["recipe_categories", "ingredient_canonical_names"] {
+        let decl = kondate_results::ResultTable::load(&project.root, name)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+        let sink = crate::results_cmd::WarehouseSink::open(&project, &decl).await?;
+        let export = kondate_results::export::export(
+            &service,
+            &decl,
+            &sink,
+            Default::default(),
+            &project.state_dir(),
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?;
+        exports.push((decl, export));
+    }
     println!(
         "  infer      apps/infer.jsonnet in {:.1}s (run {}): {} recipes classified into {} (service database)",
         finished[1].duration_ms.unwrap_or(0) as f64 / 1000.0,
         finished[1].id,
         args.rows,
-        decl.table
+        exports[0].0.table
     );
+    let normaliser = models
+        .show(&kondate_core::artifact::ModelRef::parse(
+            "ingredient-normaliser@production",
+        )?)
+        .await?;
+    let by = |method: &str| {
+        let sql = "SELECT COUNT(*) AS n FROM ingredient_canonical_names WHERE method = ?";
+        let service = service.clone();
+        let method = method.to_string();
+        async move {
+            service
+                .fetch_optional(sql, &[kondate_db::Value::from(method)])
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| kondate_db::get_i64(&r, "n").ok())
+                .unwrap_or(0)
+        }
+    };
+    let (sheet, model_mapped) = (by("sheet").await, by("model").await);
+    // The generator knows every spelling's true name: check the model's guesses.
+    let guessed = service
+        .fetch_all(
+            "SELECT name, canonical FROM ingredient_canonical_names WHERE method = 'model'",
+            &[],
+        )
+        .await?;
+    let right = guessed
+        .iter()
+        .filter(|r| {
+            let (n, c) = (
+                kondate_db::get_string(r, "name").unwrap_or_default(),
+                kondate_db::get_string(r, "canonical").unwrap_or_default(),
+            );
+            crate::demo_data::canonical_of(&n) == Some(c.as_str())
+        })
+        .count();
     println!(
-        "  export     {} row(s) copied to the warehouse table {} ({})",
-        export.rows, decl.warehouse_table, export.mode
+        "  normalise  apps/normalise.jsonnet in {:.1}s (run {}): {} ingredient spellings → {} (sheet {}, model {}, of which {} right)\n             ingredient-normaliser@{} held-out accuracy {:.3} on spellings it did not see",
+        finished[2].duration_ms.unwrap_or(0) as f64 / 1000.0,
+        finished[2].id,
+        sheet + model_mapped,
+        exports[1].0.table,
+        sheet,
+        model_mapped,
+        right,
+        normaliser.version,
+        normaliser
+            .metrics
+            .get("heldout_accuracy")
+            .copied()
+            .unwrap_or(f64::NAN)
     );
+    for (decl, export) in &exports {
+        println!(
+            "  export     {} row(s) copied to the warehouse table {} ({})",
+            export.rows, decl.warehouse_table, export.mode
+        );
+    }
     println!("  store      {}", store.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
     println!();

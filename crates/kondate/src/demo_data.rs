@@ -100,6 +100,15 @@ pub const INGREDIENTS: &[&[&str]] = &[
     &["水", "お水"],
 ];
 
+/// The true canonical name of a spelling the generator writes (what the demo checks the
+/// normaliser's guesses against).
+pub fn canonical_of(spelling: &str) -> Option<&'static str> {
+    INGREDIENTS
+        .iter()
+        .find(|v| v.contains(&spelling))
+        .map(|v| v[0])
+}
+
 /// The canonical name at `i` of [`INGREDIENTS`].
 fn canon(i: usize) -> &'static str {
     INGREDIENTS[i][0]
@@ -573,8 +582,13 @@ pub fn generate(
     }
     let mut names = csv_writer(ingredient_sheet)?;
     names.write_record(["表記", "正規名"]).map_err(io)?;
-    for variants in INGREDIENTS {
-        for v in variants.iter() {
+    // The sheet is never complete: about a quarter of the spellings in use are missing
+    // from it (the normaliser's model has to place those).
+    for (i, variants) in INGREDIENTS.iter().enumerate() {
+        for (j, v) in variants.iter().enumerate() {
+            if j > 0 && (i * 7 + j) % 4 == 3 {
+                continue;
+            }
             names.write_record([*v, variants[0]]).map_err(io)?;
             out.variants += 1;
         }

@@ -132,10 +132,13 @@ enum Command {
     },
 }
 
+/// Named as the example's binaries are (`recipes-train` …).
 #[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
 enum ExampleJob {
     RecipesTrain,
     RecipesInfer,
+    RecipesNormalise,
 }
 
 /// Output format for listings.
@@ -211,6 +214,11 @@ async fn run(cli: Cli) -> CmdResult {
                 ),
                 ExampleJob::RecipesInfer => serde_json::to_string(
                     &jobs::infer(&client).await.map_err(output::client_failure)?,
+                ),
+                ExampleJob::RecipesNormalise => serde_json::to_string(
+                    &jobs::normalise(&client)
+                        .await
+                        .map_err(output::client_failure)?,
                 ),
             }?;
             println!("{report}");

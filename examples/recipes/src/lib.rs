@@ -17,3 +17,24 @@
 pub mod features;
 pub mod jobs;
 pub mod model;
+
+/// The `main` of the job binaries: run `job` with a client from the environment, print its
+/// report as JSON, exit 1 with the error otherwise.
+pub fn run_job<R, F>(job: impl FnOnce(kondate_client::Client) -> F)
+where
+    R: serde::Serialize,
+    F: std::future::Future<Output = Result<R, kondate_client::ClientError>>,
+{
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kondate_client::Client::from_env()?;
+        job(client).await
+    });
+    match result {
+        Ok(r) => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}

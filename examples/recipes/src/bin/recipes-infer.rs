@@ -1,16 +1,7 @@
 //! `recipes-infer`: the inference job (apps/infer.jsonnet). Prints its report as JSON.
 
-#[tokio::main]
-async fn main() {
-    let run = async {
-        let client = kondate_client::Client::from_env()?;
-        kondate_example_recipes::jobs::infer(&client).await
-    };
-    match run.await {
-        Ok(r) => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    }
+fn main() {
+    kondate_example_recipes::run_job(
+        |c| async move { kondate_example_recipes::jobs::infer(&c).await },
+    );
 }
