@@ -151,7 +151,7 @@ impl From<Option<i64>> for Value {
 }
 
 /// A pooled connection to one database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
     kind: DbKind,
@@ -159,6 +159,16 @@ pub struct Database {
     /// The URL connected to (with its password), for the PostgreSQL bulk path, which needs
     /// a connection of the PostgreSQL driver's own. Never shown: `display_url` is.
     url: String,
+}
+
+/// By hand, so that the URL with its password never reaches a log: only the masked one.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("kind", &self.kind)
+            .field("url", &self.display_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Database {

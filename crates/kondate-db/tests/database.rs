@@ -173,3 +173,17 @@ async fn mysql_typed_nulls_then_values() {
     let url = std::env::var("KONDATE_TEST_MYSQL_URL").expect("KONDATE_TEST_MYSQL_URL");
     typed_nulls_then_values(&Database::connect(&url).await.unwrap()).await;
 }
+
+/// A handle printed with `{:?}` (as logs and error reports do) shows the URL without its
+/// password. PostgreSQL here trusts local connections, so any password connects.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn debug_output_never_shows_the_password() {
+    let url = std::env::var("KONDATE_TEST_POSTGRES_URL").expect("KONDATE_TEST_POSTGRES_URL");
+    let mut u = url::Url::parse(&url).unwrap();
+    u.set_password(Some("hunter2secret")).unwrap();
+    let db = Database::connect(u.as_str()).await.unwrap();
+    let shown = format!("{db:?}");
+    assert!(!shown.contains("hunter2secret"), "{shown}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+}
