@@ -226,26 +226,15 @@ impl Apps {
 
     /// The names of the apps (file stems), sorted.
     pub fn names(&self) -> Result<Vec<String>, AppsError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(AppsError::io(&self.dir, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| AppsError::io(&self.dir, e))?;
-            let path = entry.path();
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if !EXTENSIONS.contains(&ext) || !path.is_file() {
-                continue;
-            }
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str())
-                && !names.iter().any(|n| n == stem)
-            {
-                names.push(stem.to_string());
-            }
-        }
+        let files = kondate_core::project::definition_files(&self.dir, EXTENSIONS)
+            .map_err(|e| AppsError::io(&self.dir, e))?;
+        let mut names: Vec<String> = files
+            .iter()
+            .filter_map(|p| p.file_stem().and_then(|s| s.to_str()))
+            .map(str::to_string)
+            .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use kondate_core::Clock;
-use kondate_db::{Database, Value, get_i64, get_opt_i64, get_opt_string, get_string};
+use kondate_db::{Database, Session, Value, get_i64, get_opt_i64, get_opt_string, get_string};
 use kondate_store::Store;
 use serde::Serialize;
 

@@ -133,6 +133,27 @@ impl Project {
     }
 }
 
+/// The files in `dir` (not below it) whose extension is one of `extensions`, sorted: the
+/// definitions of a project folder (`labels/`, `apps/`, `results/`). A missing folder has
+/// none.
+pub fn definition_files(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if extensions.contains(&ext) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

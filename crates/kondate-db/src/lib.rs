@@ -597,22 +597,55 @@ fn encode_copy_row(row: &[Value], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// Statements on one session — a transaction ([`Tx`]) or a single connection ([`Conn`]) —
+/// for code that runs the same statements in either (MySQL, whose DDL commits by itself,
+/// builds some things on one connection under a named lock where the other dialects use a
+/// transaction).
+pub trait Session: Send {
+    /// The database, for its dialect functions.
+    fn db(&self) -> &Database;
+    /// Run a statement; returns the rows affected.
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> impl std::future::Future<Output = Result<u64, DbError>> + Send;
+    /// Fetch every row.
+    fn fetch_all(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> impl std::future::Future<Output = Result<Vec<AnyRow>, DbError>> + Send;
+}
+
+impl Session for Conn {
+    fn db(&self) -> &Database {
+        &self.db
+    }
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        run_execute(&mut *self.conn, self.db.sql(sql), params).await
+    }
+    async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
+        run_fetch_all(&mut *self.conn, self.db.sql(sql), params).await
+    }
+}
+
+impl Session for Tx {
+    fn db(&self) -> &Database {
+        &self.db
+    }
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        run_execute(&mut *self.tx, self.db.sql(sql), params).await
+    }
+    async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
+        run_fetch_all(&mut *self.tx, self.db.sql(sql), params).await
+    }
+}
+
 /// One pooled connection (a session), statements autocommitted.
 pub struct Conn {
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
     db: Database,
-}
-
-impl Conn {
-    /// Run a statement; returns the rows affected.
-    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        run_execute(&mut *self.conn, self.db.sql(sql), params).await
-    }
-
-    /// Fetch every row.
-    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
-        run_fetch_all(&mut *self.conn, self.db.sql(sql), params).await
-    }
 }
 
 /// A transaction; rolled back when dropped without [`Tx::commit`].
@@ -622,21 +655,6 @@ pub struct Tx {
 }
 
 impl Tx {
-    /// The database this transaction runs on (for its dialect functions).
-    pub fn db(&self) -> &Database {
-        &self.db
-    }
-
-    /// Run a statement; returns the rows affected.
-    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        run_execute(&mut *self.tx, self.db.sql(sql), params).await
-    }
-
-    /// Fetch every row.
-    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
-        run_fetch_all(&mut *self.tx, self.db.sql(sql), params).await
-    }
-
     /// Make the transaction's changes permanent.
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx

@@ -2,7 +2,7 @@
 //! migrated in order. Each migration is written once with dialect tokens:
 //! `{id}` (auto-increment primary key), `{text}` (long text).
 
-use crate::{Database, DbError, DbKind, Value};
+use crate::{Database, DbError, DbKind, Session, Value};
 
 /// Ordered migrations; a version is applied once and never edited after release.
 const MIGRATIONS: &[(i64, &str)] = &[

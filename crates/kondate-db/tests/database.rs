@@ -1,7 +1,9 @@
 //! The Database handle and state migrations against real SQLite, PostgreSQL and MariaDB.
 //! The server-backed tests are `#[ignore]`d by default; `.ci/run` runs them with the URLs set.
 
-use kondate_db::{ColumnType, Database, DbKind, Value, get_i64, get_opt_string, get_string, state};
+use kondate_db::{
+    ColumnType, Database, DbKind, Session, Value, get_i64, get_opt_string, get_string, state,
+};
 
 async fn exercise(db: &Database) {
     state::migrate(db).await.unwrap();

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use kondate_db::{ColumnType, Database, DbKind, Value};
+use kondate_db::{ColumnType, Database, DbKind, Session, Value};
 use kondate_labels::cells::{Cell, LabelValue};
 use kondate_labels::source::Grid;
 use kondate_labels::sync::Labels;

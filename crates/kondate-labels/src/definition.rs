@@ -449,19 +449,13 @@ impl LabelSet {
 pub fn load_all(project: &Project) -> Result<Vec<LabelSet>, LabelsError> {
     let mut sets: Vec<LabelSet> = Vec::new();
     let dir = project.root.join("labels");
-    if dir.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| LabelsError::Io {
-                path: dir.display().to_string(),
-                source: e,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        for f in files {
-            sets.push(LabelSet::from_file(&f, &project.root)?);
-        }
+    let files =
+        kondate_core::project::definition_files(&dir, &["toml"]).map_err(|e| LabelsError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+    for f in files {
+        sets.push(LabelSet::from_file(&f, &project.root)?);
     }
     for (name, value) in &project.config.labels {
         let origin = format!(

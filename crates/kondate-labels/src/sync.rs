@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use kondate_core::Clock;
-use kondate_db::Database;
+use kondate_db::{Database, Session};
 use kondate_store::Store;
 use serde::Serialize;
 

@@ -4,7 +4,7 @@
 //! service database so that a revision commits in the same transaction as its rows.
 
 use chrono::NaiveDate;
-use kondate_db::{ColumnType, Database, DbError, Tx, Value};
+use kondate_db::{ColumnType, Database, DbError, Session, Tx, Value};
 use sqlx::any::AnyRow;
 
 use crate::LabelsError;

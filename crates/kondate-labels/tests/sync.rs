@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kondate_db::{Database, Value};
+use kondate_db::{Database, Session, Value};
 use kondate_labels::cells::LabelValue;
 use kondate_labels::source::read_csv;
 use kondate_labels::sync::Labels;

@@ -13,7 +13,9 @@ use kondate_core::artifact::{self, FileEntry, Layout, ModelRef, Selector};
 use kondate_core::digest::Digest;
 use kondate_core::names::validate_name;
 use kondate_core::{Clock, failpoint};
-use kondate_db::{Database, DbError, Tx, Value, get_i64, get_opt_i64, get_opt_string, get_string};
+use kondate_db::{
+    Database, DbError, Session, Tx, Value, get_i64, get_opt_i64, get_opt_string, get_string,
+};
 use kondate_store::cas::Progress;
 use kondate_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};

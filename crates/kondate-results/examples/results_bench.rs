@@ -32,7 +32,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use kondate_db::{Database, Value};
+use kondate_db::{Database, Session, Value};
 use kondate_results::{Publish, ResultTable, WriteMeta, WriteOptions};
 
 const LABELS: &[&str] = &[

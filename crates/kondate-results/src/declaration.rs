@@ -12,7 +12,6 @@
 //! score     = { type = "float" }
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kondate_db::ColumnType;
@@ -233,26 +232,17 @@ impl ResultTable {
     /// Every declaration in `root/results`, sorted by name.
     pub fn load_all(root: &Path) -> Result<Vec<ResultTable>, ResultsError> {
         let dir = root.join("results");
-        let mut names = BTreeMap::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(ResultsError::Io {
-                    path: dir.display().to_string(),
-                    source: e,
-                });
+        let files = kondate_core::project::definition_files(&dir, &["toml"]).map_err(|e| {
+            ResultsError::Io {
+                path: dir.display().to_string(),
+                source: e,
             }
-        };
-        for entry in entries.flatten() {
-            let p = entry.path();
-            if p.extension().is_some_and(|e| e == "toml")
-                && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
-            {
-                names.insert(stem.to_string(), ());
-            }
-        }
-        names.keys().map(|n| ResultTable::load(root, n)).collect()
+        })?;
+        files
+            .iter()
+            .filter_map(|p| p.file_stem().and_then(|s| s.to_str()))
+            .map(|name| ResultTable::load(root, name))
+            .collect()
     }
 
     /// Index of each key column in `columns`.

@@ -47,7 +47,10 @@ pub enum ResultsError {
         source: std::io::Error,
     },
     /// The warehouse refused or failed the export's load; nothing was recorded as copied.
-    #[error("copying into the warehouse failed: {0}")]
+    #[error(
+        "copying into the warehouse failed: {0}; nothing was recorded as copied, so the next \
+         export copies the same rows again"
+    )]
     Export(String),
     #[error(transparent)]
     Db(#[from] kondate_db::DbError),

@@ -6,15 +6,17 @@
 //! a write in one transaction: the product sees all of a write or none of it, and writing
 //! the same rows again leaves the same table (only `updated_at` moves).
 
-use kondate_db::{ColumnType, Conn, Database, DbError, DbKind, Tx, Value, get_opt_i64, get_string};
+use kondate_db::{
+    ColumnType, Database, DbError, DbKind, Session, Tx, Value, get_opt_i64, get_string,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ResultsError;
 use crate::declaration::ResultTable;
 
 /// Bound values per statement: well under every dialect's limit (SQLite 32766, PostgreSQL
-/// and MySQL 65535). Measured on MariaDB (docs/BENCHMARKS.md): 2,000 to 8,000 are equally
-/// fast, 20,000 and 60,000 a third slower.
+/// and MySQL 65535). Measured on MariaDB with 1M rows (docs/BENCHMARKS.md, one run each):
+/// 8,000 was fastest, 2,000 and 4,000 close behind, 20,000 and 60,000 clearly slower.
 const MAX_PARAMS: usize = 8_000;
 
 /// The bookkeeping table, in the same database as the result tables.
@@ -65,43 +67,6 @@ pub struct WriteReport {
     pub rows: u64,
     /// Rows removed because the write did not contain their keys (`prune`).
     pub pruned: u64,
-}
-
-/// A statement runner: a transaction, or one connection (MySQL, whose DDL commits by
-/// itself, builds a swap on one session under a named lock).
-trait Exec {
-    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
-    async fn rows(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<kondate_db::AnyRow>, DbError>;
-}
-
-impl Exec for Tx {
-    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        self.execute(sql, params).await
-    }
-    async fn rows(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<kondate_db::AnyRow>, DbError> {
-        self.fetch_all(sql, params).await
-    }
-}
-
-impl Exec for Conn {
-    async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        self.execute(sql, params).await
-    }
-    async fn rows(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-    ) -> Result<Vec<kondate_db::AnyRow>, DbError> {
-        self.fetch_all(sql, params).await
-    }
 }
 
 /// The SQL types of the declared columns, in order.
@@ -169,9 +134,9 @@ pub(crate) async fn ensure_meta(db: &Database) -> Result<(), DbError> {
 }
 
 /// Count a write that removed rows, for the next export (in the write's transaction).
-async fn count_prune(x: &mut impl Exec, decl: &ResultTable, pruned: u64) -> Result<(), DbError> {
+async fn count_prune(x: &mut impl Session, decl: &ResultTable, pruned: u64) -> Result<(), DbError> {
     if pruned > 0 {
-        x.exec(
+        x.execute(
             &format!("UPDATE {EXPORTS} SET prunes = prunes + 1 WHERE name = ?"),
             &[Value::from(decl.name.as_str())],
         )
@@ -218,7 +183,7 @@ pub async fn ensure(
         if !migrate {
             return Err(ResultsError::Changed(format!(
                 "{}: the declaration adds column(s) {} to table `{table}`; write with --migrate \
-                 to add them (existing rows get NULL)",
+                 (over HTTP: migrate=true) to add them (existing rows get NULL)",
                 decl.path.display(),
                 added.join(", ")
             )));
@@ -485,7 +450,7 @@ impl Upsert {
     async fn run_staged(
         &self,
         stage: &Stage,
-        x: &mut impl Exec,
+        x: &mut impl Session,
         table: &str,
         rows: &[Vec<Value>],
         extra: &[Value],
@@ -493,7 +458,7 @@ impl Upsert {
         let db = &stage.db;
         // Left by a killed write: no other write of this table runs (we hold its lock).
         let strays = x
-            .rows(
+            .fetch_all(
                 "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_name LIKE 'kondate_stage_%'",
                 &[],
@@ -502,7 +467,7 @@ impl Upsert {
         for r in strays {
             let t = get_string(&r, "t")?;
             if t.starts_with(&stage.prefix) {
-                x.exec(&format!("DROP TABLE IF EXISTS {}", db.ident(&t)?), &[])
+                x.execute(&format!("DROP TABLE IF EXISTS {}", db.ident(&t)?), &[])
                     .await?;
             }
         }
@@ -514,11 +479,11 @@ impl Upsert {
         // conflict: the input's keys are unique, and we hold the table. A plain insert
         // skips the speculative insertion that makes `ON CONFLICT` twice as slow.
         let empty = x
-            .rows(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
+            .fetch_all(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
             .await?
             .is_empty();
         let moved = x
-            .exec(
+            .execute(
                 &format!(
                     "INSERT INTO {table} ({}) SELECT {}, CAST(? AS TEXT), CAST(? AS BIGINT), \
                      CAST(? AS TEXT), CAST(? AS BIGINT) FROM {name}{}",
@@ -529,7 +494,7 @@ impl Upsert {
                 extra,
             )
             .await;
-        let dropped = x.exec(&format!("DROP TABLE {name}"), &[]).await;
+        let dropped = x.execute(&format!("DROP TABLE {name}"), &[]).await;
         if moved.is_err() {
             // The transaction is aborted: the stage goes with the next write's sweep.
             let _ = db
@@ -544,7 +509,7 @@ impl Upsert {
     /// Upsert `rows` into `table` (quoted), stamped with `meta` and `stamp`.
     async fn run(
         &self,
-        x: &mut impl Exec,
+        x: &mut impl Session,
         table: &str,
         rows: &[Vec<Value>],
         meta: &WriteMeta,
@@ -569,7 +534,7 @@ impl Upsert {
         }
         // As in `run_staged`: into an empty table no key can conflict.
         let empty = x
-            .rows(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
+            .fetch_all(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
             .await?
             .is_empty();
         let conflict = if empty { "" } else { self.conflict.as_str() };
@@ -579,7 +544,7 @@ impl Upsert {
                 .iter()
                 .flat_map(|r| r.iter().cloned().chain(extra.iter().cloned()))
                 .collect();
-            x.exec(
+            x.execute(
                 &format!(
                     "INSERT INTO {table} ({}) VALUES {list}{conflict}",
                     self.cols
@@ -596,9 +561,9 @@ impl Upsert {
 
 /// This write's `updated_at`: now, or later than every row already there, so that
 /// `prune` (rows older than the write) can never remove a row the write just wrote.
-async fn stamp(x: &mut impl Exec, table: &str, now_ms: i64) -> Result<i64, DbError> {
+async fn stamp(x: &mut impl Session, table: &str, now_ms: i64) -> Result<i64, DbError> {
     let rows = x
-        .rows(&format!("SELECT MAX(updated_at) AS m FROM {table}"), &[])
+        .fetch_all(&format!("SELECT MAX(updated_at) AS m FROM {table}"), &[])
         .await?;
     let max = rows.first().and_then(|r| get_opt_i64(r, "m"));
     Ok(max.map_or(now_ms, |m| now_ms.max(m + 1)))
@@ -640,15 +605,15 @@ pub async fn write(
             let old = db.ident(&format!("{}__old", decl.table))?;
             count_prune(&mut tx, decl, pruned).await?;
             kondate_core::failpoint("results.before_swap");
-            tx.exec(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
+            tx.execute(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
                 .await?;
-            tx.exec(&format!("ALTER TABLE {staging_q} RENAME TO {table}"), &[])
+            tx.execute(&format!("ALTER TABLE {staging_q} RENAME TO {table}"), &[])
                 .await?;
-            tx.exec(&format!("DROP TABLE {old}"), &[]).await?;
+            tx.execute(&format!("DROP TABLE {old}"), &[]).await?;
             if db.kind() == DbKind::Postgres {
                 // Index names are unique per schema: give the primary key its usual name
                 // back, so that the next swap can create the staging table's again.
-                tx.exec(
+                tx.execute(
                     &format!(
                         "ALTER INDEX {} RENAME TO {}",
                         db.ident(&format!("{staging}_pkey"))?,
@@ -667,7 +632,7 @@ pub async fn write(
             let stamp = stamp(&mut tx, &table, now_ms).await?;
             upsert.run(&mut tx, &table, rows, meta, stamp).await?;
             let pruned = if opts.prune {
-                tx.exec(
+                tx.execute(
                     &format!("DELETE FROM {table} WHERE updated_at < ?"),
                     &[Value::Int(stamp)],
                 )
@@ -704,7 +669,7 @@ fn upsert_and<'a>(upsert: &'a Upsert, rows: &'a [Vec<Value>], meta: &'a WriteMet
 /// Build a swap's staging table: a fresh copy of the table (none with `prune`) with the
 /// write upserted into it. Returns the rows the swap will drop (`prune`).
 async fn build_staging(
-    x: &mut impl Exec,
+    x: &mut impl Session,
     db: &Database,
     decl: &ResultTable,
     w: Write<'_>,
@@ -715,9 +680,10 @@ async fn build_staging(
     let staging = staging_name(decl);
     let staging_q = db.ident(&staging)?;
     let stamp = stamp(x, &table, now_ms).await?;
-    x.exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+    x.execute(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
         .await?;
-    x.exec(&create_table_sql(db, decl, &staging)?, &[]).await?;
+    x.execute(&create_table_sql(db, decl, &staging)?, &[])
+        .await?;
     // The write's rows first, into the empty table (plain inserts, no conflicts to check).
     w.upsert.run(x, &staging_q, w.rows, w.meta, stamp).await?;
     if opts.prune {
@@ -727,7 +693,7 @@ async fn build_staging(
     // has its added columns last, the new one in declared order.
     let cols = &w.upsert.cols;
     let on = key_match(db, decl)?;
-    x.exec(
+    x.execute(
         &format!(
             "INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table} o WHERE NOT EXISTS \
              (SELECT 1 FROM {staging_q} s WHERE {on})"
@@ -755,7 +721,7 @@ fn staging_name(decl: &ResultTable) -> String {
 
 /// Rows of `table` whose key is not in `staging` (what a pruning swap drops).
 async fn dropped(
-    x: &mut impl Exec,
+    x: &mut impl Session,
     db: &Database,
     decl: &ResultTable,
     table: &str,
@@ -763,7 +729,7 @@ async fn dropped(
 ) -> Result<u64, DbError> {
     let on = key_match(db, decl)?;
     let rows = x
-        .rows(
+        .fetch_all(
             &format!(
                 "SELECT COUNT(*) AS n FROM {table} o WHERE NOT EXISTS \
                  (SELECT 1 FROM {staging} s WHERE {on})"
@@ -821,7 +787,7 @@ async fn swap_mysql(
     let staging_q = db.ident(&staging)?;
     let old = db.ident(&format!("{}__old", decl.table))?;
     let outcome = async {
-        conn.exec(&format!("DROP TABLE IF EXISTS {old}"), &[])
+        conn.execute(&format!("DROP TABLE IF EXISTS {old}"), &[])
             .await?;
         let pruned = build_staging(
             &mut conn,
@@ -836,22 +802,22 @@ async fn swap_mysql(
         // extra full export is harmless; a missed one keeps removed rows in the warehouse).
         count_prune(&mut conn, decl, pruned).await?;
         kondate_core::failpoint("results.before_swap");
-        conn.exec(
+        conn.execute(
             &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),
             &[],
         )
         .await?;
-        conn.exec(&format!("DROP TABLE {old}"), &[]).await?;
+        conn.execute(&format!("DROP TABLE {old}"), &[]).await?;
         Ok::<u64, DbError>(pruned)
     }
     .await;
     if outcome.is_err() {
         let _ = conn
-            .exec(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
+            .execute(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
             .await;
     }
     let _ = conn
-        .exec("SELECT RELEASE_LOCK(?)", &[Value::from(lock.as_str())])
+        .execute("SELECT RELEASE_LOCK(?)", &[Value::from(lock.as_str())])
         .await;
     Ok(outcome?)
 }

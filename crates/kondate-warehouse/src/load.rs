@@ -94,7 +94,16 @@ pub fn create_sql(
     table: &TableName,
     schema: &Schema,
 ) -> Result<String, WarehouseError> {
-    let cols = schema
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote_table(table)?,
+        column_defs(dialect, schema)?
+    ))
+}
+
+/// `"name" TYPE, …` for the schema's columns.
+fn column_defs(dialect: Dialect, schema: &Schema) -> Result<String, WarehouseError> {
+    Ok(schema
         .fields()
         .iter()
         .map(|f| {
@@ -104,12 +113,8 @@ pub fn create_sql(
                 sql_type(dialect, f.name(), f.data_type())?
             ))
         })
-        .collect::<Result<Vec<_>, WarehouseError>>()?;
-    Ok(format!(
-        "CREATE TABLE IF NOT EXISTS {} ({})",
-        quote_table(table)?,
-        cols.join(", ")
-    ))
+        .collect::<Result<Vec<_>, WarehouseError>>()?
+        .join(", "))
 }
 
 /// The staging table a merge loads into before it changes the table.
@@ -160,7 +165,7 @@ pub fn column_list(schema: &Schema) -> Result<String, WarehouseError> {
 /// Every statement of a Redshift load of the Parquet files under `s3_prefix` (a folder
 /// URL ending in `/`), in one transaction. Redshift's `COPY … FORMAT AS PARQUET` takes
 /// the files' columns in order and allows no column list, so the input goes into a
-/// temporary stage shaped like the table (`LIKE`), and from there into the table by name.
+/// temporary stage shaped like the input, and from there into the table by name.
 pub fn redshift_load_sql(
     table: &TableName,
     schema: &Schema,
@@ -178,17 +183,10 @@ pub fn redshift_load_sql(
             quote_ident(&table.schema)?
         ),
         create_sql(Dialect::Redshift, table, schema)?,
-        format!("CREATE TEMP TABLE {STAGE} ({})", {
-            let mut defs = Vec::new();
-            for f in schema.fields() {
-                defs.push(format!(
-                    "{} {}",
-                    quote_ident(f.name())?,
-                    sql_type(Dialect::Redshift, f.name(), f.data_type())?
-                ));
-            }
-            defs.join(", ")
-        }),
+        format!(
+            "CREATE TEMP TABLE {STAGE} ({})",
+            column_defs(Dialect::Redshift, schema)?
+        ),
         format!(
             "COPY {STAGE} FROM {} IAM_ROLE {} FORMAT AS PARQUET",
             quote_literal(s3_prefix),
@@ -213,6 +211,21 @@ pub fn redshift_load_sql(
     sql.push(format!("DROP TABLE {STAGE}"));
     sql.push("COMMIT".to_string());
     Ok(sql)
+}
+
+/// The one file a PostgreSQL or Redshift load takes (`warehouse` names it in the message).
+pub fn single_file<'a>(
+    files: &'a [std::path::PathBuf],
+    warehouse: &str,
+) -> Result<&'a Path, WarehouseError> {
+    match files {
+        [file] => Ok(file),
+        _ => Err(WarehouseError::Unsupported(format!(
+            "a {warehouse} warehouse loads one Parquet file at a time, and {} were given; load \
+             them one by one with --append (or --merge-key), or combine them into one file",
+            files.len()
+        ))),
+    }
 }
 
 /// Read the Arrow schema of a Parquet file, and check that it can be loaded.
@@ -382,6 +395,21 @@ mod tests {
         );
         assert_eq!(sql.first().unwrap(), "BEGIN");
         assert_eq!(sql.last().unwrap(), "COMMIT");
+    }
+
+    #[test]
+    fn a_load_takes_one_file_and_says_how_to_load_more() {
+        let two = [std::path::PathBuf::from("a.parquet"), "b.parquet".into()];
+        let e = single_file(&two, "Redshift").unwrap_err().to_string();
+        assert!(
+            e.contains("a Redshift warehouse loads one Parquet file at a time, and 2"),
+            "{e}"
+        );
+        assert!(e.contains("--append"), "{e}");
+        assert_eq!(
+            single_file(&two[..1], "PostgreSQL").unwrap(),
+            Path::new("a.parquet")
+        );
     }
 
     #[test]

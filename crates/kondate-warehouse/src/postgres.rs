@@ -246,11 +246,7 @@ impl Warehouse for PostgresWarehouse {
         opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
         use crate::load::{self, Dialect, LoadMode, STAGE};
-        let [file] = files else {
-            return Err(WarehouseError::Unsupported(
-                "a PostgreSQL warehouse loads one Parquet file at a time".into(),
-            ));
-        };
+        let file = load::single_file(files, "PostgreSQL")?;
         if !matches!(opts.format, None | Some(crate::InputFormat::Parquet))
             || file.extension().is_none_or(|e| e != "parquet")
         {

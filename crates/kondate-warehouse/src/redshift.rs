@@ -204,11 +204,7 @@ impl Warehouse for RedshiftWarehouse {
         opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
         use crate::load::{self, Dialect, LoadMode};
-        let [file] = files else {
-            return Err(WarehouseError::Unsupported(
-                "a Redshift warehouse loads one Parquet file at a time".into(),
-            ));
-        };
+        let file = load::single_file(files, "Redshift")?;
         let schema = load::parquet_schema(file, Dialect::Redshift)?;
         let mode = LoadMode::of(opts);
         let folder = format!(

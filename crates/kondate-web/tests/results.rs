@@ -103,6 +103,22 @@ async fn results_writer_and_raw_bodies_write_all_or_nothing() {
     );
     assert_eq!(table(&s).await, want_first);
 
+    // Rows that are not objects and Arrow types a result table cannot hold are refused
+    // when pushed, with the row or column.
+    let e = w_err(&client, serde_json::json!([1, "主菜"]));
+    assert!(e.contains("row 1: a row is a JSON object"), "{e}");
+    let mut w = client.results_writer("recipe_categories").unwrap();
+    let binary = RecordBatch::try_from_iter([(
+        "recipe_id",
+        Arc::new(arrow_array::BinaryArray::from_vec(vec![b"x"])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let e = w.push_batch(&binary).unwrap_err().to_string();
+    assert!(
+        e.contains("column `recipe_id` has Arrow type Binary"),
+        "{e}"
+    );
+
     // Non-finite floats are refused before anything is sent.
     let mut w = client.results_writer("recipe_categories").unwrap();
     let nan = RecordBatch::try_from_iter([(
@@ -180,4 +196,29 @@ async fn results_writer_and_raw_bodies_write_all_or_nothing() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(table(&s).await.len(), 3);
+
+    // The declaration changed since the table was created: 409, nothing written.
+    std::fs::write(
+        s.dir.path().join("results/recipe_categories.toml"),
+        format!("{DECL}note = {{ type = \"string\" }}\n"),
+    )
+    .unwrap();
+    let (status, body) = post(
+        "",
+        "text/csv",
+        "recipe_id,category,score,note\n9,x,,y\n".into(),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("--migrate"),
+        "{body}"
+    );
+    assert_eq!(table(&s).await.len(), 3);
+}
+
+/// The error of pushing `row` into a new writer.
+fn w_err(client: &Client, row: serde_json::Value) -> String {
+    let mut w = client.results_writer("recipe_categories").unwrap();
+    w.push_row(row).unwrap_err().to_string()
 }

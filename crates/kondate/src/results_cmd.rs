@@ -186,7 +186,7 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             let since_ms = since.as_deref().map(parse_since).transpose()?;
             let db = Database::connect(&project.config.service.url).await?;
             let sink = WarehouseSink::open(&project, &decl).await?;
-            let tmp = project.root.join(".kondate");
+            let tmp = project.state_dir();
             std::fs::create_dir_all(&tmp)?;
             let now = chrono::Utc::now().timestamp_millis();
             let opts = kondate_results::export::ExportOptions { since_ms, full };

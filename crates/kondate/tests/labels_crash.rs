@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const ROWS: usize = 20_000;
@@ -147,15 +147,10 @@ fn killed_syncs_leave_old_or_new_revision(service_url: Option<String>, name: &st
     // Killed at arbitrary moments: revision 1 with the change pending, or revision 2 with
     // nothing pending — never anything between.
     for delay_ms in [5, 40, 120, 300] {
-        let mut child = p
-            .command(&["labels", "sync", name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        common::kill_after(
+            p.command(&["labels", "sync", name]),
+            Duration::from_millis(delay_ms),
+        );
         match p.revisions() {
             1 => assert_eq!(p.pending(), change, "killed after {delay_ms} ms"),
             2 => {

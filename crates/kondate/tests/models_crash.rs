@@ -163,15 +163,10 @@ fn killed_pushes_leave_nothing_behind(env: Vec<(String, String)>) {
     // versions reference.
     for (i, delay_ms) in [20u64, 80, 200, 400].into_iter().enumerate() {
         write_model(&p, "big.bin", 24, 10 + i as u8);
-        let mut child = p
-            .command(&["models", "push", "m", "big.bin"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        common::kill_after(
+            p.command(&["models", "push", "m", "big.bin"]),
+            Duration::from_millis(delay_ms),
+        );
         let versions = p.versions();
         assert!(versions.len() <= 2 + i, "after {delay_ms} ms: {versions:?}");
         gc_leaves_exactly_the_referenced(&p);

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const ROWS: usize = 5_000;
@@ -135,15 +135,10 @@ fn killed_writes_leave_old_or_new_rows(service_url: Option<String>, name: &str) 
     }
     // Killed at arbitrary moments: all old or all new.
     for (mode, delay_ms) in [("upsert", 20), ("swap", 60), ("upsert", 150), ("swap", 300)] {
-        let mut child = p
-            .write("v2.csv", &["--publish", mode, "--prune"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        common::kill_after(
+            p.write("v2.csv", &["--publish", mode, "--prune"]),
+            Duration::from_millis(delay_ms),
+        );
         let s = p.state();
         assert!(
             s == old || s == new,

@@ -280,23 +280,14 @@ pub async fn normalise(client: &Client) -> Result<NormaliseReport, ClientError> 
         .collect();
     // Every fifth spelling that is not the canonical name itself is held out: the model
     // must place spellings it has not seen.
-    let held: Vec<bool> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (v, c))| v != c && i % 5 == 0)
-        .collect();
-    let train: Vec<_> = examples
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| !**h)
-        .map(|(e, _)| e.clone())
-        .collect();
-    let test: Vec<_> = examples
-        .iter()
-        .zip(&held)
-        .filter(|(_, h)| **h)
-        .map(|(e, _)| e.clone())
-        .collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, ((v, c), ex)) in rows.iter().zip(&examples).enumerate() {
+        if v != c && i % 5 == 0 {
+            test.push(ex.clone());
+        } else {
+            train.push(ex.clone());
+        }
+    }
     let mut measured = Model::new(classes.clone());
     measured.train(&train, 30, 0x6e616d65);
     let correct = test

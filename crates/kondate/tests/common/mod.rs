@@ -1,4 +1,6 @@
-//! Helpers shared by the crash tests.
+//! Helpers shared by the CLI's integration tests; each test binary uses some of them.
+
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -25,6 +27,19 @@ pub fn kill_at(mut command: Command, failpoint: &str) {
     rx.recv_timeout(Duration::from_secs(120))
         .unwrap_or_else(|_| panic!("the process never reached {failpoint}"));
     child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Run `command` (output discarded) and kill it with SIGKILL after `delay`, wherever it is
+/// by then; returns when it is gone.
+pub fn kill_after(mut command: Command, delay: Duration) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
     child.wait().unwrap();
 }
 
