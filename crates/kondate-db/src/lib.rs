@@ -5,6 +5,7 @@
 //! placeholders, [`Database::insert_returning_id`] for generated keys, the DDL tokens in
 //! [`state`]), never as `if mysql {…}` in the crates above.
 
+mod sqlite;
 pub mod state;
 
 use std::time::Duration;
@@ -195,9 +196,32 @@ impl Database {
             return Err(DbError::Scheme(redact_url(url)));
         };
         let display_url = redact_url(&url);
-        let pool = AnyPoolOptions::new()
+        let in_memory = kind == DbKind::Sqlite && url.starts_with("sqlite://:memory:");
+        if kind == DbKind::Sqlite && !in_memory {
+            // WAL lets the CLI read while `kondate serve` writes; the mode is stored in the
+            // file. Set up before the pool opens a connection (see `sqlite`'s docs for why
+            // this is safe when several processes open the file at once).
+            sqlite::prepare(&url, &display_url).await?;
+        }
+        let mut options = AnyPoolOptions::new()
             .max_connections(if kind == DbKind::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10));
+        if kind == DbKind::Sqlite {
+            // sqlx already sets its own default while establishing each connection, before
+            // any statement; this makes kondate's one value the one in force.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    let ms = sqlite::BUSY_TIMEOUT.as_millis();
+                    sqlx::Executor::execute(
+                        conn,
+                        AssertSqlSafe(format!("PRAGMA busy_timeout = {ms}")),
+                    )
+                    .await
+                    .map(|_| ())
+                })
+            });
+        }
+        let pool = options
             .connect(&url)
             .await
             .map_err(|source| DbError::Connect {
@@ -210,10 +234,6 @@ impl Database {
             display_url,
             url,
         };
-        if kind == DbKind::Sqlite {
-            // WAL lets the CLI read while `kondate serve` writes; the mode is stored in the file.
-            db.execute("PRAGMA journal_mode=WAL", &[]).await?;
-        }
         Ok(db)
     }
 
