@@ -33,12 +33,17 @@ def wait_ready(endpoint, proc):
     raise RuntimeError(f"kondate serve did not answer at {endpoint}")
 
 
-def serve(project, env):
-    """Create a token and start `kondate serve` on a free port in `project`; returns the
-    token, the process and the endpoint once it answers."""
+def serve(project, env, scopes=("query",)):
+    """Create a token with `scopes` and start `kondate serve` on a free port in `project`;
+    returns the token, the process and the endpoint once it answers."""
     import json
 
-    token = json.loads(run(["tokens", "create", "py", "--format", "json"], cwd=project, env=env).stdout)
+    # A token is owned by a user and holds only what it needs.
+    run(["users", "add", "py@example.com", "--role", "viewer"], cwd=project, env=env)
+    args = ["tokens", "create", "py", "--owner", "py@example.com", "--format", "json"]
+    for scope in scopes:
+        args += ["--scope", scope]
+    token = json.loads(run(args, cwd=project, env=env).stdout)
     port = free_port()
     proc = subprocess.Popen(
         [KONDATE, "serve", "--listen", f"127.0.0.1:{port}"],

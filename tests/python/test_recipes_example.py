@@ -26,7 +26,8 @@ def demo_server(tmp_path_factory):
     env = dict(os.environ)
     env.pop("KONDATE_PROJECT", None)
     out = run(["demo", str(project), "--rows", "8000"], cwd=base, env=env).stdout
-    token, proc, url = serve(project, env)
+    # The Python training job queries and reads the label revisions it learns from.
+    token, proc, url = serve(project, env, scopes=("query", "labels:read"))
     try:
         yield {"url": url, "token": token, "report": out}
     finally:

@@ -117,6 +117,8 @@ pub struct AppDefinition {
     pub timeout: Option<Duration>,
     /// kondate's addition: run again this many times after a failure.
     pub retries: u32,
+    /// kondate's addition (the `kondate` key): what the run's token may do beyond reading.
+    pub access: RunAccess,
     pub notes: Vec<Note>,
     /// The evaluated definition as JSON (secrets appear only as their `value_from`).
     pub evaluated: Value,
@@ -143,7 +145,41 @@ const TOP_LEVEL: &[&str] = &[
     "scripts",
     "timeout",
     "retries",
+    "kondate",
 ];
+
+/// What an app's run token may do, from the definition's `kondate` key:
+///
+/// ```jsonnet
+/// kondate: {
+///   models: ['recipe-category'],      // models it pushes: models:write on each
+///   results: ['recipe_categories'],   // result tables it writes: results:write on each
+///   scopes: ['models:alias=recipe-category@production'],  // anything more
+/// }
+/// ```
+///
+/// Every run may also query and read labels and models; nothing else unless declared.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunAccess {
+    pub models: Vec<String>,
+    pub results: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// What every run may do.
+pub const RUN_BASE_SCOPES: &[&str] = &["query", "labels:read", "models:read"];
+
+impl RunAccess {
+    /// The run token's scopes: the base, models:write and results:write on what it names,
+    /// and the extra scopes.
+    pub fn scopes(&self) -> Vec<String> {
+        let mut out: Vec<String> = RUN_BASE_SCOPES.iter().map(|s| s.to_string()).collect();
+        out.extend(self.models.iter().map(|m| format!("models:write={m}")));
+        out.extend(self.results.iter().map(|t| format!("results:write={t}")));
+        out.extend(self.scopes.iter().cloned());
+        out
+    }
+}
 
 /// Hako container fields that matter only in a container scheduler.
 const CONTAINER_ONLY_FIELDS: &[&str] = &[
@@ -352,6 +388,10 @@ pub fn load_file(path: &Path, name: &str, expand: bool) -> Result<AppDefinition,
             _ => return Err(cx.error("retries", "must be a whole number from 0 to 100")),
         },
     };
+    let access = match root.get("kondate") {
+        None | Some(Value::Null) => RunAccess::default(),
+        Some(v) => cx.run_access(v)?,
+    };
     Ok(AppDefinition {
         name: name.to_string(),
         path: path.to_path_buf(),
@@ -363,6 +403,7 @@ pub fn load_file(path: &Path, name: &str, expand: bool) -> Result<AppDefinition,
         scripts,
         timeout,
         retries,
+        access,
         notes: cx.notes,
         evaluated,
     })
@@ -375,6 +416,57 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// The `kondate` key: names and scopes, each checked where it is written.
+    fn run_access(&mut self, v: &Value) -> Result<RunAccess, AppsError> {
+        let obj = self.object(v, "kondate")?.clone();
+        let mut access = RunAccess::default();
+        for (key, value) in &obj {
+            let field = format!("kondate.{key}");
+            let items: Vec<String> = match value {
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        item.as_str().map(str::to_string).ok_or_else(|| {
+                            self.error(&field, &format!("item {} must be a string", i + 1))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(self.error(&field, "must be an array of strings")),
+            };
+            let (kind, target): (&str, &mut Vec<String>) = match key.as_str() {
+                "models" => ("models:write", &mut access.models),
+                "results" => ("results:write", &mut access.results),
+                "scopes" => ("", &mut access.scopes),
+                _ => {
+                    self.note(
+                        &field,
+                        NoteKind::Unknown,
+                        "not a kondate field (models, results, scopes); it is ignored",
+                    );
+                    continue;
+                }
+            };
+            for item in items {
+                let text = if kind.is_empty() {
+                    item.clone()
+                } else {
+                    format!("{kind}={item}")
+                };
+                let scope = kondate_access::Scope::parse(&text)
+                    .map_err(|e| self.error(&field, &format!("`{item}`: {e}")))?;
+                if scope.kind == kondate_access::ScopeKind::Admin {
+                    return Err(self.error(
+                        &field,
+                        "a run's token cannot be admin; name the scopes the job needs",
+                    ));
+                }
+                target.push(item);
+            }
+        }
+        Ok(access)
+    }
+
     fn location(&self, field: &str) -> String {
         match find_field_line(self.source, field) {
             Some(line) => format!("{}:{line}", self.path.display()),

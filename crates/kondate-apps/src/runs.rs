@@ -100,8 +100,15 @@ pub struct RunInfo {
 pub trait Credentials: Send + Sync {
     /// The server address jobs call.
     fn url(&self) -> String;
-    /// A token for this run, valid for `ttl`: its name and secret (HTTP Basic).
-    async fn issue(&self, run_id: &str, ttl: Duration) -> Result<(String, String), String>;
+    /// A token for this run with `scopes` (the definition's, see
+    /// [`crate::definition::RunAccess`]), valid for `ttl`: its name and secret (HTTP
+    /// Basic).
+    async fn issue(
+        &self,
+        run_id: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<(String, String), String>;
     /// Disable the run's token (the run ended).
     async fn revoke(&self, run_id: &str);
 }
@@ -523,7 +530,7 @@ impl Runs {
             let ttl =
                 def.timeout.unwrap_or(Duration::from_secs(24 * 3600)) + Duration::from_secs(600);
             let (token, secret) = c
-                .issue(id, ttl)
+                .issue(id, &def.access.scopes(), ttl)
                 .await
                 .map_err(|e| AppsError::Start(format!("cannot issue the run's token: {e}")))?;
             issued = true;

@@ -22,7 +22,12 @@ impl Credentials for TestCredentials {
     fn url(&self) -> String {
         "http://127.0.0.1:7878".into()
     }
-    async fn issue(&self, run_id: &str, _ttl: Duration) -> Result<(String, String), String> {
+    async fn issue(
+        &self,
+        run_id: &str,
+        _scopes: &[String],
+        _ttl: Duration,
+    ) -> Result<(String, String), String> {
         Ok((
             format!("run-{run_id}"),
             "token-secret-value-0123456789".into(),

@@ -125,7 +125,51 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX kondate_runs_app ON kondate_runs (app, started_at);
     ALTER TABLE kondate_tokens ADD COLUMN expires_at BIGINT NULL",
     ),
+    (
+        5,
+        "CREATE TABLE IF NOT EXISTS kondate_users (
+        email VARCHAR(255) NOT NULL PRIMARY KEY,
+        roles VARCHAR(255) NOT NULL,
+        scopes {text} NOT NULL,
+        enabled BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by VARCHAR(255) NOT NULL,
+        updated_at BIGINT NOT NULL,
+        disabled_at BIGINT NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_audit (
+        id {id},
+        at BIGINT NOT NULL,
+        actor VARCHAR(255) NOT NULL,
+        action VARCHAR(64) NOT NULL,
+        target VARCHAR(255) NULL,
+        params {text} NOT NULL,
+        outcome VARCHAR(16) NOT NULL,
+        status BIGINT NULL,
+        source VARCHAR(8) NOT NULL,
+        client VARCHAR(64) NULL,
+        detail {text} NULL
+    );
+    CREATE INDEX kondate_audit_at ON kondate_audit (at);
+    CREATE INDEX kondate_audit_actor ON kondate_audit (actor, at);
+    CREATE INDEX kondate_audit_target ON kondate_audit (target, at);
+    ALTER TABLE kondate_tokens ADD COLUMN kind VARCHAR(16) NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN scopes {text} NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN owner VARCHAR(255) NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN created_by VARCHAR(255) NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN run_id VARCHAR(64) NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN last_used_at BIGINT NULL;
+    ALTER TABLE kondate_tokens ADD COLUMN rotated_at BIGINT NULL;
+    UPDATE kondate_tokens SET kind = 'legacy', scopes = '{legacy_scopes}' WHERE kind IS NULL",
+    ),
 ];
+
+/// What tokens made before scopes existed keep: what any token could do then — every
+/// scope but `admin`, which did not exist. No silent widening (nothing they could not do
+/// before) and no silent breakage; `kondate tokens list` marks them `legacy` so that they
+/// get replaced by tokens with the scopes they need.
+pub const LEGACY_TOKEN_SCOPES: &str = "query labels:read labels:sync models:read models:write \
+                                       models:alias models:delete results:write results:prune runs:read";
 
 fn render(kind: DbKind, sql: &str) -> String {
     let (id, text) = match kind {
@@ -133,7 +177,9 @@ fn render(kind: DbKind, sql: &str) -> String {
         DbKind::Postgres => ("BIGSERIAL PRIMARY KEY", "TEXT"),
         DbKind::MySql => ("BIGINT AUTO_INCREMENT PRIMARY KEY", "LONGTEXT"),
     };
-    sql.replace("{id}", id).replace("{text}", text)
+    sql.replace("{id}", id)
+        .replace("{text}", text)
+        .replace("{legacy_scopes}", LEGACY_TOKEN_SCOPES)
 }
 
 fn statements(kind: DbKind, sql: &str) -> Vec<String> {
@@ -196,6 +242,13 @@ async fn migrate_mysql(db: &Database, version: i64, sql: &str) -> Result<bool, D
 
 /// Bring the state schema up to date; safe to run from several processes at once.
 pub async fn migrate(db: &Database) -> Result<(), DbError> {
+    migrate_up_to(db, i64::MAX).await
+}
+
+/// Apply the migrations up to `version` only: for tests of a later migration on the data an
+/// earlier schema held.
+pub async fn migrate_up_to(db: &Database, version: i64) -> Result<(), DbError> {
+    let max_version = version;
     db.execute(
         "CREATE TABLE IF NOT EXISTS kondate_schema_migrations (
             version BIGINT NOT NULL PRIMARY KEY,
@@ -211,7 +264,7 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
         .map(|r| crate::get_i64(r, "version"))
         .collect::<Result<_, _>>()?;
     for (version, sql) in MIGRATIONS {
-        if applied.contains(version) {
+        if applied.contains(version) || *version > max_version {
             continue;
         }
         // Several processes may start at once on a new database. Each migration runs under

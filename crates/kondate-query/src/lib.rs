@@ -1,11 +1,10 @@
 //! kondate-query: the safe bulk query API's domain — the read-only SQL guard, `?`
-//! placeholders, API tokens, and the lifecycle of a query from submission to expiry.
+//! placeholders, and the lifecycle of a query from submission to expiry.
 //! HTTP lives in `kondate-web`; this crate knows nothing of it.
 
 pub mod guard;
 pub mod placeholders;
 pub mod service;
-pub mod tokens;
 
 use std::sync::Arc;
 
@@ -14,8 +13,7 @@ use kondate_db::{Database, DbError};
 use kondate_store::{Store, StoreError};
 use kondate_warehouse::{Warehouse, WarehouseError};
 
-pub use service::{QueryRecord, QueryService, Status, SubmitRequest};
-pub use tokens::{NewToken, TokenInfo, Tokens};
+pub use service::{Asker, QueryRecord, QueryService, Status, SubmitRequest};
 
 /// Errors of the query service; each maps to one HTTP status in `kondate-web`.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +21,6 @@ pub enum QueryError {
     /// The request is wrong: bad SQL, a refused statement, placeholder mismatch, bad name.
     #[error("{0}")]
     InvalidParameter(String),
-    #[error("missing or wrong credentials; send HTTP Basic auth with your token and its secret")]
-    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error(
@@ -49,7 +45,6 @@ pub struct Opened {
     pub store: Store,
     pub warehouse: Arc<dyn Warehouse>,
     pub service: Arc<QueryService>,
-    pub tokens: Tokens,
 }
 
 /// Open the state database (migrating it), the store, the warehouse and the service.
@@ -70,12 +65,10 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<O
         clock.clone(),
         config.query.clone(),
     );
-    let tokens = Tokens::new(db.clone(), clock);
     Ok(Opened {
         db,
         store,
         warehouse,
         service,
-        tokens,
     })
 }

@@ -64,6 +64,15 @@ pub struct SubmitRequest {
     pub format: ResultFormat,
 }
 
+/// Who asks for a query: only its own token sees it, an anonymous caller sees only
+/// anonymous queries, and kondate itself (and admins) see every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asker<'a> {
+    Token(&'a str),
+    Anonymous,
+    Internal,
+}
+
 /// A query as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryRecord {
@@ -229,7 +238,7 @@ impl QueryService {
             .insert(None, &checked.sql, format, req.enable_metadata)
             .await?;
         self.run(record.id, &checked, format).await;
-        self.get(record.id, None).await
+        self.get(record.id, Asker::Internal).await
     }
 
     fn validate(&self, req: &SubmitRequest) -> Result<(guard::Checked, ResultFormat), QueryError> {
@@ -272,7 +281,7 @@ impl QueryService {
                 &[prefix.as_str().into(), id.into()],
             )
             .await?;
-        self.get(id, None).await
+        self.get(id, Asker::Internal).await
     }
 
     async fn run(&self, id: i64, checked: &guard::Checked, format: ResultFormat) {
@@ -287,7 +296,7 @@ impl QueryService {
         checked: &guard::Checked,
         format: ResultFormat,
     ) -> Result<(), QueryError> {
-        let record = self.get(id, None).await?;
+        let record = self.get(id, Asker::Internal).await?;
         self.db
             .execute(
                 "UPDATE kondate_queries SET status = ?, started_at = ? WHERE id = ?",
@@ -372,7 +381,7 @@ impl QueryService {
     }
 
     /// A query by id; with `token`, only that token's own queries are visible.
-    pub async fn get(&self, id: i64, token: Option<&str>) -> Result<QueryRecord, QueryError> {
+    pub async fn get(&self, id: i64, asker: Asker<'_>) -> Result<QueryRecord, QueryError> {
         let row = self
             .db
             .fetch_optional(
@@ -383,9 +392,12 @@ impl QueryService {
         let not_found = || QueryError::NotFound(format!("no query with id {id}"));
         let row = row.ok_or_else(not_found)?;
         let owner = get_opt_string(&row, "token_name");
-        if let Some(t) = token
-            && owner.as_deref() != Some(t)
-        {
+        let visible = match asker {
+            Asker::Token(t) => owner.as_deref() == Some(t),
+            Asker::Anonymous => owner.is_none(),
+            Asker::Internal => true,
+        };
+        if !visible {
             return Err(not_found());
         }
         let data_files = get_opt_string(&row, "data_files")

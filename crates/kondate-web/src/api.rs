@@ -5,15 +5,16 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use futures::TryStreamExt;
-use kondate_query::{QueryError, QueryRecord, SubmitRequest};
+use kondate_access::Principal;
+use kondate_query::{Asker, QueryError, QueryRecord, SubmitRequest};
 use kondate_store::StoreError;
 use kondate_warehouse::ResultFormat;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
+use crate::access::Caller;
 
 /// An error as the API answers it: `{status_code, error_code, error}`.
 #[derive(Debug)]
@@ -21,7 +22,13 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` on a 429.
+    retry_after: Option<u64>,
 }
+
+/// The message of an error response, kept on the response for the audit trail.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorMessage(pub String);
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -29,7 +36,16 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
@@ -86,9 +102,12 @@ impl IntoResponse for ApiError {
             );
         }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.unwrap_or(5)),
+            );
         }
+        resp.extensions_mut().insert(ErrorMessage(self.message));
         resp
     }
 }
@@ -97,9 +116,6 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match &e {
             QueryError::InvalidParameter(_) => Self::invalid(e.to_string()),
-            QueryError::Unauthorized => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-            }
             QueryError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             QueryError::TooManyRequests { .. } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -118,37 +134,36 @@ impl From<QueryError> for ApiError {
     }
 }
 
-/// The caller's token name, or `None` when anonymous access is allowed and no credentials
-/// were sent.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        if state.allow_anonymous {
-            return Ok(None);
+impl From<kondate_access::AccessError> for ApiError {
+    fn from(e: kondate_access::AccessError) -> Self {
+        use kondate_access::AccessError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid(_) => Self::invalid(message),
+            E::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            E::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            E::Unauthorized => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message),
+            E::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            E::TooManyAttempts { retry_after_secs } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+            },
+            E::Internal(_) | E::Db(_) => Self::internal(message),
         }
-        return Err(QueryError::Unauthorized.into());
-    };
-    let creds = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.split_once(':')
-                .map(|(t, p)| (t.to_string(), p.to_string()))
-        });
-    let Some((token, secret)) = creds else {
-        return Err(QueryError::Unauthorized.into());
-    };
-    state.tokens.verify(&token, &secret).await?;
-    Ok(Some(token))
+    }
+}
+
+/// Whose queries `caller` may see: its own; anonymous callers only anonymous ones; admins
+/// every one.
+fn asker(caller: &Principal) -> Asker<'_> {
+    if caller.is_admin() {
+        Asker::Internal
+    } else {
+        match caller.token_name() {
+            Some(t) => Asker::Token(t),
+            None => Asker::Anonymous,
+        }
+    }
 }
 
 /// `GET /healthz`: the state database answers.
@@ -309,17 +324,17 @@ async fn render(state: &AppState, r: &QueryRecord, fields: &[String]) -> Result<
 /// `POST /v1/queries`: submit a SELECT; answers 201 with the new query.
 pub async fn create_query(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = authenticate(&state, &headers).await?;
     let req = parse_submit(&headers, &body)?;
     let fields = if req.enable_metadata {
         vec!["manifest_file_url".to_string()]
     } else {
         Vec::new()
     };
-    let record = state.service.submit(token.as_deref(), req).await?;
+    let record = state.service.submit(caller.token_name(), req).await?;
     let body = render(&state, &record, &fields).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -336,10 +351,9 @@ pub async fn show_query(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<FieldsQuery>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = authenticate(&state, &headers).await?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::invalid(format!("query id `{id}` is not an integer")))?;
@@ -362,17 +376,7 @@ pub async fn show_query(
         }
         fields.push(f.to_string());
     }
-    let record = state
-        .service
-        .get(
-            id,
-            if state.allow_anonymous && token.is_none() {
-                None
-            } else {
-                token.as_deref()
-            },
-        )
-        .await?;
+    let record = state.service.get(id, asker(&caller)).await?;
     Ok(Json(render(&state, &record, &fields).await?).into_response())
 }
 

@@ -1,9 +1,9 @@
-//! `/v1/labels…`: label sets, their revisions and exports, and syncs, behind the same token
-//! auth as the query API. The handlers translate HTTP to `kondate_labels` calls only.
+//! `/v1/labels…`: label sets, their revisions and exports, and syncs (scopes `labels:read`
+//! and `labels:sync`, declared with the routes). The handlers translate HTTP to `kondate_labels` calls only.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kondate_labels::LabelsError;
 use kondate_labels::snapshot::{self, ExportFormat};
@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{ApiError, ApiQuery, authenticate};
+use kondate_access::ScopeKind;
+
+use crate::access::{Caller, audited};
+use crate::api::{ApiError, ApiQuery};
 
 impl From<LabelsError> for ApiError {
     fn from(e: LabelsError) -> Self {
@@ -38,10 +41,10 @@ impl From<LabelsError> for ApiError {
 /// `GET /v1/labels`: the project's label sets and their current revisions.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
-    let out = state.labels.list(&state.project).await?;
+    let mut out = state.labels.list(&state.project).await?;
+    out.retain(|s| caller.allows(ScopeKind::LabelsRead, Some(&s.name)));
     Ok(Json(json!({ "label_sets": out })))
 }
 
@@ -49,9 +52,7 @@ pub async fn list(
 pub async fn revisions(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let set = kondate_labels::find(&state.project, &name)?;
     let history = state.labels.history(&set.name).await?;
     Ok(Json(json!({ "name": set.name, "revisions": history })))
@@ -68,9 +69,7 @@ pub async fn export(
     State(state): State<AppState>,
     Path((name, revision)): Path<(String, String)>,
     ApiQuery(params): ApiQuery<ExportParams>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let revision: i64 = revision
         .parse()
         .map_err(|_| ApiError::invalid(format!("revision `{revision}` is not a number")))?;
@@ -121,9 +120,8 @@ pub async fn sync(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<SyncParams>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let who = authenticate(&state, &headers).await?;
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
     let set = kondate_labels::find(&state.project, &name)?;
     let grid = kondate_labels::read_source(&set).await?;
     let opts = kondate_labels::SyncOptions {
@@ -131,14 +129,23 @@ pub async fn sync(
         skip_invalid: params.skip_invalid,
         migrate: params.migrate,
         force: params.force,
-        actor: who.map_or("anonymous".into(), |t| format!("token:{t}")),
+        actor: caller.actor(),
     };
     let report = state.labels.sync(&set, &grid, &opts).await?;
-    Ok(Json(serde_json::to_value(report).map_err(|e| {
+    let body = serde_json::to_value(report).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
             e.to_string(),
         )
-    })?))
+    })?;
+    let params = json!({
+        "dry_run": params.dry_run,
+        "skip_invalid": params.skip_invalid,
+        "migrate": params.migrate,
+        "force": params.force,
+        "outcome": body["outcome"],
+        "revision": body["revision"],
+    });
+    Ok(audited(Json(body).into_response(), params))
 }

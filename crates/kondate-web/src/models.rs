@@ -1,5 +1,5 @@
-//! `/v1/models…` and `/v1/blobs…`: the model registry over HTTP, behind the same token auth
-//! as the query API. A push is three calls, as in OCI registries — ask which files the
+//! `/v1/models…` and `/v1/blobs…`: the model registry over HTTP (scopes `models:read`,
+//! `models:write`, `models:alias`, `models:delete`, declared with the routes). A push is three calls, as in OCI registries — ask which files the
 //! store lacks (`POST /v1/blobs/check`), upload those (`PUT /v1/blobs/{digest}`, streamed and
 //! checked against the digest), then commit the version (`POST /v1/models/{name}/versions`).
 //! Downloads stream `GET /v1/blobs/{digest}`; the client checks the digest.
@@ -18,7 +18,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{ApiError, authenticate};
+use kondate_access::ScopeKind;
+
+use crate::access::{Caller, audited};
+use crate::api::ApiError;
 
 impl From<ModelsError> for ApiError {
     fn from(e: ModelsError) -> Self {
@@ -49,10 +52,6 @@ impl From<ModelsError> for ApiError {
     }
 }
 
-fn actor(who: Option<String>) -> String {
-    who.map_or("anonymous".into(), |t| format!("token:{t}"))
-}
-
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Json<Value>, ApiError> {
     serde_json::to_value(v).map(Json).map_err(|e| {
         ApiError::new(
@@ -74,10 +73,10 @@ fn model_ref(name: &str, selector: &str) -> Result<ModelRef, ApiError> {
 /// `GET /v1/models`: every model, its latest version and aliases.
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
-    let models = state.models.list().await?;
+    let mut models = state.models.list().await?;
+    models.retain(|m| caller.allows(ScopeKind::ModelsRead, Some(&m.name)));
     Ok(Json(json!({ "models": to_json(&models)?.0 })))
 }
 
@@ -85,9 +84,7 @@ pub async fn list(
 pub async fn versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let versions = state.models.versions(&name).await?;
     Ok(Json(
         json!({ "name": name, "versions": to_json(&versions)?.0 }),
@@ -98,9 +95,7 @@ pub async fn versions(
 pub async fn show(
     State(state): State<AppState>,
     Path((name, selector)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let v = state.models.show(&model_ref(&name, &selector)?).await?;
     to_json(&v)
 }
@@ -126,10 +121,9 @@ pub struct CommitBody {
 pub async fn commit(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers).await?;
     let body: CommitBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
     let meta = PushMeta {
@@ -137,28 +131,32 @@ pub async fn commit(
         params: body.params,
         lineage: body.lineage,
         note: body.note,
-        actor: actor(who),
+        actor: caller.actor(),
     };
+    let files = body.files.len();
     let v = state
         .models
         .commit(&name, body.layout, body.files, meta)
         .await?;
-    Ok((StatusCode::CREATED, to_json(&v)?).into_response())
+    let params = json!({"version": v.version, "files": files, "size": v.size});
+    Ok(audited(
+        (StatusCode::CREATED, to_json(&v)?).into_response(),
+        params,
+    ))
 }
 
 /// `DELETE /v1/models/{name}/versions/{N}`.
 pub async fn delete(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authenticate(&state, &headers).await?;
     let n: i64 = version.parse().map_err(|_| {
         ApiError::invalid(format!(
             "`{version}` is not a version number; delete by number"
         ))
     })?;
-    state.models.delete(&name, n, &actor(who)).await?;
+    state.models.delete(&name, n, &caller.actor()).await?;
     Ok(Json(json!({ "deleted": format!("{name}@{n}") })))
 }
 
@@ -172,29 +170,28 @@ pub struct AliasBody {
 pub async fn set_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let who = authenticate(&state, &headers).await?;
+) -> Result<Response, ApiError> {
     let body: AliasBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}; send {{\"version\": N}}")))?;
     let mv = state
         .models
-        .set_alias(&name, &alias, Some(body.version), &actor(who))
+        .set_alias(&name, &alias, Some(body.version), &caller.actor())
         .await?;
-    to_json(&mv)
+    let params = json!({"version": body.version});
+    Ok(audited(to_json(&mv)?.into_response(), params))
 }
 
 /// `DELETE /v1/models/{name}/aliases/{alias}`: remove the alias.
 pub async fn remove_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let who = authenticate(&state, &headers).await?;
     let mv = state
         .models
-        .set_alias(&name, &alias, None, &actor(who))
+        .set_alias(&name, &alias, None, &caller.actor())
         .await?;
     to_json(&mv)
 }
@@ -203,9 +200,7 @@ pub async fn remove_alias(
 pub async fn alias_history(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let moves = state.models.alias_history(&name).await?;
     Ok(Json(json!({ "name": name, "moves": to_json(&moves)?.0 })))
 }
@@ -219,10 +214,8 @@ pub struct CheckBody {
 /// `POST /v1/blobs/check` with `{"blobs": [{digest, size}]}`: which the store lacks.
 pub async fn check_blobs(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let body: CheckBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
     if body.blobs.len() > kondate_core::artifact::MAX_FILES {
@@ -240,7 +233,6 @@ pub async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let digest = parse_digest(&digest)?;
     let size: u64 = headers
         .get(header::CONTENT_LENGTH)
@@ -270,9 +262,7 @@ pub async fn put_blob(
 pub async fn get_blob(
     State(state): State<AppState>,
     Path(digest): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let digest = parse_digest(&digest)?;
     let (size, stream) = state.models.open_blob(digest).await?;
     let mut resp = Body::from_stream(stream).into_response();
@@ -301,10 +291,8 @@ pub struct GcBody {
 /// `POST /v1/blobs/gc` with `{"apply": bool, "grace_seconds": N}`: the gc report.
 pub async fn gc(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
+) -> Result<Response, ApiError> {
     let body: GcBody = if body.is_empty() {
         GcBody::default()
     } else {
@@ -319,5 +307,6 @@ pub async fn gc(
         opts.grace = std::time::Duration::from_secs(s);
     }
     let report = state.models.gc(&opts).await?;
-    to_json(&report)
+    let params = json!({"apply": opts.apply, "grace_seconds": opts.grace.as_secs()});
+    Ok(audited(to_json(&report)?.into_response(), params))
 }

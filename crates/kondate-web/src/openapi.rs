@@ -1,36 +1,248 @@
 //! The OpenAPI 3.1 document for every endpoint the router serves.
 //!
-//! Written as data rather than generated from annotations: the domain types live in crates
-//! that must not depend on an HTTP documentation library, and the document is small. A test
-//! checks that it lists exactly the router's routes.
+//! The operations' prose (summaries, parameters, responses) is written here as data: the
+//! domain types live in crates that must not depend on an HTTP documentation library. What
+//! each route needs — its scope, whether it is audited — is not written here: it is taken
+//! from the router's own table when the document is made, so it cannot drift. Tests check
+//! that every route has its prose and that nothing else is described.
+
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::Extension;
 use serde_json::{Value, json};
 
-/// The (method, path) pairs the document describes; kept equal to the router's.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/metrics"),
-    ("get", "/v1/openapi.json"),
-    ("post", "/v1/queries"),
-    ("get", "/v1/queries/{id}"),
-    ("get", "/v1/objects/{key}"),
-    ("get", "/v1/labels"),
-    ("get", "/v1/labels/{name}/revisions"),
-    ("get", "/v1/labels/{name}/revisions/{revision}/export"),
-    ("post", "/v1/labels/{name}/sync"),
-    ("post", "/v1/results/{name}"),
-    ("get", "/v1/runs"),
-    ("get", "/v1/runs/{id}"),
-    ("get", "/v1/runs/{id}/logs"),
-];
+use crate::access::RouteDoc;
+
+/// The router's table, reachable from the document's handler.
+#[derive(Clone)]
+pub struct Docs(pub Arc<Vec<RouteDoc>>);
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
-/// The document.
-pub fn spec() -> Value {
+/// The operations' prose, one path at a time (one `json!` each keeps the macro within its
+/// recursion limit).
+fn written_paths() -> serde_json::Map<String, Value> {
+    let mut paths = serde_json::Map::new();
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness and state-database check", "responses": {"200": {"description": "healthy"}, "503": {"description": "the state database does not answer"}}}}));
+    paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}));
+    paths.insert("/v1/openapi.json".into(), json!({"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}));
+    paths.insert("/v1/queries".into(), json!({"post": {
+                "summary": "Submit a read-only SELECT; the result is written to the object store as UNLOAD-format gzip CSV parts",
+                "requestBody": {"required": true, "content": {
+                    "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Submit"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Submit"}}}},
+                "responses": {
+                    "201": {"description": "accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
+                    "400": error_response("not a single read-only SELECT, malformed SQL, or placeholders and values differ"),
+                    "429": error_response("the token's concurrency limit and queue are full; retry later")}}}));
+    paths.insert("/v1/queries/{id}".into(), json!({"get": {
+                "summary": "A query's status and, on success, its signed data URLs",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated: __default__, manifest_file_url, select_stmt, created_at, s3_prefix, record_count, format (also accepted as a form body)"}],
+                "responses": {
+                    "200": {"description": "the query", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
+                    "400": error_response("bad id or unknown field"),
+                    "404": error_response("no such query for this token")}}}));
+    paths.insert("/v1/objects/{key}".into(), json!({"get": {
+                "summary": "Download a result object of the local store through its signed URL",
+                "parameters": [
+                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer"}},
+                    {"name": "signature", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the object", "content": {"application/gzip": {}, "application/json": {}, "application/octet-stream": {}}},
+                    "403": error_response("unsigned, tampered or expired URL"),
+                    "404": error_response("the object no longer exists")}}}));
+    paths.insert("/v1/labels".into(), json!({"get": {
+                "summary": "The project's label sets (labels/*.toml) and their current revisions",
+                "responses": {
+                    "200": {"description": "`{label_sets: [{name, table, key, source, columns, revision, fingerprint, definition}]}`", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/labels/{name}/revisions".into(), json!({"get": {
+                "summary": "A label set's revisions, oldest first",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{name, revisions: [{revision, created_at, actor, fingerprint, rows_total, added, changed, removed, skipped_invalid, snapshot_key, migration}]}`", "content": {"application/json": {}}},
+                    "404": error_response("no such label set")}}}));
+    paths.insert("/v1/labels/{name}/revisions/{revision}/export".into(), json!({"get": {
+                "summary": "A revision's rows, exactly as they were, as CSV or Parquet",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "revision", "in": "path", "required": true, "schema": {"type": "integer"}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "parquet"], "default": "csv"}}],
+                "responses": {
+                    "200": {"description": "the rows", "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
+                    "400": error_response("a bad format or revision number"),
+                    "404": error_response("no such label set or revision")}}}));
+    paths.insert("/v1/labels/{name}/sync".into(), json!({"post": {
+                "summary": "Read the label set's source, validate it, and apply the difference to its table as a new revision",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "skip_invalid", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "force", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {
+                    "200": {"description": "the report: `{name, key, outcome (applied|unchanged|no_changes|dry_run), revision, fingerprint, rows, diff, rows_written, invalid, empty_rows, unnamed_columns, migration, snapshot_key}`", "content": {"application/json": {}}},
+                    "400": error_response("invalid rows; nothing was written (the message lists them by row and cell)"),
+                    "404": error_response("no such label set"),
+                    "409": error_response("the definition changed (sync with migrate=true), or another sync holds the lock"),
+                    "422": error_response("the source or the definition cannot be read")}}}));
+    paths.insert("/v1/results/{name}".into(), json!({"post": {
+                "summary": "Write rows into the declared result table `name` (results/NAME.toml): one bulk upsert keyed by the table's key, all rows or none",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "the model that produced the rows, NAME[@N|@ALIAS]"},
+                    {"name": "run_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "publish", "in": "query", "schema": {"type": "string", "enum": ["upsert", "swap"]}},
+                    {"name": "prune", "in": "query", "schema": {"type": "boolean"}, "description": "remove the rows whose keys this write does not contain"},
+                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}, "description": "add the nullable columns the declaration gained"}],
+                "requestBody": {"required": true, "content": {
+                    "text/csv": {}, "application/x-ndjson": {}, "application/vnd.apache.parquet": {}}},
+                "responses": {
+                    "200": {"description": "`{name, table, created, publish, rows, pruned}`", "content": {"application/json": {}}},
+                    "400": error_response("a row that does not fit the declaration (the message names the row and column); nothing was written"),
+                    "404": error_response("no such result table or model"),
+                    "409": error_response("the declaration changed since the table was created"),
+                    "415": error_response("a body that is not CSV, JSON lines or Parquet")}}}));
+    paths.insert("/v1/runs".into(), json!({"get": {
+                "summary": "Recent app runs, newest first",
+                "parameters": [
+                    {"name": "app", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50, "minimum": 1, "maximum": 10000}}],
+                "responses": {
+                    "200": {"description": "`{runs: [Run]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad app name or limit")}}}));
+    paths.insert("/v1/runs/{id}".into(), json!({"get": {
+                "summary": "One run: app, attempt, status (running|succeeded|failed|timed_out|cancelled|lost), command, times, exit code, signal, peak memory, log key, error",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the run", "content": {"application/json": {}}},
+                    "404": error_response("no such run")}}}));
+    paths.insert("/v1/runs/{id}/logs".into(), json!({"get": {
+                "summary": "The run's log, streamed: one line per output line, `TIME out|err TEXT`",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}, "description": "keep the response open until the run ends"},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "start at this byte"}],
+                "responses": {
+                    "200": {"description": "the log", "content": {"text/plain": {}}},
+                    "404": error_response("no such run")}}}));
+    paths.insert("/v1/models".into(), json!({"get": {
+                "summary": "Every model the caller may read, with its latest version and aliases",
+                "responses": {
+                    "200": {"description": "`{models: [{name, latest_version, aliases, created_at, updated_at}]}`", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/models/{name}".into(), json!({"get": {
+                "summary": "A model's versions, oldest first",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{name, versions: [Version]}`", "content": {"application/json": {}}},
+                    "404": error_response("no such model")}}}));
+    paths.insert("/v1/models/{name}/versions".into(), json!({"post": {
+                "summary": "Commit a new version whose files were uploaded (`POST /v1/blobs/check`, `PUT /v1/blobs/{digest}`); answers 201 with the version",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["layout", "files"], "properties": {
+                    "layout": {"type": "string", "enum": ["file", "dir"]},
+                    "files": {"type": "array", "items": {"type": "object", "required": ["path", "digest", "size"], "properties": {"path": {"type": "string"}, "digest": {"type": "string", "description": "sha256:HEX"}, "size": {"type": "integer"}}}},
+                    "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "params": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "lineage": {"type": "object", "description": "`{labels: [{name, revision}], queries: [id], parent: NAME@N}`"},
+                    "note": {"type": "string"}}}}}},
+                "responses": {
+                    "201": {"description": "the version", "content": {"application/json": {}}},
+                    "400": error_response("a bad file list, path, metric or lineage"),
+                    "409": error_response("a file the version names was not uploaded (`missing_blob`)")}}}));
+    paths.insert("/v1/models/{name}/versions/{selector}".into(), json!({
+                "get": {
+                    "summary": "One version, by number, alias or `latest`",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                        {"name": "selector", "in": "path", "required": true, "schema": {"type": "string"}, "description": "N, an alias, or latest"}],
+                    "responses": {
+                        "200": {"description": "the version: files, metrics, params, lineage, note, created_by, created_at", "content": {"application/json": {}}},
+                        "404": error_response("no such model or version")}},
+                "delete": {
+                    "summary": "Delete a version by number (refused while an alias points at it); its files are collected by gc",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                        {"name": "selector", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                    "responses": {
+                        "200": {"description": "`{deleted: NAME@N}`", "content": {"application/json": {}}},
+                        "400": error_response("not a version number"),
+                        "404": error_response("no such model or version"),
+                        "409": error_response("an alias points at the version")}}}));
+    paths.insert("/v1/models/{name}/aliases/{alias}".into(), json!({
+                "put": {
+                    "summary": "Move the alias to a version (`{\"version\": N}`); the move is kept in the alias history",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                        {"name": "alias", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}}}},
+                    "responses": {
+                        "200": {"description": "the move: `{model, alias, from_version, to_version, moved_by, moved_at}`", "content": {"application/json": {}}},
+                        "400": error_response("a bad alias name or body"),
+                        "404": error_response("no such model or version")}},
+                "delete": {
+                    "summary": "Remove the alias; the removal is kept in the alias history",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                        {"name": "alias", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "the move (to_version null)", "content": {"application/json": {}}},
+                        "404": error_response("no such model or alias")}}}));
+    paths.insert("/v1/models/{name}/alias-history".into(), json!({"get": {
+                "summary": "Every alias move of the model, oldest first",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{name, moves: [{model, alias, from_version, to_version, moved_by, moved_at}]}`", "content": {"application/json": {}}},
+                    "404": error_response("no such model")}}}));
+    paths.insert("/v1/blobs/check".into(), json!({"post": {
+                "summary": "Which of these files the store lacks (the first step of a push)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["blobs"], "properties": {"blobs": {"type": "array", "maxItems": 100000, "items": {"type": "object", "required": ["digest", "size"], "properties": {"digest": {"type": "string"}, "size": {"type": "integer"}}}}}}}}},
+                "responses": {
+                    "200": {"description": "`{missing: [digest]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad digest or more than 100,000 files")}}}));
+    paths.insert("/v1/blobs/gc".into(), json!({"post": {
+                "summary": "Collect files no version references, older than the grace period (dry run unless apply)",
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"apply": {"type": "boolean", "default": false}, "grace_seconds": {"type": "integer", "default": 3600}}}}}},
+                "responses": {
+                    "200": {"description": "the report: what was (or would be) deleted", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/blobs/{digest}".into(), json!({
+                "get": {
+                    "summary": "A file's bytes, streamed (the client checks the digest)",
+                    "parameters": [{"name": "digest", "in": "path", "required": true, "schema": {"type": "string"}, "description": "sha256:HEX"}],
+                    "responses": {
+                        "200": {"description": "the bytes", "content": {"application/octet-stream": {}}},
+                        "404": error_response("no such file")}},
+                "put": {
+                    "summary": "Upload a file; streamed into the store and checked against its digest. 201 when stored, 200 when it was there",
+                    "parameters": [{"name": "digest", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "requestBody": {"required": true, "content": {"application/octet-stream": {}}},
+                    "responses": {
+                        "200": {"description": "already stored", "content": {"application/json": {}}},
+                        "201": {"description": "stored", "content": {"application/json": {}}},
+                        "400": error_response("the bytes do not match the digest or the length"),
+                        "411": error_response("no Content-Length")}}}));
+    paths.insert("/v1/audit".into(), json!({"get": {
+                "summary": "The audit trail, newest first: every change and refusal with who, what, on what, parameters, outcome and time",
+                "parameters": [
+                    {"name": "actor", "in": "query", "schema": {"type": "string"}, "description": "exact, or a prefix ending in `*` (`token:*`)"},
+                    {"name": "target", "in": "query", "schema": {"type": "string"}, "description": "exact, or a prefix ending in `*`"},
+                    {"name": "action", "in": "query", "schema": {"type": "string"}},
+                    {"name": "outcome", "in": "query", "schema": {"type": "string", "enum": ["ok", "denied", "unauthorized", "invalid", "failed"]}},
+                    {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339 time, or a duration back from now (`24h`, `7d`)"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "minimum": 1, "maximum": 10000}}],
+                "responses": {
+                    "200": {"description": "`{records: [{id, at, actor, action, target, params, outcome, status, source, client, detail}]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad filter")}}}));
+    paths
+}
+
+/// The operations' prose, by path and method.
+fn written() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -63,164 +275,89 @@ pub fn spec() -> Value {
                     "format": {"type": "string", "enum": ["csv", "parquet"], "default": "csv"}}}
             }
         },
-        "paths": {
-            "/healthz": {"get": {"summary": "Liveness and state-database check", "responses": {"200": {"description": "healthy"}, "503": {"description": "the state database does not answer"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
-            "/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/v1/queries": {"post": {
-                "summary": "Submit a read-only SELECT; the result is written to the object store as UNLOAD-format gzip CSV parts",
-                "security": [{"basic": []}],
-                "requestBody": {"required": true, "content": {
-                    "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Submit"}},
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Submit"}}}},
-                "responses": {
-                    "201": {"description": "accepted", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
-                    "400": error_response("not a single read-only SELECT, malformed SQL, or placeholders and values differ"),
-                    "401": error_response("missing or wrong credentials"),
-                    "429": error_response("the token's concurrency limit and queue are full; retry later")}}},
-            "/v1/queries/{id}": {"get": {
-                "summary": "A query's status and, on success, its signed data URLs",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}},
-                    {"name": "fields", "in": "query", "schema": {"type": "string"}, "description": "comma-separated: __default__, manifest_file_url, select_stmt, created_at, s3_prefix, record_count, format (also accepted as a form body)"}],
-                "responses": {
-                    "200": {"description": "the query", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Query"}}}},
-                    "400": error_response("bad id or unknown field"),
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such query for this token")}}},
-            "/v1/objects/{key}": {"get": {
-                "summary": "Download a result object of the local store through its signed URL",
-                "parameters": [
-                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer"}},
-                    {"name": "signature", "in": "query", "required": true, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "the object", "content": {"application/gzip": {}, "application/json": {}, "application/octet-stream": {}}},
-                    "403": error_response("unsigned, tampered or expired URL"),
-                    "404": error_response("the object no longer exists")}}},
-            "/v1/labels": {"get": {
-                "summary": "The project's label sets (labels/*.toml) and their current revisions",
-                "security": [{"basic": []}],
-                "responses": {
-                    "200": {"description": "`{label_sets: [{name, table, key, source, columns, revision, fingerprint, definition}]}`", "content": {"application/json": {}}},
-                    "401": error_response("missing or wrong credentials")}}},
-            "/v1/labels/{name}/revisions": {"get": {
-                "summary": "A label set's revisions, oldest first",
-                "security": [{"basic": []}],
-                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "`{name, revisions: [{revision, created_at, actor, fingerprint, rows_total, added, changed, removed, skipped_invalid, snapshot_key, migration}]}`", "content": {"application/json": {}}},
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such label set")}}},
-            "/v1/labels/{name}/revisions/{revision}/export": {"get": {
-                "summary": "A revision's rows, exactly as they were, as CSV or Parquet",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "revision", "in": "path", "required": true, "schema": {"type": "integer"}},
-                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "parquet"], "default": "csv"}}],
-                "responses": {
-                    "200": {"description": "the rows", "content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
-                    "400": error_response("a bad format or revision number"),
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such label set or revision")}}},
-            "/v1/labels/{name}/sync": {"post": {
-                "summary": "Read the label set's source, validate it, and apply the difference to its table as a new revision",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "skip_invalid", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "force", "in": "query", "schema": {"type": "boolean"}}],
-                "responses": {
-                    "200": {"description": "the report: `{name, key, outcome (applied|unchanged|no_changes|dry_run), revision, fingerprint, rows, diff, rows_written, invalid, empty_rows, unnamed_columns, migration, snapshot_key}`", "content": {"application/json": {}}},
-                    "400": error_response("invalid rows; nothing was written (the message lists them by row and cell)"),
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such label set"),
-                    "409": error_response("the definition changed (sync with migrate=true), or another sync holds the lock"),
-                    "422": error_response("the source or the definition cannot be read")}}},
-            "/v1/results/{name}": {"post": {
-                "summary": "Write rows into the declared result table `name` (results/NAME.toml): one bulk upsert keyed by the table's key, all rows or none",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "the model that produced the rows, NAME[@N|@ALIAS]"},
-                    {"name": "run_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "publish", "in": "query", "schema": {"type": "string", "enum": ["upsert", "swap"]}},
-                    {"name": "prune", "in": "query", "schema": {"type": "boolean"}, "description": "remove the rows whose keys this write does not contain"},
-                    {"name": "migrate", "in": "query", "schema": {"type": "boolean"}, "description": "add the nullable columns the declaration gained"}],
-                "requestBody": {"required": true, "content": {
-                    "text/csv": {}, "application/x-ndjson": {}, "application/vnd.apache.parquet": {}}},
-                "responses": {
-                    "200": {"description": "`{name, table, created, publish, rows, pruned}`", "content": {"application/json": {}}},
-                    "400": error_response("a row that does not fit the declaration (the message names the row and column); nothing was written"),
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such result table or model"),
-                    "409": error_response("the declaration changed since the table was created"),
-                    "415": error_response("a body that is not CSV, JSON lines or Parquet")}}},
-            "/v1/runs": {"get": {
-                "summary": "Recent app runs, newest first",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "app", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50, "minimum": 1, "maximum": 10000}}],
-                "responses": {
-                    "200": {"description": "`{runs: [Run]}`", "content": {"application/json": {}}},
-                    "400": error_response("a bad app name or limit"),
-                    "401": error_response("missing or wrong credentials")}}},
-            "/v1/runs/{id}": {"get": {
-                "summary": "One run: app, attempt, status (running|succeeded|failed|timed_out|cancelled|lost), command, times, exit code, signal, peak memory, log key, error",
-                "security": [{"basic": []}],
-                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "the run", "content": {"application/json": {}}},
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such run")}}},
-            "/v1/runs/{id}/logs": {"get": {
-                "summary": "The run's log, streamed: one line per output line, `TIME out|err TEXT`",
-                "security": [{"basic": []}],
-                "parameters": [
-                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "follow", "in": "query", "schema": {"type": "boolean"}, "description": "keep the response open until the run ends"},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "start at this byte"}],
-                "responses": {
-                    "200": {"description": "the log", "content": {"text/plain": {}}},
-                    "401": error_response("missing or wrong credentials"),
-                    "404": error_response("no such run")}}}
-        }
+        "paths": {}
     })
 }
 
-/// `GET /v1/openapi.json`.
-pub async fn document() -> Json<Value> {
-    Json(spec())
+/// The document for the routes in `routes`: the written prose of each operation, with its
+/// security and scope filled in from the table.
+pub fn spec(routes: &[RouteDoc]) -> Value {
+    let mut doc = written();
+    let written_paths = Value::Object(written_paths());
+    let mut paths = serde_json::Map::new();
+    for r in routes {
+        let mut op = written_paths[r.path][r.method].clone();
+        if op.is_null() {
+            // A test keeps this from happening; the document still lists the route.
+            op = json!({"summary": "(not yet described)", "responses": {}});
+        }
+        let op_obj = op.as_object_mut().expect("operations are objects");
+        if let Some(kind) = r.need.scope() {
+            op_obj.insert("security".into(), json!([{"basic": []}]));
+            op_obj.insert(
+                "x-kondate-scope".into(),
+                json!({"scope": kind.as_str(), "needs": r.need.describe()}),
+            );
+            let summary = op_obj
+                .get("summary")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            op_obj.insert(
+                "summary".into(),
+                json!(format!("{summary} — needs `{}`", kind.as_str())),
+            );
+            let responses = op_obj
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("responses are objects");
+            responses
+                .entry("401")
+                .or_insert_with(|| error_response("missing or wrong credentials"));
+            responses.entry("403").or_insert_with(|| {
+                error_response(&format!(
+                    "the token lacks the scope ({}); the message names the scope needed",
+                    r.need.describe()
+                ))
+            });
+            responses.entry("429").or_insert_with(|| {
+                error_response(
+                    "too many failed sign-in attempts from this address or for this token, or \
+                     (queries) the token's concurrency limit and queue are full",
+                )
+            });
+        }
+        if let Some(action) = r.action {
+            op_obj.insert("x-kondate-audited-as".into(), json!(action));
+        }
+        paths
+            .entry(r.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(r.method.into(), op);
+    }
+    doc["paths"] = Value::Object(paths);
+    doc
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `GET /v1/openapi.json`.
+pub async fn document(Extension(Docs(routes)): Extension<Docs>) -> Json<Value> {
+    Json(spec(&routes))
+}
 
-    #[test]
-    fn document_lists_exactly_the_routes() {
-        let spec = spec();
-        let paths = spec["paths"].as_object().unwrap();
-        let mut listed: Vec<(String, String)> = paths
-            .iter()
-            .flat_map(|(p, ops)| {
-                ops.as_object()
-                    .unwrap()
-                    .keys()
-                    .map(move |m| (m.clone(), p.clone()))
-            })
-            .collect();
-        listed.sort();
-        let mut want: Vec<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
-        want.sort();
-        assert_eq!(listed, want);
-    }
+/// The (method, path) pairs that have written prose.
+pub fn written_operations() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = written_paths()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .expect("path item")
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -9,13 +9,16 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
+use kondate_access::ScopeKind;
 use kondate_core::artifact::ModelRef;
 use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 use serde::Deserialize;
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::AppState;
-use crate::api::{ApiError, ApiQuery, authenticate};
+use crate::access::{Caller, audited};
+use crate::api::{ApiError, ApiQuery};
 
 impl From<ResultsError> for ApiError {
     fn from(e: ResultsError) -> Self {
@@ -79,10 +82,15 @@ pub async fn write(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiQuery(params): ApiQuery<WriteParams>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
+    // `results:write` on the table is checked with the route; deleting the rows a write
+    // does not touch needs `results:prune` on it too.
+    if params.prune {
+        caller.require(ScopeKind::ResultsPrune, Some(&name))?;
+    }
     let decl = ResultTable::load(&state.project.root, &name)?;
     let ext = extension(&headers)?;
     let (model_name, model_version) = match &params.model {
@@ -144,7 +152,18 @@ pub async fn write(
         migrate: params.migrate,
     };
     let now = chrono::Utc::now().timestamp_millis();
+    let audit_params = json!({
+        "model": params.model,
+        "run_id": meta.run_id,
+        "publish": format!("{:?}", opts.publish).to_lowercase(),
+        "prune": opts.prune,
+        "migrate": opts.migrate,
+        "rows": rows.len(),
+    });
     let report =
         kondate_results::table::write(&state.service_db, &decl, &rows, &meta, opts, now).await?;
-    Ok((StatusCode::OK, Json(report)).into_response())
+    Ok(audited(
+        (StatusCode::OK, Json(report)).into_response(),
+        audit_params,
+    ))
 }

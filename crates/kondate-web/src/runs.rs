@@ -1,11 +1,11 @@
-//! `/v1/runs…`: recorded app runs and their logs, behind the same token auth as the query
-//! API. A log is streamed as `text/plain` (one line per output line: time, `out`|`err`,
+//! `/v1/runs…`: recorded app runs and their logs (scope `runs:read`, narrowed by app name).
+//! A log is streamed as `text/plain` (one line per output line: time, `out`|`err`,
 //! text); with `follow=true` the response stays open until the run ends.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use kondate_apps::AppsError;
@@ -13,7 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::{ApiError, ApiQuery, authenticate};
+use kondate_access::ScopeKind;
+
+use crate::access::Caller;
+use crate::api::{ApiError, ApiQuery};
 
 impl From<AppsError> for ApiError {
     fn from(e: AppsError) -> Self {
@@ -41,9 +44,8 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<ListParams>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     if let Some(app) = &p.app {
         kondate_core::names::validate_name("app name", app)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -52,7 +54,8 @@ pub async fn list(
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 10000"));
     }
-    let runs = state.runs.list(p.app.as_deref(), limit).await?;
+    let mut runs = state.runs.list(p.app.as_deref(), limit).await?;
+    runs.retain(|r| caller.allows(ScopeKind::RunsRead, Some(&r.app)));
     Ok(Json(json!({ "runs": runs })))
 }
 
@@ -60,10 +63,10 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers).await?;
     let run = state.runs.get(&id).await?;
+    caller.require(ScopeKind::RunsRead, Some(&run.app))?;
     Ok(Json(json!(run)))
 }
 
@@ -80,11 +83,11 @@ pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<LogParams>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
-    // Unknown runs are a 404 before the body starts.
-    state.runs.get(&id).await?;
+    // Unknown runs are a 404, and other apps' runs a 403, before the body starts.
+    let run = state.runs.get(&id).await?;
+    caller.require(ScopeKind::RunsRead, Some(&run.app))?;
     let body = state
         .runs
         .log_stream(&id, p.offset, p.follow)

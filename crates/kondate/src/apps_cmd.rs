@@ -13,9 +13,9 @@ use kondate_apps::runs::{Credentials, parse_env_arg};
 use kondate_apps::{AppDefinition, Apps, AppsError, RunInfo, RunRequest, Runs};
 use kondate_core::{Project, SystemClock};
 use kondate_db::Database;
-use kondate_query::tokens::Tokens;
 use kondate_store::Store;
 
+use crate::cli_access::CliNeed;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -117,6 +117,27 @@ pub enum AppsCmd {
     },
 }
 
+impl AppsCmd {
+    /// What the command needs (see `cli_access`): definitions are the project's own files;
+    /// runs and their logs are records.
+    pub fn need(&self) -> CliNeed {
+        use kondate_access::ScopeKind::*;
+        match self {
+            AppsCmd::List { .. }
+            | AppsCmd::Show { .. }
+            | AppsCmd::Check { .. }
+            | AppsCmd::Render { .. } => CliNeed::none(),
+            AppsCmd::Run { name, .. } => CliNeed::change(RunsLaunch, name, "apps.run"),
+            AppsCmd::Runs {
+                name: Some(name), ..
+            } => CliNeed::on(RunsRead, name),
+            AppsCmd::Runs { name: None, .. } | AppsCmd::ShowRun { .. } | AppsCmd::Logs { .. } => {
+                CliNeed::every(RunsRead)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Target {
     Ecs,
@@ -138,14 +159,12 @@ fn failure(e: AppsError) -> Failure {
     }
 }
 
-/// Run tokens from the query API's token table.
+/// Run tokens from the state database, with the scopes the app definition declares and
+/// never more than the one who launches the run holds.
 struct TokenCredentials {
-    tokens: Tokens,
+    tokens: kondate_access::Tokens,
     url: String,
-}
-
-fn token_name(run_id: &str) -> String {
-    format!("run-{run_id}")
+    launcher: kondate_access::Principal,
 }
 
 #[async_trait::async_trait]
@@ -154,17 +173,43 @@ impl Credentials for TokenCredentials {
         self.url.clone()
     }
 
-    async fn issue(&self, run_id: &str, ttl: Duration) -> Result<(String, String), String> {
+    async fn issue(
+        &self,
+        run_id: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<(String, String), String> {
+        let scopes = kondate_access::Scopes::new(
+            scopes
+                .iter()
+                .map(|s| kondate_access::Scope::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+        );
+        let beyond: Vec<String> = scopes
+            .iter()
+            .filter(|s| !self.launcher.covers(s))
+            .map(|s| s.to_string())
+            .collect();
+        if !beyond.is_empty() {
+            return Err(format!(
+                "the app's run would need {} which {} does not hold; a run never gets more \
+                 than the one who launches it",
+                beyond.join(", "),
+                self.launcher.actor()
+            ));
+        }
         let t = self
             .tokens
-            .create_expiring(&token_name(run_id), ttl)
+            .create_for_run(run_id, &scopes, ttl, &self.launcher.actor())
             .await
             .map_err(|e| e.to_string())?;
         Ok((t.name, t.secret))
     }
 
     async fn revoke(&self, run_id: &str) {
-        if let Err(e) = self.tokens.delete(&token_name(run_id)).await {
+        let name = kondate_access::tokens::run_token_name(run_id);
+        if let Err(e) = self.tokens.delete(&name).await {
             tracing::warn!(run = run_id, error = %e, "could not delete the run's token; it expires on its own");
         }
     }
@@ -178,8 +223,9 @@ pub async fn open_runs(project: &Project) -> Result<Runs, Failure> {
     let store = Store::open(&config.store, &config.public_url())?;
     let clock: Arc<dyn kondate_core::Clock> = Arc::new(SystemClock);
     let credentials = TokenCredentials {
-        tokens: Tokens::new(db.clone(), clock.clone()),
+        tokens: kondate_access::Access::new(db.clone(), clock.clone()).tokens,
         url: config.public_url(),
+        launcher: crate::cli_access::principal_now(),
     };
     Ok(Runs {
         clock,
@@ -287,6 +333,10 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
             }
             println!("# {} ({})", def.name, def.path.display());
             println!("{}", serde_json::to_string_pretty(&def.evaluated)?);
+            println!(
+                "# the run's token may: {} (declare more under `kondate`)",
+                def.access.scopes().join(" ")
+            );
             let ignored: Vec<_> = def
                 .notes
                 .iter()

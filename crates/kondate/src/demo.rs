@@ -12,7 +12,6 @@ use kondate_core::Project;
 use kondate_warehouse::{LoadOptions, TableName};
 
 use crate::output::client_failure;
-use crate::tokens_cmd::query_failure;
 use crate::{CmdResult, Failure};
 
 #[derive(clap::Args)]
@@ -28,6 +27,8 @@ pub struct DemoArgs {
     serve: bool,
 }
 
+/// The user that owns the demo's token.
+const DEMO_USER: &str = "demo@localhost";
 /// Recipes the demo's annotators have labelled.
 const LABELLED: u64 = 5_000;
 
@@ -175,11 +176,27 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         project.config.server.public_url = Some(endpoint.clone());
     }
     let state = crate::serve_cmd::state(&project).await?;
-    let token = state
-        .tokens
-        .create_or_rotate("demo")
+    // The demo's token is owned by a demo user and may only query: what the Python
+    // example at the end needs. The apps get tokens of their own, made for each run.
+    let access = &state.access;
+    access
+        .users
+        .ensure(DEMO_USER, &["viewer".to_string()], &crate::actor())
         .await
-        .map_err(query_failure)?;
+        .map_err(crate::cli_access::access_failure)?;
+    let token = access
+        .tokens
+        .create_or_rotate(kondate_access::NewTokenRequest {
+            name: "demo".into(),
+            owner: DEMO_USER.into(),
+            scopes: kondate_access::Scopes::new(vec![kondate_access::Scope::all(
+                kondate_access::ScopeKind::Query,
+            )]),
+            expires_in: None,
+            created_by: crate::actor(),
+        })
+        .await
+        .map_err(crate::cli_access::access_failure)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kondate_web::serve(listener, state, async {
         let _ = stop_rx.await;

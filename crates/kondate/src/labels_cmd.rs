@@ -8,6 +8,7 @@ use kondate_labels::snapshot::{self, ExportFormat};
 use kondate_labels::sync::Labels;
 use kondate_labels::{LabelsError, Outcome, SyncOptions, SyncReport};
 
+use crate::cli_access::CliNeed;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -70,6 +71,20 @@ pub enum LabelsCmd {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+impl LabelsCmd {
+    /// What the command needs (see `cli_access`).
+    pub fn need(&self) -> CliNeed {
+        use kondate_access::ScopeKind::*;
+        match self {
+            LabelsCmd::List { .. } => CliNeed::every(LabelsRead),
+            LabelsCmd::Diff { name, .. }
+            | LabelsCmd::History { name, .. }
+            | LabelsCmd::Export { name, .. } => CliNeed::on(LabelsRead, name),
+            LabelsCmd::Sync { name, .. } => CliNeed::change(LabelsSync, name, "labels.sync"),
+        }
+    }
 }
 
 /// File formats of `labels export`.

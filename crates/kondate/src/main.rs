@@ -2,6 +2,8 @@
 //! library crates.
 
 mod apps_cmd;
+mod audit_cmd;
+mod cli_access;
 mod demo;
 mod demo_data;
 mod labels_cmd;
@@ -11,12 +13,14 @@ mod query_cmd;
 mod results_cmd;
 mod serve_cmd;
 mod tokens_cmd;
+mod users_cmd;
 mod warehouse_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cli_access::{CliNeed, guarded};
 use kondate_core::Project;
 
 /// Exit codes with a meaning scripts can rely on.
@@ -27,6 +31,9 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// The query ran and the warehouse reported an error.
     pub const QUERY_FAILED: u8 = 3;
+    /// Not allowed: the command's principal (a token, inside an app run) lacks the scope,
+    /// or its credentials are not valid.
+    pub const FORBIDDEN: u8 = 4;
 }
 
 /// An error with the exit code it should end the process with.
@@ -119,9 +126,17 @@ enum Command {
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
-    /// Manage API tokens (HTTP Basic credentials for the query API).
+    /// API tokens: credentials for programs, owned by a user, with scopes.
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCmd),
+    /// Users: people, by e-mail, with roles (viewer, editor, admin) and scopes.
+    #[command(subcommand)]
+    Users(users_cmd::UsersCmd),
+    /// The audit trail: every change and refusal, with who, what, on what and when.
+    #[command(
+        after_help = "Examples:\n  kondate audit --since 24h\n  kondate audit --actor 'token:*' --outcome denied\n  kondate audit --target recipe-category@production --format json"
+    )]
+    Audit(audit_cmd::AuditArgs),
     /// The reference recipe project's jobs (examples/recipes), built into kondate so that
     /// `kondate demo` runs them as apps without a second build; they talk to the server
     /// like any job, through the client and the run's token.
@@ -168,12 +183,10 @@ fn init_logging(default: &str) {
     }
 }
 
-/// Who runs a command from the terminal, for histories (label revisions, alias moves).
+/// Who runs a command, for histories (label revisions, alias moves): `cli:USER`, or the
+/// token the command acts as (see `cli_access`).
 pub fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    cli_access::actor()
 }
 
 /// Load the project the command runs in.
@@ -197,14 +210,45 @@ async fn run(cli: Cli) -> CmdResult {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve { listen } => serve_cmd::run(load_project(project)?, listen).await,
+        Command::Serve { listen } => {
+            // Serving hands out everything the project holds: the operator's (admin's).
+            let p = load_project(project)?;
+            let need = CliNeed::every(kondate_access::ScopeKind::Admin);
+            guarded(&p, need, serve_cmd::run(p.clone(), listen)).await
+        }
         Command::Query(args) => query_cmd::run(project, args).await,
-        Command::Labels(cmd) => labels_cmd::run(load_project(project)?, cmd).await,
-        Command::Models(cmd) => models_cmd::run(load_project(project)?, cmd).await,
-        Command::Apps(cmd) => apps_cmd::run(load_project(project)?, cmd).await,
-        Command::Results(cmd) => results_cmd::run(load_project(project)?, cmd).await,
-        Command::Warehouse(cmd) => warehouse_cmd::run(load_project(project)?, cmd).await,
-        Command::Tokens(cmd) => tokens_cmd::run(load_project(project)?, cmd).await,
+        Command::Labels(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), labels_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Models(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), models_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Apps(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), apps_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Results(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), results_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Warehouse(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), warehouse_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Tokens(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), tokens_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Users(cmd) => {
+            let p = load_project(project)?;
+            guarded(&p, cmd.need(), users_cmd::run(p.clone(), cmd)).await
+        }
+        Command::Audit(args) => {
+            let p = load_project(project)?;
+            guarded(&p, args.need(), audit_cmd::run(p.clone(), args)).await
+        }
         Command::ExampleJob { job } => {
             use kondate_example_recipes::jobs;
             let client = kondate_client::Client::from_env().map_err(output::client_failure)?;

@@ -9,6 +9,7 @@ use kondate_core::Project;
 use kondate_core::artifact::{ModelRef, Selector};
 use kondate_models::{GcOptions, LabelRef, Lineage, Models, ModelsError, PushMeta, VersionInfo};
 
+use crate::cli_access::CliNeed;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -113,6 +114,50 @@ pub enum ModelsCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+}
+
+/// The model a reference names (`recipe-clf@3` → `recipe-clf`), for scope checks; an
+/// unreadable reference is refused by the command itself.
+fn model_of(reference: &str) -> String {
+    kondate_core::artifact::ModelRef::parse(reference)
+        .map(|r| r.name)
+        .unwrap_or_else(|_| reference.to_string())
+}
+
+impl ModelsCmd {
+    /// What the command needs (see `cli_access`).
+    pub fn need(&self) -> CliNeed {
+        use kondate_access::ScopeKind::*;
+        match self {
+            ModelsCmd::Push { name, .. } => CliNeed::change(ModelsWrite, name, "models.push"),
+            ModelsCmd::List {
+                name: Some(name), ..
+            }
+            | ModelsCmd::History { name, .. } => CliNeed::on(ModelsRead, name),
+            ModelsCmd::List { name: None, .. } => CliNeed::every(ModelsRead),
+            ModelsCmd::Show { reference, .. } | ModelsCmd::Pull { reference, .. } => {
+                CliNeed::on(ModelsRead, &model_of(reference))
+            }
+            ModelsCmd::Alias {
+                name,
+                alias,
+                remove,
+                ..
+            } => CliNeed::change(
+                ModelsAlias,
+                &format!("{name}@{alias}"),
+                if *remove {
+                    "models.alias.remove"
+                } else {
+                    "models.alias.set"
+                },
+            ),
+            ModelsCmd::Delete { reference } => {
+                CliNeed::change(ModelsDelete, &model_of(reference), "models.delete")
+            }
+            ModelsCmd::Gc { .. } => CliNeed::change_every(ModelsDelete, None, "models.gc"),
+        }
+    }
 }
 
 fn failure(e: ModelsError) -> Failure {

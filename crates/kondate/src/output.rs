@@ -175,3 +175,13 @@ pub fn client_failure(e: ClientError) -> Failure {
         e => Failure::from(e),
     }
 }
+
+/// Map a query-service error to an exit code: bad input is 2, the rest 1.
+pub fn query_failure(e: kondate_query::QueryError) -> Failure {
+    match e {
+        kondate_query::QueryError::InvalidParameter(_) | kondate_query::QueryError::NotFound(_) => {
+            Failure::invalid(e.to_string())
+        }
+        e => Failure::from(e),
+    }
+}

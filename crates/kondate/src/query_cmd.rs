@@ -7,8 +7,9 @@ use kondate_client::{ColumnInfo, PartSource, ResultSet};
 use kondate_query::{Status, SubmitRequest};
 use kondate_warehouse::ResultFormat;
 
+use crate::cli_access::{CliNeed, guarded};
+use crate::output::query_failure;
 use crate::output::{RowFormat, client_failure, write_result};
-use crate::tokens_cmd::query_failure;
 use crate::{CmdResult, Failure};
 
 #[derive(clap::Args)]
@@ -54,8 +55,16 @@ pub async fn run(project: Option<&Path>, args: QueryArgs) -> CmdResult {
                 .map_err(client_failure)?
         }
         None => {
+            // In-process, the command itself must hold `query` (a server checks its own).
             let project = configured.expect("loaded above");
-            in_process(&project.config, &args.sql, &args.values).await?
+            let mut rs = None;
+            let need = CliNeed::every(kondate_access::ScopeKind::Query);
+            guarded(&project, need, async {
+                rs = Some(in_process(&project.config, &args.sql, &args.values).await?);
+                Ok(())
+            })
+            .await?;
+            rs.expect("set when the query ran")
         }
     };
     let n = write_result(rs, args.format, args.out.as_deref()).await?;

@@ -9,6 +9,7 @@ use kondate_db::Database;
 use kondate_results::input::read_files;
 use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
+use crate::cli_access::CliNeed;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -66,6 +67,23 @@ pub enum ResultsCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+}
+
+impl ResultsCmd {
+    /// What the command needs (see `cli_access`).
+    pub fn need(&self) -> CliNeed {
+        use kondate_access::ScopeKind::*;
+        match self {
+            ResultsCmd::List { .. } => CliNeed::none(),
+            ResultsCmd::Write { name, prune, .. } => {
+                let need = CliNeed::change(ResultsWrite, name, "results.write");
+                if *prune { need.and(ResultsPrune) } else { need }
+            }
+            ResultsCmd::Export { name, .. } => {
+                CliNeed::change(ResultsWrite, name, "results.export")
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -7,7 +7,7 @@ use kondate_core::Project;
 use kondate_web::{AppState, Metrics};
 
 use crate::CmdResult;
-use crate::tokens_cmd::query_failure;
+use crate::output::query_failure;
 
 /// Build the server's state from a project.
 pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
@@ -38,8 +38,8 @@ pub async fn state(project: &Project) -> Result<AppState, crate::Failure> {
     Ok(AppState {
         service_db,
         runs,
+        access: kondate_access::Access::new(opened.db.clone(), Arc::new(kondate_core::SystemClock)),
         service: opened.service,
-        tokens: opened.tokens,
         store: opened.store,
         allow_anonymous: project.config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),

@@ -6,6 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use kondate_core::Project;
 use kondate_warehouse::{InputFormat, LoadOptions, TableName, WarehouseError};
 
+use crate::cli_access::CliNeed;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -50,6 +51,23 @@ pub enum WarehouseCmd {
     /// Drop a table and delete its files.
     #[command(after_help = "Example:\n  kondate warehouse drop recipes.recipes")]
     Drop { table: String },
+}
+
+impl WarehouseCmd {
+    /// What the command needs (see `cli_access`): loading and dropping tables change the
+    /// warehouse directly, which only admins may.
+    pub fn need(&self) -> CliNeed {
+        use kondate_access::ScopeKind::*;
+        match self {
+            WarehouseCmd::Load { table, .. } => {
+                CliNeed::change_every(Admin, Some(table), "warehouse.load")
+            }
+            WarehouseCmd::Drop { table } => {
+                CliNeed::change_every(Admin, Some(table), "warehouse.drop")
+            }
+            WarehouseCmd::Tables { .. } => CliNeed::every(Query),
+        }
+    }
 }
 
 fn warehouse_failure(e: WarehouseError) -> Failure {

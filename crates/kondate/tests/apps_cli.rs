@@ -213,3 +213,102 @@ fn show_never_prints_secret_values_and_render_prints_each_target() {
         out(&o)
     );
 }
+
+#[test]
+fn a_run_token_holds_only_what_its_definition_declares() {
+    let (_d, root) = project();
+    let bin = env!("CARGO_BIN_EXE_kondate");
+    std::fs::write(root.join("model.bin"), b"weights").unwrap();
+    let o = kondate(&root)
+        .args(["models", "push", "m", "model.bin"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", out(&o));
+    // The job moves the alias with the CLI, which acts as the run's token inside a run.
+    let mover = |extra: &str| {
+        format!(
+            "{{ app: {{ command: ['sh', '-c', '\"$KONDATE_BIN\" models alias m production 1'] }}, {extra} }}"
+        )
+    };
+    app(&root, "undeclared.jsonnet", &mover(""));
+    app(
+        &root,
+        "declared.jsonnet",
+        &mover("kondate: { scopes: ['models:alias=m@production'] }"),
+    );
+    let run = |name: &str| {
+        kondate(&root)
+            .args(["apps", "run", name, "-e", &format!("KONDATE_BIN={bin}")])
+            .args(["-e", &format!("KONDATE_PROJECT={}", root.display())])
+            .output()
+            .unwrap()
+    };
+    let o = run("undeclared");
+    let (stdout, stderr) = out(&o);
+    assert_eq!(o.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("models:alias=m@production")
+            || stdout.contains("models:alias=m@production"),
+        "the refusal names the scope: {stdout}\n{stderr}"
+    );
+    let o = run("declared");
+    assert_eq!(o.status.code(), Some(0), "{:?}", out(&o));
+    // `apps show` says what the run's token may do.
+    let o = kondate(&root)
+        .args(["apps", "show", "declared"])
+        .output()
+        .unwrap();
+    assert!(
+        out(&o)
+            .0
+            .contains("query labels:read models:read models:alias=m@production"),
+        "{:?}",
+        out(&o)
+    );
+    // The move is in the trail, by the run's token; the refusal too.
+    let o = kondate(&root)
+        .args(["audit", "--action", "models.alias.set", "--format", "json"])
+        .output()
+        .unwrap();
+    let trail: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<(String, String)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes.iter().all(|(a, _)| a.starts_with("token:run-")));
+    assert_eq!(outcomes[0].1, "ok");
+    assert_eq!(outcomes[1].1, "denied");
+}
+
+#[test]
+fn run_scopes_in_a_definition_are_checked_with_file_and_line() {
+    let (_d, root) = project();
+    app(
+        &root,
+        "bad.jsonnet",
+        "{\n  app: { command: ['true'] },\n  kondate: { scopes: ['models:push'] },\n}\n",
+    );
+    let o = kondate(&root).args(["apps", "check"]).output().unwrap();
+    let (stdout, stderr) = out(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("bad.jsonnet:3"), "{all}");
+    assert!(all.contains("unknown scope `models:push`"), "{all}");
+    app(
+        &root,
+        "bad.jsonnet",
+        "{ app: { command: ['true'] }, kondate: { scopes: ['admin'] } }",
+    );
+    let o = kondate(&root).args(["apps", "check"]).output().unwrap();
+    let all = format!("{}{}", out(&o).0, out(&o).1);
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(all.contains("cannot be admin"), "{all}");
+}

@@ -121,25 +121,196 @@ fn warehouse_tables_and_drop() {
 }
 
 #[test]
-fn tokens_create_list_disable() {
+fn tokens_create_list_rotate_disable() {
     let dir = project();
     let p = dir.path().join("p");
-    let o = kondate(&p, &["tokens", "create", "job", "--format", "json"]);
+    // A token needs an owner, and the owner must exist.
+    let o = kondate(
+        &p,
+        &["tokens", "create", "job", "--owner", "ml@example.com"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("kondate users add ml@example.com"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kondate(&p, &["users", "add", "ml@example.com", "--role", "editor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Never more than the owner: an editor cannot give a token models:delete.
+    let o = kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "job",
+            "--owner",
+            "ml@example.com",
+            "--scope",
+            "models:delete",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("more scopes than its owner"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "job",
+            "--owner",
+            "ml@example.com",
+            "--scope",
+            "query",
+            "--scope",
+            "models:write=recipe-*",
+            "--expires",
+            "30d",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(t["secret"].as_str().unwrap().len(), 64);
-    let o = kondate(&p, &["tokens", "create", "job"]);
+    assert_eq!(
+        t["scopes"],
+        serde_json::json!(["query", "models:write=recipe-*"])
+    );
+    assert!(t["expires_at"].is_string());
+    let o = kondate(
+        &p,
+        &["tokens", "create", "job", "--owner", "ml@example.com"],
+    );
     assert_eq!(o.status.code(), Some(2), "duplicate name");
+    let o = kondate(&p, &["tokens", "rotate", "job", "--format", "json"]);
+    let rotated: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_ne!(rotated["secret"], t["secret"]);
     let o = kondate(&p, &["tokens", "disable", "job"]);
     assert!(o.status.success());
     let o = kondate(&p, &["tokens", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(list[0]["enabled"], false);
-    assert!(
-        !stdout(&o).contains(t["secret"].as_str().unwrap()),
-        "secrets are never listed"
+    assert_eq!(list[0]["owner"], "ml@example.com");
+    assert_eq!(list[0]["kind"], "token");
+    for secret in [&t["secret"], &rotated["secret"]] {
+        assert!(
+            !stdout(&o).contains(secret.as_str().unwrap()),
+            "secrets are never listed"
+        );
+    }
+    let o = kondate(
+        &p,
+        &["tokens", "create", "../x", "--owner", "ml@example.com"],
     );
-    let o = kondate(&p, &["tokens", "create", "../x"]);
     assert_eq!(o.status.code(), Some(2));
+    // Every change above is in the audit trail, the refused ones too.
+    let o = kondate(&p, &["audit", "--format", "json", "--limit", "100"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trail: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let actions: Vec<(&str, &str)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .filter(|(a, _)| a.starts_with("tokens.") || a.starts_with("users."))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("tokens.create", "invalid"),
+            ("users.add", "ok"),
+            ("tokens.create", "invalid"),
+            ("tokens.create", "ok"),
+            ("tokens.create", "invalid"),
+            ("tokens.rotate", "ok"),
+            ("tokens.disable", "ok"),
+            ("tokens.create", "invalid"),
+        ]
+    );
+    assert!(trail[0]["actor"].as_str().unwrap().starts_with("cli:"));
+}
+
+#[test]
+fn a_command_run_as_a_token_may_do_only_what_the_token_may() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(&p, &["users", "add", "pe@example.com", "--role", "viewer"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "reader",
+            "--owner",
+            "pe@example.com",
+            "--format",
+            "json",
+        ],
+    );
+    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let as_token = |args: &[&str], secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kondate"))
+            .args(args)
+            .current_dir(&p)
+            .env_remove("KONDATE_PROJECT")
+            .env("KONDATE_TOKEN", "reader")
+            .env("KONDATE_TOKEN_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let secret = t["secret"].as_str().unwrap();
+    // It may query…
+    let o = as_token(&["query", "SELECT 1 AS x"], secret);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // …but not move an alias, manage tokens or read the trail: exit 4, naming the scope.
+    let o = as_token(&["models", "alias", "m", "production", "1"], secret);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("models:alias=m@production"),
+        "{}",
+        stderr(&o)
+    );
+    let o = as_token(&["tokens", "list"], secret);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("admin"), "{}", stderr(&o));
+    // A wrong secret is refused as such.
+    let o = as_token(&["query", "SELECT 1"], "wrong");
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("not valid"), "{}", stderr(&o));
+    // The refusals are recorded, by the token.
+    let o = kondate(
+        &p,
+        &["audit", "--actor", "token:reader", "--format", "json"],
+    );
+    let trail: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let denied: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "denied")
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(denied, ["tokens list", "models.alias.set"]);
+    assert!(
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["outcome"] == "unauthorized"),
+        "the wrong secret is recorded too"
+    );
 }
 
 #[test]

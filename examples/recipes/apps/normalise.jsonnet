@@ -9,4 +9,11 @@
     memory: 1024,
   },
   timeout: '10m',
+  // The run's token may push the normaliser, move its `production` alias, and write the
+  // whole of its result table, pruning the spellings no longer in use (kondate's key).
+  kondate: {
+    models: ['ingredient-normaliser'],
+    results: ['ingredient_canonical_names'],
+    scopes: ['models:alias=ingredient-normaliser@production', 'results:prune=ingredient_canonical_names'],
+  },
 }

@@ -12,4 +12,10 @@
     memory: 2048,
   },
   timeout: '10m',
+  // What the run's token may do beyond querying and reading labels and models: push
+  // recipe-category and move its `production` alias (kondate's key; Hako ignores it).
+  kondate: {
+    models: ['recipe-category'],
+    scopes: ['models:alias=recipe-category@production'],
+  },
 }

@@ -18,6 +18,7 @@ pub struct TestServer {
     pub token: String,
     pub secret: String,
     pub opened: Opened,
+    pub access: kondate_access::Access,
     pub clock: Arc<ManualClock>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
@@ -38,6 +39,49 @@ pub const ITEMS_CSV: &str = "id,name,note,price,in_stock,day\n\
 1,醤油,\"濃口, 1L\",398.5,true,2024-01-02\n\
 2,みりん,\"say \"\"hi\"\"\",250.0,false,2024-02-03\n\
 3,back\\slash,\"two\nlines\",,true,\n";
+
+/// The user who owns the test tokens (an admin, so that any token can be made).
+pub const TEST_USER: &str = "tester@example.com";
+
+/// The test token's scopes: every area but admin.
+pub const TESTER_SCOPES: &[&str] = &[
+    "query",
+    "labels:read",
+    "labels:sync",
+    "models:read",
+    "models:write",
+    "models:alias",
+    "models:delete",
+    "results:write",
+    "results:prune",
+    "runs:read",
+    "runs:launch",
+];
+
+/// A token named `name` with `scopes`, owned by the test user: (name, secret).
+pub async fn make_token(
+    access: &kondate_access::Access,
+    name: &str,
+    scopes: &[&str],
+) -> (String, String) {
+    let t = access
+        .tokens
+        .create(kondate_access::NewTokenRequest {
+            name: name.to_string(),
+            owner: TEST_USER.to_string(),
+            scopes: kondate_access::Scopes::new(
+                scopes
+                    .iter()
+                    .map(|s| kondate_access::Scope::parse(s).unwrap())
+                    .collect(),
+            ),
+            expires_in: None,
+            created_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    (t.name, t.secret)
+}
 
 pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
@@ -62,10 +106,16 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         )
         .await
         .unwrap();
-    let token = opened.tokens.create("tester").await.unwrap();
+    let access = kondate_access::Access::new(opened.db.clone(), clock.clone() as Arc<dyn Clock>);
+    access
+        .users
+        .add(TEST_USER, &["admin".to_string()], &[], "test")
+        .await
+        .unwrap();
+    let token = make_token(&access, "tester", TESTER_SCOPES).await;
     let state = AppState {
         service: opened.service.clone(),
-        tokens: opened.tokens.clone(),
+        access: access.clone(),
         store: opened.store.clone(),
         allow_anonymous: config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
@@ -86,9 +136,10 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     }));
     TestServer {
         url,
-        token: token.name,
-        secret: token.secret,
+        token: token.0,
+        secret: token.1,
         opened,
+        access,
         clock,
         dir,
         http: reqwest::Client::new(),
@@ -97,6 +148,11 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
 }
 
 impl TestServer {
+    /// Another token with `scopes`: (name, secret).
+    pub async fn token_with(&self, name: &str, scopes: &[&str]) -> (String, String) {
+        make_token(&self.access, name, scopes).await
+    }
+
     /// POST a form-encoded submission with the test token.
     pub async fn submit(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let r = self
@@ -184,4 +240,18 @@ pub async fn fetch_gz(url: &str) -> String {
         .read_to_string(&mut out)
         .unwrap();
     out
+}
+
+/// A documented path with sample values in its parameters.
+pub fn concrete_path(path: &str) -> String {
+    path.replace("{id}", "1")
+        .replace("{key}", "queries/x")
+        .replace("{name}", "recipe-x")
+        .replace("{alias}", "production")
+        .replace("{selector}", "1")
+        .replace("{revision}", "1")
+        .replace(
+            "{digest}",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        )
 }
