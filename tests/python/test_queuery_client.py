@@ -34,7 +34,25 @@ INSERT INTO t.items VALUES
  (1, '醤油', '濃口, 1L', 398.5, true, '2024-01-02', '2024-01-02 03:04:05'),
  (2, 'みりん', 'say "hi"', 250.0, false, '2024-02-03', '2024-02-03 00:00:00'),
  (3, E'back\\\\slash', E'two\\nlines', NULL, true, NULL, NULL);
+-- kondate queries as a role that can only read (docs/query-api.md): not the superuser
+-- the tests set the data up with, which kondate refuses to serve queries as.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kondate_reader') THEN
+    CREATE ROLE kondate_reader LOGIN;
+  END IF;
+END $$;
+GRANT USAGE ON SCHEMA t TO kondate_reader;
+GRANT SELECT ON ALL TABLES IN SCHEMA t TO kondate_reader;
 """
+
+
+def as_role(url, role):
+    """`url` with `role` as its user."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
 
 
 def backends():
@@ -56,7 +74,7 @@ def server(request, tmp_path):
         url = os.environ["KONDATE_TEST_POSTGRES_URL"]
         subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", PG_SETUP], check=True)
         env["KONDATE_WAREHOUSE_TYPE"] = "postgres"
-        env["KONDATE_WAREHOUSE_URL"] = url
+        env["KONDATE_WAREHOUSE_URL"] = as_role(url, "kondate_reader")
     token, proc, endpoint = serve(project, env)
     os.environ["QUEUERY_ENDPOINT"] = endpoint
     os.environ["QUEUERY_TOKEN"] = token["name"]

@@ -101,6 +101,10 @@ pub struct WarehouseSection {
     pub iam_role: Option<String>,
     /// Redshift: where UNLOAD writes (`s3://bucket/prefix`); defaults to the store URL.
     pub unload_url: Option<String>,
+    /// PostgreSQL/Redshift: serve queries even when the warehouse role is a superuser or
+    /// may read or write server files, run programs or signal other sessions (refused by
+    /// default: docs/security.md).
+    pub allow_privileged_role: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +183,7 @@ impl Default for WarehouseSection {
             url: None,
             iam_role: None,
             unload_url: None,
+            allow_privileged_role: false,
         }
     }
 }

@@ -3,8 +3,16 @@
 //!
 //! Refused: DDL and DML anywhere (including data-modifying CTEs), `SELECT … INTO`, row
 //! locks (`FOR UPDATE`), a second statement, and functions that read files, write large
-//! objects, open connections or change settings. On PostgreSQL the query also runs inside a
-//! READ ONLY transaction, so the guard is not the only line of defence.
+//! objects, open connections or change settings.
+//!
+//! For PostgreSQL and Redshift the statement is also lexed the way the warehouse lexes it
+//! ([`crate::pglex`]) and every function call found that way is checked too, so that a
+//! form sqlparser reads differently (a Unicode-escaped identifier, a backslash in a string)
+//! cannot hide one. PostgreSQL sessions run with `standard_conforming_strings = on`; on
+//! Redshift, whose setting kondate does not control, a statement that lexes differently with
+//! backslash escapes on and off is refused. The query also runs inside a READ ONLY
+//! transaction as a role checked at start not to be a superuser or able to read server
+//! files, so the guard is not the only line of defence.
 
 use std::ops::ControlFlow;
 
@@ -130,6 +138,7 @@ pub fn check_read_only(sql: &str, kind: WarehouseKind) -> Result<Checked, Refusa
     if let ControlFlow::Break(r) = stmt.visit(&mut visitor) {
         return Err(r);
     }
+    check_as_the_warehouse_lexes(trimmed, kind)?;
     Ok(Checked {
         sql: trimmed.to_string(),
         ordered: query.order_by.is_some(),
@@ -183,6 +192,43 @@ impl Visitor for SideEffects {
             _ => ControlFlow::Continue(()),
         }
     }
+}
+
+/// Lex `sql` as PostgreSQL (or Redshift) does and refuse a call of a refused function
+/// anywhere, or a statement that cannot be read the same way.
+fn check_as_the_warehouse_lexes(sql: &str, kind: WarehouseKind) -> Result<(), Refusal> {
+    let unreadable = |e: crate::pglex::LexError| {
+        Refusal(format!(
+            "the query cannot be read the way the warehouse reads it: {e}; check its quotes and comments"
+        ))
+    };
+    let tokens = match kind {
+        WarehouseKind::Embedded => return Ok(()),
+        // kondate's PostgreSQL sessions force standard_conforming_strings = on.
+        WarehouseKind::Postgres => crate::pglex::tokens(sql, false).map_err(unreadable)?,
+        WarehouseKind::Redshift => {
+            let standard = crate::pglex::tokens(sql, false).map_err(unreadable)?;
+            let escaped = crate::pglex::tokens(sql, true).map_err(unreadable)?;
+            if standard != escaped {
+                return Err(Refusal(
+                    "the query reads differently depending on whether backslashes in strings \
+                     are escapes; write a literal backslash as `\\\\` in an E'' string, or \
+                     avoid `\\'` in strings"
+                        .into(),
+                ));
+            }
+            standard
+        }
+    };
+    for name in crate::pglex::called_functions(&tokens) {
+        if forbidden(&name) {
+            return Err(Refusal(format!(
+                "the function `{name}` is not allowed: it has side effects or reaches outside \
+                 the database"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_query(q: &Query) -> Result<(), Refusal> {
@@ -324,6 +370,44 @@ mod tests {
                 "{sql:?}: `{err}` does not mention `{needle}`"
             );
         }
+    }
+
+    /// Forms sqlparser does not read the way PostgreSQL does: each must be refused (before
+    /// the lexer was added, each passed the guard or was read as something harmless).
+    #[test]
+    fn refuses_calls_hidden_from_the_parser() {
+        let cases: &[&str] = &[
+            // A Unicode-escaped identifier: PostgreSQL reads pg_read_file.
+            "SELECT U&\"pg\\005fread\\005ffile\"('/etc/passwd')",
+            "SELECT U&\"pg!005fread!005ffile\" UESCAPE '!' ('/etc/passwd')",
+            "SELECT * FROM U&\"dblink\"('host=evil', 'select 1') AS t(a int)",
+            // A call inside ARRAY(…), a scalar subquery, a lateral function.
+            "SELECT ARRAY(SELECT pg_read_file('/etc/passwd'))",
+            "SELECT (SELECT ARRAY(SELECT set_config('search_path', 'evil', false)))",
+            "SELECT * FROM t, LATERAL (SELECT pg_terminate_backend(pid) FROM t) x",
+            // With standard_conforming_strings = on, 'a\' ends the string here.
+            "SELECT 'a\\', pg_read_file('/etc/passwd') --'",
+        ];
+        for sql in cases {
+            assert!(
+                check_read_only(sql, PG).is_err(),
+                "the guard let through: {sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn redshift_refuses_statements_that_depend_on_backslash_escapes() {
+        let e = check_read_only("SELECT 'a\\', 1 --'", WarehouseKind::Redshift)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("backslashes"), "{e}");
+        // A backslash that means the same either way is fine.
+        check_read_only(
+            "SELECT regexp_substr(title, '[0-9]+') FROM t WHERE title ~ 'a\\.b'",
+            WarehouseKind::Redshift,
+        )
+        .unwrap();
     }
 
     #[test]

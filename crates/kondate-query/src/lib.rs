@@ -3,6 +3,7 @@
 //! HTTP lives in `kondate-web`; this crate knows nothing of it.
 
 pub mod guard;
+pub mod pglex;
 pub mod placeholders;
 pub mod service;
 

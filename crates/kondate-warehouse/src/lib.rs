@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod load;
+mod pgsession;
 pub mod pgtext;
 pub mod postgres;
 pub mod redshift;
@@ -40,6 +41,10 @@ pub enum WarehouseError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Name(#[from] kondate_core::CoreError),
+    /// The warehouse role may reach outside the database; kondate will not serve queries
+    /// as it (`warehouse.allow_privileged_role`).
+    #[error("{0}")]
+    PrivilegedRole(String),
 }
 
 /// A `schema.table` name, validated for use in paths and SQL.
@@ -139,7 +144,14 @@ pub async fn open(config: &Config, store: &Store) -> Result<Arc<dyn Warehouse>, 
         WarehouseKind::Embedded => Arc::new(embedded::EmbeddedWarehouse::new(store.clone())),
         WarehouseKind::Postgres => {
             let url = config.warehouse.url.as_deref().unwrap_or_default();
-            Arc::new(postgres::PostgresWarehouse::connect(url, store.clone()).await?)
+            Arc::new(
+                postgres::PostgresWarehouse::connect(
+                    url,
+                    store.clone(),
+                    config.warehouse.allow_privileged_role,
+                )
+                .await?,
+            )
         }
         WarehouseKind::Redshift => {
             Arc::new(redshift::RedshiftWarehouse::connect(config, store.clone()).await?)

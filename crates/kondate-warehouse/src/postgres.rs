@@ -13,13 +13,14 @@ use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use kondate_core::WarehouseKind;
 use kondate_store::Store;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{
     AssertSqlSafe, Column as _, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::pgsession::{self, Engine};
 use crate::pgtext::{CopyTextDecoder, pg_text_to_unload};
 use crate::types::{arrow_type_for_postgres, redshift_type_for_postgres};
 use crate::unload::{self, Column, CsvPartWriter, ParquetPartWriter, ResultFormat};
@@ -51,19 +52,15 @@ pub(crate) fn pg_error(e: sqlx::Error, timeout: std::time::Duration) -> Warehous
 }
 
 impl PostgresWarehouse {
-    /// Connect to the warehouse database.
-    pub async fn connect(url: &str, store: Store) -> Result<Self, WarehouseError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
-            .await
-            .map_err(|e| {
-                WarehouseError::Engine(format!(
-                    "cannot connect to the PostgreSQL warehouse at {}: {e}",
-                    kondate_core::config::redact_url(url)
-                ))
-            })?;
+    /// Connect to the warehouse database, refusing a superuser or privileged role unless
+    /// `allow_privileged_role` (see `pgsession`).
+    pub async fn connect(
+        url: &str,
+        store: Store,
+        allow_privileged_role: bool,
+    ) -> Result<Self, WarehouseError> {
+        let pool = pgsession::connect(url, Engine::Postgres, 8, "the PostgreSQL warehouse").await?;
+        pgsession::check_role(&pool, Engine::Postgres, allow_privileged_role).await?;
         Ok(Self { pool, store })
     }
 }

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use kondate_core::{Config, WarehouseKind};
 use kondate_store::Store;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
+use crate::pgsession::{self, Engine};
 use crate::postgres::pg_error;
 use crate::unload::{self, Column, Manifest, ResultFormat};
 use crate::{
@@ -127,16 +128,13 @@ impl RedshiftWarehouse {
                 "Redshift UNLOAD writes to S3: set store.url to s3://bucket/prefix".into(),
             ));
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(url)
-            .await
-            .map_err(|e| {
-                WarehouseError::Engine(format!(
-                    "cannot connect to Redshift at {}: {e}",
-                    kondate_core::config::redact_url(url)
-                ))
-            })?;
+        let pool = pgsession::connect(url, Engine::Redshift, 4, "Redshift").await?;
+        pgsession::check_role(
+            &pool,
+            Engine::Redshift,
+            config.warehouse.allow_privileged_role,
+        )
+        .await?;
         Ok(Self {
             pool,
             store,

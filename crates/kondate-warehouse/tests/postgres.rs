@@ -41,10 +41,50 @@ async fn setup(schema: &str) -> (PostgresWarehouse, Store, tempfile::TempDir) {
         UrlSigner::new(vec![1; 32], "http://127.0.0.1:1"),
     )
     .unwrap();
-    let wh = PostgresWarehouse::connect(&url(), store.clone())
+    // These tests read as the CI server's superuser: allowed explicitly (the role checks
+    // have tests of their own below).
+    let wh = PostgresWarehouse::connect(&url(), store.clone(), true)
         .await
         .unwrap();
     (wh, store, dir)
+}
+
+/// `url()` as `role`.
+fn url_as(role: &str) -> String {
+    let mut u = url::Url::parse(&url()).unwrap();
+    u.set_username(role).unwrap();
+    u.set_password(None).unwrap();
+    u.to_string()
+}
+
+/// Run `statements` as the CI superuser.
+async fn as_admin(statements: &[&str]) {
+    let pool = sqlx::PgPool::connect(&url()).await.unwrap();
+    for s in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// A login role named `role` (made once; tests on one server share it).
+async fn login_role(role: &str, extra: &str) {
+    as_admin(&[&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN \
+         CREATE ROLE {role} LOGIN {extra}; END IF; END $$"
+    )])
+    .await;
+}
+
+fn temp_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(
+        dir.path(),
+        UrlSigner::new(vec![1; 32], "http://127.0.0.1:1"),
+    )
+    .unwrap();
+    (store, dir)
 }
 
 fn req(select: String, parts: usize, ordered: bool) -> UnloadRequest {
@@ -278,4 +318,119 @@ async fn postgres_parquet_results_keep_types_and_nulls() {
     r.format = ResultFormat::Parquet;
     let err = wh.unload(&r).await.unwrap_err().to_string();
     assert!(err.contains("column `d` (date) holds `infinity`"), "{err}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_refuses_to_serve_queries_as_a_superuser_unless_allowed() {
+    let (store, _d) = temp_store();
+    let e = PostgresWarehouse::connect(&url(), store.clone(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, WarehouseError::PrivilegedRole(_)), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("superuser"), "{msg}");
+    assert!(msg.contains("allow_privileged_role"), "{msg}");
+    PostgresWarehouse::connect(&url(), store, true)
+        .await
+        .expect("allowed explicitly");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_refuses_a_role_that_can_read_server_files() {
+    login_role("kondate_t_files", "").await;
+    as_admin(&["GRANT pg_read_server_files TO kondate_t_files"]).await;
+    let (store, _d) = temp_store();
+    let e = PostgresWarehouse::connect(&url_as("kondate_t_files"), store, false)
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("pg_read_server_files"), "{msg}");
+    assert!(msg.contains("kondate_t_files"), "{msg}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_a_read_only_role_serves_queries_and_cannot_read_files() {
+    login_role("kondate_t_reader", "").await;
+    as_admin(&[
+        "DROP SCHEMA IF EXISTS kondate_wh_ro CASCADE",
+        "CREATE SCHEMA kondate_wh_ro",
+        "CREATE TABLE kondate_wh_ro.t AS SELECT 1 AS id",
+        "GRANT USAGE ON SCHEMA kondate_wh_ro TO kondate_t_reader",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA kondate_wh_ro TO kondate_t_reader",
+    ])
+    .await;
+    let (store, _d) = temp_store();
+    let wh = PostgresWarehouse::connect(&url_as("kondate_t_reader"), store.clone(), false)
+        .await
+        .unwrap();
+    let out = wh
+        .unload(&req("SELECT id FROM kondate_wh_ro.t".into(), 1, false))
+        .await
+        .unwrap();
+    assert_eq!(out.record_count, 1);
+    // Even a statement that got past the guard cannot read the server's files.
+    let e = wh
+        .unload(&req("SELECT pg_read_file('/etc/passwd')".into(), 1, false))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("permission denied"), "{e}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_nothing_a_query_sets_survives_into_the_next() {
+    let (wh, store, _d) = setup("kondate_wh_session").await;
+    // A statement that changes its session (the guard refuses set_config; the warehouse is
+    // the second line of defence).
+    wh.unload(&req(
+        "SELECT set_config('work_mem', '77kB', false) AS w".into(),
+        1,
+        false,
+    ))
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let out = wh
+            .unload(&req(
+                "SELECT current_setting('work_mem') AS w, current_setting('standard_conforming_strings') AS s"
+                    .into(),
+                1,
+                false,
+            ))
+            .await
+            .unwrap();
+        let text = read_all(&store, &out.data_files).await;
+        assert!(!text.contains("77kB"), "the setting survived: {text}");
+        assert!(
+            text.contains("\"on\""),
+            "standard_conforming_strings: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_sessions_read_strings_as_the_guard_does_even_if_the_role_says_otherwise() {
+    login_role("kondate_t_escapes", "").await;
+    as_admin(&["ALTER ROLE kondate_t_escapes SET standard_conforming_strings = off"]).await;
+    let (store, _d) = temp_store();
+    let wh = PostgresWarehouse::connect(&url_as("kondate_t_escapes"), store.clone(), false)
+        .await
+        .unwrap();
+    let out = wh
+        .unload(&req(
+            "SELECT current_setting('standard_conforming_strings') AS s, 'a\\b' AS t".into(),
+            1,
+            false,
+        ))
+        .await
+        .unwrap();
+    // 'a\b' is three characters and a doubled backslash in UNLOAD's CSV escaping.
+    assert_eq!(
+        read_all(&store, &out.data_files).await,
+        "\"on\",\"a\\\\b\"\n"
+    );
 }
