@@ -47,6 +47,16 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// Where CLI commands send queries; unset means "run in-process".
     pub url: Option<String>,
+    /// Longest a client may take to send a request's headers — and longest an idle
+    /// keep-alive connection stays open — before it is closed.
+    #[serde(with = "human_duration")]
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body before the request fails (408).
+    #[serde(with = "human_duration")]
+    pub body_timeout: Duration,
+    /// Largest streamed upload (a model file, a result table's rows), e.g. `64GiB`.
+    #[serde(with = "human_size")]
+    pub max_upload: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +115,61 @@ pub struct WarehouseSection {
     /// may read or write server files, run programs or signal other sessions (refused by
     /// default: docs/security.md).
     pub allow_privileged_role: bool,
+    /// Embedded engine: the memory all its queries together may use — a size (`8GiB`) or
+    /// a share of the machine (`50%`, the default); a query past it fails with a message.
+    pub memory_limit: MemoryLimit,
+}
+
+/// A memory budget: bytes, or a share of the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    /// Percent of the machine's memory (1–100).
+    Share(f64),
+}
+
+impl Default for MemoryLimit {
+    fn default() -> Self {
+        MemoryLimit::Share(50.0)
+    }
+}
+
+impl MemoryLimit {
+    /// The budget on a machine with `machine` bytes of memory.
+    pub fn bytes(self, machine: u64) -> u64 {
+        match self {
+            MemoryLimit::Bytes(b) => b,
+            MemoryLimit::Share(p) => ((machine as f64) * p / 100.0) as u64,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) if b > 0 => Ok(MemoryLimit::Bytes(b)),
+            Raw::Bytes(_) => Err(serde::de::Error::custom(
+                "a memory limit must be more than 0",
+            )),
+            Raw::Text(t) => match t.trim().strip_suffix('%') {
+                Some(p) => match p.trim().parse::<f64>() {
+                    Ok(p) if p > 0.0 && p <= 100.0 => Ok(MemoryLimit::Share(p)),
+                    _ => Err(serde::de::Error::custom(format!(
+                        "`{t}`: a share of memory is from 1% to 100%"
+                    ))),
+                },
+                None => human_size::parse(&t)
+                    .map(MemoryLimit::Bytes)
+                    .map_err(serde::de::Error::custom),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +209,9 @@ impl Default for ServerSection {
             listen: "127.0.0.1:7878".into(),
             public_url: None,
             url: None,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            max_upload: 64 << 30,
         }
     }
 }
@@ -184,6 +252,7 @@ impl Default for WarehouseSection {
             iam_role: None,
             unload_url: None,
             allow_privileged_role: false,
+            memory_limit: MemoryLimit::default(),
         }
     }
 }
@@ -472,9 +541,90 @@ mod human_duration {
     }
 }
 
+/// Sizes written as people write them: `64GiB`, `512MiB`, `1.5GB`, `4096` (bytes).
+pub mod human_size {
+    use serde::{Deserialize, Deserializer};
+
+    /// Parse `text` into bytes.
+    pub fn parse(text: &str) -> Result<u64, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB, 64GiB or 4096"))?;
+        let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "g" | "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            "t" | "tb" => 1e12,
+            "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            other => {
+                return Err(format!(
+                    "`{other}` in `{text}` is not a size unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
+                ));
+            }
+        };
+        let bytes = n * factor;
+        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+            return Err(format!("`{text}` is not a usable size"));
+        }
+        Ok(bytes as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) if b > 0 => Ok(b),
+            Raw::Bytes(_) => Err(serde::de::Error::custom("a size must be more than 0 bytes")),
+            Raw::Text(t) => parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_as_written() {
+        assert_eq!(human_size::parse("64GiB").unwrap(), 64 << 30);
+        assert_eq!(human_size::parse("512 MiB").unwrap(), 512 << 20);
+        assert_eq!(human_size::parse("1.5GB").unwrap(), 1_500_000_000);
+        assert_eq!(human_size::parse("4096").unwrap(), 4096);
+        assert!(
+            human_size::parse("12 parsecs")
+                .unwrap_err()
+                .contains("not a size unit")
+        );
+        assert!(human_size::parse("lots").is_err());
+        assert!(human_size::parse("0").is_err());
+        let c = load(
+            "[server]\nmax_upload = \"2GiB\"\nbody_timeout = \"5s\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.server.max_upload, 2 << 30);
+        assert_eq!(c.server.body_timeout, Duration::from_secs(5));
+        let c = load("[warehouse]\nmemory_limit = \"25%\"\n", &[]).unwrap();
+        assert_eq!(c.warehouse.memory_limit.bytes(8 << 30), 2 << 30);
+        let c = load("", &[("KONDATE_WAREHOUSE_MEMORY_LIMIT", "512MiB")]).unwrap();
+        assert_eq!(c.warehouse.memory_limit, MemoryLimit::Bytes(512 << 20));
+        assert!(load("[warehouse]\nmemory_limit = \"150%\"\n", &[]).is_err());
+        let e = load("[server]\nmax_upload = \"2 GiBs\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("size unit"), "{e}");
+    }
 
     fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, CoreError> {
         Config::from_sources(

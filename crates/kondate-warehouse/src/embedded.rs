@@ -127,10 +127,50 @@ impl TableLock {
 pub struct EmbeddedWarehouse {
     store: Store,
     lock_wait: std::time::Duration,
+    /// Shared by every query, so that together they stay within `memory_limit`.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    memory_limit: u64,
 }
 
 fn engine(e: impl std::fmt::Display) -> WarehouseError {
-    WarehouseError::Engine(e.to_string())
+    let message = e.to_string();
+    // DataFusion reports a full memory pool as "Resources exhausted" (wrapped in whatever
+    // context the operator adds), so the text is what there is to recognise.
+    if message.contains("Resources exhausted") {
+        return WarehouseError::Engine(format!(
+            "the query needed more memory than the embedded warehouse may use \
+             (warehouse.memory_limit): narrow it — filter earlier, fewer groups or a smaller \
+             join — or raise the limit. {message}"
+        ));
+    }
+    WarehouseError::Engine(message)
+}
+
+/// The machine's memory: physical memory, or the cgroup's limit where that is lower.
+pub fn machine_memory() -> u64 {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let total = read("/proc/meminfo")
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30);
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|p| read(p).and_then(|v| v.trim().parse::<u64>().ok()));
+    cgroup.map_or(total, |c| c.min(total))
+}
+
+fn runtime_with(limit: u64) -> Arc<datafusion::execution::runtime_env::RuntimeEnv> {
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(usize::try_from(limit).unwrap_or(usize::MAX), 1.0)
+        .build_arc()
+        .expect("a runtime with a memory pool builds")
 }
 
 fn table_prefix(t: &TableName) -> String {
@@ -151,11 +191,29 @@ fn schema_signature(schema: &Schema) -> Vec<(String, String)> {
 
 impl EmbeddedWarehouse {
     /// A warehouse whose tables live in `store`.
+    /// An embedded warehouse on `store`, its queries together within half the machine's
+    /// memory ([`EmbeddedWarehouse::with_memory_limit`] sets another budget).
     pub fn new(store: Store) -> Self {
+        let limit = kondate_core::config::MemoryLimit::default().bytes(machine_memory());
         Self {
             store,
             lock_wait: LOCK_WAIT,
+            runtime: runtime_with(limit),
+            memory_limit: limit,
         }
+    }
+
+    /// Let all queries together use at most `bytes` (sorts spill to disk first; what cannot
+    /// spill fails with a message that names the setting).
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.runtime = runtime_with(bytes);
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The memory budget of its queries, in bytes.
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
     }
 
     /// Wait at most `wait` for another load or drop of the same table (default 60 s).
@@ -217,7 +275,7 @@ impl EmbeddedWarehouse {
         let config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, self.store.object_store());
         ctx

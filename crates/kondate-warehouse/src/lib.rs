@@ -141,7 +141,13 @@ pub trait Warehouse: Send + Sync + std::fmt::Debug {
 /// Open the warehouse the configuration names.
 pub async fn open(config: &Config, store: &Store) -> Result<Arc<dyn Warehouse>, WarehouseError> {
     Ok(match config.warehouse.kind {
-        WarehouseKind::Embedded => Arc::new(embedded::EmbeddedWarehouse::new(store.clone())),
+        WarehouseKind::Embedded => {
+            let limit = config
+                .warehouse
+                .memory_limit
+                .bytes(embedded::machine_memory());
+            Arc::new(embedded::EmbeddedWarehouse::new(store.clone()).with_memory_limit(limit))
+        }
         WarehouseKind::Postgres => {
             let url = config.warehouse.url.as_deref().unwrap_or_default();
             Arc::new(

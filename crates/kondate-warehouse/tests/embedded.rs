@@ -326,3 +326,41 @@ async fn a_load_that_cannot_get_the_lock_fails_clearly_and_leaves_no_files() {
     assert_eq!(left, ["_table.lock"], "the load's data files were removed");
     assert!(wh.tables().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_query_past_the_memory_limit_fails_with_a_message_not_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(
+        &dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://h"),
+    )
+    .unwrap();
+    let wh = EmbeddedWarehouse::new(store.clone()).with_memory_limit(4 << 20);
+    let t = TableName::parse("big.words").unwrap();
+    let mut csv = String::from("id,word\n");
+    for i in 0..300_000 {
+        csv.push_str(&format!("{i},word-{i}-{}\n", "x".repeat(20)));
+    }
+    let f = file(&dir, "words.csv", &csv);
+    wh.load(&t, &[f], &LoadOptions::default()).await.unwrap();
+    // Collecting every word into one array cannot spill: past 4 MiB it must fail cleanly.
+    let e = wh
+        .unload(&UnloadRequest {
+            select: "SELECT array_agg(word) AS words FROM big.words".into(),
+            prefix: "q/mem/".into(),
+            format: ResultFormat::Csv,
+            parts: 1,
+            gzip_level: 0,
+            ordered: true,
+            statement_timeout: Duration::from_secs(60),
+        })
+        .await
+        .expect_err("the query must not fit in 4 MiB");
+    let msg = e.to_string();
+    assert!(msg.contains("warehouse.memory_limit"), "{msg}");
+    // The warehouse still answers, and a query within the budget runs.
+    assert_eq!(
+        count(&wh, &store, "SELECT count(*) AS n FROM big.words").await,
+        "\"300000\"\n"
+    );
+}

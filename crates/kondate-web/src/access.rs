@@ -64,6 +64,26 @@ pub struct RouteDoc {
     pub need: Need,
     /// For changes: the action the audit trail records (`models.alias.set`).
     pub action: Option<&'static str>,
+    /// The largest body it takes, in bytes ([`body_limit`]).
+    pub body_limit: u64,
+}
+
+/// Bodies of reads and small JSON requests.
+const SMALL: u64 = 64 << 10;
+/// A query (SQL text and values).
+const QUERY: u64 = 1 << 20;
+/// A model commit or blob check: up to 100,000 files of path, digest and size.
+const FILE_LIST: u64 = 64 << 20;
+
+/// The largest body a route takes: a streamed upload (model files, result rows) up to
+/// `max_upload`, a file list up to 64 MiB, a query up to 1 MiB, anything else 64 KiB.
+pub fn body_limit(method: &str, path: &str, max_upload: u64) -> u64 {
+    match (method, path) {
+        ("put", "/v1/blobs/{digest}") | ("post", "/v1/results/{name}") => max_upload,
+        ("post", "/v1/models/{name}/versions") | ("post", "/v1/blobs/check") => FILE_LIST,
+        ("post", "/v1/queries") => QUERY,
+        _ => SMALL,
+    }
 }
 
 /// The router being built and the table of what it serves.
@@ -97,16 +117,19 @@ impl Routes {
         action: Option<&'static str>,
         handler: MethodRouter<AppState>,
     ) -> Routes {
+        let doc_path: &'static str = if path.contains("{*") {
+            // `/v1/objects/{*key}` is `/v1/objects/{key}` in OpenAPI.
+            Box::leak(path.replace("{*", "{").into_boxed_str())
+        } else {
+            path
+        };
+        let max_upload = self.state.project.config.server.max_upload;
         let doc = RouteDoc {
             method,
-            path: if path.contains("{*") {
-                // `/v1/objects/{*key}` is `/v1/objects/{key}` in OpenAPI.
-                Box::leak(path.replace("{*", "{").into_boxed_str())
-            } else {
-                path
-            },
+            path: doc_path,
             need,
             action,
+            body_limit: body_limit(method, doc_path, max_upload),
         };
         let ctx = RouteCtx {
             state: self.state.clone(),
@@ -227,6 +250,24 @@ fn check_need(p: &Principal, need: Need, target: Option<&str>) -> Result<(), Acc
 
 async fn check(State(ctx): State<RouteCtx>, req: Request, next: Next) -> Response {
     let doc = ctx.doc;
+    // Every body is limited and timed, the public routes' too.
+    let (mut parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > doc.body_limit
+    {
+        return crate::body::too_large(doc.body_limit, Some(len)).into_response();
+    }
+    let timeout = ctx.state.project.config.server.body_timeout;
+    let body = crate::body::guarded(body, doc.body_limit, timeout);
+    parts
+        .extensions
+        .insert(crate::body::BodyLimit(doc.body_limit));
+    let req = Request::from_parts(parts, body);
     if doc.need == Need::Public {
         return next.run(req).await;
     }

@@ -1,7 +1,7 @@
 //! The Queuery-compatible endpoints and signed object downloads.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::access::Caller;
+use crate::body::ApiBytes;
 
 /// An error as the API answers it: `{status_code, error_code, error}`.
 #[derive(Debug)]
@@ -326,7 +327,7 @@ pub async fn create_query(
     State(state): State<AppState>,
     Caller(caller): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let req = parse_submit(&headers, &body)?;
     let fields = if req.enable_metadata {
@@ -352,7 +353,7 @@ pub async fn show_query(
     Path(id): Path<String>,
     Query(q): Query<FieldsQuery>,
     Caller(caller): Caller,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let id: i64 = id
         .parse()

@@ -6,6 +6,7 @@
 mod access;
 mod api;
 mod audit;
+mod body;
 mod labels;
 mod metrics;
 mod models;
@@ -21,7 +22,7 @@ use kondate_access::{Access, ScopeKind};
 use kondate_query::QueryService;
 use kondate_store::Store;
 
-pub use access::{Need, RouteDoc};
+pub use access::{Need, RouteDoc, body_limit};
 pub use metrics::Metrics;
 
 /// What every handler can reach.
@@ -225,6 +226,8 @@ pub fn router(state: AppState) -> Router {
     let (router, docs) = routes(state.clone());
     router
         .fallback(api::not_found)
+        // Every route has its own limit, applied with the access rules (`access::body_limit`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::extract::Extension(openapi::Docs(Arc::new(docs))))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -233,17 +236,67 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves; handlers see the client's
-/// address (failed sign-ins are limited per address).
+/// Serve `router` on `listener` until `shutdown` resolves, then let requests in flight
+/// finish. Handlers see the client's address (failed sign-ins are limited per address).
+///
+/// Written on hyper's HTTP/1 connection builder rather than `axum::serve`, which sets no
+/// timer and so no header-read timeout: a client that sends its headers slowly, or holds a
+/// keep-alive connection open doing nothing, is cut off after `server.header_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+
+    let header_timeout = state.project.config.server.header_timeout;
+    let app = router(state);
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, keep serving.
+                    tracing::error!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut closing = closing_rx.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(addr));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(client = %addr, error = %e, "connection ended");
+                    }
+                }
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }

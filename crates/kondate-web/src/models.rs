@@ -22,6 +22,7 @@ use kondate_access::ScopeKind;
 
 use crate::access::{Caller, audited};
 use crate::api::ApiError;
+use crate::body::ApiBytes;
 
 impl From<ModelsError> for ApiError {
     fn from(e: ModelsError) -> Self {
@@ -122,7 +123,7 @@ pub async fn commit(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Caller(caller): Caller,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let body: CommitBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
@@ -171,7 +172,7 @@ pub async fn set_alias(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
     Caller(caller): Caller,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let body: AliasBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}; send {{\"version\": N}}")))?;
@@ -214,7 +215,7 @@ pub struct CheckBody {
 /// `POST /v1/blobs/check` with `{"blobs": [{digest, size}]}`: which the store lacks.
 pub async fn check_blobs(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let body: CheckBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("request body: {e}")))?;
@@ -245,11 +246,30 @@ pub async fn put_blob(
                 "send the blob's size as Content-Length",
             )
         })?;
+    // A body that is too large or stalls is answered as such (413, 408), not as the store
+    // error it surfaces as.
+    let body_failure = std::sync::Arc::new(std::sync::Mutex::new(None::<ApiError>));
+    let seen = body_failure.clone();
+    let limit = state.project.config.server.max_upload;
     let stream = body
         .into_data_stream()
-        .map_err(std::io::Error::other)
+        .map_err(move |e| {
+            let answer = crate::body::read_error(&e, Some(limit));
+            let message = answer.message().to_string();
+            seen.lock().expect("body error slot").get_or_insert(answer);
+            std::io::Error::other(message)
+        })
         .boxed();
-    let created = state.models.put_blob(digest, size, stream).await?;
+    let created = match state.models.put_blob(digest, size, stream).await {
+        Ok(created) => created,
+        Err(e) => {
+            return Err(body_failure
+                .lock()
+                .expect("body error slot")
+                .take()
+                .unwrap_or_else(|| e.into()));
+        }
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -291,7 +311,7 @@ pub struct GcBody {
 /// `POST /v1/blobs/gc` with `{"apply": bool, "grace_seconds": N}`: the gc report.
 pub async fn gc(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response, ApiError> {
     let body: GcBody = if body.is_empty() {
         GcBody::default()

@@ -145,7 +145,7 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "summary": "Commit a new version whose files were uploaded (`POST /v1/blobs/check`, `PUT /v1/blobs/{digest}`); answers 201 with the version",
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["layout", "files"], "properties": {
-                    "layout": {"type": "string", "enum": ["file", "dir"]},
+                    "layout": {"type": "string", "enum": ["file", "directory"]},
                     "files": {"type": "array", "items": {"type": "object", "required": ["path", "digest", "size"], "properties": {"path": {"type": "string"}, "digest": {"type": "string", "description": "sha256:HEX"}, "size": {"type": "integer"}}}},
                     "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
                     "params": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -330,6 +330,23 @@ pub fn spec(routes: &[RouteDoc]) -> Value {
         }
         if let Some(action) = r.action {
             op_obj.insert("x-kondate-audited-as".into(), json!(action));
+        }
+        op_obj.insert("x-kondate-body-limit".into(), json!(r.body_limit));
+        if matches!(r.method, "post" | "put") {
+            let responses = op_obj
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("responses are objects");
+            responses.entry("413").or_insert_with(|| {
+                error_response(&format!(
+                    "the body is larger than this endpoint takes ({} bytes)",
+                    r.body_limit
+                ))
+            });
+            responses.entry("408").or_insert_with(|| {
+                error_response("the body stopped arriving (server.body_timeout)")
+            });
         }
         paths
             .entry(r.path)

@@ -117,7 +117,7 @@ pub async fn write(
     while let Some(chunk) = stream
         .try_next()
         .await
-        .map_err(|e| ApiError::invalid(format!("reading the request body: {e}")))?
+        .map_err(|e| crate::body::read_error(&e, Some(state.project.config.server.max_upload)))?
     {
         out.write_all(&chunk)
             .await
