@@ -87,14 +87,27 @@ pub struct TokenInfo {
     pub disabled_at: Option<String>,
 }
 
-/// A newly made token and its secret, shown once.
-#[derive(Debug, Clone, Serialize)]
+/// A newly made token and its secret, shown once (serialised for the one who made it;
+/// never in `{:?}`).
+#[derive(Clone, Serialize)]
 pub struct NewToken {
     pub name: String,
     pub secret: String,
     pub scopes: Vec<String>,
     pub owner: Option<String>,
     pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("secret", &"***")
+            .field("scopes", &self.scopes)
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// What to make.
@@ -518,4 +531,23 @@ fn not_found(name: &str) -> AccessError {
     AccessError::NotFound(format!(
         "no token named `{name}`; `kondate tokens list` shows them"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_tokens_debug_never_shows_its_secret() {
+        let t = NewToken {
+            name: "trainer".into(),
+            secret: "0123456789abcdef-secret".into(),
+            scopes: vec!["query".into()],
+            owner: None,
+            expires_at: None,
+        };
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("0123456789abcdef-secret"), "{shown}");
+        assert!(shown.contains("trainer"));
+    }
 }

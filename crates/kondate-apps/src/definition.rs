@@ -159,11 +159,15 @@ const TOP_LEVEL: &[&str] = &[
 /// ```
 ///
 /// Every run may also query and read labels and models; nothing else unless declared.
+///
+/// `plain_env: ['GREETING']` names the `-e K=V` variables whose values are not secret:
+/// every other `-e` value is stored masked and masked in the run's log.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct RunAccess {
     pub models: Vec<String>,
     pub results: Vec<String>,
     pub scopes: Vec<String>,
+    pub plain_env: Vec<String>,
 }
 
 /// What every run may do.
@@ -438,11 +442,22 @@ impl Checker<'_> {
                 "models" => ("models:write", &mut access.models),
                 "results" => ("results:write", &mut access.results),
                 "scopes" => ("", &mut access.scopes),
+                "plain_env" => {
+                    for item in items {
+                        if item.is_empty() || item.contains('=') {
+                            return Err(
+                                self.error(&field, &format!("`{item}` is not a variable name"))
+                            );
+                        }
+                        access.plain_env.push(item);
+                    }
+                    continue;
+                }
                 _ => {
                     self.note(
                         &field,
                         NoteKind::Unknown,
-                        "not a kondate field (models, results, scopes); it is ignored",
+                        "not a kondate field (models, results, scopes, plain_env); it is ignored",
                     );
                     continue;
                 }

@@ -132,10 +132,14 @@ pub fn capture(
             return Ok(());
         }
         // Everything up to the last newline is complete lines; a partial line waits for
-        // the next read unless it is already too long.
+        // the next read unless it is already too long. Then it is cut, but the last
+        // `longest secret - 1` bytes wait for the next read: a secret straddling the cut
+        // is then wholly in the next piece, and masked there.
         let complete = match memchr::memrchr(b'\n', &buf[start..]) {
             Some(i) => start + i + 1,
-            None if buf.len() >= MAX_LINE => buf.len(),
+            None if buf.len() >= MAX_LINE => {
+                buf.len() - masker.longest().saturating_sub(1).min(buf.len())
+            }
             None => continue,
         };
         flush_lines(&buf[..complete], stream, log, masker, live, &mut out)?;
@@ -271,6 +275,33 @@ mod tests {
         let lines = run(b"password is hunter2! ok\nhunter2!\n", &m);
         assert_eq!(lines[0].text, "password is ******** ok");
         assert_eq!(lines[1].text, "********");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_of_a_long_line_is_still_masked() {
+        // A progress bar redrawn with `\r` never ends its line: it is cut at MAX_LINE, and
+        // the secret sits across that cut.
+        let m = Masker::new(["s3cret-token-value"]);
+        let mut input = vec![b'.'; MAX_LINE - 6];
+        input.extend_from_slice(b"s3cret-token-value and more\n");
+        let sink = Shared::default();
+        let log = LogWriter::new(Box::new(sink.clone()));
+        // Reads of 64 KiB: the buffer reaches MAX_LINE exactly with the secret's first
+        // six bytes in it.
+        struct Pieces<'a>(&'a [u8]);
+        impl Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(64 << 10).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        capture(Pieces(&input), Stream::Stdout, &log, &m, None).unwrap();
+        let data = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(!data.contains("s3cret"), "the secret leaked across the cut");
+        assert!(!data.contains("-token-value"), "part of the secret leaked");
+        assert!(data.contains("******** and more"));
     }
 
     #[test]

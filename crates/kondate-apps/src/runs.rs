@@ -290,8 +290,17 @@ impl Runs {
             }),
             Err(_) => req.command.clone().unwrap_or_default(),
         };
+        // `-e` values may be secrets: stored masked unless the definition says the variable
+        // is plain (a definition that does not load says nothing is).
+        let plain: &[String] = match &def {
+            Ok(d) => &d.access.plain_env,
+            Err(_) => &[],
+        };
         let params = serde_json::json!({
-            "env": req.env.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            "env": req.env.iter().map(|(k, v)| {
+                let shown = if plain.contains(k) { v.clone() } else { crate::secrets::MASK.to_string() };
+                (k.clone(), serde_json::Value::from(shown))
+            })
                 .collect::<serde_json::Map<_, _>>(),
             "command": req.command,
         });
@@ -560,7 +569,13 @@ impl Runs {
             secret_values
                 .iter()
                 .map(|(_, v)| v.as_str())
-                .chain(token_value.as_deref()),
+                .chain(token_value.as_deref())
+                .chain(
+                    req.env
+                        .iter()
+                        .filter(|(k, _)| !def.access.plain_env.contains(k))
+                        .map(|(_, v)| v.as_str()),
+                ),
         );
         let cwd = match &def.app.working_dir {
             Some(wd) => self.root.join(wd),

@@ -123,6 +123,15 @@ impl Masker {
         self.finders.is_empty()
     }
 
+    /// The length of the longest value masked (0 when none).
+    pub fn longest(&self) -> usize {
+        self.finders
+            .iter()
+            .map(|f| f.needle().len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// True when `data` contains any secret value.
     pub fn hits(&self, data: &[u8]) -> bool {
         self.finders.iter().any(|f| f.find(data).is_some())

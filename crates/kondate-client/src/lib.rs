@@ -98,7 +98,7 @@ struct ManifestMeta {
 }
 
 /// A client of one kondate (or Queuery) server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
@@ -107,6 +107,19 @@ pub struct Client {
     pub timeout: Duration,
     /// Parts downloaded at once.
     pub concurrency: usize,
+}
+
+/// By hand, so that the token's secret never reaches a log through `{:?}`.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.auth.as_ref().map(|(t, _)| t))
+            .field("secret", &self.auth.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 fn http_err(url: &str, e: reqwest::Error) -> ClientError {
@@ -436,3 +449,14 @@ impl ResultSet {
 /// A part's raw bytes, readable on a blocking thread.
 pub(crate) type PartReader =
     tokio_util::io::SyncIoBridge<tokio_util::io::StreamReader<ByteStream, bytes::Bytes>>;
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn a_clients_debug_never_shows_its_secret() {
+        let c = super::Client::new("http://127.0.0.1:1", Some(("job", "s3cret-value-42"))).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-value-42"), "{shown}");
+        assert!(shown.contains("job"));
+    }
+}

@@ -37,7 +37,7 @@ pub struct ProjectSection {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Address `kondate serve` listens on.
@@ -57,9 +57,12 @@ pub struct ServerSection {
     /// Largest streamed upload (a model file, a result table's rows), e.g. `64GiB`.
     #[serde(with = "human_size")]
     pub max_upload: u64,
+    /// Host names clients may reach this server by, besides `localhost`, IP addresses and
+    /// the host of `public_url` (a request naming another is refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateSection {
     /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via `KONDATE_STATE_URL`.
@@ -68,7 +71,7 @@ pub struct StateSection {
 
 /// The service database: the product's own database, where label tables (and later result
 /// tables) are written for the product to read.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceSection {
     /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via
@@ -100,7 +103,7 @@ pub enum WarehouseKind {
     Redshift,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarehouseSection {
     #[serde(rename = "type")]
@@ -118,6 +121,51 @@ pub struct WarehouseSection {
     /// Embedded engine: the memory all its queries together may use — a size (`8GiB`) or
     /// a share of the machine (`50%`, the default); a query past it fails with a message.
     pub memory_limit: MemoryLimit,
+}
+
+/// By hand for the sections that hold connection URLs: a password given in the
+/// environment (`KONDATE_STATE_URL=postgres://u:pw@…`) never reaches a log through `{:?}`.
+impl std::fmt::Debug for ServerSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSection")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url.as_deref().map(redact_url))
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_upload", &self.max_upload)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StateSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSection")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ServiceSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSection")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WarehouseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarehouseSection")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("iam_role", &self.iam_role)
+            .field("unload_url", &self.unload_url)
+            .field("allow_privileged_role", &self.allow_privileged_role)
+            .field("memory_limit", &self.memory_limit)
+            .finish()
+    }
 }
 
 /// A memory budget: bytes, or a share of the machine's memory.
@@ -212,6 +260,7 @@ impl Default for ServerSection {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
             max_upload: 64 << 30,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -370,7 +419,25 @@ impl Config {
             location: field.to_string(),
             message,
         };
-        self.listen_addr()?;
+        let listen = self.listen_addr()?;
+        if self.query.allow_anonymous && !listen.ip().is_loopback() {
+            return Err(bad(
+                "query.allow_anonymous",
+                format!(
+                    "is only allowed when server.listen is a loopback address (127.0.0.1 or \
+                     [::1]), not `{listen}`: anyone who could reach the server could query \
+                     without a token. Give clients tokens (`kondate tokens create`) instead"
+                ),
+            ));
+        }
+        for host in &self.server.allowed_hosts {
+            if host.is_empty() || host.contains(['/', ' ', '@']) {
+                return Err(bad(
+                    "server.allowed_hosts",
+                    format!("`{host}` is not a host name; write names like kondate.example.com"),
+                ));
+            }
+        }
         if self.query.parts == 0 || self.query.parts > 64 {
             return Err(bad("query.parts", "must be between 1 and 64".into()));
         }
@@ -490,32 +557,63 @@ fn reject_secrets_in_file(table: &toml::Table, file: &Path) -> Result<(), CoreEr
     Ok(())
 }
 
-/// True when `scheme://user:password@host…` carries a non-empty password.
+/// Query-string parameters of a connection URL whose values are secrets (PostgreSQL and
+/// MySQL drivers both read a password from `?password=`).
+const SECRET_URL_PARAMS: &[&str] = &["password", "sslpassword", "pass", "pwd"];
+
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_URL_PARAMS.contains(&n.as_str())
+}
+
+/// True when the URL carries a non-empty password: `scheme://user:password@host…`, or a
+/// `password=` (`sslpassword=`, …) parameter in its query string.
 pub fn url_has_password(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else {
         return false;
     };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    match authority.rsplit_once('@') {
+    let in_userinfo = match authority.rsplit_once('@') {
         Some((userinfo, _)) => userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty()),
         None => false,
-    }
+    };
+    let in_query = url.split_once('?').is_some_and(|(_, q)| {
+        q.split(['&', '#'])
+            .filter_map(|kv| kv.split_once('='))
+            .any(|(k, v)| is_secret_param(k) && !v.is_empty())
+    });
+    in_userinfo || in_query
 }
 
-/// The URL with any password replaced by `***`, for logs and messages.
+/// The URL with any password replaced by `***` — in the userinfo and in the query string —
+/// for logs and messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
         },
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) if is_secret_param(k) && !v.is_empty() => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 mod human_duration {
@@ -648,7 +746,7 @@ mod tests {
         let c = load(
             "[server]\nlisten = \"127.0.0.1:1\"\n[query]\nparts = 2\n",
             &[
-                ("KONDATE_SERVER_LISTEN", "0.0.0.0:9000"),
+                ("KONDATE_SERVER_LISTEN", "127.0.0.2:9000"),
                 ("KONDATE_QUERY_PARTS", "8"),
                 ("KONDATE_QUERY_RESULT_TTL", "2h"),
                 ("KONDATE_QUERY_ALLOW_ANONYMOUS", "true"),
@@ -657,10 +755,54 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert_eq!(c.server.listen, "127.0.0.2:9000");
         assert_eq!(c.query.parts, 8);
         assert_eq!(c.query.result_ttl, Duration::from_secs(7200));
         assert!(c.query.allow_anonymous);
+    }
+
+    #[test]
+    fn debug_never_shows_a_password_from_the_environment() {
+        let c = load(
+            "[warehouse]\ntype = \"postgres\"\n",
+            &[
+                ("KONDATE_STATE_URL", "postgres://k:state-pw-1@db/state"),
+                (
+                    "KONDATE_SERVICE_URL",
+                    "mysql://k@db/app?password=service-pw-2",
+                ),
+                ("KONDATE_WAREHOUSE_URL", "postgres://k:warehouse-pw-3@dw/w"),
+            ],
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        for pw in ["state-pw-1", "service-pw-2", "warehouse-pw-3"] {
+            assert!(!shown.contains(pw), "{pw} in {shown}");
+        }
+        assert!(shown.contains("postgres://k:***@db/state"), "{shown}");
+    }
+
+    #[test]
+    fn anonymous_queries_are_refused_off_loopback() {
+        for listen in ["0.0.0.0:7878", "192.168.1.5:7878", "[::]:7878"] {
+            let e = load(
+                "[query]\nallow_anonymous = true\n",
+                &[("KONDATE_SERVER_LISTEN", listen)],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("query.allow_anonymous") && e.contains("loopback"),
+                "{e}"
+            );
+        }
+        for listen in ["127.0.0.1:7878", "[::1]:7878"] {
+            load(
+                "[query]\nallow_anonymous = true\n",
+                &[("KONDATE_SERVER_LISTEN", listen)],
+            )
+            .unwrap();
+        }
     }
 
     #[test]
@@ -744,6 +886,20 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert!(url_has_password("mysql://root:pw@127.0.0.1/test"));
+        // A password in the query string is a password too.
+        assert!(url_has_password(
+            "postgres://u@h/db?sslmode=require&password=hunter2"
+        ));
+        assert!(url_has_password("mysql://root@h/test?PASSWORD=x"));
+        assert!(!url_has_password("postgres://u@h/db?password="));
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=hunter2&application_name=k"),
+            "postgres://u@h/db?sslmode=require&password=***&application_name=k"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?password=pw2"),
+            "postgres://u:***@h/db?password=***"
+        );
         assert!(!url_has_password("mysql://root@127.0.0.1/test"));
         assert!(!url_has_password("mysql://root:@127.0.0.1/test"));
     }

@@ -24,14 +24,24 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets.readonly";
 const ATTEMPTS: u32 = 5;
 
 /// How the API is called: an API key or a service account's bearer token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credentials {
     ApiKey(String),
     ServiceAccount(ServiceAccountKey),
 }
 
+/// By hand, so that a key never reaches a log through `{:?}`.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Credentials::ServiceAccount(k) => f.debug_tuple("ServiceAccount").field(k).finish(),
+        }
+    }
+}
+
 /// The fields of a service-account key file that kondate uses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct ServiceAccountKey {
     pub client_email: String,
     pub private_key: String,
@@ -39,6 +49,18 @@ pub struct ServiceAccountKey {
     pub private_key_id: Option<String>,
     #[serde(default = "default_token_uri")]
     pub token_uri: String,
+}
+
+/// By hand: the private key is never shown.
+impl std::fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("private_key", &"***")
+            .field("private_key_id", &self.private_key_id)
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
 }
 
 fn default_token_uri() -> String {
@@ -214,10 +236,12 @@ async fn send_with_retry(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| err(origin, format!("reading the answer of {what}: {e}")))?;
+        let body = resp.text().await.map_err(|e| {
+            err(
+                origin,
+                format!("reading the answer of {what}: {}", e.without_url()),
+            )
+        })?;
         if (200..300).contains(&status) {
             return Ok(body);
         }
@@ -318,10 +342,15 @@ pub async fn read(set: &LabelSet) -> Result<Grid, LabelsError> {
         .append_pair("valueRenderOption", "UNFORMATTED_VALUE")
         .append_pair("dateTimeRenderOption", "SERIAL_NUMBER");
     let body = match credentials(set)? {
+        // In the header Google documents for it (`X-Goog-Api-Key`), not in `?key=`: a URL
+        // ends up in errors, logs and proxies.
         Credentials::ApiKey(key) => {
-            let mut url = url.clone();
-            url.query_pairs_mut().append_pair("key", &key);
-            send_with_retry(|| http.get(url.clone()), &origin, "the Sheets API").await?
+            send_with_retry(
+                || http.get(url.clone()).header("x-goog-api-key", &key),
+                &origin,
+                "the Sheets API",
+            )
+            .await?
         }
         Credentials::ServiceAccount(key) => {
             let now = chrono::Utc::now().timestamp();

@@ -101,8 +101,17 @@ async fn values(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let authorised =
-        q.get("key").map(String::as_str) == Some(API_KEY) || bearer == Some(ACCESS_TOKEN);
+    // Google takes an API key as `?key=` or in `X-Goog-Api-Key`; kondate must use the
+    // header, so that the key is never part of a URL.
+    if q.contains_key("key") {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "test fake: the API key was sent in the URL",
+        );
+    }
+    let header_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
+    let authorised = header_key == Some(API_KEY) || bearer == Some(ACCESS_TOKEN);
     if !authorised {
         return google_error(
             StatusCode::FORBIDDEN,
@@ -314,4 +323,23 @@ async fn google_sheets_source_against_a_local_fake() {
         err.contains("KONDATE_TEST_UNSET_KEY, which is not set"),
         "{err}"
     );
+
+    // An unreachable API: the message names what failed and never carries the key.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let set = definition(dir.path(), &closed, "sheet-1", "api_key_file = \"api.key\"");
+    let err = read_source(&set).await.unwrap_err().to_string();
+    assert!(err.contains("cannot reach the Sheets API"), "{err}");
+    assert!(!err.contains(API_KEY), "the key leaked: {err}");
+
+    // Nor does `{:?}` of the credentials.
+    let shown = format!(
+        "{:?} {:?}",
+        sheets::Credentials::ApiKey(API_KEY.into()),
+        sheets::Credentials::ServiceAccount(key.clone())
+    );
+    assert!(!shown.contains(API_KEY), "{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
 }

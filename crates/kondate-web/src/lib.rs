@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod audit;
 mod body;
+mod host;
 mod labels;
 mod metrics;
 mod models;
@@ -223,6 +224,7 @@ pub fn route_docs(state: AppState) -> Vec<RouteDoc> {
 /// The application's router.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    let hosts = host::AllowedHosts::from_config(&state.project.config);
     let (router, docs) = routes(state.clone());
     router
         .fallback(api::not_found)
@@ -233,6 +235,8 @@ pub fn router(state: AppState) -> Router {
             metrics,
             metrics::track,
         ))
+        // Outermost: a request for another name is refused before anything else.
+        .layer(axum::middleware::from_fn_with_state(hosts, host::check))
         .with_state(state)
 }
 
@@ -251,6 +255,16 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let header_timeout = state.project.config.server.header_timeout;
+    let local = listener.local_addr()?;
+    if state.allow_anonymous && !local.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "query.allow_anonymous is only allowed on a loopback address, and this server \
+                 listens on {local}"
+            ),
+        ));
+    }
     let app = router(state);
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();

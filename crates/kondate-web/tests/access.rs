@@ -361,3 +361,67 @@ async fn anonymous_callers_see_only_anonymous_queries() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn requests_for_another_host_name_are_refused() {
+    let s = start(|_| {}).await;
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    for (host, want) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("rebind.evil.example:{port}"), 421),
+    ] {
+        let r = s
+            .http
+            .get(format!("{}/healthz", s.url))
+            .header("host", host.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "Host: {host}");
+        if want == 421 {
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("server.allowed_hosts")
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn anonymous_mode_is_refused_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = kondate_core::Config::default();
+    config.resolve_paths(dir.path());
+    config.query.allow_anonymous = true;
+    let opened = kondate_query::open(&config).await.unwrap();
+    let access = kondate_access::Access::new(
+        opened.db.clone(),
+        std::sync::Arc::new(kondate_core::SystemClock),
+    );
+    let state = kondate_web::AppState {
+        service: opened.service.clone(),
+        access,
+        store: opened.store.clone(),
+        allow_anonymous: true,
+        metrics: Default::default(),
+        labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
+        models: kondate_models::Models::open(&config).await.unwrap(),
+        runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir.path()),
+        service_db: kondate_db::Database::connect(&config.service.url)
+            .await
+            .unwrap(),
+        project: kondate_core::Project {
+            root: dir.path().to_path_buf(),
+            config,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let e = kondate_web::serve(listener, state, async {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("loopback"), "{e}");
+}

@@ -38,7 +38,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let addr = host(&s.url);
     tokio::task::spawn_blocking(move || {
         let mut c = TcpStream::connect(&addr).unwrap();
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             .unwrap();
         let closed = wait_closed(c, Duration::from_secs(10));
         assert!(
@@ -56,7 +56,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let addr = host(&s.url);
     tokio::task::spawn_blocking(move || {
         let mut c = TcpStream::connect(&addr).unwrap();
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         let mut first = [0u8; 512];
         let n = c.read(&mut first).unwrap();
@@ -149,7 +149,7 @@ async fn a_stalled_body_is_a_json_408() {
         let mut c = TcpStream::connect(&addr).unwrap();
         c.write_all(
             format!(
-                "POST /v1/queries HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+                "POST /v1/queries HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\n\
                  Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nq=SELECT"
             )
             .as_bytes(),

@@ -312,3 +312,54 @@ fn run_scopes_in_a_definition_are_checked_with_file_and_line() {
     assert_eq!(o.status.code(), Some(2), "{all}");
     assert!(all.contains("cannot be admin"), "{all}");
 }
+
+#[test]
+fn env_values_given_to_a_run_are_masked_unless_declared_plain() {
+    let (_d, root) = project();
+    app(
+        &root,
+        "echoer.jsonnet",
+        "{ app: { command: ['sh', '-c', 'echo key=$API_KEY greeting=$GREETING'] }, kondate: { plain_env: ['GREETING'] } }",
+    );
+    let o = kondate(&root)
+        .args([
+            "apps",
+            "run",
+            "echoer",
+            "-e",
+            "API_KEY=abcd-secret-1234",
+            "-e",
+            "GREETING=hello-world",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, _) = out(&o);
+    assert!(o.status.success(), "{:?}", out(&o));
+    assert!(!stdout.contains("abcd-secret-1234"), "{stdout}");
+    assert!(
+        stdout.contains("key=******** greeting=hello-world"),
+        "{stdout}"
+    );
+    let o = kondate(&root)
+        .args(["apps", "runs", "--format", "json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let o = kondate(&root)
+        .args(["apps", "show-run", &id, "--format", "json"])
+        .output()
+        .unwrap();
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(run["params"]["env"]["API_KEY"], "********");
+    assert_eq!(run["params"]["env"]["GREETING"], "hello-world");
+    let o = kondate(&root).args(["apps", "logs", &id]).output().unwrap();
+    assert!(!out(&o).0.contains("abcd-secret-1234"));
+    // Nor in the audit trail.
+    let o = kondate(&root)
+        .args(["audit", "--action", "apps.run", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(!out(&o).0.contains("abcd-secret-1234"), "{}", out(&o).0);
+    assert!(out(&o).0.contains("API_KEY=***"), "{}", out(&o).0);
+}
