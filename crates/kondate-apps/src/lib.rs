@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 pub mod definition;
+pub mod isolation;
 mod jsonnet;
 pub mod logs;
 mod providers;

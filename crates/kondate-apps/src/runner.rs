@@ -46,6 +46,9 @@ pub struct LocalSpec {
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
     pub masker: Masker,
+    /// A folder the run must not reach (the project's `.kondate/`), kept from it with
+    /// Landlock where the kernel has it ([`crate::isolation`]).
+    pub protect: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -276,6 +279,11 @@ pub async fn run_local(
                 limit >> 20
             ),
         );
+    }
+    if let Some(protected) = &spec.protect {
+        let sandbox = crate::isolation::prepare(protected, &spec.cwd);
+        let _ = log.note(Stream::Stderr, &sandbox.description);
+        sandbox.install(&mut command);
     }
     if let Some(cg) = &cgroup {
         let fd = cg.procs_fd();

@@ -165,6 +165,12 @@ impl std::fmt::Debug for Runs {
     }
 }
 
+/// The working folder of run `id`: outside the project, so that the run's isolation keeps
+/// nothing it needs out of reach.
+fn run_work_dir(id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("kondate-run-{id}"))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -341,6 +347,7 @@ impl Runs {
                     Err(e) => Err(e.to_string()),
                     Ok((spec, _)) => {
                         let o = run_local(spec, log.clone(), live.clone(), cancel).await;
+                        let _ = std::fs::remove_dir_all(run_work_dir(&id));
                         Ok((o, def))
                     }
                 }
@@ -577,9 +584,17 @@ impl Runs {
                         .map(|(_, v)| v.as_str()),
                 ),
         );
+        // A run works in a folder of its own (with its TMPDIR inside), removed when it
+        // ends, unless the definition names one in the project.
         let cwd = match &def.app.working_dir {
             Some(wd) => self.root.join(wd),
-            None => self.root.clone(),
+            None => {
+                let work = run_work_dir(id);
+                let tmp = work.join("tmp");
+                std::fs::create_dir_all(&tmp).map_err(|e| AppsError::io(&tmp, e))?;
+                set(&mut env, "TMPDIR", tmp.display().to_string());
+                work
+            }
         };
         let (argv, memory_limit) = match runner {
             "local" => {
@@ -642,6 +657,7 @@ impl Runs {
                 timeout: def.timeout,
                 grace: self.grace,
                 masker,
+                protect: (runner == "local").then(|| self.root.join(".kondate")),
             },
             issued,
         ))

@@ -112,6 +112,14 @@ async fn fixture_on(db: Option<(&str, &str)>, s3: bool) -> Fixture {
 }
 
 impl Fixture {
+    /// A file in the project's `out/` folder: a local run is isolated from `.kondate/` and
+    /// may write below the project folder, not straight into it.
+    fn out(&self, name: &str) -> std::path::PathBuf {
+        let dir = self.root.join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
     fn app(&self, name: &str, jsonnet: &str) {
         std::fs::write(
             self.root.join("apps").join(format!("{name}.jsonnet")),
@@ -263,7 +271,7 @@ async fn the_environment_is_clean_with_the_contract_and_secrets_masked() {
 #[tokio::test]
 async fn a_timeout_stops_the_whole_group_including_grandchildren() {
     let f = fixture().await;
-    let pidfile = f.root.join("grandchild.pid");
+    let pidfile = f.out("grandchild.pid");
     f.app(
         "slow",
         &format!(
@@ -384,7 +392,7 @@ async fn with_a_cgroup_processes_that_left_the_group_are_killed_too() {
         return;
     }
     let f = fixture().await;
-    let pidfile = f.root.join("escaped.pid");
+    let pidfile = f.out("escaped.pid");
     f.app(
         "escape",
         &format!(
@@ -471,7 +479,7 @@ async fn bad_input_gives_a_clear_error_and_a_recorded_failed_run() {
 #[tokio::test]
 async fn retries_run_again_after_a_failure() {
     let f = fixture().await;
-    let counter = f.root.join("count");
+    let counter = f.out("count");
     f.app(
         "flaky",
         &format!(

@@ -337,6 +337,10 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
                 "# the run's token may: {} (declare more under `kondate`)",
                 def.access.scopes().join(" ")
             );
+            println!(
+                "# isolation of local runs: {}",
+                kondate_apps::isolation::describe(&project.root.join(".kondate"))
+            );
             let ignored: Vec<_> = def
                 .notes
                 .iter()

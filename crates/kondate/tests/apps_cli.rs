@@ -82,7 +82,10 @@ fn run_passes_the_exit_status_through_and_records_the_run() {
 #[test]
 fn sigterm_to_kondate_stops_the_run_and_its_children() {
     let (_d, root) = project();
-    let pidfile = root.join("child.pid");
+    // In a folder of the project: an isolated run may write below the project folder, not
+    // straight into it (docs/apps.md).
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let pidfile = root.join("out").join("child.pid");
     app(
         &root,
         "long.jsonnet",
@@ -214,20 +217,70 @@ fn show_never_prints_secret_values_and_render_prints_each_target() {
     );
 }
 
+/// A server of the project on a free loopback port, stopped on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(root: &Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = kondate(root)
+        .args(["serve", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "kondate serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child), listen)
+}
+
 #[test]
 fn a_run_token_holds_only_what_its_definition_declares() {
     let (_d, root) = project();
-    let bin = env!("CARGO_BIN_EXE_kondate");
     std::fs::write(root.join("model.bin"), b"weights").unwrap();
     let o = kondate(&root)
         .args(["models", "push", "m", "model.bin"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{:?}", out(&o));
-    // The job moves the alias with the CLI, which acts as the run's token inside a run.
+    let (_server, listen) = serve(&root);
+    // The job moves the alias through the API with the token made for its run (inside an
+    // isolated run, the API is the only way to kondate).
+    std::fs::create_dir_all(root.join("jobs")).unwrap();
+    std::fs::write(
+        root.join("jobs/move_alias.py"),
+        r#"import base64, os, urllib.error, urllib.request
+auth = base64.b64encode(f"{os.environ['KONDATE_TOKEN']}:{os.environ['KONDATE_TOKEN_SECRET']}".encode()).decode()
+req = urllib.request.Request(
+    os.environ["KONDATE_URL"] + "/v1/models/m/aliases/production",
+    data=b'{"version": 1}', method="PUT",
+    headers={"content-type": "application/json", "authorization": "Basic " + auth})
+try:
+    print("status", urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print("status", e.code, e.read().decode())
+    raise SystemExit(4)
+"#,
+    )
+    .unwrap();
     let mover = |extra: &str| {
         format!(
-            "{{ app: {{ command: ['sh', '-c', '\"$KONDATE_BIN\" models alias m production 1'] }}, {extra} }}"
+            "{{ app: {{ command: ['python3', '{}'] }}, {extra} }}",
+            root.join("jobs/move_alias.py").display()
         )
     };
     app(&root, "undeclared.jsonnet", &mover(""));
@@ -238,21 +291,22 @@ fn a_run_token_holds_only_what_its_definition_declares() {
     );
     let run = |name: &str| {
         kondate(&root)
-            .args(["apps", "run", name, "-e", &format!("KONDATE_BIN={bin}")])
-            .args(["-e", &format!("KONDATE_PROJECT={}", root.display())])
+            .args(["apps", "run", name])
+            .env("KONDATE_SERVER_LISTEN", &listen)
             .output()
             .unwrap()
     };
     let o = run("undeclared");
     let (stdout, stderr) = out(&o);
     assert_eq!(o.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(stdout.contains("status 403"), "{stdout}");
     assert!(
-        stderr.contains("models:alias=m@production")
-            || stdout.contains("models:alias=m@production"),
-        "the refusal names the scope: {stdout}\n{stderr}"
+        stdout.contains("models:alias=m@production"),
+        "the refusal names the scope: {stdout}"
     );
     let o = run("declared");
     assert_eq!(o.status.code(), Some(0), "{:?}", out(&o));
+    assert!(out(&o).0.contains("status 200"));
     // `apps show` says what the run's token may do.
     let o = kondate(&root)
         .args(["apps", "show", "declared"])
@@ -362,4 +416,67 @@ fn env_values_given_to_a_run_are_masked_unless_declared_plain() {
         .unwrap();
     assert!(!out(&o).0.contains("abcd-secret-1234"), "{}", out(&o).0);
     assert!(out(&o).0.contains("API_KEY=***"), "{}", out(&o).0);
+}
+
+#[test]
+fn a_local_run_cannot_read_the_projects_kondate_folder() {
+    let (_d, root) = project();
+    // The run tries the state database and the signing key, and a file it may read.
+    app(
+        &root,
+        "snoop.jsonnet",
+        "{ app: { command: ['sh', '-c', 'cat \"$P/kondate.toml\" >/dev/null && echo project-ok; \
+         for f in \"$P\"/.kondate/*; do cat \"$f\" >/dev/null 2>&1 && echo \"LEAK $f\"; done; \
+         echo tmp-$(mktemp >/dev/null && echo ok); pwd'] } }",
+    );
+    // Make sure there is something to steal.
+    let o = kondate(&root).args(["tokens", "list"]).output().unwrap();
+    assert!(o.status.success());
+    let o = kondate(&root)
+        .args([
+            "apps",
+            "run",
+            "snoop",
+            "-e",
+            &format!("P={}", root.display()),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, _) = out(&o);
+    assert!(o.status.success(), "{:?}", out(&o));
+    assert!(stdout.contains("project-ok"), "{stdout}");
+    assert!(
+        !stdout.contains("LEAK"),
+        "the run read kondate's own files: {stdout}"
+    );
+    assert!(
+        stdout.contains("tmp-ok"),
+        "its TMPDIR is writable: {stdout}"
+    );
+    assert!(
+        !stdout.contains(&root.display().to_string()),
+        "the run works in a folder of its own: {stdout}"
+    );
+    // The log and `apps show` say how it was isolated.
+    let o = kondate(&root)
+        .args(["apps", "runs", "--format", "json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let o = kondate(&root).args(["apps", "logs", &id]).output().unwrap();
+    assert!(
+        out(&o).0.contains("isolated with Landlock"),
+        "{}",
+        out(&o).0
+    );
+    let o = kondate(&root)
+        .args(["apps", "show", "snoop"])
+        .output()
+        .unwrap();
+    assert!(
+        out(&o).0.contains("isolation of local runs: Landlock"),
+        "{}",
+        out(&o).0
+    );
 }
