@@ -249,12 +249,15 @@ pub async fn migrate(db: &Database) -> Result<(), DbError> {
 /// earlier schema held.
 pub async fn migrate_up_to(db: &Database, version: i64) -> Result<(), DbError> {
     let max_version = version;
-    db.execute(
+    // Several processes start at once on a new database: on PostgreSQL two concurrent
+    // CREATE TABLE IF NOT EXISTS can both find no table and one fail on the catalog's
+    // unique index, which create_table_if_missing tolerates.
+    db.create_table_if_missing(
+        "kondate_schema_migrations",
         "CREATE TABLE IF NOT EXISTS kondate_schema_migrations (
             version BIGINT NOT NULL PRIMARY KEY,
             applied_at BIGINT NOT NULL
         )",
-        &[],
     )
     .await?;
     let applied: Vec<i64> = db

@@ -189,3 +189,40 @@ async fn debug_output_never_shows_the_password() {
     assert!(!shown.contains("hunter2secret"), "{shown}");
     assert!(shown.contains("127.0.0.1"), "{shown}");
 }
+
+/// Several processes start at once on a new PostgreSQL database: every one's migration
+/// must succeed (two concurrent CREATE TABLE IF NOT EXISTS of the migrations' own table used
+/// to fail one of them on PostgreSQL's catalog).
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_concurrent_first_migrations_all_succeed() {
+    let url = std::env::var("KONDATE_TEST_POSTGRES_URL").expect("KONDATE_TEST_POSTGRES_URL");
+    for round in 0..10 {
+        let fresh = kondate_db::isolated_test_database(&url, "concurrent_migrate")
+            .await
+            .unwrap();
+        // Connected first, released together.
+        let mut dbs = Vec::new();
+        for _ in 0..8 {
+            dbs.push(Database::connect(&fresh).await.unwrap());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(dbs.len()));
+        let tasks: Vec<_> = dbs
+            .into_iter()
+            .map(|db| {
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let r = state::migrate(&db).await;
+                    db.close().await;
+                    r
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: a first migration failed: {e}"));
+        }
+    }
+}
