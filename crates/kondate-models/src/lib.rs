@@ -13,8 +13,8 @@
 mod registry;
 
 pub use registry::{
-    AliasMove, BlobCheck, GcOptions, GcReport, LabelRef, Lineage, ModelSummary, Models, PushMeta,
-    VersionInfo,
+    AliasMove, BlobCheck, GcOptions, GcReport, LabelRef, LabelRevisions, Lineage, ModelSummary,
+    Models, PushMeta, VersionInfo,
 };
 
 use kondate_core::CoreError;

@@ -30,7 +30,16 @@ pub struct Models {
     pub clock: Arc<dyn Clock>,
     /// Label sets, to check and complete `--labels NAME[@REV]` lineage (optional: without
     /// it, label references are recorded as given).
-    pub labels: Option<kondate_labels::sync::Labels>,
+    pub labels: Option<Arc<dyn LabelRevisions>>,
+}
+
+/// Where a push looks up the revisions of the label sets its lineage names. Implemented
+/// where the services are assembled (the binary, over `kondate-labels`), so that the
+/// registry depends on no other part of the flow.
+#[async_trait::async_trait]
+pub trait LabelRevisions: Send + Sync {
+    /// The revisions of label set `name`, oldest first (empty: none yet, or no such set).
+    async fn revisions(&self, name: &str) -> Result<Vec<i64>, String>;
 }
 
 impl std::fmt::Debug for Models {
@@ -246,25 +255,13 @@ impl Models {
         }
     }
 
-    /// Open what the configuration names: the state database (migrated), the store, and
-    /// the label sets for lineage.
+    /// Open what the configuration names: the state database (migrated) and the store.
+    /// Label lineage is checked once `labels` is set (the binary sets it).
     pub async fn open(config: &kondate_core::Config) -> Result<Models, ModelsError> {
         let db = Database::connect(&config.state.url).await?;
         kondate_db::state::migrate(&db).await?;
         let store = Store::open(&config.store, &config.public_url())?;
-        // The label sets share this state database and store; only their service database
-        // is opened here (`Labels::open` would connect and migrate the state database again).
-        let labels = kondate_labels::sync::Labels {
-            state: Some(db.clone()),
-            ..kondate_labels::sync::Labels::new(
-                Database::connect(&config.service.url).await?,
-                store.clone(),
-            )
-        };
-        Ok(Models {
-            labels: Some(labels),
-            ..Models::new(db, store)
-        })
+        Ok(Models::new(db, store))
     }
 
     fn now(&self) -> i64 {
@@ -531,9 +528,9 @@ impl Models {
             validate_name("label set", &l.name)?;
             let Some(labels) = &self.labels else { continue };
             let history = labels
-                .history(&l.name)
+                .revisions(&l.name)
                 .await
-                .map_err(|e| ModelsError::Lineage(e.to_string()))?;
+                .map_err(ModelsError::Lineage)?;
             match l.revision {
                 None => {
                     let last = history.last().ok_or_else(|| {
@@ -543,9 +540,9 @@ impl Models {
                             l.name, l.name
                         ))
                     })?;
-                    l.revision = Some(last.revision);
+                    l.revision = Some(*last);
                 }
-                Some(r) if !history.iter().any(|h| h.revision == r) => {
+                Some(r) if !history.contains(&r) => {
                     return Err(ModelsError::Lineage(format!(
                         "label set `{}` has no revision {r}; `kondate labels history {}` \
                          lists them",

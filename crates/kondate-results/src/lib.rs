@@ -15,15 +15,18 @@
 //!   and the upsert (PostgreSQL through a `COPY` stage), `swap` and `prune`.
 //! - [`export`]: the copy into the warehouse, incremental by `updated_at`, through an
 //!   [`export::ExportSink`] that the caller provides.
+//! - [`Results`]: the façade the CLI and the HTTP handlers call.
 //!
 //! Knows nothing of HTTP, the CLI or the warehouse engines.
 
 pub mod declaration;
 pub mod export;
 pub mod input;
+mod service;
 pub mod table;
 
 pub use declaration::{ResultColumn, ResultTable, ResultType};
+pub use service::Results;
 pub use table::{Publish, WriteMeta, WriteOptions, WriteReport};
 
 /// Errors from result tables. Messages say what, where, and what to do.

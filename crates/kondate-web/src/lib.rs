@@ -42,8 +42,8 @@ pub struct AppState {
     pub models: kondate_models::Models,
     /// Recorded app runs and their logs.
     pub runs: kondate_apps::Runs,
-    /// The service database, where result tables are written.
-    pub service_db: kondate_db::Database,
+    /// The result tables (on the service database).
+    pub results: kondate_results::Results,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use kondate_access::ScopeKind;
 use kondate_core::artifact::ModelRef;
-use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
+use kondate_results::{Publish, ResultsError, WriteMeta, WriteOptions};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -91,7 +91,7 @@ pub async fn write(
     if params.prune {
         caller.require(ScopeKind::ResultsPrune, Some(&name))?;
     }
-    let decl = ResultTable::load(&state.project.root, &name)?;
+    let decl = state.results.declaration(&name)?;
     let ext = extension(&headers)?;
     let (model_name, model_version) = match &params.model {
         None => (None, None),
@@ -128,19 +128,6 @@ pub async fn write(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     drop(out);
     let path = file.path().to_path_buf();
-    let rows = {
-        let decl = decl.clone();
-        tokio::task::spawn_blocking(move || {
-            kondate_results::input::read_files(&decl, std::slice::from_ref(&path))
-        })
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-    }
-    // The temporary file's name means nothing to the caller: call it the request body.
-    .map_err(|e| {
-        let e = ApiError::from(e);
-        e.replace_in_message(&file.path().display().to_string(), "request body")
-    })?;
     let meta = WriteMeta {
         model_name,
         model_version,
@@ -151,17 +138,22 @@ pub async fn write(
         prune: params.prune,
         migrate: params.migrate,
     };
-    let now = chrono::Utc::now().timestamp_millis();
-    let audit_params = json!({
+    let mut audit_params = json!({
         "model": params.model,
         "run_id": meta.run_id,
         "publish": format!("{:?}", opts.publish).to_lowercase(),
         "prune": opts.prune,
         "migrate": opts.migrate,
-        "rows": rows.len(),
     });
-    let report =
-        kondate_results::table::write(&state.service_db, &decl, &rows, &meta, opts, now).await?;
+    let report = state
+        .results
+        .write_files(&decl, std::slice::from_ref(&path), &meta, opts)
+        .await
+        // The temporary file's name means nothing to the caller: call it the request body.
+        .map_err(|e| {
+            ApiError::from(e).replace_in_message(&path.display().to_string(), "request body")
+        })?;
+    audit_params["rows"] = json!(report.rows);
     Ok(audited(
         (StatusCode::OK, Json(report)).into_response(),
         audit_params,

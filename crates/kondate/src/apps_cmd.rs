@@ -2,20 +2,17 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use futures::StreamExt;
 use kondate_apps::definition::NoteKind;
 use kondate_apps::logs::{LiveSink, Stream};
 use kondate_apps::render::{self, Overrides};
-use kondate_apps::runs::{Credentials, parse_env_arg};
-use kondate_apps::{AppDefinition, Apps, AppsError, RunInfo, RunRequest, Runs};
-use kondate_core::{Project, SystemClock};
-use kondate_db::Database;
-use kondate_store::Store;
+use kondate_apps::runs::parse_env_arg;
+use kondate_apps::{AppDefinition, Apps, AppsError, RunInfo, RunRequest};
 
 use crate::cli_access::CliNeed;
+use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -159,81 +156,6 @@ fn failure(e: AppsError) -> Failure {
     }
 }
 
-/// Run tokens from the state database, with the scopes the app definition declares and
-/// never more than the one who launches the run holds.
-struct TokenCredentials {
-    tokens: kondate_access::Tokens,
-    url: String,
-    launcher: kondate_access::Principal,
-}
-
-#[async_trait::async_trait]
-impl Credentials for TokenCredentials {
-    fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    async fn issue(
-        &self,
-        run_id: &str,
-        scopes: &[String],
-        ttl: Duration,
-    ) -> Result<(String, String), String> {
-        let scopes = kondate_access::Scopes::new(
-            scopes
-                .iter()
-                .map(|s| kondate_access::Scope::parse(s))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?,
-        );
-        let beyond: Vec<String> = scopes
-            .iter()
-            .filter(|s| !self.launcher.covers(s))
-            .map(|s| s.to_string())
-            .collect();
-        if !beyond.is_empty() {
-            return Err(format!(
-                "the app's run would need {} which {} does not hold; a run never gets more \
-                 than the one who launches it",
-                beyond.join(", "),
-                self.launcher.actor()
-            ));
-        }
-        let t = self
-            .tokens
-            .create_for_run(run_id, &scopes, ttl, &self.launcher.actor())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((t.name, t.secret))
-    }
-
-    async fn revoke(&self, run_id: &str) {
-        let name = kondate_access::tokens::run_token_name(run_id);
-        if let Err(e) = self.tokens.delete(&name).await {
-            tracing::warn!(run = run_id, error = %e, "could not delete the run's token; it expires on its own");
-        }
-    }
-}
-
-/// The runs of `project`, with run tokens from its state database.
-pub async fn open_runs(project: &Project) -> Result<Runs, Failure> {
-    let config = &project.config;
-    let db = Database::connect(&config.state.url).await?;
-    kondate_db::state::migrate(&db).await?;
-    let store = Store::open(&config.store, &config.public_url())?;
-    let clock: Arc<dyn kondate_core::Clock> = Arc::new(SystemClock);
-    let credentials = TokenCredentials {
-        tokens: kondate_access::Access::new(db.clone(), clock.clone()).tokens,
-        url: config.public_url(),
-        launcher: crate::cli_access::principal_now(),
-    };
-    Ok(Runs {
-        clock,
-        credentials: Some(Arc::new(credentials)),
-        ..Runs::new(db, store, &project.root)
-    })
-}
-
 /// Before a run: warnings in full, and one line for what the local runner ignores.
 fn print_notes(def: &AppDefinition) {
     let mut ignored = 0;
@@ -272,7 +194,8 @@ fn overrides(env: &[String], command: Vec<String>) -> Result<Overrides, Failure>
     })
 }
 
-pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
+pub async fn run(services: &Services, cmd: AppsCmd) -> CmdResult {
+    let project = &services.project;
     let apps = Apps::new(project.root.join("apps"));
     match cmd {
         AppsCmd::List { format } => {
@@ -450,7 +373,7 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
             {
                 print_notes(&def);
             }
-            let runs = open_runs(&project).await?;
+            let runs = services.runs(crate::cli_access::principal_now()).await?;
             let req = RunRequest {
                 app: name,
                 env: o.env,
@@ -497,7 +420,7 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
             limit,
             format,
         } => {
-            let runs = open_runs(&project).await?;
+            let runs = services.runs(crate::cli_access::principal_now()).await?;
             let list = runs.list(name.as_deref(), limit).await.map_err(failure)?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -528,7 +451,7 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
             Ok(())
         }
         AppsCmd::ShowRun { id, format } => {
-            let runs = open_runs(&project).await?;
+            let runs = services.runs(crate::cli_access::principal_now()).await?;
             let info = runs.get(&id).await.map_err(failure)?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
@@ -538,7 +461,7 @@ pub async fn run(project: Project, cmd: AppsCmd) -> CmdResult {
             Ok(())
         }
         AppsCmd::Logs { id, follow, format } => {
-            let runs = open_runs(&project).await?;
+            let runs = services.runs(crate::cli_access::principal_now()).await?;
             runs.get(&id).await.map_err(failure)?;
             let mut stream = runs.log_stream(&id, 0, follow);
             let mut out = std::io::stdout().lock();

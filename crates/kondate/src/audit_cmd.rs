@@ -3,9 +3,9 @@
 use clap::Args;
 use kondate_access::audit::parse_since;
 use kondate_access::{AuditFilter, Outcome};
-use kondate_core::Project;
 
-use crate::cli_access::{CliNeed, access_failure, open_access};
+use crate::cli_access::{CliNeed, access_failure};
+use crate::services::Services;
 use crate::{CmdResult, ListFormat};
 
 /// Filters of `kondate audit`.
@@ -41,8 +41,8 @@ impl AuditArgs {
     }
 }
 
-pub async fn run(project: Project, args: AuditArgs) -> CmdResult {
-    let access = open_access(&project).await?;
+pub async fn run(services: &Services, args: AuditArgs) -> CmdResult {
+    let access = services.access().await?;
     let filter = AuditFilter {
         actor: args.actor,
         target: args.target,

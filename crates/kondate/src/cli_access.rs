@@ -9,10 +9,10 @@
 //! A refusal exits with code 4 and is recorded; every change is recorded with its outcome.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
+use crate::services::Services;
 use kondate_access::{Access, AccessError, AuditEntry, Outcome, Principal, ScopeKind, Source};
-use kondate_core::{Project, SystemClock};
 use serde_json::json;
 
 use crate::{CmdResult, Failure, exit};
@@ -153,13 +153,6 @@ pub fn access_failure(e: AccessError) -> Failure {
     }
 }
 
-/// Access control on the project's state database.
-pub async fn open_access(project: &Project) -> Result<Access, Failure> {
-    let db = kondate_db::Database::connect(&project.config.state.url).await?;
-    kondate_db::state::migrate(&db).await?;
-    Ok(Access::new(db, Arc::new(SystemClock)))
-}
-
 /// Who runs the command: the token in `KONDATE_TOKEN`/`KONDATE_TOKEN_SECRET` if set, else
 /// the operator as admin.
 async fn principal(access: &Access) -> Result<Principal, Failure> {
@@ -191,14 +184,14 @@ async fn principal(access: &Access) -> Result<Principal, Failure> {
 
 /// Run `work` as the command's principal if it holds what `need` asks for; record changes
 /// (and refusals) in the audit trail.
-pub async fn guarded<F>(project: &Project, need: CliNeed, work: F) -> CmdResult
+pub async fn guarded<F>(services: &Services, need: CliNeed, work: F) -> CmdResult
 where
     F: Future<Output = CmdResult>,
 {
     if need.is_nothing() {
         return work.await;
     }
-    let access = open_access(project).await?;
+    let access = services.access().await?;
     // A read has no action name: it is recorded (when refused) as its command.
     let action = need.action.map_or_else(command_words, str::to_string);
     let entry = |actor: &str, outcome: Outcome, status: u8, detail: Option<String>| {
@@ -209,7 +202,7 @@ where
         e.detail = detail;
         e
     };
-    let who = match principal(&access).await {
+    let who = match principal(access).await {
         Ok(p) => p,
         Err(f) => {
             if let Ok(name) = std::env::var("KONDATE_TOKEN") {

@@ -12,6 +12,7 @@ use kondate_core::Project;
 use kondate_warehouse::{LoadOptions, TableName};
 
 use crate::output::client_failure;
+use crate::services::Services;
 use crate::{CmdResult, Failure};
 
 #[derive(clap::Args)]
@@ -89,6 +90,23 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         }
     }
 
+    // The query API's address first: the store signs URLs for it and the apps' runs are
+    // told it, so everything is opened once, knowing it.
+    let listen = if args.serve {
+        project.config.server.listen.clone()
+    } else {
+        "127.0.0.1:0".into()
+    };
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+    if project.config.server.public_url.is_none() {
+        project.config.server.public_url = Some(endpoint.clone());
+    }
+    let services = Services::new(project.clone());
+
     // 1. Data into the embedded warehouse (replacing the tables, so a re-run is idempotent).
     let data_dir = project.state_dir().join("demo");
     std::fs::create_dir_all(&data_dir)?;
@@ -101,8 +119,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         &project.root.join("data/recipe_category.csv"),
         &project.root.join("data/ingredient_names.csv"),
     )?;
-    let store = kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
-    let wh = kondate_warehouse::open(&project.config, &store).await?;
+    let wh = services.warehouse().await?;
     for (table, file, schema) in [
         (
             "recipes.recipes",
@@ -140,7 +157,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     );
 
     // 2. The annotators' sheets into the service database, as revisions.
-    let labels = kondate_labels::sync::Labels::open(&project.config).await?;
+    let labels = services.labels().await?;
     for name in ["recipe_category", "ingredient_names"] {
         let set = kondate_labels::find(&project, name)?;
         let grid = kondate_labels::read_source(&set).await?;
@@ -162,20 +179,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     }
 
     // 3. The query API on loopback.
-    let listen = if args.serve {
-        project.config.server.listen.clone()
-    } else {
-        "127.0.0.1:0".into()
-    };
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
-    let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
-    if project.config.server.public_url.is_none() {
-        project.config.server.public_url = Some(endpoint.clone());
-    }
-    let state = crate::serve_cmd::state(&project).await?;
+    let state = services.app_state().await?;
     // The demo's token is owned by a demo user and may only query: what the Python
     // example at the end needs. The apps get tokens of their own, made for each run.
     let access = &state.access;
@@ -256,7 +260,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
 
     // 5. Training and inference as apps, through the API with their own run tokens; then
     // the result table copied into the warehouse.
-    let runs = crate::apps_cmd::open_runs(&project).await?;
+    let runs = services.runs(crate::cli_access::principal_now()).await?;
     let exe = std::env::current_exe()?.display().to_string();
     let mut finished = Vec::new();
     for app in ["train", "infer", "normalise"] {
@@ -280,7 +284,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         }
         finished.push(run);
     }
-    let models = kondate_models::Models::open(&project.config).await?;
+    let models = services.models().await?;
     let model = models
         .show(&kondate_core::artifact::ModelRef::parse(
             "recipe-category@production",
@@ -311,22 +315,18 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         metric("macro_f1"),
         metric("baseline_accuracy")
     );
-    let service = kondate_db::Database::connect(&project.config.service.url).await?;
+    let service = services.service_db().await?.clone();
     let mut exports = Vec::new();
     for name in ["recipe_categories", "ingredient_canonical_names"] {
-        let decl = kondate_results::ResultTable::load(&project.root, name)
+        let results = services.results().await?;
+        let decl = results
+            .declaration(name)
             .map_err(|e| Failure::invalid(e.to_string()))?;
-        let sink = crate::results_cmd::WarehouseSink::open(&project, &decl).await?;
-        let export = kondate_results::export::export(
-            &service,
-            &decl,
-            &sink,
-            Default::default(),
-            &project.state_dir(),
-            chrono::Utc::now().timestamp_millis(),
-        )
-        .await
-        .map_err(|e| Failure::from(e.to_string()))?;
+        let sink = services.export_sink(&decl).await?;
+        let export = results
+            .export(&decl, &sink, Default::default(), &project.state_dir())
+            .await
+            .map_err(|e| Failure::from(e.to_string()))?;
         exports.push((decl, export));
     }
     println!(
@@ -395,7 +395,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             export.rows, decl.warehouse_table, export.mode
         );
     }
-    println!("  store      {}", store.url());
+    println!("  store      {}", services.store().await?.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
     println!();
     println!("Try it from Python with the public Queuery client:");
@@ -406,7 +406,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     );
     if args.serve {
         println!("\nServing until Ctrl-C.");
-        crate::serve_cmd::shutdown_signal().await;
+        crate::cli::shutdown_signal().await;
     } else {
         println!("\n(`kondate demo --serve` keeps the server running so that you can try this.)");
     }

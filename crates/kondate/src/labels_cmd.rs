@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use kondate_core::Project;
 use kondate_labels::snapshot::{self, ExportFormat};
-use kondate_labels::sync::Labels;
 use kondate_labels::{LabelsError, Outcome, SyncOptions, SyncReport};
 
 use crate::cli_access::CliNeed;
+use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -107,11 +106,12 @@ fn failure(e: LabelsError) -> Failure {
     }
 }
 
-pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
+pub async fn run(services: &Services, cmd: LabelsCmd) -> CmdResult {
+    let project = &services.project;
     match cmd {
         LabelsCmd::List { format } => {
-            let labels = Labels::open(&project.config).await.map_err(failure)?;
-            let list = labels.list(&project).await.map_err(failure)?;
+            let labels = services.labels().await?;
+            let list = labels.list(project).await.map_err(failure)?;
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
                 ListFormat::Text if list.is_empty() => {
@@ -140,8 +140,8 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
             limit,
             format,
         } => {
-            let set = kondate_labels::find(&project, &name).map_err(failure)?;
-            let labels = Labels::open(&project.config).await.map_err(failure)?;
+            let set = kondate_labels::find(project, &name).map_err(failure)?;
+            let labels = services.labels().await?;
             let grid = kondate_labels::read_source(&set).await.map_err(failure)?;
             let report = labels.diff(&set, &grid).await.map_err(failure)?;
             print_report(&report, format, limit)?;
@@ -154,8 +154,8 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
             force,
             format,
         } => {
-            let set = kondate_labels::find(&project, &name).map_err(failure)?;
-            let labels = Labels::open(&project.config).await.map_err(failure)?;
+            let set = kondate_labels::find(project, &name).map_err(failure)?;
+            let labels = services.labels().await?;
             let spinner = crate::output::spinner(&format!("reading {}", set.source.describe()));
             let grid = kondate_labels::read_source(&set).await.map_err(failure)?;
             spinner.set_message(format!("syncing {name}"));
@@ -171,7 +171,7 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
             print_report(&report.map_err(failure)?, format, 50)?;
         }
         LabelsCmd::History { name, format } => {
-            let labels = Labels::open(&project.config).await.map_err(failure)?;
+            let labels = services.labels().await?;
             // The set may have been removed from the project; its history stays readable.
             let history = labels.history(&name).await.map_err(failure)?;
             match format {
@@ -213,8 +213,8 @@ pub async fn run(project: Project, cmd: LabelsCmd) -> CmdResult {
             format,
             out,
         } => {
-            let set = kondate_labels::find(&project, &name).map_err(failure)?;
-            let labels = Labels::open(&project.config).await.map_err(failure)?;
+            let set = kondate_labels::find(project, &name).map_err(failure)?;
+            let labels = services.labels().await?;
             let (rev, batches, schema) = labels.export(&set, revision).await.map_err(failure)?;
             let fmt = match format {
                 FileFormat::Csv => ExportFormat::Csv,

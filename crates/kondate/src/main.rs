@@ -3,6 +3,7 @@
 
 mod apps_cmd;
 mod audit_cmd;
+mod cli;
 mod cli_access;
 mod demo;
 mod demo_data;
@@ -11,7 +12,9 @@ mod models_cmd;
 mod output;
 mod query_cmd;
 mod results_cmd;
+mod results_sink;
 mod serve_cmd;
+mod services;
 mod tokens_cmd;
 mod users_cmd;
 mod warehouse_cmd;
@@ -20,50 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+pub use cli::{CmdResult, Failure, ListFormat, actor, exit, init_logging, load_project};
 use cli_access::{CliNeed, guarded};
-use kondate_core::Project;
-
-/// Exit codes with a meaning scripts can rely on.
-pub mod exit {
-    /// Something failed at run time (a service, the network, a file).
-    pub const FAILURE: u8 = 1;
-    /// The command line or the input was invalid; nothing was changed.
-    pub const INVALID: u8 = 2;
-    /// The query ran and the warehouse reported an error.
-    pub const QUERY_FAILED: u8 = 3;
-    /// Not allowed: the command's principal (a token, inside an app run) lacks the scope,
-    /// or its credentials are not valid.
-    pub const FORBIDDEN: u8 = 4;
-}
-
-/// An error with the exit code it should end the process with.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure {
-            code: exit::FAILURE,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl Failure {
-    /// Invalid input: exit code 2.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Failure {
-            code: exit::INVALID,
-            message: message.into(),
-        }
-    }
-}
-
-/// Result type of every command.
-pub type CmdResult = Result<(), Failure>;
+use services::Services;
 
 #[derive(Parser)]
 #[command(
@@ -156,51 +118,12 @@ enum ExampleJob {
     RecipesNormalise,
 }
 
-/// Output format for listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum ListFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// Logs go to stderr; `KONDATE_LOG` sets the filter (default: `info` for the server, `warn`
-/// for one-shot commands, whose own output is the report) and `KONDATE_LOG_FORMAT=json`
-/// makes them structured.
-fn init_logging(default: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KONDATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let json = std::env::var("KONDATE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Who runs a command, for histories (label revisions, alias moves): `cli:USER`, or the
-/// token the command acts as (see `cli_access`).
-pub fn actor() -> String {
-    cli_access::actor()
-}
-
-/// Load the project the command runs in.
-pub fn load_project(explicit: Option<&std::path::Path>) -> Result<Project, Failure> {
-    let cwd = std::env::current_dir()?;
-    let root = Project::discover(explicit, &cwd).map_err(|e| Failure::invalid(e.to_string()))?;
-    Project::load(&root, std::env::vars()).map_err(|e| Failure::invalid(e.to_string()))
-}
-
 async fn run(cli: Cli) -> CmdResult {
     let project = cli.project.as_deref();
     match cli.command {
         Command::Init { dir } => {
-            let p = Project::init(&dir).map_err(|e| Failure::invalid(e.to_string()))?;
+            let p =
+                kondate_core::Project::init(&dir).map_err(|e| Failure::invalid(e.to_string()))?;
             println!(
                 "Created kondate project `{}` in {}",
                 p.config.project.name,
@@ -212,42 +135,46 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve { listen } => {
             // Serving hands out everything the project holds: the operator's (admin's).
-            let p = load_project(project)?;
+            let mut p = load_project(project)?;
+            if let Some(l) = listen {
+                p.config.server.listen = l;
+            }
+            let services = Services::new(p);
             let need = CliNeed::every(kondate_access::ScopeKind::Admin);
-            guarded(&p, need, serve_cmd::run(p.clone(), listen)).await
+            guarded(&services, need, serve_cmd::run(&services)).await
         }
         Command::Query(args) => query_cmd::run(project, args).await,
         Command::Labels(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), labels_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), labels_cmd::run(&services, cmd)).await
         }
         Command::Models(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), models_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), models_cmd::run(&services, cmd)).await
         }
         Command::Apps(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), apps_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), apps_cmd::run(&services, cmd)).await
         }
         Command::Results(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), results_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), results_cmd::run(&services, cmd)).await
         }
         Command::Warehouse(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), warehouse_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), warehouse_cmd::run(&services, cmd)).await
         }
         Command::Tokens(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), tokens_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), tokens_cmd::run(&services, cmd)).await
         }
         Command::Users(cmd) => {
-            let p = load_project(project)?;
-            guarded(&p, cmd.need(), users_cmd::run(p.clone(), cmd)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, cmd.need(), users_cmd::run(&services, cmd)).await
         }
         Command::Audit(args) => {
-            let p = load_project(project)?;
-            guarded(&p, args.need(), audit_cmd::run(p.clone(), args)).await
+            let services = Services::new(load_project(project)?);
+            guarded(&services, args.need(), audit_cmd::run(&services, args)).await
         }
         Command::ExampleJob { job } => {
             use kondate_example_recipes::jobs;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use kondate_core::Project;
 use kondate_core::artifact::{ModelRef, Selector};
-use kondate_models::{GcOptions, LabelRef, Lineage, Models, ModelsError, PushMeta, VersionInfo};
+use kondate_models::{GcOptions, LabelRef, Lineage, ModelsError, PushMeta, VersionInfo};
 
 use crate::cli_access::CliNeed;
+use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -266,8 +266,8 @@ fn print_version(v: &VersionInfo, format: ListFormat) -> CmdResult {
     Ok(())
 }
 
-pub async fn run(project: Project, cmd: ModelsCmd) -> CmdResult {
-    let models = Models::open(&project.config).await.map_err(failure)?;
+pub async fn run(services: &Services, cmd: ModelsCmd) -> CmdResult {
+    let models = services.models().await?;
     match cmd {
         ModelsCmd::Push {
             name,

@@ -10,6 +10,7 @@ use kondate_warehouse::ResultFormat;
 use crate::cli_access::{CliNeed, guarded};
 use crate::output::query_failure;
 use crate::output::{RowFormat, client_failure, write_result};
+use crate::services::Services;
 use crate::{CmdResult, Failure};
 
 #[derive(clap::Args)]
@@ -56,11 +57,11 @@ pub async fn run(project: Option<&Path>, args: QueryArgs) -> CmdResult {
         }
         None => {
             // In-process, the command itself must hold `query` (a server checks its own).
-            let project = configured.expect("loaded above");
+            let services = Services::new(configured.expect("loaded above"));
             let mut rs = None;
             let need = CliNeed::every(kondate_access::ScopeKind::Query);
-            guarded(&project, need, async {
-                rs = Some(in_process(&project.config, &args.sql, &args.values).await?);
+            guarded(&services, need, async {
+                rs = Some(in_process(&services, &args.sql, &args.values).await?);
                 Ok(())
             })
             .await?;
@@ -76,14 +77,13 @@ pub async fn run(project: Option<&Path>, args: QueryArgs) -> CmdResult {
 
 /// Run the query in this process and read its parts straight from the store.
 async fn in_process(
-    config: &kondate_core::Config,
+    services: &Services,
     sql: &str,
     values: &[String],
 ) -> Result<ResultSet, Failure> {
-    let opened = kondate_query::open(config).await.map_err(query_failure)?;
+    let service = services.query().await?;
     let spinner = crate::output::spinner("running query");
-    let record = opened
-        .service
+    let record = service
         .execute(SubmitRequest {
             q: sql.to_string(),
             values: values.to_vec(),
@@ -104,7 +104,7 @@ async fn in_process(
             ),
         });
     }
-    let store = opened.store.clone();
+    let store = services.store().await?.clone();
     let manifest_key = record.manifest_key.clone().unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(&store.get(&manifest_key).await?)?;
     let columns: Vec<ColumnInfo> = manifest["schema"]["elements"]

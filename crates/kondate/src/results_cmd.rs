@@ -1,15 +1,13 @@
 //! `kondate results …`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
-use kondate_core::Project;
 use kondate_core::artifact::ModelRef;
-use kondate_db::Database;
-use kondate_results::input::read_files;
 use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 use crate::cli_access::CliNeed;
+use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
@@ -100,7 +98,8 @@ fn failure(e: ResultsError) -> Failure {
     }
 }
 
-pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
+pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
+    let project = &services.project;
     match cmd {
         ResultsCmd::List { format } => {
             let all = ResultTable::load_all(&project.root).map_err(failure)?;
@@ -137,13 +136,13 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             migrate,
             format,
         } => {
-            let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
-            let rows = read_files(&decl, &files).map_err(failure)?;
+            let results = services.results().await?;
+            let decl = results.declaration(&name).map_err(failure)?;
             let (model_name, model_version) = match &model {
                 None => (None, None),
                 Some(r) => {
                     let r = ModelRef::parse(r).map_err(|e| Failure::invalid(e.to_string()))?;
-                    let models = kondate_models::Models::open(&project.config).await?;
+                    let models = services.models().await?;
                     let v = models.resolve(&r).await.map_err(|e| {
                         if e.is_invalid_input() {
                             Failure::invalid(e.to_string())
@@ -154,13 +153,11 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
                     (Some(r.name.clone()), Some(v))
                 }
             };
-            let db = Database::connect(&project.config.service.url).await?;
             let meta = WriteMeta {
                 model_name,
                 model_version,
                 run_id,
             };
-            let now = chrono::Utc::now().timestamp_millis();
             let opts = WriteOptions {
                 publish: match publish {
                     Some(PublishArg::Upsert) => Publish::Upsert,
@@ -170,7 +167,8 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
                 prune,
                 migrate,
             };
-            let report = kondate_results::table::write(&db, &decl, &rows, &meta, opts, now)
+            let report = results
+                .write_files(&decl, &files, &meta, opts)
                 .await
                 .map_err(failure)?;
             if format == ListFormat::Json {
@@ -200,15 +198,15 @@ pub async fn run(project: Project, cmd: ResultsCmd) -> CmdResult {
             full,
             format,
         } => {
-            let decl = ResultTable::load(&project.root, &name).map_err(failure)?;
+            let results = services.results().await?;
+            let decl = results.declaration(&name).map_err(failure)?;
             let since_ms = since.as_deref().map(parse_since).transpose()?;
-            let db = Database::connect(&project.config.service.url).await?;
-            let sink = WarehouseSink::open(&project, &decl).await?;
+            let sink = services.export_sink(&decl).await?;
             let tmp = project.state_dir();
             std::fs::create_dir_all(&tmp)?;
-            let now = chrono::Utc::now().timestamp_millis();
             let opts = kondate_results::export::ExportOptions { since_ms, full };
-            let report = kondate_results::export::export(&db, &decl, &sink, opts, &tmp, now)
+            let report = results
+                .export(&decl, &sink, opts, &tmp)
                 .await
                 .map_err(failure)?;
             if format == ListFormat::Json {
@@ -251,50 +249,4 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
     Err(Failure::invalid(format!(
         "--since `{s}`: write a time as RFC 3339 (2026-11-27T09:00:00Z) or a date (2026-11-27)"
     )))
-}
-
-/// The configured warehouse as the destination of a result table's export.
-pub(crate) struct WarehouseSink {
-    wh: std::sync::Arc<dyn kondate_warehouse::Warehouse>,
-    table: kondate_warehouse::TableName,
-    target: String,
-}
-
-impl WarehouseSink {
-    pub(crate) async fn open(project: &Project, decl: &ResultTable) -> Result<Self, Failure> {
-        let store =
-            kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
-        let wh = kondate_warehouse::open(&project.config, &store).await?;
-        let table = kondate_warehouse::TableName::parse(&decl.warehouse_table).map_err(|e| {
-            Failure::invalid(format!("{}: warehouse_table: {e}", decl.path.display()))
-        })?;
-        // The kind and where it is (the store for the embedded warehouse, the URL without
-        // its password otherwise): a change makes the next export a full copy.
-        let place = match &project.config.warehouse.url {
-            Some(u) => kondate_core::config::redact_url(u),
-            None => project.config.store.url.clone(),
-        };
-        let kind = format!("{:?}", wh.kind()).to_lowercase();
-        let target = format!("{kind}:{place}:{table}");
-        Ok(Self { wh, table, target })
-    }
-}
-
-impl kondate_results::export::ExportSink for WarehouseSink {
-    fn target(&self) -> String {
-        self.target.clone()
-    }
-
-    async fn load(&self, file: &Path, merge_key: Option<&[String]>) -> Result<(), String> {
-        let opts = kondate_warehouse::LoadOptions {
-            format: Some(kondate_warehouse::InputFormat::Parquet),
-            merge_key: merge_key.map(<[String]>::to_vec),
-            ..Default::default()
-        };
-        self.wh
-            .load(&self.table, &[file.to_path_buf()], &opts)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
 }

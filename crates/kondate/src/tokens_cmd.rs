@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use kondate_access::{NewTokenRequest, Scope, Scopes, TokenKind};
-use kondate_core::Project;
 
-use crate::cli_access::{CliNeed, access_failure, actor, open_access};
+use crate::cli_access::{CliNeed, access_failure, actor};
+use crate::services::Services;
 use crate::{CmdResult, ListFormat};
 
 #[derive(Subcommand)]
@@ -87,8 +87,8 @@ fn print_secret(t: &kondate_access::NewToken, format: ListFormat) -> CmdResult {
     Ok(())
 }
 
-pub async fn run(project: Project, cmd: TokensCmd) -> CmdResult {
-    let access = open_access(&project).await?;
+pub async fn run(services: &Services, cmd: TokensCmd) -> CmdResult {
+    let access = services.access().await?;
     let tokens = &access.tokens;
     match cmd {
         TokensCmd::Create {

@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 use kondate_access::User;
-use kondate_core::Project;
 
-use crate::cli_access::{CliNeed, access_failure, actor, open_access};
+use crate::cli_access::{CliNeed, access_failure, actor};
+use crate::services::Services;
 use crate::{CmdResult, ListFormat};
 
 const ROLES_HELP: &str = "Roles: viewer (query, read labels, models and runs), editor (viewer plus \
@@ -88,8 +88,8 @@ fn print_user(u: &User, format: ListFormat) -> CmdResult {
     Ok(())
 }
 
-pub async fn run(project: Project, cmd: UsersCmd) -> CmdResult {
-    let access = open_access(&project).await?;
+pub async fn run(services: &Services, cmd: UsersCmd) -> CmdResult {
+    let access = services.access().await?;
     let users = &access.users;
     match cmd {
         UsersCmd::Add {

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use kondate_core::Project;
 use kondate_warehouse::{InputFormat, LoadOptions, TableName, WarehouseError};
 
 use crate::cli_access::CliNeed;
+use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -79,9 +79,8 @@ fn warehouse_failure(e: WarehouseError) -> Failure {
     }
 }
 
-pub async fn run(project: Project, cmd: WarehouseCmd) -> CmdResult {
-    let store = kondate_store::Store::open(&project.config.store, &project.config.public_url())?;
-    let wh = kondate_warehouse::open(&project.config, &store).await?;
+pub async fn run(services: &Services, cmd: WarehouseCmd) -> CmdResult {
+    let wh = services.warehouse().await?;
     match cmd {
         WarehouseCmd::Load {
             table,

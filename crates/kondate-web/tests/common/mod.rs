@@ -122,9 +122,13 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
         models: kondate_models::Models::open(&config).await.unwrap(),
         runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir.path()),
-        service_db: kondate_db::Database::connect(&config.service.url)
-            .await
-            .unwrap(),
+        results: kondate_results::Results::new(
+            kondate_db::Database::connect(&config.service.url)
+                .await
+                .unwrap(),
+            dir.path(),
+            std::sync::Arc::new(kondate_core::SystemClock),
+        ),
         project: kondate_core::Project {
             root: dir.path().to_path_buf(),
             config: config.clone(),

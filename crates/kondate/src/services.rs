@@ -1,0 +1,273 @@
+//! The one place the binary assembles its parts from a project: the state and service
+//! databases, the store, the warehouse, access control, and the services of each part of
+//! the flow built on them. Each is opened at most once per process, when a command first
+//! needs it (a `tokens list` opens no warehouse); commands and the server take what they
+//! need from here and wire nothing themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kondate_access::Access;
+use kondate_core::{Clock, Project, SystemClock};
+use kondate_db::Database;
+use kondate_query::QueryService;
+use kondate_store::Store;
+use kondate_warehouse::Warehouse;
+use tokio::sync::OnceCell;
+
+use crate::Failure;
+
+/// The project's parts, opened on first use.
+pub struct Services {
+    pub project: Project,
+    pub clock: Arc<dyn Clock>,
+    state: OnceCell<Database>,
+    service: OnceCell<Database>,
+    store: OnceCell<Store>,
+    warehouse: OnceCell<Arc<dyn Warehouse>>,
+    access: OnceCell<Access>,
+}
+
+impl Services {
+    pub fn new(project: Project) -> Services {
+        Services {
+            project,
+            clock: Arc::new(SystemClock),
+            state: OnceCell::new(),
+            service: OnceCell::new(),
+            store: OnceCell::new(),
+            warehouse: OnceCell::new(),
+            access: OnceCell::new(),
+        }
+    }
+
+    /// The state database, migrated.
+    pub async fn state_db(&self) -> Result<&Database, Failure> {
+        self.state
+            .get_or_try_init(|| async {
+                let db = Database::connect(&self.project.config.state.url).await?;
+                kondate_db::state::migrate(&db).await?;
+                Ok::<_, Failure>(db)
+            })
+            .await
+    }
+
+    /// The service database (the product's own).
+    pub async fn service_db(&self) -> Result<&Database, Failure> {
+        self.service
+            .get_or_try_init(|| async {
+                Ok::<_, Failure>(Database::connect(&self.project.config.service.url).await?)
+            })
+            .await
+    }
+
+    /// The object store.
+    pub async fn store(&self) -> Result<&Store, Failure> {
+        self.store
+            .get_or_try_init(|| async {
+                let c = &self.project.config;
+                Ok::<_, Failure>(Store::open(&c.store, &c.public_url())?)
+            })
+            .await
+    }
+
+    /// The warehouse the configuration names.
+    pub async fn warehouse(&self) -> Result<Arc<dyn Warehouse>, Failure> {
+        let store = self.store().await?;
+        self.warehouse
+            .get_or_try_init(|| async {
+                Ok::<_, Failure>(kondate_warehouse::open(&self.project.config, store).await?)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Users, tokens, the audit trail.
+    pub async fn access(&self) -> Result<&Access, Failure> {
+        let db = self.state_db().await?;
+        self.access
+            .get_or_try_init(|| async {
+                Ok::<_, Failure>(Access::new(db.clone(), self.clock.clone()))
+            })
+            .await
+    }
+
+    /// The query service.
+    pub async fn query(&self) -> Result<Arc<QueryService>, Failure> {
+        Ok(QueryService::new(
+            self.state_db().await?.clone(),
+            self.store().await?.clone(),
+            self.warehouse().await?,
+            self.clock.clone(),
+            self.project.config.query.clone(),
+        ))
+    }
+
+    /// The label sets.
+    pub async fn labels(&self) -> Result<kondate_labels::sync::Labels, Failure> {
+        Ok(kondate_labels::sync::Labels {
+            state: Some(self.state_db().await?.clone()),
+            clock: self.clock.clone(),
+            ..kondate_labels::sync::Labels::new(
+                self.service_db().await?.clone(),
+                self.store().await?.clone(),
+            )
+        })
+    }
+
+    /// The model registry, checking label lineage against the label sets.
+    pub async fn models(&self) -> Result<kondate_models::Models, Failure> {
+        Ok(kondate_models::Models {
+            labels: Some(Arc::new(LabelLineage(self.labels().await?))),
+            clock: self.clock.clone(),
+            ..kondate_models::Models::new(
+                self.state_db().await?.clone(),
+                self.store().await?.clone(),
+            )
+        })
+    }
+
+    /// App runs, with tokens made for each run within what `launcher` may do.
+    pub async fn runs(
+        &self,
+        launcher: kondate_access::Principal,
+    ) -> Result<kondate_apps::Runs, Failure> {
+        let credentials = RunCredentials {
+            tokens: self.access().await?.tokens.clone(),
+            url: self.project.config.public_url(),
+            launcher,
+        };
+        Ok(kondate_apps::Runs {
+            clock: self.clock.clone(),
+            credentials: Some(Arc::new(credentials)),
+            ..kondate_apps::Runs::new(
+                self.state_db().await?.clone(),
+                self.store().await?.clone(),
+                &self.project.root,
+            )
+        })
+    }
+
+    /// The result tables.
+    pub async fn results(&self) -> Result<kondate_results::Results, Failure> {
+        Ok(kondate_results::Results::new(
+            self.service_db().await?.clone(),
+            &self.project.root,
+            self.clock.clone(),
+        ))
+    }
+
+    /// What `kondate serve` serves.
+    pub async fn app_state(&self) -> Result<kondate_web::AppState, Failure> {
+        let query = self.query().await?;
+        let n = query
+            .recover_interrupted()
+            .await
+            .map_err(crate::output::query_failure)?;
+        if n > 0 {
+            tracing::warn!(
+                queries = n,
+                "marked queries interrupted by the last shutdown as failed"
+            );
+        }
+        tokio::spawn(query.clone().run_sweeper(Duration::from_secs(60)));
+        Ok(kondate_web::AppState {
+            access: self.access().await?.clone(),
+            store: self.store().await?.clone(),
+            allow_anonymous: self.project.config.query.allow_anonymous,
+            metrics: Arc::new(kondate_web::Metrics::default()),
+            labels: self.labels().await?,
+            models: self.models().await?,
+            // The server launches no runs; it reads them.
+            runs: self
+                .runs(kondate_access::Principal::local("server"))
+                .await?,
+            results: self.results().await?,
+            project: self.project.clone(),
+            service: query,
+        })
+    }
+
+    /// The warehouse as the results export's sink.
+    pub async fn export_sink(
+        &self,
+        decl: &kondate_results::ResultTable,
+    ) -> Result<crate::results_sink::WarehouseSink, Failure> {
+        let c = &self.project.config;
+        let place = match &c.warehouse.url {
+            Some(u) => kondate_core::config::redact_url(u),
+            None => c.store.url.clone(),
+        };
+        crate::results_sink::WarehouseSink::new(self.warehouse().await?, decl, place)
+    }
+}
+
+/// Label lineage for the registry, over the label sets.
+struct LabelLineage(kondate_labels::sync::Labels);
+
+#[async_trait::async_trait]
+impl kondate_models::LabelRevisions for LabelLineage {
+    async fn revisions(&self, name: &str) -> Result<Vec<i64>, String> {
+        self.0
+            .history(name)
+            .await
+            .map(|h| h.iter().map(|r| r.revision).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Run tokens from the state database, with the scopes the app definition declares and
+/// never more than the one who launches the run holds.
+struct RunCredentials {
+    tokens: kondate_access::Tokens,
+    url: String,
+    launcher: kondate_access::Principal,
+}
+
+#[async_trait::async_trait]
+impl kondate_apps::runs::Credentials for RunCredentials {
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn issue(
+        &self,
+        run_id: &str,
+        scopes: &[String],
+        ttl: Duration,
+    ) -> Result<(String, String), String> {
+        let scopes = kondate_access::Scopes::new(
+            scopes
+                .iter()
+                .map(|s| kondate_access::Scope::parse(s))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+        );
+        let beyond: Vec<String> = scopes
+            .iter()
+            .filter(|s| !self.launcher.covers(s))
+            .map(|s| s.to_string())
+            .collect();
+        if !beyond.is_empty() {
+            return Err(format!(
+                "the app's run would need {} which {} does not hold; a run never gets more \
+                 than the one who launches it",
+                beyond.join(", "),
+                self.launcher.actor()
+            ));
+        }
+        let t = self
+            .tokens
+            .create_for_run(run_id, &scopes, ttl, &self.launcher.actor())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((t.name, t.secret))
+    }
+
+    async fn revoke(&self, run_id: &str) {
+        let name = kondate_access::tokens::run_token_name(run_id);
+        if let Err(e) = self.tokens.delete(&name).await {
+            tracing::warn!(run = run_id, error = %e, "could not delete the run's token; it expires on its own");
+        }
+    }
+}
