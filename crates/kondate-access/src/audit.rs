@@ -117,7 +117,7 @@ impl Source {
 }
 
 /// One action to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
     /// `token:trainer`, `cli:alice`, `user:ml@example.com`, `anonymous`, or for a refused
     /// credential the name it claimed (`token:trainer?`).
@@ -155,20 +155,13 @@ impl AuditEntry {
     }
 }
 
-/// A recorded action.
+/// A recorded action: the entry, its number and when.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     pub id: i64,
     pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub target: Option<String>,
-    pub params: serde_json::Value,
-    pub outcome: Outcome,
-    pub status: Option<i64>,
-    pub source: String,
-    pub client: Option<String>,
-    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 /// Which records to list; each given field must match (`actor` and `target` match a prefix
@@ -240,15 +233,21 @@ fn from_row(r: &AnyRow) -> Result<AuditRecord, AccessError> {
     Ok(AuditRecord {
         id: get_i64(r, "id")?,
         at: ms_to_rfc3339(get_i64(r, "at")?),
-        actor: get_string(r, "actor")?,
-        action: get_string(r, "action")?,
-        target: get_opt_string(r, "target"),
-        params: serde_json::from_str(&get_string(r, "params")?).unwrap_or(json!({})),
-        outcome: Outcome::parse(&get_string(r, "outcome")?).unwrap_or(Outcome::Failed),
-        status: get_opt_i64(r, "status"),
-        source: get_string(r, "source")?,
-        client: get_opt_string(r, "client"),
-        detail: get_opt_string(r, "detail"),
+        entry: AuditEntry {
+            actor: get_string(r, "actor")?,
+            action: get_string(r, "action")?,
+            target: get_opt_string(r, "target"),
+            params: serde_json::from_str(&get_string(r, "params")?).unwrap_or(json!({})),
+            outcome: Outcome::parse(&get_string(r, "outcome")?).unwrap_or(Outcome::Failed),
+            status: get_opt_i64(r, "status"),
+            source: if get_string(r, "source")? == "cli" {
+                Source::Cli
+            } else {
+                Source::Api
+            },
+            client: get_opt_string(r, "client"),
+            detail: get_opt_string(r, "detail"),
+        },
     })
 }
 

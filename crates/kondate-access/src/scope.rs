@@ -406,27 +406,17 @@ impl Role {
     /// The scopes of the role, in every area.
     pub fn scopes(self) -> Vec<Scope> {
         use ScopeKind::*;
-        let kinds: &[ScopeKind] = match self {
-            Role::Viewer => &[Query, LabelsRead, ModelsRead, RunsRead, JobsRead],
-            Role::Editor => &[
-                Query,
-                LabelsRead,
-                LabelsSync,
-                ModelsRead,
-                ModelsWrite,
-                ModelsAlias,
-                ResultsWrite,
-                ResultsPrune,
-                RunsRead,
-                RunsLaunch,
-                CatalogEdit,
-                JobsRead,
-                JobsLaunch,
-                JobsOperate,
-            ],
-            Role::Admin => &[Admin],
+        let kinds: Vec<ScopeKind> = match self {
+            Role::Viewer => vec![Query, LabelsRead, ModelsRead, RunsRead, JobsRead],
+            // Everything but deleting models and administration.
+            Role::Editor => ALL_KINDS
+                .iter()
+                .copied()
+                .filter(|k| !matches!(k, ModelsDelete | Admin))
+                .collect(),
+            Role::Admin => vec![Admin],
         };
-        kinds.iter().map(|k| Scope::all(*k)).collect()
+        kinds.into_iter().map(Scope::all).collect()
     }
 }
 

@@ -233,8 +233,8 @@ async fn the_audit_trail_records_filters_and_masks(url: Option<String>) {
     a.audit.record(e).await.unwrap();
     let all = a.audit.list(&AuditFilter::default()).await.unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0].action, "tokens.create", "newest first");
-    let alias = &all[1];
+    assert_eq!(all[0].entry.action, "tokens.create", "newest first");
+    let alias = &all[1].entry;
     assert_eq!(alias.params["version"], 3);
     assert_eq!(alias.params["token_secret"], "***");
     assert_eq!(alias.params["env"]["DB_PASSWORD"], "***");

@@ -151,7 +151,7 @@ async fn every_scoped_route_refuses_a_token_without_its_scope_naming_it() {
         .await
         .unwrap();
     assert_eq!(denied.len(), checked);
-    assert!(denied.iter().all(|r| r.status == Some(403)));
+    assert!(denied.iter().all(|r| r.entry.status == Some(403)));
 }
 
 #[tokio::test]
@@ -315,7 +315,7 @@ async fn failed_sign_ins_are_refused_before_hashing_once_over_the_limit_and_reco
     assert!(
         recorded
             .iter()
-            .all(|r| r.actor == format!("token:{}", s.token))
+            .all(|r| r.entry.actor == format!("token:{}", s.token))
     );
 }
 
@@ -402,27 +402,7 @@ async fn anonymous_mode_is_refused_off_loopback() {
         opened.db.clone(),
         std::sync::Arc::new(kondate_core::SystemClock),
     );
-    let state = kondate_web::AppState {
-        service: opened.service.clone(),
-        access,
-        store: opened.store.clone(),
-        allow_anonymous: true,
-        metrics: Default::default(),
-        labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
-        models: kondate_models::Models::open(&config).await.unwrap(),
-        runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir.path()),
-        results: kondate_results::Results::new(
-            kondate_db::Database::connect(&config.service.url)
-                .await
-                .unwrap(),
-            dir.path(),
-            std::sync::Arc::new(kondate_core::SystemClock),
-        ),
-        project: kondate_core::Project {
-            root: dir.path().to_path_buf(),
-            config,
-        },
-    };
+    let state = common::app_state(&config, dir.path(), &opened, &access).await;
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let e = kondate_web::serve(listener, state, async {})
         .await

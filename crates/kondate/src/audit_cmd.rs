@@ -69,10 +69,11 @@ pub async fn run(services: &Services, args: AuditArgs) -> CmdResult {
                 "{:<24} {:<28} {:<20} {:<12} {:<32} STATUS",
                 "TIME", "ACTOR", "ACTION", "OUTCOME", "TARGET"
             );
-            for r in records {
+            for record in &records {
+                let r = &record.entry;
                 println!(
                     "{:<24} {:<28} {:<20} {:<12} {:<32} {}",
-                    r.at,
+                    record.at,
                     r.actor,
                     r.action,
                     r.outcome.as_str(),

@@ -14,6 +14,16 @@ const ROLES_HELP: &str = "Roles: viewer (query, read labels, models and runs), e
                           allows deleting models); areas: query, labels, models, results, runs, \
                           catalog, jobs.";
 
+/// What a user is given: roles and scopes.
+#[derive(clap::Args)]
+pub struct Grants {
+    #[arg(long = "role", value_name = "ROLE|AREA=ROLE", long_help = ROLES_HELP)]
+    roles: Vec<String>,
+    /// A scope beyond the roles (repeat for several).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub enum UsersCmd {
     /// Add a person, by e-mail, with roles and extra scopes.
@@ -22,11 +32,8 @@ pub enum UsersCmd {
     )]
     Add {
         email: String,
-        #[arg(long = "role", value_name = "ROLE|AREA=ROLE", long_help = ROLES_HELP)]
-        roles: Vec<String>,
-        /// A scope beyond the roles (repeat for several).
-        #[arg(long = "scope", value_name = "SCOPE")]
-        scopes: Vec<String>,
+        #[command(flatten)]
+        grants: Grants,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
@@ -36,10 +43,8 @@ pub enum UsersCmd {
     )]
     Set {
         email: String,
-        #[arg(long = "role", value_name = "ROLE|AREA=ROLE", long_help = ROLES_HELP)]
-        roles: Vec<String>,
-        #[arg(long = "scope", value_name = "SCOPE")]
-        scopes: Vec<String>,
+        #[command(flatten)]
+        grants: Grants,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
@@ -94,24 +99,22 @@ pub async fn run(services: &Services, cmd: UsersCmd) -> CmdResult {
     match cmd {
         UsersCmd::Add {
             email,
-            roles,
-            scopes,
+            grants,
             format,
         } => {
             let u = users
-                .add(&email, &roles, &scopes, &actor())
+                .add(&email, &grants.roles, &grants.scopes, &actor())
                 .await
                 .map_err(access_failure)?;
             print_user(&u, format)?;
         }
         UsersCmd::Set {
             email,
-            roles,
-            scopes,
+            grants,
             format,
         } => {
             let u = users
-                .set(&email, &roles, &scopes)
+                .set(&email, &grants.roles, &grants.scopes)
                 .await
                 .map_err(access_failure)?;
             print_user(&u, format)?;

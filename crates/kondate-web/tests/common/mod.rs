@@ -83,6 +83,36 @@ pub async fn make_token(
     (t.name, t.secret)
 }
 
+/// The server's state for a project in `dir` with `config`, on what `opened` opened.
+pub async fn app_state(
+    config: &Config,
+    dir: &std::path::Path,
+    opened: &Opened,
+    access: &kondate_access::Access,
+) -> AppState {
+    AppState {
+        service: opened.service.clone(),
+        access: access.clone(),
+        store: opened.store.clone(),
+        allow_anonymous: config.query.allow_anonymous,
+        metrics: Arc::new(Metrics::default()),
+        labels: kondate_labels::sync::Labels::open(config).await.unwrap(),
+        models: kondate_models::Models::open(config).await.unwrap(),
+        runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir),
+        results: kondate_results::Results::new(
+            kondate_db::Database::connect(&config.service.url)
+                .await
+                .unwrap(),
+            dir,
+            Arc::new(kondate_core::SystemClock),
+        ),
+        project: kondate_core::Project {
+            root: dir.to_path_buf(),
+            config: config.clone(),
+        },
+    }
+}
+
 pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
@@ -113,27 +143,7 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         .await
         .unwrap();
     let token = make_token(&access, "tester", TESTER_SCOPES).await;
-    let state = AppState {
-        service: opened.service.clone(),
-        access: access.clone(),
-        store: opened.store.clone(),
-        allow_anonymous: config.query.allow_anonymous,
-        metrics: Arc::new(Metrics::default()),
-        labels: kondate_labels::sync::Labels::open(&config).await.unwrap(),
-        models: kondate_models::Models::open(&config).await.unwrap(),
-        runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir.path()),
-        results: kondate_results::Results::new(
-            kondate_db::Database::connect(&config.service.url)
-                .await
-                .unwrap(),
-            dir.path(),
-            std::sync::Arc::new(kondate_core::SystemClock),
-        ),
-        project: kondate_core::Project {
-            root: dir.path().to_path_buf(),
-            config: config.clone(),
-        },
-    };
+    let state = app_state(&config, dir.path(), &opened, &access).await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(kondate_web::serve(listener, state, async {
         let _ = rx.await;
