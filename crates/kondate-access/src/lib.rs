@@ -266,7 +266,7 @@ impl Access {
     }
 
     async fn token_principal(&self, t: &tokens::Stored) -> Result<Principal, AccessError> {
-        let p = self.tokens.principal(t).await?;
+        let p = self.tokens.principal(t)?;
         self.tokens.touch(t).await;
         Ok(p)
     }

@@ -30,12 +30,18 @@ pub struct User {
 impl User {
     /// What the user may do: the roles' scopes and the extra ones.
     pub fn effective_scopes(&self) -> Result<Scopes, AccessError> {
-        let mut all = expand_roles(&self.roles)?;
-        for s in &self.scopes {
-            all.push(Scope::parse(s)?);
-        }
-        Ok(Scopes::new(all))
+        effective_scopes(&self.roles.join(" "), &self.scopes.join(" "))
     }
+}
+
+/// What roles and scopes as stored (space-separated) allow together.
+pub(crate) fn effective_scopes(roles: &str, scopes: &str) -> Result<Scopes, AccessError> {
+    let roles: Vec<String> = roles.split_whitespace().map(str::to_string).collect();
+    let mut all = expand_roles(&roles)?;
+    for s in scopes.split_whitespace() {
+        all.push(Scope::parse(s)?);
+    }
+    Ok(Scopes::new(all))
 }
 
 /// A user's e-mail, checked and lower-cased (`Ml@Example.com` is `ml@example.com`).
