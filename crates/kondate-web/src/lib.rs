@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod audit;
 mod body;
+mod connection;
 mod host;
 mod labels;
 mod metrics;
@@ -243,9 +244,12 @@ pub fn router(state: AppState) -> Router {
 /// Serve `router` on `listener` until `shutdown` resolves, then let requests in flight
 /// finish. Handlers see the client's address (failed sign-ins are limited per address).
 ///
-/// Written on hyper's HTTP/1 connection builder rather than `axum::serve`, which sets no
-/// timer and so no header-read timeout: a client that sends its headers slowly, or holds a
-/// keep-alive connection open doing nothing, is cut off after `server.header_timeout`.
+/// Written on hyper's HTTP/1 connection builder rather than `axum::serve`, which enforces no
+/// timeout at all: a connection with no request in flight for `server.header_timeout` — a
+/// client sending its headers slowly, or holding a keep-alive connection open doing
+/// nothing — is closed by a watchdog of its own ([`connection::Activity`]). Hyper's own
+/// `header_read_timeout` does the same but re-arms a timer on every request, which halved
+/// the requests per second of small requests (docs/BENCHMARKS.md).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -287,24 +291,50 @@ pub async fn serve(
         let app = app.clone();
         let mut closing = closing_rx.clone();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-                req.extensions_mut().insert(ConnectInfo(addr));
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let activity = connection::Activity::new();
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+                    let in_flight = activity.begin();
+                    req.extensions_mut().insert(ConnectInfo(addr));
+                    let response = app.clone().oneshot(req.map(axum::body::Body::new));
+                    async move {
+                        let response = response.await?;
+                        Ok::<_, std::convert::Infallible>(connection::track(response, in_flight))
+                    }
+                })
+            };
             let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(client = %addr, error = %e, "connection ended");
+            let mut watchdog = tokio::time::interval(connection::check_every(header_timeout));
+            watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(client = %addr, error = %e, "connection ended");
+                        }
+                        break;
                     }
-                }
-                _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    _ = closing.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.as_mut().await;
+                        break;
+                    }
+                    _ = watchdog.tick() => {
+                        if activity.idle_for() >= header_timeout {
+                            tracing::debug!(client = %addr, "closing a connection idle past server.header_timeout");
+                            // Finished at once when idle; one still sending headers is dropped.
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_millis(200),
+                                conn.as_mut(),
+                            )
+                            .await;
+                            break;
+                        }
+                    }
                 }
             }
         });
