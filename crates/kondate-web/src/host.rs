@@ -14,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
 
-/// The names this server answers to (lower case, without port).
+/// The names this server answers to (lower case, without port); shared, as it is handed to
+/// every request.
 #[derive(Debug, Clone)]
-pub struct AllowedHosts(Vec<String>);
+pub struct AllowedHosts(std::sync::Arc<Vec<String>>);
 
 impl AllowedHosts {
     /// From the configuration: `localhost`, the public URL's host and the allowed hosts.
@@ -38,7 +39,7 @@ impl AllowedHosts {
                 .iter()
                 .map(|h| h.to_ascii_lowercase()),
         );
-        AllowedHosts(names)
+        AllowedHosts(std::sync::Arc::new(names))
     }
 
     /// Whether a request with `Host: host` is for this server.

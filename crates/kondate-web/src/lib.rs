@@ -27,9 +27,26 @@ use kondate_store::Store;
 pub use access::{Need, RouteDoc, body_limit};
 pub use metrics::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach: a cheap handle (one `Arc`), cloned for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl AppState {
+    pub fn new(parts: AppParts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of the server's state.
+pub struct AppParts {
     pub service: Arc<QueryService>,
     /// Users, tokens, the audit trail, authentication.
     pub access: Access,

@@ -171,7 +171,7 @@ impl Services {
             );
         }
         tokio::spawn(query.clone().run_sweeper(Duration::from_secs(60)));
-        Ok(kondate_web::AppState {
+        Ok(kondate_web::AppState::new(kondate_web::AppParts {
             access: self.access().await?.clone(),
             store: self.store().await?.clone(),
             allow_anonymous: self.project.config.query.allow_anonymous,
@@ -185,7 +185,7 @@ impl Services {
             results: self.results().await?,
             project: self.project.clone(),
             service: query,
-        })
+        }))
     }
 
     /// The warehouse as the results export's sink.

@@ -90,7 +90,7 @@ pub async fn app_state(
     opened: &Opened,
     access: &kondate_access::Access,
 ) -> AppState {
-    AppState {
+    AppState::new(kondate_web::AppParts {
         service: opened.service.clone(),
         access: access.clone(),
         store: opened.store.clone(),
@@ -110,7 +110,7 @@ pub async fn app_state(
             root: dir.to_path_buf(),
             config: config.clone(),
         },
-    }
+    })
 }
 
 pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
