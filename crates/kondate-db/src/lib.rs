@@ -3,10 +3,14 @@
 //!
 //! Dialect differences live here, in a few named functions ([`Database::sql`] for
 //! placeholders, [`Database::insert_returning_id`] for generated keys, the DDL tokens in
-//! [`state`]), never as `if mysql {…}` in the crates above.
+//! [`state`], the bulk-write pieces in `bulk`: upsert clauses, PostgreSQL's `COPY` stage,
+//! transactional DDL, named locks), never as `if mysql {…}` in the crates above.
 
+mod bulk;
 mod sqlite;
 pub mod state;
+
+pub use bulk::CopyStage;
 
 use std::time::Duration;
 
@@ -469,62 +473,6 @@ impl Database {
     /// Fetch every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Vec<AnyRow>, DbError> {
         run_fetch_all(&self.pool, self.sql(sql), params).await
-    }
-
-    /// PostgreSQL's bulk path: create the unlogged table `table` (quoted by
-    /// [`Database::ident`]) with the column definitions `columns_sql`, and `COPY` `rows`
-    /// (values in column order) into it, on a connection of its own, committed. For a
-    /// staging table that a statement of the caller's transaction then reads and drops.
-    /// Returns the rows copied.
-    pub async fn pg_copy_stage(
-        &self,
-        table: &str,
-        columns_sql: &str,
-        rows: &[Vec<Value>],
-    ) -> Result<u64, DbError> {
-        use sqlx::Connection;
-        if self.kind != DbKind::Postgres {
-            return Err(DbError::Scheme(
-                "COPY staging is PostgreSQL's bulk path only".into(),
-            ));
-        }
-        let mut conn = sqlx::PgConnection::connect(&self.url)
-            .await
-            .map_err(|source| DbError::Connect {
-                url: self.display_url.clone(),
-                source,
-            })?;
-        let create = format!("CREATE UNLOGGED TABLE {table} ({columns_sql})");
-        sqlx::Executor::execute(&mut conn, AssertSqlSafe(create.clone()))
-            .await
-            .map_err(|source| query_error(&create, source))?;
-        let copy = format!("COPY {table} FROM STDIN");
-        let mut sink = conn
-            .copy_in_raw(&copy)
-            .await
-            .map_err(|source| query_error(&copy, source))?;
-        const CHUNK: usize = 1 << 20;
-        let mut buf = Vec::with_capacity(CHUNK + 4096);
-        for row in rows {
-            encode_copy_row(row, &mut buf);
-            if buf.len() >= CHUNK {
-                sink.send(buf.as_slice())
-                    .await
-                    .map_err(|source| query_error(&copy, source))?;
-                buf.clear();
-            }
-        }
-        if !buf.is_empty() {
-            sink.send(buf.as_slice())
-                .await
-                .map_err(|source| query_error(&copy, source))?;
-        }
-        let n = sink
-            .finish()
-            .await
-            .map_err(|source| query_error(&copy, source))?;
-        let _ = conn.close().await;
-        Ok(n)
     }
 
     /// Stream the rows of a query through `each`, one at a time (for results too large to

@@ -227,9 +227,11 @@ async fn kondate_write(
         prune,
         migrate: false,
     };
+    // Copied before the clock starts: the write takes its rows by value.
+    let batches = kondate_results::table::RowBatches::from(rows.to_vec());
     let t = Instant::now();
     let now = chrono::Utc::now().timestamp_millis();
-    let report = kondate_results::table::write(db, decl, rows, &meta, opts, now)
+    let report = kondate_results::table::write(db, decl, batches, &meta, opts, now)
         .await
         .unwrap();
     let secs = t.elapsed().as_secs_f64();

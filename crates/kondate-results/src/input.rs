@@ -47,51 +47,91 @@ fn empty(decl: &ResultTable, c: &crate::declaration::ResultColumn) -> Result<Val
 }
 
 /// Refuses a key seen before in the same write — in the same file or an earlier one —
-/// naming where it was first.
+/// naming where it was first. This is the one thing a write keeps for every row, so it is
+/// kept small: a 128-bit digest of the key (SHA-256, truncated; two different keys sharing
+/// one is beyond any real chance) and where it was seen, packed in 8 bytes.
 #[derive(Default)]
 struct SeenKeys {
-    /// Key → (file number, file, unit, line or row) where it first appeared.
-    seen: HashMap<Vec<String>, (usize, String, &'static str, u64)>,
-    /// The number of the file being read (the same file may be given twice).
-    file: usize,
+    /// Key digest → the number of the file it was first seen in (the top 16 bits) and its
+    /// line or row there (the low 48).
+    seen: HashMap<[u8; 16], u64>,
+    /// The files of the write so far: name, and what positions count ("line" for CSV and
+    /// JSON lines, "row" for Parquet). The same file may be given twice.
+    files: Vec<(String, &'static str)>,
 }
+
+const POSITION_BITS: u32 = 48;
 
 impl SeenKeys {
     /// The next file of the write begins.
-    fn next_file(&mut self) {
-        self.file += 1;
+    fn next_file(&mut self, source: &str, unit: &'static str) -> Result<(), ResultsError> {
+        if self.files.len() >= 1 << (64 - POSITION_BITS) {
+            return Err(ResultsError::Input(format!(
+                "{source}: a write reads at most {} files; merge some of them",
+                1u64 << (64 - POSITION_BITS)
+            )));
+        }
+        self.files.push((source.to_string(), unit));
+        Ok(())
     }
 
-    /// `unit` is what `at` counts: "line" (CSV, JSON lines) or "row" (Parquet).
-    fn check(
-        &mut self,
-        decl: &ResultTable,
-        row: &[Value],
-        source: &str,
-        unit: &'static str,
-        at: u64,
-    ) -> Result<(), String> {
-        let keys = decl.key_indices();
-        let key: Vec<String> = keys.iter().map(|&k| format!("{:?}", row[k])).collect();
-        let Some((first_file, first_source, first_unit, first)) = self
-            .seen
-            .insert(key, (self.file, source.to_string(), unit, at))
-        else {
+    /// The digest of `row`'s key: each value with its kind and length, so that no two
+    /// different keys are the same bytes.
+    fn digest(decl: &ResultTable, row: &[Value]) -> [u8; 16] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for &k in &decl.key_indices() {
+            match &row[k] {
+                Value::Int(i) => {
+                    h.update([1]);
+                    h.update(i.to_le_bytes());
+                }
+                Value::Text(t) => {
+                    h.update([2]);
+                    h.update((t.len() as u64).to_le_bytes());
+                    h.update(t.as_bytes());
+                }
+                Value::Bool(b) => h.update([3, u8::from(*b)]),
+                Value::Float(f) => {
+                    h.update([4]);
+                    h.update(f.to_bits().to_le_bytes());
+                }
+                Value::Null | Value::NullOf(_) => h.update([5]),
+            }
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize()[..16]);
+        out
+    }
+
+    /// Record `row`'s key, seen at `at` (line or row) of the current file.
+    fn check(&mut self, decl: &ResultTable, row: &[Value], at: u64) -> Result<(), String> {
+        let file = self.files.len().saturating_sub(1);
+        let here = ((file as u64) << POSITION_BITS) | (at & ((1 << POSITION_BITS) - 1));
+        let Some(first) = self.seen.insert(Self::digest(decl, row), here) else {
             return Ok(());
         };
-        let shown: Vec<String> = keys
+        let (first_file, first_at) = (
+            (first >> POSITION_BITS) as usize,
+            first & ((1 << POSITION_BITS) - 1),
+        );
+        let shown: Vec<String> = decl
+            .key_indices()
             .iter()
             .map(|&k| format!("{}={}", decl.columns[k].name, show(&row[k])))
             .collect();
         let shown = shown.join(", ");
-        Err(if first_file == self.file {
+        let unit = self.files.get(file).map_or("line", |f| f.1);
+        Err(if first_file == file {
             format!(
-                "{unit} {at} repeats the key ({shown}) of {unit} {first}; a write holds each key once"
+                "{unit} {at} repeats the key ({shown}) of {unit} {first_at}; a write holds each \
+                 key once"
             )
         } else {
+            let (first_source, first_unit) = &self.files[first_file];
             format!(
                 "{unit} {at}: the key ({shown}) also appears in an earlier file \
-                 ({first_source}, {first_unit} {first}); a write holds each key once"
+                 ({first_source}, {first_unit} {first_at}); a write holds each key once"
             )
         })
     }
@@ -115,15 +155,25 @@ pub fn read_csv(
     input: impl Read,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    read_csv_into(decl, input, source, &mut SeenKeys::default())
+    let mut rows = Vec::new();
+    read_csv_into(decl, input, source, &mut SeenKeys::default(), &mut |r| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(rows)
 }
+
+/// Where a reader hands each good row.
+type Emit<'a> = dyn FnMut(Vec<Value>) -> Result<(), ResultsError> + 'a;
 
 fn read_csv_into(
     decl: &ResultTable,
     input: impl Read,
     source: &str,
     seen: &mut SeenKeys,
-) -> Result<Vec<Vec<Value>>, ResultsError> {
+    emit: &mut Emit<'_>,
+) -> Result<(), ResultsError> {
+    seen.next_file(source, "line")?;
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
     let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(input);
     let header = r
@@ -154,7 +204,6 @@ fn read_csv_into(
             decl.path.display()
         )));
     }
-    let mut rows = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
@@ -174,10 +223,10 @@ fn read_csv_into(
             };
             row.push(v);
         }
-        seen.check(decl, &row, source, "line", line).map_err(bad)?;
-        rows.push(row);
+        seen.check(decl, &row, line).map_err(bad)?;
+        emit(row)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// A JSON value as a cell of a column of type `ty`.
@@ -207,7 +256,12 @@ pub fn read_jsonl(
     input: impl std::io::BufRead,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    read_jsonl_into(decl, input, source, &mut SeenKeys::default())
+    let mut rows = Vec::new();
+    read_jsonl_into(decl, input, source, &mut SeenKeys::default(), &mut |r| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 fn read_jsonl_into(
@@ -215,9 +269,10 @@ fn read_jsonl_into(
     input: impl std::io::BufRead,
     source: &str,
     seen: &mut SeenKeys,
-) -> Result<Vec<Vec<Value>>, ResultsError> {
+    emit: &mut Emit<'_>,
+) -> Result<(), ResultsError> {
+    seen.next_file(source, "line")?;
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
-    let mut rows = Vec::new();
     for (n, text) in input.lines().enumerate() {
         let line = n as u64 + 1;
         let text = text.map_err(|e| bad(format!("line {line}: {e}")))?;
@@ -246,10 +301,10 @@ fn read_jsonl_into(
             };
             row.push(v);
         }
-        seen.check(decl, &row, source, "line", line).map_err(bad)?;
-        rows.push(row);
+        seen.check(decl, &row, line).map_err(bad)?;
+        emit(row)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Read the rows of one write from `paths` — CSV (`.csv`), JSON lines (`.jsonl`,
@@ -259,30 +314,69 @@ pub fn read_files(
     decl: &ResultTable,
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    let mut seen = SeenKeys::default();
     let mut rows = Vec::new();
+    let mut seen = SeenKeys::default();
     for path in paths {
-        seen.next_file();
-        let source = path.display().to_string();
-        let file =
-            std::fs::File::open(path).map_err(|e| ResultsError::Input(format!("{source}: {e}")))?;
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let read = match ext {
-            "csv" => read_csv_into(decl, std::io::BufReader::new(file), &source, &mut seen),
-            "jsonl" | "ndjson" | "json" => {
-                read_jsonl_into(decl, std::io::BufReader::new(file), &source, &mut seen)
-            }
-            "parquet" => read_parquet_into(decl, file, &source, &mut seen),
-            _ => {
-                return Err(ResultsError::Input(format!(
-                    "{source}: write rows as CSV (.csv), JSON lines (.jsonl, .ndjson) or \
-                     Parquet (.parquet)"
-                )));
-            }
-        };
-        rows.extend(read?);
+        read_path(decl, path, &mut seen, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })?;
     }
     Ok(rows)
+}
+
+/// As [`read_files`], handing the rows to `send` in batches of `batch_rows` (the last may
+/// be smaller), so that memory holds a batch and the keys seen, never the whole write. An
+/// error from `send` (the writer stopped) ends the reading.
+pub fn read_files_batched(
+    decl: &ResultTable,
+    paths: &[std::path::PathBuf],
+    batch_rows: usize,
+    send: &mut dyn FnMut(Vec<Vec<Value>>) -> Result<(), ResultsError>,
+) -> Result<(), ResultsError> {
+    let batch_rows = batch_rows.max(1);
+    let mut seen = SeenKeys::default();
+    let mut batch = Vec::with_capacity(batch_rows);
+    for path in paths {
+        read_path(decl, path, &mut seen, &mut |r| {
+            batch.push(r);
+            if batch.len() >= batch_rows {
+                send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(batch_rows),
+                ))?;
+            }
+            Ok(())
+        })?;
+    }
+    if !batch.is_empty() {
+        send(batch)?;
+    }
+    Ok(())
+}
+
+/// Read one file of a write, by its extension.
+fn read_path(
+    decl: &ResultTable,
+    path: &std::path::Path,
+    seen: &mut SeenKeys,
+    emit: &mut Emit<'_>,
+) -> Result<(), ResultsError> {
+    let source = path.display().to_string();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !matches!(ext, "csv" | "jsonl" | "ndjson" | "json" | "parquet") {
+        return Err(ResultsError::Input(format!(
+            "{source}: write rows as CSV (.csv), JSON lines (.jsonl, .ndjson) or Parquet \
+             (.parquet)"
+        )));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| ResultsError::Input(format!("{source}: {e}")))?;
+    match ext {
+        "csv" => read_csv_into(decl, std::io::BufReader::new(file), &source, seen, emit),
+        "parquet" => read_parquet_into(decl, file, &source, seen, emit),
+        _ => read_jsonl_into(decl, std::io::BufReader::new(file), &source, seen, emit),
+    }
 }
 
 /// One Arrow value as a cell of a column of type `ty`; None for a null.
@@ -376,7 +470,12 @@ pub fn read_parquet(
     file: std::fs::File,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    read_parquet_into(decl, file, source, &mut SeenKeys::default())
+    let mut rows = Vec::new();
+    read_parquet_into(decl, file, source, &mut SeenKeys::default(), &mut |r| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 fn read_parquet_into(
@@ -384,7 +483,9 @@ fn read_parquet_into(
     file: std::fs::File,
     source: &str,
     seen: &mut SeenKeys,
-) -> Result<Vec<Vec<Value>>, ResultsError> {
+    emit: &mut Emit<'_>,
+) -> Result<(), ResultsError> {
+    seen.next_file(source, "row")?;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |m: String| ResultsError::Input(format!("{source}: {m}"));
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -415,7 +516,6 @@ fn read_parquet_into(
         .with_batch_size(8192)
         .build()
         .map_err(|e| bad(e.to_string()))?;
-    let mut rows = Vec::new();
     let mut n = 0u64;
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
@@ -432,11 +532,11 @@ fn read_parquet_into(
                 };
                 row.push(v);
             }
-            seen.check(decl, &row, source, "row", n).map_err(bad)?;
-            rows.push(row);
+            seen.check(decl, &row, n).map_err(bad)?;
+            emit(row)?;
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 #[cfg(test)]

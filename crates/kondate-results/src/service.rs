@@ -9,6 +9,12 @@ use kondate_core::Clock;
 use kondate_db::Database;
 
 use crate::export::{ExportOptions, ExportReport, ExportSink};
+use crate::table::RowBatches;
+
+/// Rows per batch of a streamed write: large enough that a batch costs little more than
+/// its rows (one statement per few hundred rows, one `COPY` chunk on PostgreSQL), small
+/// enough that the batches in flight are a few megabytes.
+pub const BATCH_ROWS: usize = 10_000;
 use crate::{ResultTable, ResultsError, WriteMeta, WriteOptions, WriteReport};
 
 /// The result tables declared in a project (`results/NAME.toml`) and written to its service
@@ -45,8 +51,11 @@ impl Results {
         ResultTable::load(&self.root, name)
     }
 
-    /// Read `files` (CSV, JSON lines or Parquet, by extension; on a blocking thread) and
-    /// write their rows into `decl`'s table: all or nothing.
+    /// Read `files` (CSV, JSON lines or Parquet, by extension) and write their rows into
+    /// `decl`'s table: all or nothing. The rows stream from a reader on a blocking thread
+    /// to the writer in batches of [`BATCH_ROWS`], at most two batches ahead of it, so a
+    /// write of any size needs a few batches of memory (and the digests of the keys seen,
+    /// to refuse a repeated key); a bad row further on rolls the write back.
     pub async fn write_files(
         &self,
         decl: &ResultTable,
@@ -54,13 +63,36 @@ impl Results {
         meta: &WriteMeta,
         opts: WriteOptions,
     ) -> Result<WriteReport, ResultsError> {
-        let rows = {
+        let (tx, batches) = RowBatches::channel(1);
+        let reader = {
             let (decl, files) = (decl.clone(), files.to_vec());
-            tokio::task::spawn_blocking(move || crate::input::read_files(&decl, &files))
-                .await
-                .map_err(|e| ResultsError::Input(format!("reading the input failed: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::input::read_files_batched(&decl, &files, BATCH_ROWS, &mut |b| {
+                        // The writer stopped (it failed, or the request went away): stop too.
+                        tx.blocking_send(Ok(b))
+                            .map_err(|_| ResultsError::Input("the write stopped".into()))
+                    })
+                }))
+                // The end of the channel means the end of the input: a reader that panicked
+                // must say so, or the writer would commit what it had.
+                .unwrap_or_else(|_| {
+                    Err(ResultsError::Input(
+                        "reading the input failed unexpectedly; nothing was written".into(),
+                    ))
+                });
+                if let Err(e) = read {
+                    // The writer sees the error as its next batch and rolls back.
+                    let _ = tx.blocking_send(Err(e));
+                }
+            })
         };
-        crate::table::write(&self.db, decl, &rows, meta, opts, self.now_ms()).await
+        let written = crate::table::write(&self.db, decl, batches, meta, opts, self.now_ms()).await;
+        // The reader ends once the writer's end of the channel is gone.
+        reader
+            .await
+            .map_err(|e| ResultsError::Input(format!("reading the input failed: {e}")))?;
+        written
     }
 
     /// Copy `decl`'s table into the warehouse behind `sink` (the Parquet file is made in

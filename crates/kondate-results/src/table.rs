@@ -5,10 +5,13 @@
 //! or `INSERT … ON DUPLICATE KEY UPDATE` (MySQL/MariaDB) per batch of rows, every batch of
 //! a write in one transaction: the product sees all of a write or none of it, and writing
 //! the same rows again leaves the same table (only `updated_at` moves).
+//!
+//! Rows arrive as [`RowBatches`] while the input is still being read, so a write of any
+//! size holds a few batches in memory; a bad row further on (or a reader that fails) rolls
+//! the transaction back, and nothing is written. The SQL that differs between dialects
+//! comes from `kondate-db` ([`Database::upsert_clause`], [`Database::copy_stage`], …).
 
-use kondate_db::{
-    ColumnType, Database, DbError, DbKind, Session, Tx, Value, get_opt_i64, get_string,
-};
+use kondate_db::{ColumnType, Database, DbError, Session, Tx, Value, get_opt_i64, get_string};
 use serde::{Deserialize, Serialize};
 
 use crate::ResultsError;
@@ -67,6 +70,46 @@ pub struct WriteReport {
     pub rows: u64,
     /// Rows removed because the write did not contain their keys (`prune`).
     pub pruned: u64,
+}
+
+/// The rows of a write, in batches, as a reader produces them (see
+/// [`crate::input::read_files_batched`]); an `Err` from the reader ends the write, which
+/// then leaves nothing behind.
+pub struct RowBatches {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<Vec<Value>>, ResultsError>>,
+}
+
+/// Where a reader sends the batches of [`RowBatches::channel`].
+pub type BatchSender = tokio::sync::mpsc::Sender<Result<Vec<Vec<Value>>, ResultsError>>;
+
+impl RowBatches {
+    /// A channel holding at most `depth` batches that the writer has not taken yet: the
+    /// reader waits for the writer beyond that.
+    pub fn channel(depth: usize) -> (BatchSender, RowBatches) {
+        let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+        (tx, RowBatches { rx })
+    }
+
+    /// The next batch; `None` when the reader is done.
+    pub async fn next(&mut self) -> Result<Option<Vec<Vec<Value>>>, ResultsError> {
+        self.rx.recv().await.transpose()
+    }
+}
+
+impl From<Vec<Vec<Value>>> for RowBatches {
+    /// All the rows, as one batch.
+    fn from(rows: Vec<Vec<Value>>) -> RowBatches {
+        let (tx, batches) = RowBatches::channel(1);
+        tx.try_send(Ok(rows)).expect("a new channel has room");
+        batches
+    }
+}
+
+impl From<&Vec<Vec<Value>>> for RowBatches {
+    /// A copy of the rows, as one batch.
+    fn from(rows: &Vec<Vec<Value>>) -> RowBatches {
+        rows.clone().into()
+    }
 }
 
 /// The SQL types of the declared columns, in order.
@@ -326,44 +369,17 @@ fn added_columns(
     Ok(added)
 }
 
-/// The conflict clause that turns the INSERT into an upsert.
+/// The conflict clause that turns the INSERT into an upsert: every column but the key
+/// takes the incoming row's value.
 fn conflict_clause(db: &Database, decl: &ResultTable) -> Result<String, DbError> {
-    let updated: Vec<String> = decl
+    let updated: Vec<&str> = decl
         .columns
         .iter()
         .filter(|c| !decl.key.contains(&c.name))
-        .map(|c| c.name.clone())
-        .chain(
-            ["model_name", "model_version", "run_id", "updated_at"]
-                .iter()
-                .map(|s| s.to_string()),
-        )
+        .map(|c| c.name.as_str())
+        .chain(["model_name", "model_version", "run_id", "updated_at"])
         .collect();
-    let quoted = updated
-        .iter()
-        .map(|c| db.ident(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match db.kind() {
-        DbKind::MySql => format!(
-            " ON DUPLICATE KEY UPDATE {}",
-            quoted
-                .iter()
-                .map(|c| format!("{c} = VALUES({c})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        DbKind::Sqlite | DbKind::Postgres => {
-            let key = db.ident_list(&decl.key)?;
-            format!(
-                " ON CONFLICT ({key}) DO UPDATE SET {}",
-                quoted
-                    .iter()
-                    .map(|c| format!("{c} = excluded.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    })
+    db.upsert_clause(&decl.key, &updated)
 }
 
 /// The pieces of the upsert statement for a declaration.
@@ -418,7 +434,7 @@ impl Upsert {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let stage = if db.kind() == DbKind::Postgres {
+        let stage = if db.has_copy_stage() {
             use sha2::{Digest, Sha256};
             let mut defs = Vec::new();
             for (c, t) in decl.columns.iter().zip(types(decl)) {
@@ -446,42 +462,53 @@ impl Upsert {
         })
     }
 
-    /// PostgreSQL: upsert `rows` into `table` through a `COPY` stage (see [`Stage`]).
+    /// PostgreSQL: upsert `first` and the rest of `rows` into `table` through a `COPY`
+    /// stage (see [`Stage`]). Returns the rows written.
     async fn run_staged(
         &self,
         stage: &Stage,
         x: &mut impl Session,
         table: &str,
-        rows: &[Vec<Value>],
+        first: Vec<Vec<Value>>,
+        rows: &mut RowBatches,
         extra: &[Value],
-    ) -> Result<(), DbError> {
+    ) -> Result<u64, ResultsError> {
         let db = &stage.db;
         // Left by a killed write: no other write of this table runs (we hold its lock).
-        let strays = x
-            .fetch_all(
-                "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name LIKE 'kondate_stage_%'",
-                &[],
-            )
-            .await?;
-        for r in strays {
-            let t = get_string(&r, "t")?;
-            if t.starts_with(&stage.prefix) {
-                x.execute(&format!("DROP TABLE IF EXISTS {}", db.ident(&t)?), &[])
-                    .await?;
-            }
+        for t in db.tables_with_prefix(x, &stage.prefix).await? {
+            x.execute(&format!("DROP TABLE IF EXISTS {}", db.ident(&t)?), &[])
+                .await?;
         }
         let name = db.ident(&format!("{}{:016x}", stage.prefix, rand::random::<u64>()))?;
-        db.pg_copy_stage(&name, &stage.defs, rows).await?;
+        let mut copy = db.copy_stage(&name, &stage.defs).await?;
+        let loaded = async {
+            let mut n = first.len() as u64;
+            copy.copy(&first).await?;
+            drop(first);
+            while let Some(batch) = rows.next().await? {
+                n += batch.len() as u64;
+                copy.copy(&batch).await?;
+            }
+            Ok::<u64, ResultsError>(n)
+        }
+        .await;
+        copy.close().await;
+        let n = match loaded {
+            Ok(n) => n,
+            Err(e) => {
+                // A bad row further on, or the copy failed: the stage is of no use.
+                let _ = db
+                    .execute(&format!("DROP TABLE IF EXISTS {name}"), &[])
+                    .await;
+                return Err(e);
+            }
+        };
         // Crash tests stop the process here, with the rows staged and the table unchanged.
         kondate_core::failpoint("results.mid_write");
         // Into an empty table (a first write, a pruning swap's new table) no key can
         // conflict: the input's keys are unique, and we hold the table. A plain insert
         // skips the speculative insertion that makes `ON CONFLICT` twice as slow.
-        let empty = x
-            .fetch_all(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
-            .await?
-            .is_empty();
+        let empty = is_empty(x, table).await?;
         let moved = x
             .execute(
                 &format!(
@@ -503,18 +530,19 @@ impl Upsert {
         }
         moved?;
         dropped?;
-        Ok(())
+        Ok(n)
     }
 
-    /// Upsert `rows` into `table` (quoted), stamped with `meta` and `stamp`.
+    /// Upsert every batch of `rows` into `table` (quoted), stamped with `meta` and
+    /// `stamp`. Returns the rows written.
     async fn run(
         &self,
         x: &mut impl Session,
         table: &str,
-        rows: &[Vec<Value>],
+        rows: &mut RowBatches,
         meta: &WriteMeta,
         stamp: i64,
-    ) -> Result<(), DbError> {
+    ) -> Result<u64, ResultsError> {
         let extra = [
             match &meta.model_name {
                 Some(n) => Value::from(n.as_str()),
@@ -527,17 +555,42 @@ impl Upsert {
             },
             Value::Int(stamp),
         ];
+        let Some(first) = rows.next().await? else {
+            return Ok(0);
+        };
         if let Some(stage) = &self.stage
-            && rows.len() >= STAGE_MIN_ROWS
+            && first.len() >= STAGE_MIN_ROWS
         {
-            return self.run_staged(stage, x, table, rows, &extra).await;
+            return self.run_staged(stage, x, table, first, rows, &extra).await;
+        }
+        let mut n = 0;
+        let mut batch = Some(first);
+        while let Some(b) = batch {
+            n += b.len() as u64;
+            self.insert_values(x, table, &b, &extra).await?;
+            drop(b);
+            batch = rows.next().await?;
+        }
+        Ok(n)
+    }
+
+    /// One batch as multi-row `INSERT … VALUES` statements.
+    async fn insert_values(
+        &self,
+        x: &mut impl Session,
+        table: &str,
+        rows: &[Vec<Value>],
+        extra: &[Value],
+    ) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
         }
         // As in `run_staged`: into an empty table no key can conflict.
-        let empty = x
-            .fetch_all(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
-            .await?
-            .is_empty();
-        let conflict = if empty { "" } else { self.conflict.as_str() };
+        let conflict = if is_empty(x, table).await? {
+            ""
+        } else {
+            self.conflict.as_str()
+        };
         for chunk in rows.chunks(self.per) {
             let list = vec![self.one.as_str(); chunk.len()].join(", ");
             let params: Vec<Value> = chunk
@@ -559,6 +612,15 @@ impl Upsert {
     }
 }
 
+/// Whether `table` (quoted) has no rows.
+async fn is_empty(x: &mut impl Session, table: &str) -> Result<bool, DbError> {
+    Ok(
+        x.fetch_all(&format!("SELECT 1 AS one FROM {table} LIMIT 1"), &[])
+            .await?
+            .is_empty(),
+    )
+}
+
 /// This write's `updated_at`: now, or later than every row already there, so that
 /// `prune` (rows older than the write) can never remove a row the write just wrote.
 async fn stamp(x: &mut impl Session, table: &str, now_ms: i64) -> Result<i64, DbError> {
@@ -571,66 +633,49 @@ async fn stamp(x: &mut impl Session, table: &str, now_ms: i64) -> Result<i64, Db
 
 /// Upsert `rows` (values in declaration order, from [`crate::input`]) into the table of
 /// `decl`, creating it first if needed; all or nothing, as `opts.publish` says. Writers of
-/// one table are serialised (the upsert and the swap on PostgreSQL and SQLite hold its
-/// bookkeeping row; a MySQL swap holds a named lock).
+/// one table are serialised (the upsert and the swap where DDL is transactional hold its
+/// bookkeeping row; a swap on MySQL holds a named lock).
 pub async fn write(
     db: &Database,
     decl: &ResultTable,
-    rows: &[Vec<Value>],
+    rows: impl Into<RowBatches>,
     meta: &WriteMeta,
     opts: WriteOptions,
     now_ms: i64,
 ) -> Result<WriteReport, ResultsError> {
+    let mut rows = rows.into();
     let created = ensure(db, decl, opts.migrate, now_ms).await?;
     let upsert = Upsert::new(db, decl)?;
     let table = db.ident(&decl.table)?;
-    let pruned = match (opts.publish, db.kind()) {
-        (Publish::Swap, DbKind::MySql) => {
-            swap_mysql(db, decl, &upsert, rows, meta, opts, now_ms).await?
+    let (written, pruned) = match opts.publish {
+        Publish::Swap if !db.transactional_ddl() => {
+            swap_locked(db, decl, &upsert, &mut rows, meta, opts, now_ms).await?
         }
-        (Publish::Swap, _) => {
+        Publish::Swap => {
             let mut tx = db.begin().await?;
             lock_row(&mut tx, decl).await?;
             let staging = staging_name(decl);
-            let staging_q = db.ident(&staging)?;
-            let pruned = build_staging(
-                &mut tx,
-                db,
-                decl,
-                upsert_and(&upsert, rows, meta),
-                opts,
-                now_ms,
-            )
-            .await?;
-            let old = db.ident(&format!("{}__old", decl.table))?;
+            let (written, pruned) =
+                build_staging(&mut tx, db, decl, &upsert, &mut rows, meta, opts, now_ms).await?;
+            let old = format!("{}__old", decl.table);
             count_prune(&mut tx, decl, pruned).await?;
             kondate_core::failpoint("results.before_swap");
-            tx.execute(&format!("ALTER TABLE {table} RENAME TO {old}"), &[])
+            for sql in db.rename_tables(&[(&decl.table, &old), (&staging, &decl.table)])? {
+                tx.execute(&sql, &[]).await?;
+            }
+            tx.execute(&format!("DROP TABLE {}", db.ident(&old)?), &[])
                 .await?;
-            tx.execute(&format!("ALTER TABLE {staging_q} RENAME TO {table}"), &[])
-                .await?;
-            tx.execute(&format!("DROP TABLE {old}"), &[]).await?;
-            if db.kind() == DbKind::Postgres {
-                // Index names are unique per schema: give the primary key its usual name
-                // back, so that the next swap can create the staging table's again.
-                tx.execute(
-                    &format!(
-                        "ALTER INDEX {} RENAME TO {}",
-                        db.ident(&format!("{staging}_pkey"))?,
-                        db.ident(&format!("{}_pkey", decl.table))?
-                    ),
-                    &[],
-                )
-                .await?;
+            for sql in db.after_rename_table(&staging, &decl.table)? {
+                tx.execute(&sql, &[]).await?;
             }
             tx.commit().await?;
-            pruned
+            (written, pruned)
         }
-        (Publish::Upsert, _) => {
+        Publish::Upsert => {
             let mut tx = db.begin().await?;
             lock_row(&mut tx, decl).await?;
             let stamp = stamp(&mut tx, &table, now_ms).await?;
-            upsert.run(&mut tx, &table, rows, meta, stamp).await?;
+            let written = upsert.run(&mut tx, &table, &mut rows, meta, stamp).await?;
             let pruned = if opts.prune {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE updated_at < ?"),
@@ -642,7 +687,7 @@ pub async fn write(
             };
             count_prune(&mut tx, decl, pruned).await?;
             tx.commit().await?;
-            pruned
+            (written, pruned)
         }
     };
     Ok(WriteReport {
@@ -650,32 +695,25 @@ pub async fn write(
         table: decl.table.clone(),
         created,
         publish: opts.publish,
-        rows: rows.len() as u64,
+        rows: written,
         pruned,
     })
 }
 
-/// What a swap writes: the statement pieces, the rows and who made them.
-struct Write<'a> {
-    upsert: &'a Upsert,
-    rows: &'a [Vec<Value>],
-    meta: &'a WriteMeta,
-}
-
-fn upsert_and<'a>(upsert: &'a Upsert, rows: &'a [Vec<Value>], meta: &'a WriteMeta) -> Write<'a> {
-    Write { upsert, rows, meta }
-}
-
 /// Build a swap's staging table: a fresh copy of the table (none with `prune`) with the
-/// write upserted into it. Returns the rows the swap will drop (`prune`).
+/// write upserted into it. Returns the rows written and the rows the swap will drop
+/// (`prune`).
+#[allow(clippy::too_many_arguments)]
 async fn build_staging(
     x: &mut impl Session,
     db: &Database,
     decl: &ResultTable,
-    w: Write<'_>,
+    upsert: &Upsert,
+    rows: &mut RowBatches,
+    meta: &WriteMeta,
     opts: WriteOptions,
     now_ms: i64,
-) -> Result<u64, DbError> {
+) -> Result<(u64, u64), ResultsError> {
     let table = db.ident(&decl.table)?;
     let staging = staging_name(decl);
     let staging_q = db.ident(&staging)?;
@@ -685,13 +723,13 @@ async fn build_staging(
     x.execute(&create_table_sql(db, decl, &staging)?, &[])
         .await?;
     // The write's rows first, into the empty table (plain inserts, no conflicts to check).
-    w.upsert.run(x, &staging_q, w.rows, w.meta, stamp).await?;
+    let written = upsert.run(x, &staging_q, rows, meta, stamp).await?;
     if opts.prune {
-        return dropped(x, db, decl, &table, &staging_q).await;
+        return Ok((written, dropped(x, db, decl, &table, &staging_q).await?));
     }
     // Then the old rows the write does not replace, as they were. By name: a migrated table
     // has its added columns last, the new one in declared order.
-    let cols = &w.upsert.cols;
+    let cols = &upsert.cols;
     let on = key_match(db, decl)?;
     x.execute(
         &format!(
@@ -701,7 +739,7 @@ async fn build_staging(
         &[],
     )
     .await?;
-    Ok(0)
+    Ok((written, 0))
 }
 
 /// `s.k = o.k AND …` over the key columns.
@@ -751,64 +789,49 @@ async fn lock_row(tx: &mut Tx, decl: &ResultTable) -> Result<(), DbError> {
     Ok(())
 }
 
-/// A swap on MySQL, whose DDL commits by itself: on one session, under a named lock, the
-/// staging table is built where no reader looks, then `RENAME TABLE` swaps both names in
-/// one atomic step. A crash leaves at most the staging table, which the next swap drops.
-async fn swap_mysql(
+/// A swap where DDL commits by itself (MySQL): on one session, under a named lock, the
+/// staging table is built where no reader looks, then one rename statement swaps both
+/// names in one atomic step. A crash leaves at most the staging table, which the next swap drops.
+async fn swap_locked(
     db: &Database,
     decl: &ResultTable,
     upsert: &Upsert,
-    rows: &[Vec<Value>],
+    rows: &mut RowBatches,
     meta: &WriteMeta,
     opts: WriteOptions,
     now_ms: i64,
-) -> Result<u64, ResultsError> {
+) -> Result<(u64, u64), ResultsError> {
     use sha2::{Digest, Sha256};
     let mut conn = db.acquire().await?;
-    // MySQL lock names are at most 64 characters.
+    // Lock names are at most 64 characters.
     let lock = format!(
         "kondate_result_{}",
         &hex::encode(Sha256::digest(decl.name.as_bytes()))[..40]
     );
-    let got = conn
-        .fetch_all(
-            "SELECT GET_LOCK(?, 60) AS got",
-            &[Value::from(lock.as_str())],
-        )
-        .await?;
-    if got.first().and_then(|r| get_opt_i64(r, "got")) != Some(1) {
+    if !db.named_lock(&mut conn, &lock, 60).await? {
         return Err(ResultsError::Changed(format!(
             "another write to result table `{}` has been running for a minute; try again when it is done",
             decl.name
         )));
     }
-    let table = db.ident(&decl.table)?;
     let staging = staging_name(decl);
     let staging_q = db.ident(&staging)?;
-    let old = db.ident(&format!("{}__old", decl.table))?;
+    let old = format!("{}__old", decl.table);
+    let old_q = db.ident(&old)?;
     let outcome = async {
-        conn.execute(&format!("DROP TABLE IF EXISTS {old}"), &[])
+        conn.execute(&format!("DROP TABLE IF EXISTS {old_q}"), &[])
             .await?;
-        let pruned = build_staging(
-            &mut conn,
-            db,
-            decl,
-            upsert_and(upsert, rows, meta),
-            opts,
-            now_ms,
-        )
-        .await?;
+        let (written, pruned) =
+            build_staging(&mut conn, db, decl, upsert, rows, meta, opts, now_ms).await?;
         // Counted before the swap: a crash after it would otherwise leave it uncounted (an
         // extra full export is harmless; a missed one keeps removed rows in the warehouse).
         count_prune(&mut conn, decl, pruned).await?;
         kondate_core::failpoint("results.before_swap");
-        conn.execute(
-            &format!("RENAME TABLE {table} TO {old}, {staging_q} TO {table}"),
-            &[],
-        )
-        .await?;
-        conn.execute(&format!("DROP TABLE {old}"), &[]).await?;
-        Ok::<u64, DbError>(pruned)
+        for sql in db.rename_tables(&[(&decl.table, &old), (&staging, &decl.table)])? {
+            conn.execute(&sql, &[]).await?;
+        }
+        conn.execute(&format!("DROP TABLE {old_q}"), &[]).await?;
+        Ok::<(u64, u64), ResultsError>((written, pruned))
     }
     .await;
     if outcome.is_err() {
@@ -816,8 +839,6 @@ async fn swap_mysql(
             .execute(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
             .await;
     }
-    let _ = conn
-        .execute("SELECT RELEASE_LOCK(?)", &[Value::from(lock.as_str())])
-        .await;
-    Ok(outcome?)
+    let _ = db.release_named_lock(&mut conn, &lock).await;
+    outcome
 }

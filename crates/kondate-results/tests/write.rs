@@ -2,12 +2,12 @@
 //! is idempotent and keyed, a failed write leaves the table as it was, and changed
 //! declarations or foreign tables are refused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kondate_db::{Database, Value, get_i64};
 use kondate_results::input::read_csv;
 use kondate_results::table::write;
-use kondate_results::{Publish, ResultTable, ResultsError, WriteMeta, WriteOptions};
+use kondate_results::{Publish, ResultTable, Results, ResultsError, WriteMeta, WriteOptions};
 
 const DECL: &str = "table = \"recipe_categories\"\nkey = [\"recipe_id\"]\n[columns]\nrecipe_id = { type = \"integer\" }\ncategory = { type = \"string\", nullable = false }\nscore = { type = \"float\" }\n";
 
@@ -189,7 +189,7 @@ async fn upserts_are_keyed_and_idempotent(db: Database) {
     let e = write(
         &db,
         &foreign,
-        &[vec![Value::Int(1)]],
+        vec![vec![Value::Int(1)]],
         &meta(1),
         WriteOptions::default(),
         1,
@@ -594,4 +594,120 @@ async fn postgres_bulk_writes() {
 async fn mysql_bulk_writes() {
     let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_bulk"))).await;
     bulk_writes_keep_every_value(db).await;
+}
+
+/// A CSV of `n` rows with keys from `from`, each labelled `label`, then `tail` lines as
+/// they are.
+fn csv_file(dir: &Path, name: &str, from: i64, n: i64, label: &str, tail: &str) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(f, "recipe_id,category,score").unwrap();
+    for k in from..from + n {
+        writeln!(f, "{k},{label},0.25").unwrap();
+    }
+    f.write_all(tail.as_bytes()).unwrap();
+    f.flush().unwrap();
+    path
+}
+
+/// A write streams its rows in batches, and the first batches are already sent when a bad
+/// row further on is read: the whole write still rolls back, in either publish mode, and
+/// leaves no staging table behind.
+async fn a_bad_row_late_in_a_streamed_write_leaves_the_table_as_it_was(db: Database) {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("results")).unwrap();
+    std::fs::write(project.path().join("results/recipe_categories.toml"), DECL).unwrap();
+    let results = Results::new(
+        db.clone(),
+        project.path(),
+        std::sync::Arc::new(kondate_core::SystemClock),
+    );
+    let d = results.declaration("recipe_categories").unwrap();
+    let m = WriteMeta::default();
+    let upsert = WriteOptions::default();
+    let first = csv_file(project.path(), "first.csv", 0, 30_000, "first", "");
+    let r = results.write_files(&d, &[first], &m, upsert).await.unwrap();
+    assert_eq!(r.rows, 30_000);
+    let before = keys_and_labels(&db).await;
+    assert_eq!(before.len(), 30_000);
+
+    // 25,000 good rows (more than two batches), then a bad cell.
+    let bad_cell = csv_file(
+        project.path(),
+        "bad.csv",
+        10_000,
+        25_000,
+        "second",
+        "99999,x,oops\n",
+    );
+    // The key of line 2 again, two batches later.
+    let repeated = csv_file(
+        project.path(),
+        "dup.csv",
+        10_000,
+        25_000,
+        "second",
+        "10000,x,1\n",
+    );
+    for publish in [Publish::Upsert, Publish::Swap] {
+        for prune in [false, true] {
+            let opts = WriteOptions {
+                publish,
+                prune,
+                migrate: false,
+            };
+            let e = results
+                .write_files(&d, std::slice::from_ref(&bad_cell), &m, opts)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ResultsError::Input(_)), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("line 25002") && msg.contains("column `score`"),
+                "{publish:?}: {msg}"
+            );
+            let e = results
+                .write_files(&d, std::slice::from_ref(&repeated), &m, opts)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("line 25002 repeats the key (recipe_id=10000) of line 2"),
+                "{publish:?}: {e}"
+            );
+            assert_eq!(
+                keys_and_labels(&db).await,
+                before,
+                "{publish:?}, prune {prune}"
+            );
+        }
+    }
+    let mut conn = db.acquire().await.unwrap();
+    let strays = db
+        .tables_with_prefix(&mut conn, "kondate_stage_")
+        .await
+        .unwrap();
+    assert!(strays.is_empty(), "staging tables left behind: {strays:?}");
+    assert!(!db.table_exists("recipe_categories__new").await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_a_bad_row_late_rolls_back() {
+    let (_d, db) = db(None).await;
+    a_bad_row_late_in_a_streamed_write_leaves_the_table_as_it_was(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_a_bad_row_late_rolls_back() {
+    let (_d, db) = db(Some(("KONDATE_TEST_POSTGRES_URL", "results_late"))).await;
+    a_bad_row_late_in_a_streamed_write_leaves_the_table_as_it_was(db).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_a_bad_row_late_rolls_back() {
+    let (_d, db) = db(Some(("KONDATE_TEST_MYSQL_URL", "results_late"))).await;
+    a_bad_row_late_in_a_streamed_write_leaves_the_table_as_it_was(db).await;
 }

@@ -1,7 +1,8 @@
 //! `POST /v1/results/{name}`: rows for a declared result table, as a CSV, JSON-lines or
 //! Parquet body, written with the same bulk upsert as `kondate results write`. The body is
-//! streamed to a temporary file first (never held whole), then read and checked against the
-//! declaration; a bad row is a 400 naming the row and column, and nothing is written.
+//! streamed to a temporary file first (never held whole), then read in batches that stream
+//! into the write's transaction ([`kondate_results::Results::write_files`]); a bad row is a
+//! 400 naming the row and column, and nothing is written.
 
 use axum::Json;
 use axum::body::Body;
