@@ -75,6 +75,18 @@ impl CliNeed {
         self
     }
 
+    /// The scopes as a token's are written (`models:alias=m@production`, `admin`).
+    #[cfg(test)]
+    pub fn scopes_text(&self) -> Vec<String> {
+        self.scopes
+            .iter()
+            .map(|(kind, target)| match target {
+                Some(t) => format!("{kind}={t}"),
+                None => kind.to_string(),
+            })
+            .collect()
+    }
+
     fn is_nothing(&self) -> bool {
         self.scopes.is_empty() && self.action.is_none()
     }

@@ -118,8 +118,31 @@ enum ExampleJob {
     RecipesNormalise,
 }
 
+/// What `command` needs of whoever runs it: the one place the dispatcher below takes it
+/// from (tested for every command against `tests/command_scopes.txt`).
+fn need(command: &Command) -> CliNeed {
+    use kondate_access::ScopeKind;
+    match command {
+        // They make a project (or run the demo's own), touching no existing one; an example
+        // job acts through the server with its run's token, which the server checks.
+        Command::Init { .. } | Command::Demo(_) | Command::ExampleJob { .. } => CliNeed::none(),
+        // Serving hands out everything the project holds: the operator's (admin's).
+        Command::Serve { .. } => CliNeed::every(ScopeKind::Admin),
+        Command::Query(_) => query_cmd::need(),
+        Command::Labels(cmd) => cmd.need(),
+        Command::Models(cmd) => cmd.need(),
+        Command::Apps(cmd) => cmd.need(),
+        Command::Results(cmd) => cmd.need(),
+        Command::Warehouse(cmd) => cmd.need(),
+        Command::Tokens(cmd) => cmd.need(),
+        Command::Users(cmd) => cmd.need(),
+        Command::Audit(args) => args.need(),
+    }
+}
+
 async fn run(cli: Cli) -> CmdResult {
     let project = cli.project.as_deref();
+    let need = need(&cli.command);
     match cli.command {
         Command::Init { dir } => {
             let p =
@@ -140,41 +163,40 @@ async fn run(cli: Cli) -> CmdResult {
                 p.config.server.listen = l;
             }
             let services = Services::new(p);
-            let need = CliNeed::every(kondate_access::ScopeKind::Admin);
             guarded(&services, need, serve_cmd::run(&services)).await
         }
-        Command::Query(args) => query_cmd::run(project, args).await,
+        Command::Query(args) => query_cmd::run(project, args, need).await,
         Command::Labels(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), labels_cmd::run(&services, cmd)).await
+            guarded(&services, need, labels_cmd::run(&services, cmd)).await
         }
         Command::Models(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), models_cmd::run(&services, cmd)).await
+            guarded(&services, need, models_cmd::run(&services, cmd)).await
         }
         Command::Apps(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), apps_cmd::run(&services, cmd)).await
+            guarded(&services, need, apps_cmd::run(&services, cmd)).await
         }
         Command::Results(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), results_cmd::run(&services, cmd)).await
+            guarded(&services, need, results_cmd::run(&services, cmd)).await
         }
         Command::Warehouse(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), warehouse_cmd::run(&services, cmd)).await
+            guarded(&services, need, warehouse_cmd::run(&services, cmd)).await
         }
         Command::Tokens(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), tokens_cmd::run(&services, cmd)).await
+            guarded(&services, need, tokens_cmd::run(&services, cmd)).await
         }
         Command::Users(cmd) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, cmd.need(), users_cmd::run(&services, cmd)).await
+            guarded(&services, need, users_cmd::run(&services, cmd)).await
         }
         Command::Audit(args) => {
             let services = Services::new(load_project(project)?);
-            guarded(&services, args.need(), audit_cmd::run(&services, args)).await
+            guarded(&services, need, audit_cmd::run(&services, args)).await
         }
         Command::ExampleJob { job } => {
             use kondate_example_recipes::jobs;
@@ -222,6 +244,74 @@ fn main() -> ExitCode {
                 eprintln!("error: {}", f.message);
             }
             ExitCode::from(f.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// (command words, arguments, scopes) of each line of the table.
+    fn table() -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
+        include_str!("../tests/command_scopes.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let parts: Vec<&str> = l.split('|').map(str::trim).collect();
+                assert_eq!(parts.len(), 3, "command_scopes.txt: `{l}`");
+                let words = |s: &str| s.split_whitespace().map(str::to_string).collect();
+                let scopes = if parts[2] == "-" {
+                    Vec::new()
+                } else {
+                    words(parts[2])
+                };
+                (words(parts[0]), words(parts[1]), scopes)
+            })
+            .collect()
+    }
+
+    /// Every command that runs something (no further subcommands), as its words.
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let subs: Vec<&clap::Command> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push(path);
+            return;
+        }
+        for c in subs {
+            let mut p = path.clone();
+            p.push(c.get_name().to_string());
+            leaves(c, p, out);
+        }
+    }
+
+    #[test]
+    fn every_command_declares_the_scopes_it_needs() {
+        let table = table();
+        let mut all = Vec::new();
+        leaves(&Cli::command(), Vec::new(), &mut all);
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|words| !table.iter().any(|(w, _, _)| w == *words))
+            .map(|w| w.join(" "))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "commands without a line in tests/command_scopes.txt (say what they need): {missing:?}"
+        );
+        for (words, args, scopes) in &table {
+            let line = format!("kondate {} {}", words.join(" "), args.join(" "));
+            let cli = Cli::try_parse_from(
+                std::iter::once("kondate".to_string())
+                    .chain(words.iter().cloned())
+                    .chain(args.iter().cloned()),
+            )
+            .unwrap_or_else(|e| panic!("`{line}` does not parse: {e}"));
+            assert_eq!(&need(&cli.command).scopes_text(), scopes, "`{line}`");
         }
     }
 }

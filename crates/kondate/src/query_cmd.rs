@@ -32,7 +32,13 @@ pub struct QueryArgs {
     server: Option<String>,
 }
 
-pub async fn run(project: Option<&Path>, args: QueryArgs) -> CmdResult {
+/// What `kondate query` needs: `query`, checked here when it runs in-process (a server
+/// checks its own).
+pub fn need() -> CliNeed {
+    CliNeed::every(kondate_access::ScopeKind::Query)
+}
+
+pub async fn run(project: Option<&Path>, args: QueryArgs, need: CliNeed) -> CmdResult {
     let configured = if args.server.is_none() {
         Some(crate::load_project(project)?)
     } else {
@@ -59,7 +65,6 @@ pub async fn run(project: Option<&Path>, args: QueryArgs) -> CmdResult {
             // In-process, the command itself must hold `query` (a server checks its own).
             let services = Services::new(configured.expect("loaded above"));
             let mut rs = None;
-            let need = CliNeed::every(kondate_access::ScopeKind::Query);
             guarded(&services, need, async {
                 rs = Some(in_process(&services, &args.sql, &args.values).await?);
                 Ok(())

@@ -434,3 +434,85 @@ category  = { type = "enum", values = ["主菜", "副菜"], required = true }
         stderr(&o)
     );
 }
+
+/// Every command that needs more than `query` (tests/command_scopes.txt, whose lines the
+/// binary's unit test checks against the CLI) is refused to a token that may only query:
+/// exit 4, naming the first scope it lacks, before it touches anything.
+#[test]
+fn every_command_is_refused_to_a_token_without_its_scope() {
+    let dir = project();
+    let p = dir.path().join("p");
+    let o = kondate(&p, &["users", "add", "pe@example.com", "--role", "editor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "querier",
+            "--owner",
+            "pe@example.com",
+            "--format",
+            "json",
+        ],
+    );
+    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let secret = t["secret"].as_str().unwrap();
+    let mut checked = 0;
+    for line in include_str!("command_scopes.txt").lines() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.split('|').map(str::trim).collect();
+        let lacking: Vec<&str> = parts[2]
+            .split_whitespace()
+            .filter(|s| *s != "-" && *s != "query")
+            .collect();
+        let Some(first) = lacking.first() else {
+            continue;
+        };
+        let args: Vec<&str> = parts[0]
+            .split_whitespace()
+            .chain(parts[1].split_whitespace())
+            .collect();
+        let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+            .args(&args)
+            .current_dir(&p)
+            .env_remove("KONDATE_PROJECT")
+            .env("KONDATE_TOKEN", "querier")
+            .env("KONDATE_TOKEN_SECRET", secret)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(4),
+            "`kondate {}`: {}",
+            args.join(" "),
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains(first),
+            "`kondate {}` should name `{first}`: {}",
+            args.join(" "),
+            stderr(&o)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} commands checked");
+    // Nothing was changed: the trail holds only refusals by the token.
+    let o = kondate(
+        &p,
+        &["audit", "--actor", "token:querier", "--format", "json"],
+    );
+    let trail: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let outcomes: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "denied"),
+        "{outcomes:?}"
+    );
+}
