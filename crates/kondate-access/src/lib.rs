@@ -11,11 +11,11 @@
 //!
 //! Knows nothing of HTTP or the CLI.
 
-pub mod audit;
+mod audit;
 mod guard;
-pub mod scope;
-pub mod tokens;
-pub mod users;
+mod scope;
+mod tokens;
+mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,9 +24,11 @@ use kondate_core::Clock;
 use kondate_db::{Database, DbError};
 use serde::Serialize;
 
-pub use audit::{Audit, AuditEntry, AuditFilter, AuditRecord, Outcome, Source};
+pub use audit::{
+    Audit, AuditEntry, AuditFilter, AuditRecord, Outcome, REFUSALS_PER_KEY, Source, parse_since,
+};
 pub use scope::{Role, Scope, ScopeKind, Scopes};
-pub use tokens::{NewToken, NewTokenRequest, TokenInfo, TokenKind, Tokens};
+pub use tokens::{NewToken, NewTokenRequest, TokenInfo, TokenKind, Tokens, run_token_name};
 pub use users::{User, Users};
 
 /// Errors of access control; each maps to one HTTP status and one exit code.

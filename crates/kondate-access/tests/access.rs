@@ -268,8 +268,7 @@ async fn the_audit_trail_records_filters_and_masks(url: Option<String>) {
         1
     );
     let half_hour_ago =
-        kondate_access::audit::parse_since("30m", kondate_core::Clock::now(clock.as_ref()))
-            .unwrap();
+        kondate_access::parse_since("30m", kondate_core::Clock::now(clock.as_ref())).unwrap();
     assert_eq!(
         by(AuditFilter {
             since_ms: Some(half_hour_ago),

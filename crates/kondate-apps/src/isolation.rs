@@ -161,11 +161,6 @@ pub fn prepare(protected: &Path, work: &Path) -> Sandbox {
 }
 
 impl Sandbox {
-    /// Whether the run will be isolated.
-    pub fn isolates(&self) -> bool {
-        self.ruleset.is_some()
-    }
-
     /// Apply the ruleset in the child between fork and exec.
     pub fn install(self, command: &mut Command) {
         let Some(ruleset) = self.ruleset else {

@@ -12,19 +12,22 @@
 //!
 //! Knows nothing of HTTP or the CLI.
 
-pub mod cgroup;
-pub mod definition;
-pub mod isolation;
+mod cgroup;
+mod definition;
+mod isolation;
 mod jsonnet;
-pub mod logs;
+mod logs;
 mod providers;
 pub mod render;
-pub mod runner;
-pub mod runs;
-pub mod secrets;
+mod runner;
+mod runs;
+mod secrets;
 
-pub use definition::{AppDefinition, Apps, Container, Note, SchedulerKind, Secret};
-pub use runs::{RunInfo, RunRequest, RunStatus, Runs};
+pub use cgroup::available as cgroups_available;
+pub use definition::{AppDefinition, Apps, Container, Note, NoteKind, SchedulerKind, Secret};
+pub use isolation::describe as describe_isolation;
+pub use logs::{LiveSink, Stream, parse_line};
+pub use runs::{Credentials, RunInfo, RunRequest, RunStatus, Runs, parse_env_arg};
 
 /// Errors from definitions, rendering and runs. Messages say what, where, and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,6 @@ pub type LiveSink = dyn Fn(Stream, &[u8]) + Send + Sync;
 pub struct LogWriter {
     out: Mutex<Box<dyn Write + Send>>,
     bytes: AtomicU64,
-    lines: AtomicU64,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -58,17 +57,13 @@ impl LogWriter {
         LogWriter {
             out: Mutex::new(out),
             bytes: AtomicU64::new(0),
-            lines: AtomicU64::new(0),
         }
     }
 
     /// Bytes of output captured (the process's, without stamps).
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn lines(&self) -> u64 {
-        self.lines.load(Ordering::Relaxed)
     }
 
     /// Write a line of kondate's own (why a run stopped, …) into the log.
@@ -167,7 +162,6 @@ fn flush_lines(
     };
     let ts = now_stamp();
     out.clear();
-    let mut lines = 0u64;
     let body = data.strip_suffix(b"\n").unwrap_or(data);
     for piece in body.split(|&b| b == b'\n') {
         for line in piece
@@ -175,7 +169,6 @@ fn flush_lines(
             .chain((piece.is_empty()).then_some(&[][..]))
         {
             stamp(out, &ts, stream, line.strip_suffix(b"\r").unwrap_or(line));
-            lines += 1;
         }
     }
     {
@@ -183,7 +176,6 @@ fn flush_lines(
         w.write_all(out)?;
     }
     log.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-    log.lines.fetch_add(lines, Ordering::Relaxed);
     if let Some(live) = live {
         live(stream, data);
     }

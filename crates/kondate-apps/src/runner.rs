@@ -24,7 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::logs::{LiveSink, LogWriter, Stream, capture};
 use crate::secrets::Masker;
@@ -78,10 +78,6 @@ impl Exit {
             Exit::FailedToStart(_) => 127,
         }
     }
-
-    pub fn success(&self) -> bool {
-        *self == Exit::Code(0)
-    }
 }
 
 /// The result of one local run.
@@ -94,7 +90,6 @@ pub struct Outcome {
     pub memory_enforcement: &'static str,
     pub pid: Option<u32>,
     pub peak_memory_bytes: Option<u64>,
-    pub elapsed: Duration,
 }
 
 /// Find `cmd` as `execvp` would with `path` (the child's PATH), for a clear error before
@@ -223,14 +218,12 @@ pub async fn run_local(
     live: Option<Arc<LiveSink>>,
     mut cancel: tokio::sync::watch::Receiver<Option<i32>>,
 ) -> Outcome {
-    let started = Instant::now();
     let failed = |why: String| Outcome {
         exit: Exit::FailedToStart(why),
         oom_killed: false,
         memory_enforcement: "none",
         pid: None,
         peak_memory_bytes: None,
-        elapsed: started.elapsed(),
     };
     let Some(cmd) = spec.argv.first() else {
         return failed("no command to run".into());
@@ -456,6 +449,5 @@ pub async fn run_local(
         memory_enforcement,
         pid: Some(pid as u32),
         peak_memory_bytes: peak,
-        elapsed: started.elapsed(),
     }
 }

@@ -37,11 +37,6 @@ pub fn check_source(value_from: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// True when only ECS can read the secret (an AWS ARN or parameter name).
-pub fn is_aws_reference(value_from: &str) -> bool {
-    !(value_from.starts_with("env:") || value_from.starts_with("file:"))
-}
-
 /// Read every secret's value for a run on this machine. `base` is the definition's folder
 /// (for relative `file:` paths); `lookup` reads kondate's own environment.
 pub fn resolve(

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kondate_apps::definition::NoteKind;
+use kondate_apps::NoteKind;
 use kondate_apps::render::{self, Overrides};
 use kondate_apps::{Apps, AppsError, SchedulerKind};
 use serde_json::json;

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kondate_apps::logs::{LiveSink, Stream};
-use kondate_apps::runs::{Credentials, RunStatus};
 use kondate_apps::{Apps, RunInfo, RunRequest, Runs};
+use kondate_apps::{Credentials, RunStatus};
+use kondate_apps::{LiveSink, Stream};
 use kondate_core::SystemClock;
 use kondate_db::Database;
 use kondate_store::{Store, UrlSigner};
@@ -198,7 +198,7 @@ async fn exit_status_output_and_log_are_recorded() {
     let log = f.log(&info.id).await;
     let lines: Vec<_> = log
         .lines()
-        .map(|l| kondate_apps::logs::parse_line(l.as_bytes()).unwrap())
+        .map(|l| kondate_apps::parse_line(l.as_bytes()).unwrap())
         .collect();
     assert!(
         lines
@@ -355,7 +355,7 @@ async fn the_memory_limit_is_enforced_and_peak_memory_recorded() {
         "limited",
         "{ app: { command: ['python3', '-c', 'b = bytearray(300 * 1024 * 1024)'], memory: 150 } }",
     );
-    if kondate_apps::cgroup::available() {
+    if kondate_apps::cgroups_available() {
         let (info, live) = f.run("limited").await;
         assert_eq!(info.status, RunStatus::Failed, "{live}");
         let e = info.error.unwrap();
@@ -387,7 +387,7 @@ async fn the_memory_limit_is_enforced_and_peak_memory_recorded() {
 
 #[tokio::test]
 async fn with_a_cgroup_processes_that_left_the_group_are_killed_too() {
-    if !kondate_apps::cgroup::available() {
+    if !kondate_apps::cgroups_available() {
         eprintln!("skipped: this machine gives kondate no memory cgroup (RLIMIT_AS is used)");
         return;
     }

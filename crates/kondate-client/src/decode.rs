@@ -62,6 +62,7 @@ pub enum Value {
 pub type Row = Vec<Value>;
 
 /// Cast one field.
+#[cfg(test)]
 pub fn cast(text: &str, kind: Kind) -> Result<Value, String> {
     cast_bytes(text.as_bytes(), kind)
 }
@@ -284,11 +285,6 @@ impl<R: Read> UnloadReader<R> {
     /// Fields in the current record.
     pub fn len(&self) -> usize {
         self.ends.len()
-    }
-
-    /// True when the current record has no fields.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 
     /// Read the next record; false at the end of the input.

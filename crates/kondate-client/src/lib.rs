@@ -18,7 +18,7 @@
 //! ```
 
 pub mod arrow;
-pub mod decode;
+mod decode;
 pub mod labels;
 pub mod models;
 pub mod results;

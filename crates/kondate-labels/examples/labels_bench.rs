@@ -12,9 +12,9 @@
 use std::time::Instant;
 
 use kondate_db::{ColumnType, Database, DbKind, Session, Value};
-use kondate_labels::cells::{Cell, LabelValue};
-use kondate_labels::source::Grid;
-use kondate_labels::sync::Labels;
+use kondate_labels::Grid;
+use kondate_labels::Labels;
+use kondate_labels::{Cell, LabelValue};
 use kondate_labels::{LabelSet, Outcome, SyncOptions, table, validate};
 use kondate_store::{Store, UrlSigner};
 
@@ -159,7 +159,7 @@ async fn bench(url: &str, rows: usize) -> String {
     assert_eq!(r.outcome, Outcome::Applied);
 
     let v2 = grid(rows, 2);
-    let valid = validate::validate(&set, &v2).unwrap();
+    let valid = validate(&set, &v2).unwrap();
     // What diffing against the table itself would cost: reading every row out of it.
     let t = Instant::now();
     let current = table::read_rows(&db, &set).await.unwrap();
@@ -186,7 +186,7 @@ async fn bench(url: &str, rows: usize) -> String {
     eprintln!("sync phases (ms): {:?}", r.timings_ms);
 
     // The naive approaches, from the same starting table (revision 1's rows).
-    let rows1: Vec<Vec<LabelValue>> = validate::validate(&set, &v1)
+    let rows1: Vec<Vec<LabelValue>> = validate(&set, &v1)
         .unwrap()
         .rows
         .into_iter()

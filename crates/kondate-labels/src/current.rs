@@ -147,11 +147,6 @@ impl Current {
         }
     }
 
-    /// True when the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The value of row `i`, column `col`.
     pub fn value(&self, i: usize, col: usize) -> LabelValue {
         match self {

@@ -7,20 +7,23 @@
 //! new revision row, after writing an immutable Parquet [`snapshot`] of the whole set.
 //! Nothing here knows about HTTP or the command line.
 
-pub mod cells;
-pub mod current;
-pub mod definition;
-pub mod diff;
-pub mod key;
+mod cells;
+mod current;
+mod definition;
+mod diff;
+mod key;
 pub mod sheets;
 pub mod snapshot;
-pub mod source;
-pub mod sync;
+mod source;
+mod sync;
 pub mod table;
-pub mod validate;
+mod validate;
 
+pub use cells::{Cell, LabelValue};
 pub use definition::{LabelSet, find, load_all};
-pub use sync::{Outcome, SyncOptions, SyncReport};
+pub use source::{Grid, read_csv, read_workbook};
+pub use sync::{Labels, Outcome, SyncOptions, SyncReport};
+pub use validate::{Validated, validate};
 
 /// Errors from label sets.
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use kondate_db::{Database, Session, Value};
-use kondate_labels::cells::LabelValue;
-use kondate_labels::source::read_csv;
-use kondate_labels::sync::Labels;
+use kondate_labels::LabelValue;
+use kondate_labels::Labels;
+use kondate_labels::read_csv;
 use kondate_labels::{LabelSet, LabelsError, Outcome, SyncOptions, table};
 use kondate_store::{Store, UrlSigner};
 
@@ -88,7 +88,7 @@ impl Env {
         .unwrap()
     }
 
-    fn write_csv(&self, text: &str) -> kondate_labels::source::Grid {
+    fn write_csv(&self, text: &str) -> kondate_labels::Grid {
         let p = self.dir.path().join("data/labels.csv");
         std::fs::write(&p, text).unwrap();
         read_csv(&p, None).unwrap()

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::Path;
 
 use kondate_labels::LabelSet;
-use kondate_labels::cells::{Cell, LabelValue};
-use kondate_labels::source::read_workbook;
-use kondate_labels::validate::validate;
+use kondate_labels::read_workbook;
+use kondate_labels::validate;
+use kondate_labels::{Cell, LabelValue};
 
 fn zip(path: &Path, parts: &[(&str, &str)]) {
     let file = std::fs::File::create(path).unwrap();

@@ -91,7 +91,7 @@ async fn main() {
     )
     .unwrap();
     let models = Models::new(db, store);
-    let quiet: kondate_store::cas::Progress = Arc::new(|_| {});
+    let quiet: kondate_store::Progress = Arc::new(|_| {});
 
     println!("file: {mb} MiB in {}", dir.path().display());
     println!(

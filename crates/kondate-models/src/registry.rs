@@ -16,7 +16,7 @@ use kondate_core::{Clock, failpoint};
 use kondate_db::{
     Database, DbError, Session, Tx, Value, get_i64, get_opt_i64, get_opt_string, get_string,
 };
-use kondate_store::cas::Progress;
+use kondate_store::Progress;
 use kondate_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 

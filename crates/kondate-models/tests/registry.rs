@@ -13,7 +13,7 @@ use kondate_core::config::StoreSection;
 use kondate_core::digest::Digest;
 use kondate_db::{Database, Value};
 use kondate_models::{BlobCheck, GcOptions, LabelRef, Models, ModelsError, PushMeta, blob_key};
-use kondate_store::cas::Progress;
+use kondate_store::Progress;
 use kondate_store::{Store, UrlSigner};
 
 fn quiet() -> Progress {

@@ -2,10 +2,10 @@
 //! placeholders, and the lifecycle of a query from submission to expiry.
 //! HTTP lives in `kondate-web`; this crate knows nothing of it.
 
-pub mod guard;
-pub mod pglex;
-pub mod placeholders;
-pub mod service;
+mod guard;
+mod pglex;
+mod placeholders;
+mod service;
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use kondate_db::{Database, DbError};
 use kondate_store::{Store, StoreError};
 use kondate_warehouse::{Warehouse, WarehouseError};
 
+pub use guard::check_read_only;
 pub use service::{Asker, QueryRecord, QueryService, Status, SubmitRequest};
 
 /// Errors of the query service; each maps to one HTTP status in `kondate-web`.

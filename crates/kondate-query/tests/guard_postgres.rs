@@ -4,7 +4,7 @@
 //! PostgreSQL does, these went through.
 
 use kondate_core::WarehouseKind;
-use kondate_query::guard::check_read_only;
+use kondate_query::check_read_only;
 
 const ATTACKS: &[(&str, &str)] = &[
     (

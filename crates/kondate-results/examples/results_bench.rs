@@ -18,7 +18,7 @@
 //! - **bulk load**: PostgreSQL's `COPY … FROM STDIN` and MariaDB's `LOAD DATA LOCAL
 //!   INFILE` (through the `mariadb` command-line client) of a tab-separated file already
 //!   written, into an empty table with the same primary key.
-//! - **kondate, first write**: `kondate_results::table::write` into an empty result table
+//! - **kondate, first write**: `kondate_results::write` into an empty result table
 //!   (the upsert statement, every row new).
 //! - **kondate, rewrite**: the same rows again (every row a conflict, updated in place): the
 //!   nightly rerun.
@@ -228,10 +228,10 @@ async fn kondate_write(
         migrate: false,
     };
     // Copied before the clock starts: the write takes its rows by value.
-    let batches = kondate_results::table::RowBatches::from(rows.to_vec());
+    let batches = kondate_results::RowBatches::from(rows.to_vec());
     let t = Instant::now();
     let now = chrono::Utc::now().timestamp_millis();
-    let report = kondate_results::table::write(db, decl, batches, &meta, opts, now)
+    let report = kondate_results::write(db, decl, batches, &meta, opts, now)
         .await
         .unwrap();
     let secs = t.elapsed().as_secs_f64();

@@ -19,15 +19,20 @@
 //!
 //! Knows nothing of HTTP, the CLI or the warehouse engines.
 
-pub mod declaration;
-pub mod export;
-pub mod input;
+mod declaration;
+mod export;
+mod input;
 mod service;
-pub mod table;
+mod table;
 
 pub use declaration::{ResultColumn, ResultTable, ResultType};
+pub use export::{ExportOptions, ExportReport, ExportSink, export, export_schema};
+pub use input::{read_csv, read_files, read_files_batched, read_jsonl, read_parquet};
 pub use service::Results;
-pub use table::{Publish, WriteMeta, WriteOptions, WriteReport};
+pub use table::{
+    BatchSender, Publish, RowBatches, WriteMeta, WriteOptions, WriteReport, create_table_sql,
+    ensure, write,
+};
 
 /// Errors from result tables. Messages say what, where, and what to do.
 #[derive(Debug, thiserror::Error)]

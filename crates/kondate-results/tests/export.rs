@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use kondate_db::Database;
-use kondate_results::export::{ExportOptions, ExportSink, export};
-use kondate_results::input::read_csv;
-use kondate_results::table::write;
+use kondate_results::read_csv;
+use kondate_results::write;
+use kondate_results::{ExportOptions, ExportSink, export};
 use kondate_results::{ResultTable, ResultsError, WriteMeta, WriteOptions};
 
 const DECL: &str = "key = [\"recipe_id\"]\n[columns]\nrecipe_id = { type = \"integer\" }\ncategory = { type = \"string\" }\n";

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use kondate_db::{Database, Value, get_i64};
-use kondate_results::input::read_csv;
-use kondate_results::table::write;
+use kondate_results::read_csv;
+use kondate_results::write;
 use kondate_results::{Publish, ResultTable, Results, ResultsError, WriteMeta, WriteOptions};
 
 const DECL: &str = "table = \"recipe_categories\"\nkey = [\"recipe_id\"]\n[columns]\nrecipe_id = { type = \"integer\" }\ncategory = { type = \"string\", nullable = false }\nscore = { type = \"float\" }\n";

@@ -6,8 +6,8 @@
 //! URLs; for the local folder kondate serves the object itself at an HMAC-signed URL
 //! (see [`signing`]).
 
-pub mod cas;
-pub mod signing;
+mod cas;
+mod signing;
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use object_store::prefix::PrefixStore;
 use object_store::signer::Signer;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 
+pub use cas::Progress;
 pub use signing::{SignatureError, UrlSigner};
 
 /// Errors from the object store.

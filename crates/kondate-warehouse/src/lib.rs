@@ -3,14 +3,14 @@
 //! each turning a SELECT into result parts plus a manifest in the object store
 //! (see [`unload`]).
 
-pub mod embedded;
-pub mod load;
+mod embedded;
+mod load;
 mod pgsession;
-pub mod pgtext;
-pub mod postgres;
-pub mod redshift;
-pub mod types;
-pub mod unload;
+mod pgtext;
+mod postgres;
+mod redshift;
+mod types;
+mod unload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use async_trait::async_trait;
 use kondate_core::{Config, WarehouseKind};
 use kondate_store::{Store, StoreError};
 
+pub use embedded::EmbeddedWarehouse;
+pub use postgres::PostgresWarehouse;
 pub use unload::{Column, ResultFormat, UnloadOutput, UnloadRequest};
 
 /// Errors from a warehouse.

@@ -249,11 +249,6 @@ impl CsvPartWriter {
             record_count: self.rows,
         })
     }
-
-    /// Give up on the part; nothing becomes visible.
-    pub async fn abort(mut self) {
-        let _ = self.out.abort().await;
-    }
 }
 
 /// Writes one Parquet part as record batches arrive (the writer flushes each row group as it

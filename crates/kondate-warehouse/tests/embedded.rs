@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kondate_store::{Store, UrlSigner};
-use kondate_warehouse::embedded::EmbeddedWarehouse;
+use kondate_warehouse::EmbeddedWarehouse;
 use kondate_warehouse::{LoadOptions, ResultFormat, TableName, UnloadRequest, Warehouse};
 
 fn setup() -> (EmbeddedWarehouse, Store, tempfile::TempDir) {

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use kondate_store::{Store, UrlSigner};
-use kondate_warehouse::postgres::PostgresWarehouse;
+use kondate_warehouse::PostgresWarehouse;
 use kondate_warehouse::{ResultFormat, UnloadRequest, Warehouse, WarehouseError};
 
 fn url() -> String {

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use kondate_access::{AuditFilter, Outcome, audit::parse_since};
+use kondate_access::{AuditFilter, Outcome, parse_since};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

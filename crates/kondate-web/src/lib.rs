@@ -12,7 +12,7 @@ mod host;
 mod labels;
 mod metrics;
 mod models;
-pub mod openapi;
+mod openapi;
 mod results;
 mod runs;
 
@@ -26,6 +26,7 @@ use kondate_store::Store;
 
 pub use access::{Need, RouteDoc, body_limit};
 pub use metrics::Metrics;
+pub use openapi::written_operations;
 
 /// What every handler can reach: a cheap handle (one `Arc`), cloned for every request.
 #[derive(Clone)]
@@ -56,7 +57,7 @@ pub struct AppParts {
     pub metrics: Arc<Metrics>,
     /// The project, whose `labels/` definitions are read per request (edits need no restart).
     pub project: kondate_core::Project,
-    pub labels: kondate_labels::sync::Labels,
+    pub labels: kondate_labels::Labels,
     pub models: kondate_models::Models,
     /// Recorded app runs and their logs.
     pub runs: kondate_apps::Runs,

@@ -58,7 +58,7 @@ async fn the_document_describes_every_route_with_its_scope_and_nothing_else() {
         .collect();
     served.sort();
     // Every route the router serves has written prose, and no prose is left without a route.
-    assert_eq!(served, kondate_web::openapi::written_operations());
+    assert_eq!(served, kondate_web::written_operations());
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             assert!(
@@ -308,9 +308,9 @@ async fn failed_sign_ins_are_refused_before_hashing_once_over_the_limit_and_reco
         .unwrap();
     assert_eq!(
         recorded.len(),
-        kondate_access::audit::REFUSALS_PER_KEY as usize,
+        kondate_access::REFUSALS_PER_KEY as usize,
         "refusals are recorded at most {} per client and actor per minute",
-        kondate_access::audit::REFUSALS_PER_KEY
+        kondate_access::REFUSALS_PER_KEY
     );
     assert!(
         recorded

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use clap::{Subcommand, ValueEnum};
 use futures::StreamExt;
-use kondate_apps::definition::NoteKind;
-use kondate_apps::logs::{LiveSink, Stream};
+use kondate_apps::NoteKind;
+use kondate_apps::parse_env_arg;
 use kondate_apps::render::{self, Overrides};
-use kondate_apps::runs::parse_env_arg;
 use kondate_apps::{AppDefinition, Apps, AppsError, RunInfo, RunRequest};
+use kondate_apps::{LiveSink, Stream};
 
 use crate::cli_access::CliNeed;
 use crate::services::Services;
@@ -262,7 +262,7 @@ pub async fn run(services: &Services, cmd: AppsCmd) -> CmdResult {
             );
             println!(
                 "# isolation of local runs: {}",
-                kondate_apps::isolation::describe(&project.root.join(".kondate"))
+                kondate_apps::describe_isolation(&project.root.join(".kondate"))
             );
             let ignored: Vec<_> = def
                 .notes
@@ -484,7 +484,7 @@ pub async fn run(services: &Services, cmd: AppsCmd) -> CmdResult {
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                 {
-                    if let Some(l) = kondate_apps::logs::parse_line(line) {
+                    if let Some(l) = kondate_apps::parse_line(line) {
                         let _ = writeln!(out, "{}", serde_json::to_string(&l)?);
                     }
                 }

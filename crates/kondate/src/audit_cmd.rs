@@ -1,7 +1,7 @@
 //! `kondate audit`
 
 use clap::Args;
-use kondate_access::audit::parse_since;
+use kondate_access::parse_since;
 use kondate_access::{AuditFilter, Outcome};
 
 use crate::cli_access::{CliNeed, access_failure};

@@ -254,7 +254,7 @@ fn print_report(r: &SyncReport, format: ListFormat, limit: usize) -> CmdResult {
             println!("  {m}");
         }
     }
-    let key = |k: &[kondate_labels::cells::LabelValue]| {
+    let key = |k: &[kondate_labels::LabelValue]| {
         r.key
             .iter()
             .zip(k)

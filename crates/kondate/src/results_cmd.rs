@@ -204,7 +204,7 @@ pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
             let sink = services.export_sink(&decl).await?;
             let tmp = project.state_dir();
             std::fs::create_dir_all(&tmp)?;
-            let opts = kondate_results::export::ExportOptions { since_ms, full };
+            let opts = kondate_results::ExportOptions { since_ms, full };
             let report = results
                 .export(&decl, &sink, opts, &tmp)
                 .await

@@ -32,7 +32,7 @@ impl WarehouseSink {
     }
 }
 
-impl kondate_results::export::ExportSink for WarehouseSink {
+impl kondate_results::ExportSink for WarehouseSink {
     fn target(&self) -> String {
         self.target.clone()
     }

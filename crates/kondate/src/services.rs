@@ -104,11 +104,11 @@ impl Services {
     }
 
     /// The label sets.
-    pub async fn labels(&self) -> Result<kondate_labels::sync::Labels, Failure> {
-        Ok(kondate_labels::sync::Labels {
+    pub async fn labels(&self) -> Result<kondate_labels::Labels, Failure> {
+        Ok(kondate_labels::Labels {
             state: Some(self.state_db().await?.clone()),
             clock: self.clock.clone(),
-            ..kondate_labels::sync::Labels::new(
+            ..kondate_labels::Labels::new(
                 self.service_db().await?.clone(),
                 self.store().await?.clone(),
             )
@@ -203,7 +203,7 @@ impl Services {
 }
 
 /// Label lineage for the registry, over the label sets.
-struct LabelLineage(kondate_labels::sync::Labels);
+struct LabelLineage(kondate_labels::Labels);
 
 #[async_trait::async_trait]
 impl kondate_models::LabelRevisions for LabelLineage {
@@ -225,7 +225,7 @@ struct RunCredentials {
 }
 
 #[async_trait::async_trait]
-impl kondate_apps::runs::Credentials for RunCredentials {
+impl kondate_apps::Credentials for RunCredentials {
     fn url(&self) -> String {
         self.url.clone()
     }
@@ -265,7 +265,7 @@ impl kondate_apps::runs::Credentials for RunCredentials {
     }
 
     async fn revoke(&self, run_id: &str) {
-        let name = kondate_access::tokens::run_token_name(run_id);
+        let name = kondate_access::run_token_name(run_id);
         if let Err(e) = self.tokens.delete(&name).await {
             tracing::warn!(run = run_id, error = %e, "could not delete the run's token; it expires on its own");
         }

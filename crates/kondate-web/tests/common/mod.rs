@@ -96,7 +96,7 @@ pub async fn app_state(
         store: opened.store.clone(),
         allow_anonymous: config.query.allow_anonymous,
         metrics: Arc::new(Metrics::default()),
-        labels: kondate_labels::sync::Labels::open(config).await.unwrap(),
+        labels: kondate_labels::Labels::open(config).await.unwrap(),
         models: kondate_models::Models::open(config).await.unwrap(),
         runs: kondate_apps::Runs::new(opened.db.clone(), opened.store.clone(), dir),
         results: kondate_results::Results::new(
