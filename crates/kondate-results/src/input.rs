@@ -155,16 +155,23 @@ pub fn read_csv(
     input: impl Read,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
+    collect(|emit| read_csv_into(decl, input, source, &mut SeenKeys::default(), emit))
+}
+
+/// Where a reader hands each good row.
+type Emit<'a> = dyn FnMut(Vec<Value>) -> Result<(), ResultsError> + 'a;
+
+/// Every row a reader emits, in a vector.
+fn collect(
+    read: impl FnOnce(&mut Emit<'_>) -> Result<(), ResultsError>,
+) -> Result<Vec<Vec<Value>>, ResultsError> {
     let mut rows = Vec::new();
-    read_csv_into(decl, input, source, &mut SeenKeys::default(), &mut |r| {
+    read(&mut |r| {
         rows.push(r);
         Ok(())
     })?;
     Ok(rows)
 }
-
-/// Where a reader hands each good row.
-type Emit<'a> = dyn FnMut(Vec<Value>) -> Result<(), ResultsError> + 'a;
 
 fn read_csv_into(
     decl: &ResultTable,
@@ -256,12 +263,7 @@ pub fn read_jsonl(
     input: impl std::io::BufRead,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    let mut rows = Vec::new();
-    read_jsonl_into(decl, input, source, &mut SeenKeys::default(), &mut |r| {
-        rows.push(r);
-        Ok(())
-    })?;
-    Ok(rows)
+    collect(|emit| read_jsonl_into(decl, input, source, &mut SeenKeys::default(), emit))
 }
 
 fn read_jsonl_into(
@@ -314,15 +316,13 @@ pub fn read_files(
     decl: &ResultTable,
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    let mut rows = Vec::new();
     let mut seen = SeenKeys::default();
-    for path in paths {
-        read_path(decl, path, &mut seen, &mut |r| {
-            rows.push(r);
-            Ok(())
-        })?;
-    }
-    Ok(rows)
+    collect(|emit| {
+        for path in paths {
+            read_path(decl, path, &mut seen, emit)?;
+        }
+        Ok(())
+    })
 }
 
 /// As [`read_files`], handing the rows to `send` in batches of `batch_rows` (the last may
@@ -470,12 +470,7 @@ pub fn read_parquet(
     file: std::fs::File,
     source: &str,
 ) -> Result<Vec<Vec<Value>>, ResultsError> {
-    let mut rows = Vec::new();
-    read_parquet_into(decl, file, source, &mut SeenKeys::default(), &mut |r| {
-        rows.push(r);
-        Ok(())
-    })?;
-    Ok(rows)
+    collect(|emit| read_parquet_into(decl, file, source, &mut SeenKeys::default(), emit))
 }
 
 fn read_parquet_into(

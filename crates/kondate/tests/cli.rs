@@ -22,6 +22,33 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Add user `email` with `role` and make them a token `name` with the default scopes
+/// (query only); its secret.
+fn user_token(p: &Path, email: &str, role: &str, name: &str) -> String {
+    let o = kondate(p, &["users", "add", email, "--role", role]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kondate(
+        p,
+        &[
+            "tokens", "create", name, "--owner", email, "--format", "json",
+        ],
+    );
+    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    t["secret"].as_str().unwrap().to_string()
+}
+
+/// Run kondate in `p` as token `name`.
+fn as_token(p: &Path, name: &str, secret: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(args)
+        .current_dir(p)
+        .env_remove("KONDATE_PROJECT")
+        .env("KONDATE_TOKEN", name)
+        .env("KONDATE_TOKEN_SECRET", secret)
+        .output()
+        .unwrap()
+}
+
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let o = kondate(dir.path(), &["init", "p"]);
@@ -245,32 +272,9 @@ fn tokens_create_list_rotate_disable() {
 fn a_command_run_as_a_token_may_do_only_what_the_token_may() {
     let dir = project();
     let p = dir.path().join("p");
-    let o = kondate(&p, &["users", "add", "pe@example.com", "--role", "viewer"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = kondate(
-        &p,
-        &[
-            "tokens",
-            "create",
-            "reader",
-            "--owner",
-            "pe@example.com",
-            "--format",
-            "json",
-        ],
-    );
-    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let as_token = |args: &[&str], secret: &str| {
-        Command::new(env!("CARGO_BIN_EXE_kondate"))
-            .args(args)
-            .current_dir(&p)
-            .env_remove("KONDATE_PROJECT")
-            .env("KONDATE_TOKEN", "reader")
-            .env("KONDATE_TOKEN_SECRET", secret)
-            .output()
-            .unwrap()
-    };
-    let secret = t["secret"].as_str().unwrap();
+    let secret = user_token(&p, "pe@example.com", "viewer", "reader");
+    let secret = secret.as_str();
+    let as_token = |args: &[&str], secret: &str| as_token(&p, "reader", secret, args);
     // It may query…
     let o = as_token(&["query", "SELECT 1 AS x"], secret);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -442,22 +446,7 @@ category  = { type = "enum", values = ["主菜", "副菜"], required = true }
 fn every_command_is_refused_to_a_token_without_its_scope() {
     let dir = project();
     let p = dir.path().join("p");
-    let o = kondate(&p, &["users", "add", "pe@example.com", "--role", "editor"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = kondate(
-        &p,
-        &[
-            "tokens",
-            "create",
-            "querier",
-            "--owner",
-            "pe@example.com",
-            "--format",
-            "json",
-        ],
-    );
-    let t: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let secret = t["secret"].as_str().unwrap();
+    let secret = user_token(&p, "pe@example.com", "editor", "querier");
     let mut checked = 0;
     for line in include_str!("command_scopes.txt").lines() {
         if line.trim().is_empty() || line.starts_with('#') {
@@ -475,14 +464,7 @@ fn every_command_is_refused_to_a_token_without_its_scope() {
             .split_whitespace()
             .chain(parts[1].split_whitespace())
             .collect();
-        let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
-            .args(&args)
-            .current_dir(&p)
-            .env_remove("KONDATE_PROJECT")
-            .env("KONDATE_TOKEN", "querier")
-            .env("KONDATE_TOKEN_SECRET", secret)
-            .output()
-            .unwrap();
+        let o = as_token(&p, "querier", &secret, &args);
         assert_eq!(
             o.status.code(),
             Some(4),
