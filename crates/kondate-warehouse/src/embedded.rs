@@ -402,7 +402,14 @@ impl EmbeddedWarehouse {
                 if let Some(s) = &schema {
                     o = o.schema(s);
                 }
-                ctx.read_json(paths.clone(), o).await
+                match ctx.read_json(paths.clone(), o).await {
+                    // Inferred columns come out sorted by name: put them in the file's order.
+                    Ok(df) if schema.is_none() => {
+                        let order = json_key_order(&paths, 100_000)?;
+                        in_key_order(df, &order)
+                    }
+                    other => other,
+                }
             }
         };
         res.map_err(|e| WarehouseError::Input {
@@ -410,6 +417,81 @@ impl EmbeddedWarehouse {
             message: e.to_string(),
         })
     }
+}
+
+/// The keys of the first `max_records` JSON objects of `paths`, in the order they first
+/// appear (serde_json's own map sorts them; this visitor sees them as written).
+fn json_key_order(paths: &[String], max_records: usize) -> Result<Vec<String>, WarehouseError> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::io::BufRead;
+
+    struct Keys<'a>(
+        &'a mut Vec<String>,
+        &'a mut std::collections::HashSet<String>,
+    );
+    impl<'de> Visitor<'de> for Keys<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if self.1.insert(k.clone()) {
+                    self.0.push(k);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let (mut order, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    let mut records = 0;
+    for path in paths {
+        let file = std::fs::File::open(path).map_err(|e| WarehouseError::Input {
+            file: path.clone(),
+            message: format!("cannot open: {e}"),
+        })?;
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(|e| WarehouseError::Input {
+                file: path.clone(),
+                message: e.to_string(),
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            // A line that is not an object is DataFusion's to report, with its position.
+            let mut de = serde_json::Deserializer::from_str(&line);
+            let _ = (&mut de).deserialize_map(Keys(&mut order, &mut seen));
+            records += 1;
+            if records >= max_records {
+                return Ok(order);
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// `df`'s columns in `order` (names it does not have are skipped), then any it has that
+/// `order` does not name.
+fn in_key_order(df: DataFrame, order: &[String]) -> datafusion::error::Result<DataFrame> {
+    let fields: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut names: Vec<&str> = order
+        .iter()
+        .filter(|k| fields.contains(k))
+        .map(String::as_str)
+        .collect();
+    for f in &fields {
+        if !names.contains(&f.as_str()) {
+            names.push(f);
+        }
+    }
+    df.select_columns(&names)
 }
 
 /// The folders of a table's files, as URLs DataFusion reads. Each load writes its files
@@ -909,8 +991,19 @@ impl Warehouse for EmbeddedWarehouse {
     ) -> Result<LoadReport, WarehouseError> {
         let ctx = self.base_context(2);
         let mut df = self.read_inputs(&ctx, files, opts).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let previous = self.read_manifest(table).await?;
+        // A JSON object's keys have no order of their own: rows added to a table take the
+        // table's column order.
+        let json = opts.format.or_else(|| guess_format(&files[0])) == Some(InputFormat::JsonLines);
+        if json
+            && opts.schema.is_none()
+            && (opts.append || opts.merge_key.is_some())
+            && let Some(prev) = &previous
+        {
+            let order: Vec<String> = prev.arrow_schema.iter().map(|(n, _)| n.clone()).collect();
+            df = in_key_order(df, &order).map_err(engine)?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         // A merge rewrites the table: the input, plus the rows of the table whose key the
         // input does not have.
         let merged_from = match (&opts.merge_key, &previous) {

@@ -364,3 +364,49 @@ async fn a_query_past_the_memory_limit_fails_with_a_message_not_the_process() {
         "\"300000\"\n"
     );
 }
+
+/// JSON lines keep the order of the file's keys (the first line's, then any key a later
+/// line adds), as CSV and Parquet keep theirs — not an alphabetical one.
+#[tokio::test]
+async fn a_table_loaded_from_json_lines_keeps_the_files_column_order() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("recipes.ordered").unwrap();
+    let jl = file(
+        &dir,
+        "o.jsonl",
+        "{\"zeta\": 1, \"alpha\": \"a\", \"Mid\": true}\n\
+         {\"zeta\": 2, \"alpha\": \"b\", \"Mid\": false, \"added\": 1.5}\n",
+    );
+    wh.load(&t, &[jl], &LoadOptions::default()).await.unwrap();
+    let tables = wh.tables().await.unwrap();
+    let cols: Vec<&str> = tables[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(cols, ["zeta", "alpha", "Mid", "added"]);
+    assert_eq!(
+        count(&wh, &store, "SELECT * FROM recipes.ordered ORDER BY zeta").await,
+        "\"1\",\"a\",\"t\",\"\"\n\"2\",\"b\",\"f\",\"1.5\"\n"
+    );
+}
+
+/// Appending JSON lines whose keys come in another order adds rows to the same columns.
+#[tokio::test]
+async fn json_lines_appended_in_another_key_order_land_in_the_tables_columns() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("recipes.appended").unwrap();
+    let a = file(&dir, "a.jsonl", "{\"id\": 1, \"title\": \"豚汁\"}\n");
+    let b = file(&dir, "b.jsonl", "{\"title\": \"親子丼\", \"id\": 2}\n");
+    wh.load(&t, &[a], &LoadOptions::default()).await.unwrap();
+    let append = LoadOptions {
+        append: true,
+        ..LoadOptions::default()
+    };
+    wh.load(&t, &[b], &append).await.unwrap();
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT id, title FROM recipes.appended ORDER BY id"
+        )
+        .await,
+        "\"1\",\"豚汁\"\n\"2\",\"親子丼\"\n"
+    );
+}
