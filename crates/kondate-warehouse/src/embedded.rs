@@ -882,6 +882,39 @@ async fn part_worker(
     }
 }
 
+/// Plan `sql` as `SessionContext::sql_with_options` does, with PostgreSQL's output names
+/// given to the select items first ([`crate::pgnames`]).
+async fn plan_with_pg_names(
+    ctx: &SessionContext,
+    sql: &str,
+    options: SQLOptions,
+) -> datafusion::error::Result<DataFrame> {
+    use datafusion::sql::parser::Statement as DfStatement;
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect)?;
+    if let DfStatement::Statement(s) = &mut statement {
+        crate::pgnames::name_outputs(s);
+    }
+    let plan = state.statement_to_plan(statement).await?;
+    options.verify_plan(&plan)?;
+    ctx.execute_logical_plan(plan).await
+}
+
+/// `schema` with each field named as the statement named it (repeats allowed).
+fn pg_named(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_name(crate::pgnames::rename(f.name()))
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
 /// Write a whole stream into Parquet part `key` (used by `load`).
 async fn write_parquet_part(
     store: Store,
@@ -909,11 +942,13 @@ impl Warehouse for EmbeddedWarehouse {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = ctx
-            .sql_with_options(&req.select, options)
+        let df = plan_with_pg_names(&ctx, &req.select, options)
             .await
             .map_err(engine)?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        // The engine's names with the repeats told apart; the result's as PostgreSQL's.
+        let engine_schema = df.schema().as_arrow().clone();
+        let schema: SchemaRef = Arc::new(pg_named(&engine_schema));
+        let renamed = engine_schema.fields() != schema.fields();
         let columns: Vec<Column> = schema
             .fields()
             .iter()
@@ -954,6 +989,11 @@ impl Warehouse for EmbeddedWarehouse {
             if batch.num_rows() == 0 {
                 continue;
             }
+            let batch = if renamed {
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(engine)?
+            } else {
+                batch
+            };
             if senders[next].send(batch).await.is_err() {
                 break; // that writer failed; its error is collected below
             }

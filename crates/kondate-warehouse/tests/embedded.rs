@@ -410,3 +410,66 @@ async fn json_lines_appended_in_another_key_order_land_in_the_tables_columns() {
         "\"1\",\"豚汁\"\n\"2\",\"親子丼\"\n"
     );
 }
+
+/// Result columns are named as PostgreSQL and Redshift name them — not after the engine's
+/// expression — and a name may repeat, in the columns reported and in Parquet parts.
+#[tokio::test]
+async fn result_columns_are_named_as_postgresql_names_them() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.t").unwrap();
+    let csv = file(
+        &dir,
+        "t.csv",
+        "id,name,at\n1,醤油,2024-01-02T03:04:05\n2,,2024-02-03T00:00:00\n",
+    );
+    wh.load(&t, &[csv], &LoadOptions::default()).await.unwrap();
+    let sql = "SELECT id::text, nvl(name, 'x'), date_trunc('month', at), \
+               row_number() OVER (ORDER BY id), 1, 1, CAST(id AS varchar), s.t.name, \
+               id + 1 AS id, (SELECT max(id) FROM s.t) FROM s.t ORDER BY id";
+    let expected = [
+        "id",
+        "nvl",
+        "date_trunc",
+        "row_number",
+        "?column?",
+        "?column?",
+        "id",
+        "name",
+        "id",
+        "max",
+    ];
+    let out = wh
+        .unload(&UnloadRequest {
+            select: sql.into(),
+            prefix: "q/names/".into(),
+            format: ResultFormat::Parquet,
+            parts: 1,
+            gzip_level: 0,
+            ordered: true,
+            statement_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = out.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, expected);
+    let bytes = store.get(&out.data_files[0]).await.unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let parquet_names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(parquet_names, expected);
+    // A subquery's columns are referred to by those names, as on PostgreSQL.
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT id, upper FROM (SELECT id::text, upper(name) FROM s.t) q ORDER BY id"
+        )
+        .await,
+        "\"1\",\"醤油\"\n\"2\",\"\"\n"
+    );
+}

@@ -434,3 +434,44 @@ async fn postgres_sessions_read_strings_as_the_guard_does_even_if_the_role_says_
         "\"on\",\"a\\\\b\"\n"
     );
 }
+
+/// The embedded engine names result columns as PostgreSQL does: the same statements, run
+/// on both, report the same names (repeats included).
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_and_the_embedded_engine_name_result_columns_alike() {
+    let (pg, _store, _dir) = setup("names_diff").await;
+    let (store, dir) = temp_store();
+    let embedded = kondate_warehouse::EmbeddedWarehouse::new(store);
+    let csv = dir.path().join("items.csv");
+    std::fs::write(
+        &csv,
+        "id,name,at\n1,醤油,2024-01-02T03:04:05\n2,,2024-02-03T00:00:00\n",
+    )
+    .unwrap();
+    embedded
+        .load(
+            &kondate_warehouse::TableName::parse("names_diff.items").unwrap(),
+            &[csv],
+            &kondate_warehouse::LoadOptions::default(),
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT id::text, CAST(id AS varchar), coalesce(name, 'x'), date_trunc('month', at), \
+         row_number() OVER (ORDER BY id), 1, 1, 'a'::text, count(*) OVER (), \
+         CASE WHEN id > 1 THEN 1 END, (SELECT max(id) FROM names_diff.items), upper(name), \
+         id + 1, ID, names_diff.items.name FROM names_diff.items",
+        "SELECT count(*), sum(id), min(at), lower(name) FROM names_diff.items GROUP BY name",
+        "SELECT id FROM names_diff.items UNION ALL SELECT id + 10 FROM names_diff.items",
+        "SELECT q.id, q.upper FROM (SELECT id::text, upper(name) FROM names_diff.items) q",
+        "SELECT 1 AS a, 2 AS a, id AS a FROM names_diff.items",
+    ] {
+        let names = |out: &kondate_warehouse::UnloadOutput| -> Vec<String> {
+            out.columns.iter().map(|c| c.name.clone()).collect()
+        };
+        let on_pg = pg.unload(&req(sql.into(), 1, true)).await.unwrap();
+        let on_embedded = embedded.unload(&req(sql.into(), 1, true)).await.unwrap();
+        assert_eq!(names(&on_embedded), names(&on_pg), "{sql}");
+    }
+}
