@@ -278,6 +278,7 @@ impl EmbeddedWarehouse {
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, self.store.object_store());
+        crate::pgfuncs::register(&ctx);
         ctx
     }
 

@@ -5,6 +5,7 @@
 
 mod embedded;
 mod load;
+mod pgfuncs;
 mod pgnames;
 mod pgsession;
 mod pgtext;

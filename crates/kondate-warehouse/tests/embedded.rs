@@ -473,3 +473,41 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         "\"1\",\"醤油\"\n\"2\",\"\"\n"
     );
 }
+
+/// `to_char` reads PostgreSQL's patterns (it used to return the pattern itself for every
+/// row), and refuses what it cannot format the way PostgreSQL does.
+#[tokio::test]
+async fn to_char_formats_postgresql_patterns_and_refuses_numbers() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.events").unwrap();
+    let csv = file(
+        &dir,
+        "e.csv",
+        "id,at,day\n1,2024-03-09T15:04:05.123,2024-03-09\n2,,\n",
+    );
+    wh.load(&t, &[csv], &LoadOptions::default()).await.unwrap();
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT to_char(at, 'YYYY-MM-DD HH24:MI:SS'), to_char(day, 'FMMonth FMDDth, YYYY'), \
+             to_char(at, 'Dy HH12:MI AM') FROM s.events ORDER BY id"
+        )
+        .await,
+        "\"2024-03-09 15:04:05\",\"March 9th\\, 2024\",\"Sat 03:04 PM\"\n\"\",\"\",\"\"\n"
+    );
+    let e = wh
+        .unload(&UnloadRequest {
+            select: "SELECT to_char(id, '999') FROM s.events".into(),
+            prefix: "q/to_char/".into(),
+            format: ResultFormat::Csv,
+            parts: 1,
+            gzip_level: 0,
+            ordered: true,
+            statement_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("to_char of a number is not supported"), "{e}");
+}

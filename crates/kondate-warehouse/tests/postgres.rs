@@ -475,3 +475,52 @@ async fn postgres_and_the_embedded_engine_name_result_columns_alike() {
         assert_eq!(names(&on_embedded), names(&on_pg), "{sql}");
     }
 }
+
+/// `to_char` of dates and timestamps gives PostgreSQL's text on the embedded engine: the
+/// same calls, compared byte for byte.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_and_the_embedded_engine_format_to_char_alike() {
+    let (pg, pg_store, _dir) = setup("to_char_diff").await;
+    let (store, _edir) = temp_store();
+    let embedded = kondate_warehouse::EmbeddedWarehouse::new(store.clone());
+    let patterns = [
+        "YYYY-MM-DD",
+        "YYYY-MM-DD HH24:MI:SS.MS",
+        "HH12:MI:SS AM",
+        "FMHH12 p.m.",
+        "Month DD, YYYY",
+        "FMMonth FMDDth, YYYY",
+        "Dy, DD Mon YYYY",
+        "DAY day Day",
+        "US SSSS",
+        "DDD D ID WW IW Q J",
+        "IYYY-\"W\"IW",
+        "\"Quarter\" Q",
+        "yyyy/mm/dd hh24",
+        "Y,YYY YYY YY Y",
+        "DDth DDTH",
+    ];
+    let values = [
+        "timestamp '2024-03-09 15:04:05.123456'",
+        "timestamp '2021-01-01 00:30:00'",
+        "timestamp '1999-12-31 23:59:59.999'",
+        "date '2024-02-29'",
+        "timestamp '2023-11-12 12:00:00'",
+    ];
+    for v in values {
+        let select = patterns
+            .iter()
+            .map(|p| format!("to_char({v}, '{p}')"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {select}");
+        let on_pg = pg.unload(&req(sql.clone(), 1, true)).await.unwrap();
+        let on_embedded = embedded.unload(&req(sql.clone(), 1, true)).await.unwrap();
+        assert_eq!(
+            read_all(&store, &on_embedded.data_files).await,
+            read_all(&pg_store, &on_pg.data_files).await,
+            "{sql}"
+        );
+    }
+}
