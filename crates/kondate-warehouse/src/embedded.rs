@@ -884,7 +884,8 @@ async fn part_worker(
 }
 
 /// Plan `sql` as `SessionContext::sql_with_options` does, with PostgreSQL's output names
-/// given to the select items first ([`crate::pgnames`]).
+/// given to the select items first ([`crate::pgnames`]) and Redshift's functions rewritten
+/// ([`crate::rsfuncs`]).
 async fn plan_with_pg_names(
     ctx: &SessionContext,
     sql: &str,
@@ -895,7 +896,9 @@ async fn plan_with_pg_names(
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     if let DfStatement::Statement(s) = &mut statement {
+        // Names first, from the statement as written (`len(x)` is named `len`).
         crate::pgnames::name_outputs(s);
+        crate::rsfuncs::rewrite(s)?;
     }
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;

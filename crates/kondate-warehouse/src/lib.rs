@@ -11,6 +11,7 @@ mod pgsession;
 mod pgtext;
 mod postgres;
 mod redshift;
+mod rsfuncs;
 mod types;
 mod unload;
 

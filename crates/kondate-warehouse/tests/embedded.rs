@@ -511,3 +511,57 @@ async fn to_char_formats_postgresql_patterns_and_refuses_numbers() {
         .to_string();
     assert!(e.contains("to_char of a number is not supported"), "{e}");
 }
+
+/// Redshift's LEN, DECODE, DATEADD, DATEDIFF and GETDATE answer as Redshift documents them
+/// (they used to be refused as unknown functions).
+#[tokio::test]
+async fn redshift_functions_answer_as_redshift_does() {
+    let (wh, store, dir) = setup();
+    let t = TableName::parse("s.r").unwrap();
+    let csv = file(&dir, "r.csv", "id,x\n1,1\n2,\n3,2\n");
+    wh.load(&t, &[csv], &LoadOptions::default()).await.unwrap();
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT LEN('日本語'), DECODE(x, 1, 'one', NULL, 'null', 'other'), \
+             DECODE(x, 1, 'one') FROM s.r ORDER BY id"
+        )
+        .await,
+        "\"3\",\"one\",\"one\"\n\"3\",\"null\",\"\"\n\"3\",\"other\",\"\"\n"
+    );
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT DATEADD(month, 1, '2024-01-31'), DATEADD(day, -1, DATE '2024-03-01'), \
+             DATEADD(h, 30, '2024-01-01 00:00:00'), DATEADD(quarter, 1, '2024-11-30')"
+        )
+        .await,
+        "\"2024-02-29 00:00:00\",\"2024-02-29 00:00:00\",\"2024-01-02 06:00:00\",\
+         \"2025-02-28 00:00:00\"\n"
+    );
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT DATEDIFF(day, '2024-02-28 23:00:00', '2024-03-01 01:00:00'), \
+             DATEDIFF(month, '2024-01-31', '2024-02-01'), DATEDIFF(year, '2023-12-31', \
+             '2024-01-01'), DATEDIFF(hour, '2024-01-01 10:59:00', '2024-01-01 11:01:00'), \
+             DATEDIFF(qtr, '2024-03-31', '2024-04-01'), DATEDIFF(day, DATE '2024-03-10', \
+             DATE '2024-03-01'), date_part('year', GETDATE()) >= 2026"
+        )
+        .await,
+        "\"2\",\"1\",\"1\",\"1\",\"1\",\"-9\",\"t\"\n"
+    );
+    // A computed count of a fixed-length part.
+    assert_eq!(
+        count(
+            &wh,
+            &store,
+            "SELECT DATEADD(day, x, '2024-02-28') FROM s.r WHERE x IS NOT NULL ORDER BY id"
+        )
+        .await,
+        "\"2024-02-29 00:00:00\"\n\"2024-03-01 00:00:00\"\n"
+    );
+}

@@ -1,0 +1,259 @@
+//! Redshift's functions that training queries written for Redshift use and the embedded
+//! engine does not have, rewritten before planning into SQL of the same meaning:
+//!
+//! | Redshift | rewritten to |
+//! |---|---|
+//! | `LEN(s)` | `char_length(s)` |
+//! | `DECODE(e, s1, r1, …[, default])` (3 or more arguments) | `CASE WHEN e IS NOT DISTINCT FROM s1 THEN r1 … ELSE default END` (a NULL search value matches a NULL) |
+//! | `GETDATE()` | the statement's time, a timestamp without zone, whole seconds |
+//! | `DATEADD(part, n, x)` | `CAST(x AS TIMESTAMP) + INTERVAL 'n part'` (a computed `n`: fixed-length parts only) |
+//! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
+//!
+//! A part these do not know is refused with a message naming it. Redshift's documentation
+//! (SQL functions reference: LEN, DECODE, GETDATE, DATEADD, DATEDIFF) is the source.
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use std::ops::ControlFlow;
+
+/// Rewrite the Redshift functions of `stmt` (see the module).
+pub fn rewrite(stmt: &mut Statement) -> Result<()> {
+    let mut r = Rewriter;
+    match stmt.visit(&mut r) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(e) => Err(e),
+    }
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = DataFusionError;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        match rewritten(expr) {
+            Ok(Some(new)) => {
+                *expr = new;
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    }
+}
+
+fn parse(sql: &str) -> Result<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| DataFusionError::Plan(format!("rewriting `{sql}`: {e}")))
+}
+
+/// A plain argument list's expressions, or None for anything else (a wildcard, named
+/// arguments, `DISTINCT`, clauses).
+fn plain_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
+    let FunctionArguments::List(list) = args else {
+        return match args {
+            FunctionArguments::None => Some(Vec::new()),
+            _ => None,
+        };
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The date part named by a DATEADD/DATEDIFF argument (`day`, `'day'`, `d`, …), as
+/// PostgreSQL's interval and `date_trunc` name it.
+fn part(e: &Expr, function: &str) -> Result<&'static str> {
+    let name = match e {
+        Expr::Identifier(i) => i.value.to_lowercase(),
+        Expr::Value(v) => v.to_string().trim_matches('\'').to_lowercase(),
+        other => other.to_string().to_lowercase(),
+    };
+    Ok(match name.as_str() {
+        "year" | "years" | "y" | "yr" | "yrs" | "yy" | "yyyy" => "year",
+        "quarter" | "quarters" | "qtr" | "qtrs" | "q" => "quarter",
+        "month" | "months" | "mon" | "mons" | "mm" => "month",
+        "week" | "weeks" | "w" => "week",
+        "day" | "days" | "d" | "dd" => "day",
+        "hour" | "hours" | "h" | "hh" | "hr" | "hrs" => "hour",
+        "minute" | "minutes" | "m" | "mi" | "min" | "mins" => "minute",
+        "second" | "seconds" | "s" | "sec" | "secs" => "second",
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "{function}: date part `{other}` is not supported by the embedded warehouse; \
+                 use year, quarter, month, week, day, hour, minute or second"
+            )));
+        }
+    })
+}
+
+/// The value of an integer literal (`3`, `-3`), if `e` is one.
+fn integer_literal(e: &Expr) -> Option<i64> {
+    use datafusion::sql::sqlparser::ast::{UnaryOperator, Value};
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => integer_literal(expr).map(|k| -k),
+        Expr::Nested(inner) => integer_literal(inner),
+        _ => None,
+    }
+}
+
+fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
+    let Expr::Function(f) = expr else {
+        return Ok(None);
+    };
+    let [name] = f.name.0.as_slice() else {
+        return Ok(None);
+    };
+    let Some(name) = name.as_ident() else {
+        return Ok(None);
+    };
+    if name.quote_style.is_some() || f.over.is_some() || f.filter.is_some() {
+        return Ok(None);
+    }
+    let Some(args) = plain_args(&f.args) else {
+        return Ok(None);
+    };
+    let sql = match (name.value.to_lowercase().as_str(), args.as_slice()) {
+        ("len", [s]) => format!("char_length({s})"),
+        ("decode", [e, rest @ ..]) if rest.len() >= 2 => {
+            let mut case = String::from("CASE");
+            for pair in rest.chunks(2) {
+                match pair {
+                    [search, result] => {
+                        case.push_str(&format!(
+                            " WHEN ({e}) IS NOT DISTINCT FROM ({search}) THEN {result}"
+                        ));
+                    }
+                    [default] => case.push_str(&format!(" ELSE {default}")),
+                    _ => unreachable!("chunks of two"),
+                }
+            }
+            case.push_str(" END");
+            case
+        }
+        ("getdate", []) => "date_trunc('second', CAST(now() AS TIMESTAMP))".to_string(),
+        ("dateadd", [p, n, x]) => {
+            let unit = part(p, "DATEADD")?;
+            let x = format!("CAST({x} AS TIMESTAMP)");
+            match (integer_literal(n), unit) {
+                (Some(k), "quarter") => format!("({x} + INTERVAL '{} month')", k * 3),
+                (Some(k), unit) => format!("({x} + INTERVAL '{k} {unit}')"),
+                // A computed count: fixed-length parts as a duration; months have none.
+                (None, "week" | "day" | "hour" | "minute" | "second") => {
+                    let micros: i64 = match unit {
+                        "week" => 604_800_000_000,
+                        "day" => 86_400_000_000,
+                        "hour" => 3_600_000_000,
+                        "minute" => 60_000_000,
+                        _ => 1_000_000,
+                    };
+                    format!(
+                        "({x} + arrow_cast(CAST({n} AS BIGINT) * {micros}, 'Duration(Microsecond)'))"
+                    )
+                }
+                (None, unit) => {
+                    return Err(DataFusionError::Plan(format!(
+                        "DATEADD({unit}, {n}, …): a computed number of {unit}s is not supported \
+                         by the embedded warehouse; give the number as a literal"
+                    )));
+                }
+            }
+        }
+        ("datediff", [p, a, b]) => {
+            let unit = part(p, "DATEDIFF")?;
+            let ts = |x: &Expr| format!("CAST({x} AS TIMESTAMP)");
+            let (a, b) = (ts(a), ts(b));
+            let months =
+                |x: &str| format!("(date_part('year', {x}) * 12 + date_part('month', {x}))");
+            match unit {
+                "year" => {
+                    format!("CAST(date_part('year', {b}) - date_part('year', {a}) AS BIGINT)")
+                }
+                "quarter" => format!(
+                    "CAST((date_part('year', {b}) * 4 + date_part('quarter', {b})) - \
+                     (date_part('year', {a}) * 4 + date_part('quarter', {a})) AS BIGINT)"
+                ),
+                "month" => format!("CAST({} - {} AS BIGINT)", months(&b), months(&a)),
+                "week" => {
+                    return Err(DataFusionError::Plan(
+                        "DATEDIFF(week, …) is not supported by the embedded warehouse (its week \
+                         boundaries differ between engines); use DATEDIFF(day, a, b) / 7"
+                            .into(),
+                    ));
+                }
+                unit => {
+                    let seconds = match unit {
+                        "day" => 86_400,
+                        "hour" => 3_600,
+                        "minute" => 60,
+                        _ => 1,
+                    };
+                    format!(
+                        "CAST((date_part('epoch', date_trunc('{unit}', {b})) - \
+                         date_part('epoch', date_trunc('{unit}', {a}))) / {seconds} AS BIGINT)"
+                    )
+                }
+            }
+        }
+        _ => return Ok(None),
+    };
+    parse(&sql).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite_sql(sql: &str) -> String {
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        rewrite(&mut stmt).unwrap();
+        stmt.to_string()
+    }
+
+    #[test]
+    fn redshift_functions_are_rewritten() {
+        assert_eq!(rewrite_sql("SELECT LEN(name)"), "SELECT char_length(name)");
+        assert_eq!(
+            rewrite_sql("SELECT decode(x, 1, 'a', NULL, 'n', 'z')"),
+            "SELECT CASE WHEN (x) IS NOT DISTINCT FROM (1) THEN 'a' WHEN (x) IS NOT DISTINCT \
+             FROM (NULL) THEN 'n' ELSE 'z' END"
+        );
+        // DataFusion's own decode(expression, encoding) is left alone.
+        assert_eq!(
+            rewrite_sql("SELECT decode(x, 'base64')"),
+            "SELECT decode(x, 'base64')"
+        );
+        assert_eq!(
+            rewrite_sql("SELECT dateadd(month, 2, d)"),
+            "SELECT (CAST(d AS TIMESTAMP) + INTERVAL '2 month')"
+        );
+        let e = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT datediff(fortnight, a, b)")
+            .unwrap()
+            .remove(0);
+        let mut e = e;
+        let err = rewrite(&mut e).unwrap_err().to_string();
+        assert!(err.contains("date part `fortnight`"), "{err}");
+    }
+}
