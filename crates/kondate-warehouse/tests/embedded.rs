@@ -24,19 +24,26 @@ fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Run `sql` into one ordered part of `format`.
+async fn unload(
+    wh: &EmbeddedWarehouse,
+    sql: &str,
+    format: ResultFormat,
+) -> Result<kondate_warehouse::UnloadOutput, kondate_warehouse::WarehouseError> {
+    wh.unload(&UnloadRequest {
+        select: sql.into(),
+        prefix: format!("q/{}/", rand_suffix()),
+        format,
+        parts: 1,
+        gzip_level: 0,
+        ordered: true,
+        statement_timeout: Duration::from_secs(30),
+    })
+    .await
+}
+
 async fn count(wh: &EmbeddedWarehouse, store: &Store, sql: &str) -> String {
-    let out = wh
-        .unload(&UnloadRequest {
-            select: sql.into(),
-            prefix: format!("q/{}/", rand_suffix()),
-            format: ResultFormat::Csv,
-            parts: 1,
-            gzip_level: 0,
-            ordered: true,
-            statement_timeout: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let out = unload(wh, sql, ResultFormat::Csv).await.unwrap();
     let bytes = store.get(&out.data_files[0]).await.unwrap();
     let mut s = String::new();
     std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut s)
@@ -438,18 +445,7 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         "id",
         "max",
     ];
-    let out = wh
-        .unload(&UnloadRequest {
-            select: sql.into(),
-            prefix: "q/names/".into(),
-            format: ResultFormat::Parquet,
-            parts: 1,
-            gzip_level: 0,
-            ordered: true,
-            statement_timeout: Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let out = unload(&wh, sql, ResultFormat::Parquet).await.unwrap();
     let names: Vec<&str> = out.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, expected);
     let bytes = store.get(&out.data_files[0]).await.unwrap();
@@ -496,19 +492,14 @@ async fn to_char_formats_postgresql_patterns_and_refuses_numbers() {
         .await,
         "\"2024-03-09 15:04:05\",\"March 9th\\, 2024\",\"Sat 03:04 PM\"\n\"\",\"\",\"\"\n"
     );
-    let e = wh
-        .unload(&UnloadRequest {
-            select: "SELECT to_char(id, '999') FROM s.events".into(),
-            prefix: "q/to_char/".into(),
-            format: ResultFormat::Csv,
-            parts: 1,
-            gzip_level: 0,
-            ordered: true,
-            statement_timeout: Duration::from_secs(30),
-        })
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = unload(
+        &wh,
+        "SELECT to_char(id, '999') FROM s.events",
+        ResultFormat::Csv,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("to_char of a number is not supported"), "{e}");
 }
 
