@@ -7,6 +7,7 @@
 //! | `DECODE(e, s1, r1, …[, default])` (3 or more arguments) | `CASE WHEN e IS NOT DISTINCT FROM s1 THEN r1 … ELSE default END` (a NULL search value matches a NULL) |
 //! | `GETDATE()` | the statement's time, a timestamp without zone, whole seconds |
 //! | `DATEADD(part, n, x)` | `CAST(x AS TIMESTAMP) + INTERVAL 'n part'` (a computed `n`: fixed-length parts only) |
+//! | `SELECT TOP n …` | `SELECT … LIMIT n` |
 //! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
 //!
 //! A part these do not know is refused with a message naming it. Redshift's documentation
@@ -14,7 +15,8 @@
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, VisitMut, VisitorMut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause, Query, SetExpr, Statement,
+    TopQuantity, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -33,6 +35,40 @@ struct Rewriter;
 
 impl VisitorMut for Rewriter {
     type Break = DataFusionError;
+
+    /// `SELECT TOP n …` is `SELECT … LIMIT n`.
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<DataFusionError> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let Some(top) = select.top.take() else {
+            return ControlFlow::Continue(());
+        };
+        let n = match top.quantity {
+            Some(TopQuantity::Constant(n)) if !top.percent && !top.with_ties => {
+                Expr::value(Value::Number(n.to_string(), false))
+            }
+            Some(TopQuantity::Expr(e)) if !top.percent && !top.with_ties => e,
+            _ => {
+                return ControlFlow::Break(DataFusionError::Plan(
+                    "TOP … PERCENT and TOP … WITH TIES are not supported by the embedded \
+                     warehouse; write TOP n or LIMIT n"
+                        .into(),
+                ));
+            }
+        };
+        if query.limit_clause.is_some() {
+            return ControlFlow::Break(DataFusionError::Plan(
+                "a SELECT has both TOP and LIMIT; keep one".into(),
+            ));
+        }
+        query.limit_clause = Some(LimitClause::LimitOffset {
+            limit: Some(n),
+            offset: None,
+            limit_by: Vec::new(),
+        });
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
         match rewritten(expr) {
@@ -102,7 +138,7 @@ fn part(e: &Expr, function: &str) -> Result<&'static str> {
 
 /// The value of an integer literal (`3`, `-3`), if `e` is one.
 fn integer_literal(e: &Expr) -> Option<i64> {
-    use datafusion::sql::sqlparser::ast::{UnaryOperator, Value};
+    use datafusion::sql::sqlparser::ast::UnaryOperator;
     match e {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => n.parse().ok(),
@@ -235,6 +271,10 @@ mod tests {
     #[test]
     fn redshift_functions_are_rewritten() {
         assert_eq!(rewrite_sql("SELECT LEN(name)"), "SELECT char_length(name)");
+        assert_eq!(
+            rewrite_sql("SELECT TOP 5 id FROM t ORDER BY id"),
+            "SELECT id FROM t ORDER BY id LIMIT 5"
+        );
         assert_eq!(
             rewrite_sql("SELECT decode(x, 1, 'a', NULL, 'n', 'z')"),
             "SELECT CASE WHEN (x) IS NOT DISTINCT FROM (1) THEN 'a' WHEN (x) IS NOT DISTINCT \

@@ -545,6 +545,11 @@ async fn redshift_functions_answer_as_redshift_does() {
         .await,
         "\"2\",\"1\",\"1\",\"1\",\"1\",\"-9\",\"t\"\n"
     );
+    // TOP n is LIMIT n.
+    assert_eq!(
+        count(&wh, &store, "SELECT TOP 2 id FROM s.r ORDER BY id DESC").await,
+        "\"3\"\n\"2\"\n"
+    );
     // A computed count of a fixed-length part.
     assert_eq!(
         count(
