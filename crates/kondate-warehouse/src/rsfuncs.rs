@@ -6,6 +6,7 @@
 //! | `LEN(s)` | `char_length(s)` |
 //! | `DECODE(e, s1, r1, …[, default])` (3 or more arguments) | `CASE WHEN e IS NOT DISTINCT FROM s1 THEN r1 … ELSE default END` (a NULL search value matches a NULL) |
 //! | `GETDATE()` | the statement's time, a timestamp without zone, whole seconds |
+//! | `SYSDATE` | the statement's time, a timestamp without zone |
 //! | `DATEADD(part, n, x)` | `CAST(x AS TIMESTAMP) + INTERVAL 'n part'` (a computed `n`: fixed-length parts only) |
 //! | `SELECT TOP n …` | `SELECT … LIMIT n` |
 //! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
@@ -154,6 +155,13 @@ fn integer_literal(e: &Expr) -> Option<i64> {
 }
 
 fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
+    // SYSDATE, a keyword in Redshift (a column of that name must be quoted there too).
+    if let Expr::Identifier(i) = expr
+        && i.quote_style.is_none()
+        && i.value.eq_ignore_ascii_case("sysdate")
+    {
+        return parse("CAST(now() AS TIMESTAMP)").map(Some);
+    }
     let Expr::Function(f) = expr else {
         return Ok(None);
     };
@@ -271,6 +279,10 @@ mod tests {
     #[test]
     fn redshift_functions_are_rewritten() {
         assert_eq!(rewrite_sql("SELECT LEN(name)"), "SELECT char_length(name)");
+        assert_eq!(
+            rewrite_sql("SELECT SYSDATE, \"sysdate\" FROM t"),
+            "SELECT CAST(now() AS TIMESTAMP), \"sysdate\" FROM t"
+        );
         assert_eq!(
             rewrite_sql("SELECT TOP 5 id FROM t ORDER BY id"),
             "SELECT id FROM t ORDER BY id LIMIT 5"

@@ -540,7 +540,7 @@ async fn redshift_functions_answer_as_redshift_does() {
              DATEDIFF(month, '2024-01-31', '2024-02-01'), DATEDIFF(year, '2023-12-31', \
              '2024-01-01'), DATEDIFF(hour, '2024-01-01 10:59:00', '2024-01-01 11:01:00'), \
              DATEDIFF(qtr, '2024-03-31', '2024-04-01'), DATEDIFF(day, DATE '2024-03-10', \
-             DATE '2024-03-01'), date_part('year', GETDATE()) >= 2026"
+             DATE '2024-03-01'), date_part('year', GETDATE()) >= 2026 AND SYSDATE >= GETDATE()"
         )
         .await,
         "\"2\",\"1\",\"1\",\"1\",\"1\",\"-9\",\"t\"\n"
