@@ -132,11 +132,23 @@ fn name_set_expr(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
             let mut taken: Vec<String> = Vec::new();
+            // `*` brings names this cannot see without the tables: an unaliased item beside
+            // it is told apart from all of them (`SELECT *, id` has two columns `id`).
+            let starred = select.projection.iter().any(|i| {
+                matches!(
+                    i,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            });
             for item in &mut select.projection {
                 let name = match item {
                     SelectItem::UnnamedExpr(expr) => {
                         let (name, _) = figure(expr);
-                        let mut alias = name.clone();
+                        let mut alias = if starred {
+                            format!("{name}{REPEAT}1")
+                        } else {
+                            name.clone()
+                        };
                         let mut n = 1;
                         while taken.contains(&alias) {
                             n += 1;
@@ -222,6 +234,10 @@ mod tests {
             ),
             "SELECT a AS \"a\" FROM (SELECT t.a::TEXT AS \"a\", count(*) AS \"count\" FROM t \
              GROUP BY 1) s UNION SELECT CASE WHEN 1 = 1 THEN 'y' END AS \"case\""
+        );
+        assert_eq!(
+            names("SELECT *, id, t.* FROM t"),
+            "SELECT *, id AS \"id\u{1f}1\", t.* FROM t"
         );
         assert_eq!(rename("?column?\u{1f}2"), "?column?");
         assert_eq!(rename("id"), "id");

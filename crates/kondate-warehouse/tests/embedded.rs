@@ -458,6 +458,12 @@ async fn result_columns_are_named_as_postgresql_names_them() {
         .map(|f| f.name().clone())
         .collect();
     assert_eq!(parquet_names, expected);
+    // Beside `*`, a column may be named again.
+    let out = unload(&wh, "SELECT *, id FROM s.t", ResultFormat::Csv)
+        .await
+        .unwrap();
+    let names: Vec<&str> = out.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "name", "at", "id"]);
     // A subquery's columns are referred to by those names, as on PostgreSQL.
     assert_eq!(
         count(
