@@ -326,7 +326,7 @@ impl EmbeddedWarehouse {
         ctx: &SessionContext,
         files: &[PathBuf],
         opts: &LoadOptions,
-    ) -> Result<DataFrame, WarehouseError> {
+    ) -> Result<(DataFrame, InputFormat), WarehouseError> {
         if files.is_empty() {
             return Err(WarehouseError::Input {
                 file: "(none)".into(),
@@ -372,7 +372,8 @@ impl EmbeddedWarehouse {
         let schema = opts.schema.as_deref().map(parse_schema).transpose()?;
         // DataFusion filters the given paths by extension: use the files' own.
         let ext = paths[0].rsplit_once('.').map(|(_, e)| format!(".{e}"));
-        let res = match format.expect("at least one file") {
+        let format = format.expect("at least one file");
+        let res = match format {
             InputFormat::Csv => {
                 let mut o = CsvReadOptions::new()
                     .has_header(true)
@@ -413,10 +414,11 @@ impl EmbeddedWarehouse {
                 }
             }
         };
-        res.map_err(|e| WarehouseError::Input {
-            file: paths.join(", "),
-            message: e.to_string(),
-        })
+        res.map(|df| (df, format))
+            .map_err(|e| WarehouseError::Input {
+                file: paths.join(", "),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -1034,12 +1036,11 @@ impl Warehouse for EmbeddedWarehouse {
         opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
         let ctx = self.base_context(2);
-        let mut df = self.read_inputs(&ctx, files, opts).await?;
+        let (mut df, format) = self.read_inputs(&ctx, files, opts).await?;
         let previous = self.read_manifest(table).await?;
         // A JSON object's keys have no order of their own: rows added to a table take the
         // table's column order.
-        let json = opts.format.or_else(|| guess_format(&files[0])) == Some(InputFormat::JsonLines);
-        if json
+        if format == InputFormat::JsonLines
             && opts.schema.is_none()
             && (opts.append || opts.merge_key.is_some())
             && let Some(prev) = &previous

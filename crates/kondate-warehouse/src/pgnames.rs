@@ -116,6 +116,17 @@ fn type_name(t: &DataType) -> String {
 /// its number, and the suffix is removed from the result's names.
 const REPEAT: &str = "\u{1f}";
 
+/// `candidate`, or else `name` told apart by the suffix and the first number from 2 that
+/// `taken` does not hold.
+fn unique(name: &str, mut candidate: String, taken: &[String]) -> String {
+    let mut n = 1;
+    while taken.contains(&candidate) {
+        n += 1;
+        candidate = format!("{name}{REPEAT}{n}");
+    }
+    candidate
+}
+
 /// Name every unaliased item of every `SELECT` in `stmt` as PostgreSQL would.
 struct Namer;
 
@@ -141,45 +152,32 @@ fn name_set_expr(body: &mut SetExpr) {
                 )
             });
             for item in &mut select.projection {
-                let name = match item {
+                let (expr, name, first) = match item {
                     SelectItem::UnnamedExpr(expr) => {
                         let (name, _) = figure(expr);
-                        let mut alias = if starred {
+                        let first = if starred {
                             format!("{name}{REPEAT}1")
                         } else {
                             name.clone()
                         };
-                        let mut n = 1;
-                        while taken.contains(&alias) {
-                            n += 1;
-                            alias = format!("{name}{REPEAT}{n}");
-                        }
-                        *item = SelectItem::ExprWithAlias {
-                            expr: expr.clone(),
-                            alias: Ident::with_quote('"', alias.clone()),
-                        };
-                        alias
+                        (expr.clone(), name, first)
                     }
+                    // Two items may also be given one alias.
                     SelectItem::ExprWithAlias { expr, alias } => {
-                        // Two items may also be given one alias.
-                        let name = alias.value.clone();
-                        let mut unique = name.clone();
-                        let mut n = 1;
-                        while taken.contains(&unique) {
-                            n += 1;
-                            unique = format!("{name}{REPEAT}{n}");
-                        }
-                        if unique != name {
-                            *item = SelectItem::ExprWithAlias {
-                                expr: expr.clone(),
-                                alias: Ident::with_quote('"', unique.clone()),
-                            };
-                        }
-                        unique
+                        (expr.clone(), alias.value.clone(), alias.value.clone())
                     }
                     _ => continue,
                 };
-                taken.push(name);
+                let alias = unique(&name, first, &taken);
+                let as_written =
+                    matches!(item, SelectItem::ExprWithAlias { alias: a, .. } if a.value == alias);
+                if !as_written {
+                    *item = SelectItem::ExprWithAlias {
+                        expr,
+                        alias: Ident::with_quote('"', alias.clone()),
+                    };
+                }
+                taken.push(alias);
             }
         }
         SetExpr::SetOperation { left, right, .. } => {

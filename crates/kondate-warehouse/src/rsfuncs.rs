@@ -301,11 +301,22 @@ mod tests {
             rewrite_sql("SELECT dateadd(month, 2, d)"),
             "SELECT (CAST(d AS TIMESTAMP) + INTERVAL '2 month')"
         );
-        let e = Parser::parse_sql(&PostgreSqlDialect {}, "SELECT datediff(fortnight, a, b)")
-            .unwrap()
-            .remove(0);
-        let mut e = e;
-        let err = rewrite(&mut e).unwrap_err().to_string();
-        assert!(err.contains("date part `fortnight`"), "{err}");
+        // What has no equal meaning here is refused, naming it and what to write instead.
+        for (sql, says) in [
+            ("SELECT datediff(fortnight, a, b)", "date part `fortnight`"),
+            ("SELECT datediff(week, a, b)", "DATEDIFF(day, a, b) / 7"),
+            (
+                "SELECT dateadd(month, n, d)",
+                "give the number as a literal",
+            ),
+            ("SELECT TOP 10 PERCENT id FROM t", "write TOP n or LIMIT n"),
+            ("SELECT TOP 3 id FROM t LIMIT 2", "both TOP and LIMIT"),
+        ] {
+            let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+            let err = rewrite(&mut stmt).unwrap_err().to_string();
+            assert!(err.contains(says), "{sql}: {err}");
+        }
     }
 }

@@ -20,6 +20,16 @@ fn out(o: &Output) -> (String, String) {
     )
 }
 
+/// The id of the project's most recent run.
+fn latest_run(root: &Path) -> String {
+    let o = kondate(root)
+        .args(["apps", "runs", "--format", "json"])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    runs[0]["id"].as_str().unwrap().to_string()
+}
+
 fn project() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let o = kondate(dir.path()).args(["init", "p"]).output().unwrap();
@@ -394,12 +404,7 @@ fn env_values_given_to_a_run_are_masked_unless_declared_plain() {
         stdout.contains("key=******** greeting=hello-world"),
         "{stdout}"
     );
-    let o = kondate(&root)
-        .args(["apps", "runs", "--format", "json"])
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let id = latest_run(&root);
     let o = kondate(&root)
         .args(["apps", "show-run", &id, "--format", "json"])
         .output()
@@ -458,12 +463,7 @@ fn a_local_run_cannot_read_the_projects_kondate_folder() {
         "the run works in a folder of its own: {stdout}"
     );
     // The log and `apps show` say how it was isolated.
-    let o = kondate(&root)
-        .args(["apps", "runs", "--format", "json"])
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let id = latest_run(&root);
     let o = kondate(&root).args(["apps", "logs", &id]).output().unwrap();
     assert!(
         out(&o).0.contains("isolated with Landlock"),
