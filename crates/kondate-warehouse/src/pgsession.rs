@@ -77,6 +77,19 @@ pub(crate) async fn connect(
         .map_err(cannot)
 }
 
+/// Close `conn` instead of handing it back to the pool when the work on it failed: a
+/// statement can fail between protocol messages (a COPY refused after it was sent, a stream
+/// cut short), and a session in that state answers the next query with the last one's
+/// leftovers ("expected ParseComplete, got CommandComplete") or a transaction still open.
+pub(crate) fn close_if_failed<T, E>(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    outcome: &Result<T, E>,
+) {
+    if outcome.is_err() {
+        conn.close_on_drop();
+    }
+}
+
 /// Refuse a superuser or privileged role unless `allow` says otherwise.
 pub(crate) async fn check_role(
     pool: &PgPool,

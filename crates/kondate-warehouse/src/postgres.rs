@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use kondate_core::WarehouseKind;
 use kondate_store::Store;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{
     AssertSqlSafe, Column as _, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo,
 };
@@ -96,16 +96,16 @@ async fn parquet_worker(
     w.finish(&store).await
 }
 
-#[async_trait]
-impl Warehouse for PostgresWarehouse {
-    fn kind(&self) -> WarehouseKind {
-        WarehouseKind::Postgres
-    }
-
-    async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
+impl PostgresWarehouse {
+    /// [`Warehouse::unload`] on one connection, in a READ ONLY transaction.
+    async fn unload_on(
+        &self,
+        conn: &mut PgConnection,
+        req: &UnloadRequest,
+    ) -> Result<UnloadOutput, WarehouseError> {
         let t = req.statement_timeout;
-        let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, t))?;
         let mut tx = conn.begin().await.map_err(|e| pg_error(e, t))?;
+
         // Defence in depth behind the SQL guard: the database itself refuses writes.
         for s in [
             "SET TRANSACTION READ ONLY".to_string(),
@@ -201,6 +201,24 @@ impl Warehouse for PostgresWarehouse {
         }
         unload::write_manifest(&self.store, &req.prefix, out, columns).await
     }
+}
+
+#[async_trait]
+impl Warehouse for PostgresWarehouse {
+    fn kind(&self) -> WarehouseKind {
+        WarehouseKind::Postgres
+    }
+
+    async fn unload(&self, req: &UnloadRequest) -> Result<UnloadOutput, WarehouseError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| pg_error(e, req.statement_timeout))?;
+        let out = self.unload_on(&mut conn, req).await;
+        pgsession::close_if_failed(&mut conn, &out);
+        out
+    }
 
     async fn tables(&self) -> Result<Vec<TableInfo>, WarehouseError> {
         let t = std::time::Duration::from_secs(30);
@@ -242,7 +260,7 @@ impl Warehouse for PostgresWarehouse {
         files: &[PathBuf],
         opts: &LoadOptions,
     ) -> Result<LoadReport, WarehouseError> {
-        use crate::load::{self, Dialect, LoadMode, STAGE};
+        use crate::load::{self, Dialect, LoadMode};
         let file = load::single_file(files, "PostgreSQL")?;
         if !matches!(opts.format, None | Some(crate::InputFormat::Parquet))
             || file.extension().is_none_or(|e| e != "parquet")
@@ -256,48 +274,11 @@ impl Warehouse for PostgresWarehouse {
         }
         let schema = load::parquet_schema(file, Dialect::Postgres)?;
         let mode = LoadMode::of(opts);
-        let t = load::quote_table(table)?;
-        let cols = load::column_list(&schema)?;
         let none = std::time::Duration::ZERO;
         let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, none))?;
-        let mut tx = conn.begin().await.map_err(|e| pg_error(e, none))?;
-        let mut before = vec![
-            format!(
-                "CREATE SCHEMA IF NOT EXISTS {}",
-                load::quote_ident(&table.schema)?
-            ),
-            load::create_sql(Dialect::Postgres, table, &schema)?,
-        ];
-        let target = match &mode {
-            LoadMode::Replace => {
-                before.push(format!("DELETE FROM {t}"));
-                t.clone()
-            }
-            LoadMode::Append => t.clone(),
-            LoadMode::Merge(_) => {
-                before.push(format!(
-                    "CREATE TEMP TABLE {STAGE} (LIKE {t}) ON COMMIT DROP"
-                ));
-                STAGE.to_string()
-            }
-        };
-        let after = match &mode {
-            LoadMode::Merge(key) => load::merge_sql(table, &schema, key)?,
-            _ => Vec::new(),
-        };
-        for sql in before {
-            tx.execute(AssertSqlSafe(sql))
-                .await
-                .map_err(|e| pg_error(e, none))?;
-        }
-        let rows =
-            copy_parquet(&mut tx, file, &format!("COPY {target} ({cols}) FROM STDIN")).await?;
-        for sql in after {
-            tx.execute(AssertSqlSafe(sql))
-                .await
-                .map_err(|e| pg_error(e, none))?;
-        }
-        tx.commit().await.map_err(|e| pg_error(e, none))?;
+        let out = load_on(&mut conn, table, file, &schema, &mode).await;
+        pgsession::close_if_failed(&mut conn, &out);
+        let rows = out?;
         Ok(LoadReport {
             table: table.to_string(),
             rows,
@@ -311,6 +292,58 @@ impl Warehouse for PostgresWarehouse {
             "kondate never drops tables in a PostgreSQL or Redshift warehouse; use psql".into(),
         ))
     }
+}
+
+/// [`Warehouse::load`]'s statements on one connection, in one transaction; the rows copied.
+async fn load_on(
+    conn: &mut PgConnection,
+    table: &TableName,
+    file: &std::path::Path,
+    schema: &arrow::datatypes::Schema,
+    mode: &crate::load::LoadMode,
+) -> Result<u64, WarehouseError> {
+    use crate::load::{self, Dialect, LoadMode, STAGE};
+    let none = std::time::Duration::ZERO;
+    let t = load::quote_table(table)?;
+    let cols = load::column_list(schema)?;
+    let mut tx = conn.begin().await.map_err(|e| pg_error(e, none))?;
+    let mut before = vec![
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            load::quote_ident(&table.schema)?
+        ),
+        load::create_sql(Dialect::Postgres, table, &schema)?,
+    ];
+    let target = match &mode {
+        LoadMode::Replace => {
+            before.push(format!("DELETE FROM {t}"));
+            t.clone()
+        }
+        LoadMode::Append => t.clone(),
+        LoadMode::Merge(_) => {
+            before.push(format!(
+                "CREATE TEMP TABLE {STAGE} (LIKE {t}) ON COMMIT DROP"
+            ));
+            STAGE.to_string()
+        }
+    };
+    let after = match &mode {
+        LoadMode::Merge(key) => load::merge_sql(table, &schema, key)?,
+        _ => Vec::new(),
+    };
+    for sql in before {
+        tx.execute(AssertSqlSafe(sql))
+            .await
+            .map_err(|e| pg_error(e, none))?;
+    }
+    let rows = copy_parquet(&mut tx, file, &format!("COPY {target} ({cols}) FROM STDIN")).await?;
+    for sql in after {
+        tx.execute(AssertSqlSafe(sql))
+            .await
+            .map_err(|e| pg_error(e, none))?;
+    }
+    tx.commit().await.map_err(|e| pg_error(e, none))?;
+    Ok(rows)
 }
 
 /// Stream the rows of a Parquet file through `copy` (a `COPY … FROM STDIN`), in batches;

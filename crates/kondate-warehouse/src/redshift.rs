@@ -167,17 +167,22 @@ impl Warehouse for RedshiftWarehouse {
             &dollar_tag(&req.select),
         );
         let mut conn = self.pool.acquire().await.map_err(|e| pg_error(e, t))?;
-        let mut tx = conn.begin().await.map_err(|e| pg_error(e, t))?;
-        tx.execute(AssertSqlSafe(format!(
-            "SET statement_timeout TO {}",
-            t.as_millis().max(1)
-        )))
-        .await
-        .map_err(|e| pg_error(e, t))?;
-        tx.execute(AssertSqlSafe(sql))
+        let out = async {
+            let mut tx = conn.begin().await.map_err(|e| pg_error(e, t))?;
+            tx.execute(AssertSqlSafe(format!(
+                "SET statement_timeout TO {}",
+                t.as_millis().max(1)
+            )))
             .await
             .map_err(|e| pg_error(e, t))?;
-        tx.commit().await.map_err(|e| pg_error(e, t))?;
+            tx.execute(AssertSqlSafe(sql))
+                .await
+                .map_err(|e| pg_error(e, t))?;
+            tx.commit().await.map_err(|e| pg_error(e, t))
+        }
+        .await;
+        pgsession::close_if_failed(&mut conn, &out);
+        out?;
         let key = unload::manifest_key(&req.prefix);
         let manifest: Manifest =
             serde_json::from_slice(&self.store.get(&key).await?).map_err(|e| {
@@ -220,7 +225,9 @@ impl Warehouse for RedshiftWarehouse {
             for sql in load::redshift_load_sql(table, &schema, &prefix, &self.iam_role, &mode)? {
                 if let Err(e) = conn.execute(AssertSqlSafe(sql)).await {
                     let _ = conn.execute("ROLLBACK").await;
-                    return Err(pg_error(e, none));
+                    let failed = Err(pg_error(e, none));
+                    pgsession::close_if_failed(&mut conn, &failed);
+                    return failed;
                 }
             }
             Ok(())

@@ -524,3 +524,30 @@ async fn postgres_and_the_embedded_engine_format_to_char_alike() {
         );
     }
 }
+
+/// A statement refused after its COPY was sent (PostgreSQL folds `-2147483648 / -1` while
+/// planning the COPY), or failing mid-stream, must not leave its session for the next
+/// query: before, the next queries on that connection failed with "expected
+/// ParseComplete, got CommandComplete" or found a transaction still open.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_a_failed_query_leaves_the_next_one_working() {
+    let (pg, store, _dir) = setup("failed_then_ok").await;
+    for bad in [
+        "SELECT -2147483648 / -1",
+        "SELECT (id * 1000000000)::int FROM failed_then_ok.items",
+        "SELECT 1 / (id - 3) FROM failed_then_ok.items",
+    ] {
+        for format in [ResultFormat::Csv, ResultFormat::Parquet] {
+            let mut r = req(bad.into(), 1, true);
+            r.format = format;
+            let e = pg.unload(&r).await.unwrap_err();
+            assert!(matches!(e, WarehouseError::Engine(_)), "{bad}: {e:?}");
+            let out = pg
+                .unload(&req("SELECT 41 + 1 AS answer".into(), 1, true))
+                .await
+                .unwrap_or_else(|e| panic!("after {bad}: {e}"));
+            assert_eq!(read_all(&store, &out.data_files).await, "\"42\"\n");
+        }
+    }
+}
