@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::pgout;
 use crate::types::redshift_type_for_arrow;
 use crate::unload::{
     self, Column, CsvPartWriter, ParquetPartWriter, PartInfo, ResultFormat, push_field,
@@ -279,6 +280,7 @@ impl EmbeddedWarehouse {
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, self.store.object_store());
         crate::pgfuncs::register(&ctx);
+        crate::rsudfs::register(&ctx);
         ctx
     }
 
@@ -526,19 +528,23 @@ fn guess_format(p: &std::path::Path) -> Option<InputFormat> {
     }
 }
 
-/// Parse `name:type,name:type` into an Arrow schema.
+/// Parse `name:type,name:type` into an Arrow schema. Types: `smallint`, `int`, `bigint`,
+/// `float`, `double`, `numeric(P,S)`, `text`, `bool`, `date`, `timestamp`, `timestamptz`
+/// (and their PostgreSQL spellings).
 pub fn parse_schema(spec: &str) -> Result<Schema, WarehouseError> {
     let bad = |m: String| WarehouseError::Input {
         file: "--schema".into(),
         message: m,
     };
     let mut fields = Vec::new();
-    for (i, item) in spec.split(',').enumerate() {
+    for (i, item) in split_top_level(spec).into_iter().enumerate() {
         let (name, ty) = item
             .trim()
             .split_once(':')
             .ok_or_else(|| bad(format!("item {} `{item}` is not `name:type`", i + 1)))?;
-        let dt = match ty.trim().to_ascii_lowercase().as_str() {
+        let ty = ty.trim().to_ascii_lowercase();
+        let dt = match ty.as_str() {
+            "smallint" | "int2" => DataType::Int16,
             "int" | "integer" | "int4" => DataType::Int32,
             "bigint" | "int8" | "long" => DataType::Int64,
             "float" | "real" | "float4" => DataType::Float32,
@@ -547,16 +553,62 @@ pub fn parse_schema(spec: &str) -> Result<Schema, WarehouseError> {
             "bool" | "boolean" => DataType::Boolean,
             "date" => DataType::Date32,
             "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
-            other => {
-                return Err(bad(format!(
-                    "column `{name}`: unknown type `{other}`; use int, bigint, float, double, \
-                     text, bool, date or timestamp"
-                )));
-            }
+            "timestamptz" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            other => match parse_numeric(other) {
+                Some(Ok((p, s))) => DataType::Decimal128(p, s),
+                Some(Err(m)) => return Err(bad(format!("column `{}`: {m}", name.trim()))),
+                None => {
+                    return Err(bad(format!(
+                        "column `{}`: unknown type `{other}`; use smallint, int, bigint, float, \
+                         double, numeric(P,S), text, bool, date, timestamp or timestamptz",
+                        name.trim()
+                    )));
+                }
+            },
         };
         fields.push(Field::new(name.trim(), dt, true));
     }
     Ok(Schema::new(fields))
+}
+
+/// `spec` split at the commas outside parentheses (`numeric(10,2)` is one item).
+fn split_top_level(spec: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in spec.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&spec[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&spec[start..]);
+    items
+}
+
+/// `numeric(P,S)` / `decimal(P,S)` / `numeric(P)`: `None` when `ty` is not a numeric type,
+/// an error when its precision or scale is out of range.
+fn parse_numeric(ty: &str) -> Option<Result<(u8, i8), String>> {
+    let args = ty
+        .strip_prefix("numeric")
+        .or_else(|| ty.strip_prefix("decimal"))?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    let (p, s) = args.split_once(',').unwrap_or((args, "0"));
+    let (Ok(p), Ok(s)) = (p.trim().parse::<u8>(), s.trim().parse::<i8>()) else {
+        return Some(Err(format!("`{ty}`: precision and scale must be numbers")));
+    };
+    if !(1..=38).contains(&p) || s < 0 || s as u8 > p {
+        return Some(Err(format!(
+            "`{ty}`: precision must be 1 to 38 and scale 0 to the precision"
+        )));
+    }
+    Some(Ok((p, s)))
 }
 
 /// True when the plan's output order is defined by a top-level ORDER BY.
@@ -683,13 +735,11 @@ fn push_timestamp(out: &mut Vec<u8>, days: &mut DayText, v: i64, unit: TimeUnit)
     out.push(b':');
     push_digits(out, of_day % 60, 2);
     if nano != 0 {
+        // As PostgreSQL prints fractions of a second: without trailing zeros (`.5`).
         out.push(b'.');
-        if nano.is_multiple_of(1_000_000) {
-            push_digits(out, nano / 1_000_000, 3);
-        } else if nano.is_multiple_of(1_000) {
-            push_digits(out, nano / 1_000, 6);
-        } else {
-            push_digits(out, nano, 9);
+        push_digits(out, nano, 9);
+        while out.last() == Some(&b'0') {
+            out.pop();
         }
     }
     true
@@ -733,6 +783,10 @@ impl CsvEncoder {
                 | DataType::UInt16
                 | DataType::UInt32 => cast(a, &DataType::Int64).map(Some).map_err(engine),
                 DataType::Timestamp(_, None) => cast(a, &DataType::Int64).map(Some).map_err(engine),
+                // PostgreSQL's own text for these (Float64 is written inline below).
+                t if pgout::needs_pg_text(t) && *t != DataType::Float64 => {
+                    pgout::pg_text(a.as_ref()).map(Some).map_err(engine)
+                }
                 _ => Ok(None),
             })
             .collect::<Result<_, WarehouseError>>()?;
@@ -746,6 +800,7 @@ impl CsvEncoder {
                     (DataType::Timestamp(unit, None), Some(w)) => {
                         Col::Timestamp(w.as_primitive::<Int64Type>(), *unit, formatter()?)
                     }
+                    (_, Some(w)) if *w.data_type() == DataType::Utf8 => Col::Str(w.as_ref()),
                     (_, Some(w)) => Col::Int(w.as_primitive::<Int64Type>()),
                     (DataType::Int64, None) => Col::Int(a.as_primitive::<Int64Type>()),
                     (DataType::Float64, None) => Col::Float(a.as_primitive::<Float64Type>()),
@@ -789,7 +844,11 @@ impl CsvEncoder {
                     }
                     // Digits, signs, `.`, `e`, `NaN` and `inf` never need escaping.
                     Col::Int(a) => push_plain(&mut self.buf, itoa.format(a.value(row)).as_bytes()),
-                    Col::Float(a) => push_plain(&mut self.buf, ryu.format(a.value(row)).as_bytes()),
+                    Col::Float(a) => {
+                        self.buf.push(b'"');
+                        pgout::push_float8(&mut self.buf, &mut ryu, a.value(row));
+                        self.buf.push(b'"');
+                    }
                     Col::Date(a, f) => match days.get(i64::from(a.value(row))) {
                         Some(d) => push_plain(&mut self.buf, d),
                         None => self.push_formatted(f, row)?,
@@ -816,7 +875,10 @@ impl CsvEncoder {
 /// One result part being written, in either format.
 enum PartSink {
     Csv(CsvPartWriter, CsvEncoder),
+    /// A table's own data: every type kept.
     Parquet(ParquetPartWriter),
+    /// A query result: the column types a PostgreSQL result has ([`pgout::parquet_type`]).
+    ResultParquet(ParquetPartWriter, SchemaRef),
 }
 
 impl PartSink {
@@ -833,7 +895,8 @@ impl PartSink {
                 CsvEncoder::new(),
             ),
             ResultFormat::Parquet => {
-                PartSink::Parquet(ParquetPartWriter::new(store, key, schema.clone())?)
+                let pg: SchemaRef = Arc::new(pgout::parquet_schema(schema));
+                PartSink::ResultParquet(ParquetPartWriter::new(store, key, pg.clone())?, pg)
             }
         })
     }
@@ -846,13 +909,23 @@ impl PartSink {
                 w.write_rows(&enc.buf, batch.num_rows() as u64).await
             }
             PartSink::Parquet(w) => w.write(batch).await,
+            PartSink::ResultParquet(w, pg) => {
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(pgout::to_parquet_column)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(engine)?;
+                w.write(&RecordBatch::try_new(pg.clone(), columns).map_err(engine)?)
+                    .await
+            }
         }
     }
 
     async fn finish(self, store: &Store) -> Result<PartInfo, WarehouseError> {
         match self {
             PartSink::Csv(w, _) => w.finish().await,
-            PartSink::Parquet(w) => w.finish(store).await,
+            PartSink::Parquet(w) | PartSink::ResultParquet(w, _) => w.finish(store).await,
         }
     }
 }
@@ -928,7 +1001,7 @@ async fn write_parquet_part(
     schema: SchemaRef,
     mut stream: SendableRecordBatchStream,
 ) -> Result<PartInfo, WarehouseError> {
-    let mut sink = PartSink::open(&store, key, ResultFormat::Parquet, 0, &schema)?;
+    let mut sink = PartSink::Parquet(ParquetPartWriter::new(&store, key, schema)?);
     while let Some(batch) = stream.next().await {
         sink.write(&batch.map_err(engine)?).await?;
     }
@@ -1302,11 +1375,20 @@ mod tests {
     };
 
     /// What Arrow's formatter writes for every row of `array`, field by field.
+    /// Arrow's display, with PostgreSQL's spellings where they differ: floats as
+    /// `float8out` prints them, fractions of a second without trailing zeros.
     fn reference(array: &ArrayRef) -> Vec<u8> {
         let f = ArrayFormatter::try_new(array.as_ref(), &FORMAT).unwrap();
+        let pg = crate::pgout::pg_text(array.as_ref()).unwrap();
         let mut out = Vec::new();
         for row in 0..array.len() {
-            let text = f.value(row).to_string();
+            let text = match array.data_type() {
+                DataType::Float64 => pg.as_string::<i32>().value(row).to_string(),
+                DataType::Timestamp(..) if f.value(row).to_string().contains('.') => {
+                    f.value(row).to_string().trim_end_matches('0').to_string()
+                }
+                _ => f.value(row).to_string(),
+            };
             push_field(&mut out, (!array.is_null(row)).then_some(text.as_bytes()));
             out.push(b'\n');
         }
@@ -1318,6 +1400,32 @@ mod tests {
         let mut enc = CsvEncoder::new();
         enc.encode(&batch).unwrap();
         (enc.buf, reference(&array))
+    }
+
+    #[test]
+    fn load_schemas_take_numeric_smallint_and_timestamptz() {
+        let s =
+            parse_schema("a:numeric(12,2), b:smallint,c:timestamptz,d:decimal(5),e:text").unwrap();
+        let types: Vec<DataType> = s.fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(
+            types,
+            vec![
+                DataType::Decimal128(12, 2),
+                DataType::Int16,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Decimal128(5, 0),
+                DataType::Utf8,
+            ]
+        );
+        for (bad, says) in [
+            ("a:numeric(40,2)", "precision must be 1 to 38"),
+            ("a:numeric(4,5)", "scale 0 to the precision"),
+            ("a:numeric(x)", "must be numbers"),
+            ("a:money", "unknown type `money`"),
+        ] {
+            let e = parse_schema(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("column `a`"), "{bad}: {e}");
+        }
     }
 
     #[test]

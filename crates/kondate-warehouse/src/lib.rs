@@ -7,11 +7,13 @@ mod embedded;
 mod load;
 mod pgfuncs;
 mod pgnames;
+mod pgout;
 mod pgsession;
 mod pgtext;
 mod postgres;
 mod redshift;
 mod rsfuncs;
+mod rsudfs;
 mod types;
 mod unload;
 
@@ -97,8 +99,8 @@ pub struct LoadOptions {
     pub format: Option<InputFormat>,
     /// Append to the table instead of replacing it.
     pub append: bool,
-    /// Explicit schema as `name:type,…` (types: int, bigint, float, double, text, bool,
-    /// date, timestamp); inferred when `None`.
+    /// Explicit schema as `name:type,…` (types: smallint, int, bigint, float, double,
+    /// numeric(P,S), text, bool, date, timestamp, timestamptz); inferred when `None`.
     pub schema: Option<String>,
     /// Merge by these key columns: rows of the table whose key occurs in the input are
     /// replaced by the input's, the rest are kept, new keys are added (an incremental copy).

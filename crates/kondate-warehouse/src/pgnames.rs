@@ -56,6 +56,9 @@ fn figure(expr: &Expr) -> (String, u8) {
         Expr::Exists { .. } => ("exists".into(), 2),
         Expr::Array(_) => ("array".into(), 2),
         Expr::Extract { .. } => ("extract".into(), 2),
+        Expr::Substring {
+            shorthand: true, ..
+        } => ("substr".into(), 2),
         Expr::Substring { .. } => ("substring".into(), 2),
         Expr::Position { .. } => ("position".into(), 2),
         Expr::Overlay { .. } => ("overlay".into(), 2),

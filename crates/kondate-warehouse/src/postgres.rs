@@ -312,7 +312,7 @@ async fn load_on(
             "CREATE SCHEMA IF NOT EXISTS {}",
             load::quote_ident(&table.schema)?
         ),
-        load::create_sql(Dialect::Postgres, table, &schema)?,
+        load::create_sql(Dialect::Postgres, table, schema)?,
     ];
     let target = match &mode {
         LoadMode::Replace => {
@@ -328,7 +328,7 @@ async fn load_on(
         }
     };
     let after = match &mode {
-        LoadMode::Merge(key) => load::merge_sql(table, &schema, key)?,
+        LoadMode::Merge(key) => load::merge_sql(table, schema, key)?,
         _ => Vec::new(),
     };
     for sql in before {

@@ -10,6 +10,14 @@
 //! | `DATEADD(part, n, x)` | `CAST(x AS TIMESTAMP) + INTERVAL 'n part'` (a computed `n`: fixed-length parts only) |
 //! | `SELECT TOP n …` | `SELECT … LIMIT n` |
 //! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
+//! | `LISTAGG(x[, d]) WITHIN GROUP (ORDER BY …)` | `string_agg(CAST(x AS TEXT), d ORDER BY …)` |
+//! | `ISNULL(a, b)` / `CHARINDEX(sub, s)` | `coalesce(a, b)` / `strpos(s, sub)` |
+//! | `LAST_DAY(d)` | the last day of `d`'s month, a date |
+//! | `DATE_PART(epoch, x)` (an unquoted part) | `date_part('epoch', x)` |
+//! | `FETCH FIRST n ROWS ONLY` | `LIMIT n` |
+//!
+//! `CONVERT_TIMEZONE`, `JSON_EXTRACT_PATH_TEXT` and `REGEXP_SUBSTR` are functions of their
+//! own ([`crate::rsudfs`]).
 //!
 //! A part these do not know is refused with a message naming it. Redshift's documentation
 //! (SQL functions reference: LEN, DECODE, GETDATE, DATEADD, DATEDIFF) is the source.
@@ -37,8 +45,45 @@ struct Rewriter;
 impl VisitorMut for Rewriter {
     type Break = DataFusionError;
 
-    /// `SELECT TOP n …` is `SELECT … LIMIT n`.
+    /// `SELECT TOP n …` is `SELECT … LIMIT n`; so is `FETCH FIRST n ROWS ONLY`.
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<DataFusionError> {
+        if let Some(fetch) = query.fetch.take() {
+            if fetch.percent || fetch.with_ties {
+                return ControlFlow::Break(DataFusionError::Plan(
+                    "FETCH … PERCENT and FETCH … WITH TIES are not supported by the embedded \
+                     warehouse; write FETCH FIRST n ROWS ONLY or LIMIT n"
+                        .into(),
+                ));
+            }
+            let n = fetch
+                .quantity
+                .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+            match query.limit_clause.take() {
+                None => {
+                    query.limit_clause = Some(LimitClause::LimitOffset {
+                        limit: Some(n),
+                        offset: None,
+                        limit_by: Vec::new(),
+                    })
+                }
+                Some(LimitClause::LimitOffset {
+                    limit: None,
+                    offset,
+                    limit_by,
+                }) => {
+                    query.limit_clause = Some(LimitClause::LimitOffset {
+                        limit: Some(n),
+                        offset,
+                        limit_by,
+                    })
+                }
+                Some(_) => {
+                    return ControlFlow::Break(DataFusionError::Plan(
+                        "a SELECT has both FETCH and LIMIT; keep one".into(),
+                    ));
+                }
+            }
+        }
         let SetExpr::Select(select) = query.body.as_mut() else {
             return ControlFlow::Continue(());
         };
@@ -174,10 +219,57 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     if name.quote_style.is_some() || f.over.is_some() || f.filter.is_some() {
         return Ok(None);
     }
+    let lower = name.value.to_lowercase();
+    // LISTAGG(x, d) WITHIN GROUP (ORDER BY …), Redshift's string_agg.
+    if lower == "listagg" {
+        let distinct =
+            matches!(&f.args, FunctionArguments::List(l) if l.duplicate_treatment.is_some());
+        let mut g = f.clone();
+        if let FunctionArguments::List(l) = &mut g.args {
+            l.duplicate_treatment = None;
+        }
+        let Some(args) = plain_args(&g.args) else {
+            return Ok(None);
+        };
+        let order = f
+            .within_group
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let order = if order.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {order}")
+        };
+        let d = if distinct { "DISTINCT " } else { "" };
+        return match args.as_slice() {
+            [x] => parse(&format!("string_agg({d}CAST({x} AS TEXT), ''{order})")).map(Some),
+            [x, delim] => {
+                parse(&format!("string_agg({d}CAST({x} AS TEXT), {delim}{order})")).map(Some)
+            }
+            _ => Err(DataFusionError::Plan(
+                "LISTAGG takes an expression and an optional delimiter".into(),
+            )),
+        };
+    }
+    if !f.within_group.is_empty() {
+        return Ok(None);
+    }
     let Some(args) = plain_args(&f.args) else {
         return Ok(None);
     };
-    let sql = match (name.value.to_lowercase().as_str(), args.as_slice()) {
+    let sql = match (lower.as_str(), args.as_slice()) {
+        ("isnull", [a, b]) => format!("coalesce({a}, {b})"),
+        ("charindex", [sub, s]) => format!("strpos({s}, {sub})"),
+        ("last_day", [d]) => format!(
+            "CAST(date_trunc('month', CAST({d} AS TIMESTAMP)) + INTERVAL '1 month' - \
+             INTERVAL '1 day' AS DATE)"
+        ),
+        // Redshift takes the part unquoted: DATE_PART(epoch, x).
+        ("date_part", [Expr::Identifier(p), x]) if p.quote_style.is_none() => {
+            format!("date_part('{}', {x})", p.value.to_lowercase())
+        }
         ("len", [s]) => format!("char_length({s})"),
         ("decode", [e, rest @ ..]) if rest.len() >= 2 => {
             let mut case = String::from("CASE");

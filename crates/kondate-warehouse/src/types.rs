@@ -10,9 +10,9 @@ pub fn redshift_type_for_arrow(t: &DataType) -> &'static str {
     match t {
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
         DataType::Int32 | DataType::UInt16 => "integer",
-        DataType::Int64 | DataType::UInt32 => "bigint",
-        DataType::UInt64
-        | DataType::Decimal32(..)
+        // UInt64: DataFusion's row_number, rank and counts, which PostgreSQL types bigint.
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint",
+        DataType::Decimal32(..)
         | DataType::Decimal64(..)
         | DataType::Decimal128(..)
         | DataType::Decimal256(..) => "numeric",

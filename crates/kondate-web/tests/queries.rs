@@ -26,7 +26,7 @@ async fn query_result_is_unload_format_gzip_csv_with_a_verbose_manifest() {
     assert_eq!(
         text,
         "\"1\",\"醤油\",\"濃口\\, 1L\",\"398.5\",\"t\",\"2024-01-02\"\n\
-         \"2\",\"みりん\",\"say \\\"hi\\\"\",\"250.0\",\"f\",\"2024-02-03\"\n\
+         \"2\",\"みりん\",\"say \\\"hi\\\"\",\"250\",\"f\",\"2024-02-03\"\n\
          \"3\",\"back\\\\slash\",\"two\\\nlines\",\"\",\"t\",\"\"\n"
     );
     let manifest = fetch_json(body["manifest_file_url"].as_str().unwrap()).await;

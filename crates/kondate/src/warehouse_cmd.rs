@@ -33,8 +33,8 @@ pub enum WarehouseCmd {
         /// Input format (default: from the file extension).
         #[arg(long, value_enum)]
         format: Option<InFormat>,
-        /// Columns and types instead of inference: `name:type,…` (int, bigint, float,
-        /// double, text, bool, date, timestamp).
+        /// Columns and types instead of inference: `name:type,…` (smallint, int, bigint,
+        /// float, double, numeric(P,S), text, bool, date, timestamp, timestamptz).
         #[arg(long)]
         schema: Option<String>,
         /// Merge by these key columns (comma-separated): rows whose key is in the input are

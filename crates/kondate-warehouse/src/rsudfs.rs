@@ -1,0 +1,346 @@
+//! Redshift's text functions that need more than a rewrite ([`crate::rsfuncs`]), as
+//! DataFusion functions over text:
+//!
+//! - `json_extract_path_text(json, key, …)`: the value at the path, as text (a string
+//!   without its quotes, a number or `true`/`false` as written, an object or array as
+//!   compact JSON); NULL where the path leads nowhere or to a JSON `null`, as on
+//!   PostgreSQL. A key that is a number indexes an array. Text that is not JSON is an error
+//!   naming the function.
+//! - `regexp_substr(text, pattern [, position [, occurrence]])`: the text of the
+//!   `occurrence`-th match at or after character `position` (both from 1), or NULL.
+//!
+//! - `convert_timezone([from,] to, timestamp)`: the wall-clock time in zone `to` of the
+//!   instant that `timestamp` is on the wall clock of zone `from` (default UTC), a
+//!   timestamp without zone. A wall-clock time that a clock change skips is read as the
+//!   hour after (as PostgreSQL does); one it repeats, as the earlier instant.
+//!
+//! Hand-written because DataFusion has none of these; the regex crate reads patterns (POSIX
+//! classes such as `[[:digit:]]` included).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use chrono::TimeZone;
+use datafusion::common::{exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+
+/// Register this module's functions on `ctx`.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::from(TextFn::new(
+        "json_extract_path_text",
+        2,
+        usize::MAX,
+        json_extract_path_text,
+    )));
+    ctx.register_udf(ScalarUDF::from(ConvertTimezone {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    }));
+    ctx.register_udf(ScalarUDF::from(TextFn::new(
+        "regexp_substr",
+        2,
+        4,
+        regexp_substr,
+    )));
+}
+
+/// One row's arguments, each as text (NULL as `None`), to the function's text result.
+type RowFn = fn(&[Option<&str>], &mut Cache) -> Result<Option<String>>;
+
+/// A compiled pattern kept between rows (the pattern is nearly always a constant).
+#[derive(Default)]
+pub struct Cache {
+    regex: Option<(String, regex::Regex)>,
+}
+
+/// A function of text arguments returning text, row by row. Two are the same function
+/// when their names are (each name is registered once).
+#[derive(Debug)]
+struct TextFn {
+    name: &'static str,
+    min: usize,
+    max: usize,
+    f: RowFn,
+    signature: Signature,
+}
+
+impl PartialEq for TextFn {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for TextFn {}
+
+impl std::hash::Hash for TextFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl TextFn {
+    fn new(name: &'static str, min: usize, max: usize, f: RowFn) -> TextFn {
+        TextFn {
+            name,
+            min,
+            max,
+            f,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.len() < self.min || args.len() > self.max {
+            let most = if self.max == usize::MAX {
+                "or more".to_string()
+            } else {
+                format!("to {}", self.max)
+            };
+            return plan_err!(
+                "{} takes {} {most} arguments, not {}",
+                self.name,
+                self.min,
+                args.len()
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let columns: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| {
+                let a = a.clone().into_array(n)?;
+                Ok(arrow::compute::cast(&a, &DataType::Utf8)?)
+            })
+            .collect::<Result<_>>()?;
+        let strings: Vec<_> = columns.iter().map(|c| c.as_string::<i32>()).collect();
+        let mut out = StringBuilder::with_capacity(n, n * 8);
+        let mut cache = Cache::default();
+        let mut row: Vec<Option<&str>> = Vec::with_capacity(strings.len());
+        for i in 0..n {
+            row.clear();
+            row.extend(strings.iter().map(|s| (!s.is_null(i)).then(|| s.value(i))));
+            match (self.f)(&row, &mut cache)? {
+                Some(v) => out.append_value(v),
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConvertTimezone {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ConvertTimezone {
+    fn name(&self) -> &str {
+        "convert_timezone"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if !(2..=3).contains(&args.len()) {
+            return plan_err!(
+                "convert_timezone takes ([source zone,] target zone, timestamp), not {} arguments",
+                args.len()
+            );
+        }
+        Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let mut arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.clone().into_array(n))
+            .collect::<Result<_>>()?;
+        if arrays.len() == 2 {
+            arrays.insert(0, Arc::new(arrow::array::StringArray::from(vec!["UTC"; n])));
+        }
+        let from = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+        let to = arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
+        let ts = arrow::compute::cast(
+            &arrays[2],
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let (from, to) = (from.as_string::<i32>(), to.as_string::<i32>());
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let zone = |name: &str| -> Result<chrono_tz::Tz> {
+            name.trim().parse::<chrono_tz::Tz>().or_else(|_| {
+                exec_err!(
+                    "convert_timezone: `{name}` is not a time zone; use an IANA name such as \
+                     'Asia/Tokyo' or 'UTC'"
+                )
+            })
+        };
+        let mut out = TimestampMicrosecondBuilder::with_capacity(n);
+        for i in 0..n {
+            if from.is_null(i) || to.is_null(i) || ts.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let (src, dst) = (zone(from.value(i))?, zone(to.value(i))?);
+            let Some(wall) = chrono::DateTime::from_timestamp_micros(ts.value(i)) else {
+                out.append_null();
+                continue;
+            };
+            let wall = wall.naive_utc();
+            let instant = match src.from_local_datetime(&wall) {
+                chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
+                chrono::LocalResult::None => {
+                    match src.from_local_datetime(&(wall + chrono::Duration::hours(1))) {
+                        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
+                        chrono::LocalResult::None => {
+                            return exec_err!("convert_timezone: {wall} does not exist in {src}");
+                        }
+                    }
+                }
+            };
+            out.append_value(
+                instant
+                    .with_timezone(&dst)
+                    .naive_local()
+                    .and_utc()
+                    .timestamp_micros(),
+            );
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+fn json_extract_path_text(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    let Some(text) = row[0] else {
+        return Ok(None);
+    };
+    let mut value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return exec_err!("json_extract_path_text: the text is not JSON ({e})"),
+    };
+    for key in &row[1..] {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let next = match &mut value {
+            serde_json::Value::Object(m) => m.remove(*key),
+            serde_json::Value::Array(a) => match key.parse::<usize>() {
+                Ok(i) if i < a.len() => Some(a.swap_remove(i)),
+                _ => None,
+            },
+            _ => None,
+        };
+        match next {
+            Some(v) => value = v,
+            None => return Ok(None),
+        }
+    }
+    Ok(match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
+}
+
+fn regexp_substr(row: &[Option<&str>], cache: &mut Cache) -> Result<Option<String>> {
+    let (Some(text), Some(pattern)) = (row[0], row[1]) else {
+        return Ok(None);
+    };
+    let number = |i: usize, what: &str| -> Result<Option<usize>> {
+        match row.get(i) {
+            None => Ok(Some(1)),
+            Some(None) => Ok(None),
+            Some(Some(v)) => match v.trim().parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(Some(k)),
+                _ => exec_err!("regexp_substr: the {what} must be a whole number from 1, not {v}"),
+            },
+        }
+    };
+    let (Some(position), Some(occurrence)) = (number(2, "position")?, number(3, "occurrence")?)
+    else {
+        return Ok(None);
+    };
+    if cache.regex.as_ref().is_none_or(|(p, _)| p != pattern) {
+        let re = match regex::Regex::new(pattern) {
+            Ok(r) => r,
+            Err(e) => return exec_err!("regexp_substr: the pattern `{pattern}` is invalid: {e}"),
+        };
+        cache.regex = Some((pattern.to_string(), re));
+    }
+    let re = &cache.regex.as_ref().expect("set above").1;
+    let start = text
+        .char_indices()
+        .nth(position - 1)
+        .map_or(text.len(), |(b, _)| b);
+    Ok(re
+        .find_iter(&text[start..])
+        .nth(occurrence - 1)
+        .map(|m| m.as_str().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(args: &[&str]) -> Option<String> {
+        let row: Vec<Option<&str>> = args.iter().map(|a| Some(*a)).collect();
+        json_extract_path_text(&row, &mut Cache::default()).unwrap()
+    }
+
+    #[test]
+    fn json_paths_give_postgresql_text() {
+        let doc = r#"{"a":"x","n":1.5,"b":{"c":[10,"y",null,{"d":true}]},"z":null}"#;
+        assert_eq!(json(&[doc, "a"]).as_deref(), Some("x"));
+        assert_eq!(json(&[doc, "n"]).as_deref(), Some("1.5"));
+        assert_eq!(json(&[doc, "b", "c", "1"]).as_deref(), Some("y"));
+        assert_eq!(json(&[doc, "b", "c", "0"]).as_deref(), Some("10"));
+        assert_eq!(
+            json(&[doc, "b", "c", "3"]).as_deref(),
+            Some(r#"{"d":true}"#)
+        );
+        assert_eq!(json(&[doc, "b", "c", "2"]), None);
+        assert_eq!(json(&[doc, "z"]), None);
+        assert_eq!(json(&[doc, "missing"]), None);
+        assert_eq!(json(&[doc, "a", "deeper"]), None);
+        let e = json_extract_path_text(&[Some("{not json"), Some("a")], &mut Cache::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("json_extract_path_text"), "{e}");
+    }
+
+    #[test]
+    fn regexp_substr_finds_the_occurrence_from_the_position() {
+        let run = |args: &[&str]| {
+            let row: Vec<Option<&str>> = args.iter().map(|a| Some(*a)).collect();
+            regexp_substr(&row, &mut Cache::default()).unwrap()
+        };
+        assert_eq!(run(&["濃口, 1L 2L", "[0-9]+L"]).as_deref(), Some("1L"));
+        assert_eq!(
+            run(&["濃口, 1L 2L", "[0-9]+L", "1", "2"]).as_deref(),
+            Some("2L")
+        );
+        assert_eq!(run(&["濃口, 1L 2L", "[0-9]+L", "6"]).as_deref(), Some("2L"));
+        assert_eq!(run(&["abc", "[0-9]"]), None);
+        assert!(regexp_substr(&[Some("a"), Some("(")], &mut Cache::default()).is_err());
+    }
+}
