@@ -276,7 +276,10 @@ impl EmbeddedWarehouse {
         let config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        let ctx = crate::pgsemantics::with_rules(SessionContext::new_with_config_rt(
+            config,
+            self.runtime.clone(),
+        ));
         let url = url::Url::parse(STORE_URL).expect("static URL");
         ctx.register_object_store(&url, self.store.object_store());
         crate::pgfuncs::register(&ctx);
@@ -1024,8 +1027,12 @@ impl Warehouse for EmbeddedWarehouse {
         let df = plan_with_pg_names(&ctx, &req.select, options)
             .await
             .map_err(engine)?;
-        // The engine's names with the repeats told apart; the result's as PostgreSQL's.
-        let engine_schema = df.schema().as_arrow().clone();
+        let ordered = req.ordered || is_ordered(df.logical_plan());
+        let mut stream = df.execute_stream().await.map_err(engine)?;
+        // The engine's names with the repeats told apart; the result's as PostgreSQL's. The
+        // types are the executed plan's: analysis (type coercion, kondate's own rules) can
+        // change what the unanalysed statement said.
+        let engine_schema = stream.schema().as_ref().clone();
         let schema: SchemaRef = Arc::new(pg_named(&engine_schema));
         let renamed = engine_schema.fields() != schema.fields();
         let columns: Vec<Column> = schema
@@ -1039,12 +1046,7 @@ impl Warehouse for EmbeddedWarehouse {
         // One stream, computed in parallel by DataFusion; its batches are dealt round-robin
         // to the part writers, which encode and compress in parallel. An ordered result goes
         // to a single part so that its order survives.
-        let workers = if req.ordered || is_ordered(df.logical_plan()) {
-            1
-        } else {
-            req.parts.max(1)
-        };
-        let mut stream = df.execute_stream().await.map_err(engine)?;
+        let workers = if ordered { 1 } else { req.parts.max(1) };
         // Dropping the JoinSet (on timeout or error) aborts every part writer.
         let mut tasks = JoinSet::new();
         let mut senders = Vec::with_capacity(workers);

@@ -8,6 +8,7 @@ mod load;
 mod pgfuncs;
 mod pgnames;
 mod pgout;
+mod pgsemantics;
 mod pgsession;
 mod pgtext;
 mod postgres;

@@ -52,7 +52,11 @@ fn figure(expr: &Expr) -> (String, u8) {
             Some(i) => (ident(i), 2),
             None => ("?column?".into(), 0),
         },
-        Expr::Case { .. } => ("case".into(), 1),
+        // PostgreSQL names a CASE after its ELSE when that is a column or function.
+        Expr::Case { else_result, .. } => match else_result.as_deref().map(figure) {
+            Some((name, 2)) => (name, 2),
+            _ => ("case".into(), 1),
+        },
         Expr::Exists { .. } => ("exists".into(), 2),
         Expr::Array(_) => ("array".into(), 2),
         Expr::Extract { .. } => ("extract".into(), 2),

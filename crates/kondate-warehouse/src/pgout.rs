@@ -168,7 +168,24 @@ pub fn needs_pg_text(t: &DataType) -> bool {
             | DataType::Float64
             | DataType::Interval(_)
             | DataType::Duration(_)
+            | DataType::Timestamp(_, Some(_))
     )
+}
+
+/// A timestamp as PostgreSQL prints it: `2024-01-02 03:04:05`, a fraction of a second
+/// without trailing zeros, and for a `timestamptz` the session's zone, which is UTC on
+/// kondate's sessions (`+00`).
+fn timestamp_text(micros: i64, zoned: bool) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let frac = micros.rem_euclid(1_000_000);
+    if frac != 0 {
+        s.push_str(format!(".{frac:06}").trim_end_matches('0'));
+    }
+    if zoned {
+        s.push_str("+00");
+    }
+    Some(s)
 }
 
 /// Arrow's display of values, with PostgreSQL's spellings where they differ.
@@ -176,6 +193,16 @@ const DISPLAY: FormatOptions = FormatOptions::new().with_null("");
 
 /// The values of `array` as PostgreSQL's text (NULL stays NULL).
 pub fn pg_text(array: &dyn Array) -> Result<ArrayRef, arrow::error::ArrowError> {
+    if let DataType::Timestamp(unit, zone) = array.data_type()
+        && *unit != TimeUnit::Microsecond
+    {
+        // PostgreSQL keeps microseconds: one cast, then the text.
+        let micros = cast(
+            &arrow::array::make_array(array.to_data()),
+            &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        )?;
+        return pg_text(micros.as_ref());
+    }
     let mut b = StringBuilder::with_capacity(array.len(), array.len() * 8);
     let mut bytes = Vec::new();
     let mut ryu = ryu::Buffer::new();
@@ -212,6 +239,12 @@ pub fn pg_text(array: &dyn Array) -> Result<ArrayRef, arrow::error::ArrowError> 
                     .value(i);
                 interval_text(i64::from(v), 0, 0)
             }
+            DataType::Timestamp(TimeUnit::Microsecond, zone) => timestamp_text(
+                array
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(i),
+                zone.is_some(),
+            )?,
             DataType::Duration(unit) => duration_text(match unit {
                 TimeUnit::Second => array
                     .as_primitive::<DurationSecondType>()

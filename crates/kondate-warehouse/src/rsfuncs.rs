@@ -19,13 +19,16 @@
 //! `CONVERT_TIMEZONE`, `JSON_EXTRACT_PATH_TEXT` and `REGEXP_SUBSTR` are functions of their
 //! own ([`crate::rsudfs`]).
 //!
+//! `INTERSECT ALL`, `EXCEPT ALL` and `GROUP BY CUBE`, which the engine answers
+//! differently, are refused with a message saying what to write instead.
+//!
 //! A part these do not know is refused with a message naming it. Redshift's documentation
 //! (SQL functions reference: LEN, DECODE, GETDATE, DATEADD, DATEDIFF) is the source.
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause, Query, SetExpr, Statement,
-    TopQuantity, Value, VisitMut, VisitorMut,
+    CharacterLength, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause,
+    Query, SetExpr, Statement, TopQuantity, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -47,6 +50,9 @@ impl VisitorMut for Rewriter {
 
     /// `SELECT TOP n …` is `SELECT … LIMIT n`; so is `FETCH FIRST n ROWS ONLY`.
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<DataFusionError> {
+        if let Err(e) = refuse_counted_set_operations(&query.body) {
+            return ControlFlow::Break(e);
+        }
         if let Some(fetch) = query.fetch.take() {
             if fetch.percent || fetch.with_ties {
                 return ControlFlow::Break(DataFusionError::Plan(
@@ -128,6 +134,121 @@ impl VisitorMut for Rewriter {
     }
 }
 
+/// `INTERSECT ALL` and `EXCEPT ALL` keep every row of the left side that has a match (or
+/// none) in the engine, where PostgreSQL counts duplicates (`min(m, n)` and `m - n` copies):
+/// a different answer, so they are refused.
+fn refuse_counted_set_operations(body: &SetExpr) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::{SetOperator, SetQuantifier};
+    if let SetExpr::SetOperation {
+        op,
+        set_quantifier,
+        left,
+        right,
+    } = body
+    {
+        if matches!(
+            op,
+            SetOperator::Intersect | SetOperator::Except | SetOperator::Minus
+        ) && matches!(set_quantifier, SetQuantifier::All)
+        {
+            return Err(DataFusionError::Plan(format!(
+                "{op} ALL is not supported by the embedded warehouse (it would not count \
+                 duplicate rows as PostgreSQL does); use {op} (without ALL), or count the rows \
+                 per value with GROUP BY and compare the counts"
+            )));
+        }
+        refuse_counted_set_operations(left)?;
+        refuse_counted_set_operations(right)?;
+    }
+    Ok(())
+}
+
+/// `x::json -> k`, `->>`, `#>>` (and chains of them) as functions over text.
+fn json_operator(expr: &Expr) -> Result<Option<String>> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return Ok(None);
+    };
+    if !matches!(
+        op,
+        BinaryOperator::Arrow | BinaryOperator::LongArrow | BinaryOperator::HashLongArrow
+    ) {
+        return Ok(None);
+    }
+    // The parser binds `x -> 'k' IS NOT NULL` as `x -> ('k' IS NOT NULL)`, where PostgreSQL
+    // binds the arrow first: a key that is itself a test or comparison is refused.
+    if !matches!(
+        right.as_ref(),
+        Expr::Value(_)
+            | Expr::Identifier(_)
+            | Expr::CompoundIdentifier(_)
+            | Expr::Nested(_)
+            | Expr::Cast { .. }
+            | Expr::Function(_)
+            | Expr::UnaryOp { .. }
+    ) {
+        return Err(DataFusionError::Plan(format!(
+            "`{expr}`: the embedded warehouse reads the right side of {op} as one expression \
+             (`{right}`); put the arrow in parentheses, as in `(x -> 'key') IS NOT NULL` or \
+             `(x ->> 'key') = 'value'`"
+        )));
+    }
+    Ok(json_arrow(left, op, right))
+}
+
+fn json_arrow(
+    left: &Expr,
+    op: &datafusion::sql::sqlparser::ast::BinaryOperator,
+    right: &Expr,
+) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    // The document: a cast to json/jsonb, or an arrow already rewritten.
+    let (doc, jsonb) = match left {
+        Expr::Cast {
+            expr: inner,
+            data_type: t @ (DataType::JSON | DataType::JSONB),
+            ..
+        } => (
+            format!("CAST({inner} AS TEXT)"),
+            matches!(t, DataType::JSONB),
+        ),
+        Expr::Function(f) => match f.name.to_string().as_str() {
+            "kondate_json_get" => (left.to_string(), false),
+            "kondate_jsonb_get" => (left.to_string(), true),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match op {
+        BinaryOperator::Arrow => {
+            let get = if jsonb {
+                "kondate_jsonb_get"
+            } else {
+                "kondate_json_get"
+            };
+            format!("{get}({doc}, CAST({right} AS TEXT))")
+        }
+        BinaryOperator::LongArrow => {
+            format!("json_extract_path_text({doc}, CAST({right} AS TEXT))")
+        }
+        _ => {
+            // `#>> '{a,b}'`: a path as PostgreSQL's array literal.
+            let Expr::Value(v) = right else {
+                return None;
+            };
+            let Value::SingleQuotedString(path) = &v.value else {
+                return None;
+            };
+            let inner = path.trim().strip_prefix('{')?.strip_suffix('}')?;
+            let keys: Vec<String> = inner
+                .split(',')
+                .map(|k| format!("'{}'", k.trim().trim_matches('"').replace('\'', "''")))
+                .collect();
+            format!("json_extract_path_text({doc}, {})", keys.join(", "))
+        }
+    })
+}
+
 fn parse(sql: &str) -> Result<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
@@ -200,12 +321,33 @@ fn integer_literal(e: &Expr) -> Option<i64> {
 }
 
 fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
+    // The engine's CUBE loses groups when a grouped column holds NULLs.
+    if let Expr::Cube(_) = expr {
+        return Err(DataFusionError::Plan(
+            "GROUP BY CUBE is not supported by the embedded warehouse (it loses groups where \
+             a column holds NULL); list the groups with GROUPING SETS ((a, b), (a), (b), ())"
+                .into(),
+        ));
+    }
     // SYSDATE, a keyword in Redshift (a column of that name must be quoted there too).
     if let Expr::Identifier(i) = expr
         && i.quote_style.is_none()
         && i.value.eq_ignore_ascii_case("sysdate")
     {
         return parse("CAST(now() AS TIMESTAMP)").map(Some);
+    }
+    if let Some(sql) = json_operator(expr)? {
+        return parse(&sql).map(Some);
+    }
+    if let Expr::Cast {
+        expr: inner,
+        data_type: DataType::Varchar(Some(len)) | DataType::CharacterVarying(Some(len)),
+        ..
+    } = expr
+        && let CharacterLength::IntegerLength { length, .. } = len
+    {
+        // PostgreSQL cuts a value cast to varchar(n) to n characters; the engine ignores n.
+        return parse(&format!("left(CAST({inner} AS VARCHAR), {length})")).map(Some);
     }
     let Expr::Function(f) = expr else {
         return Ok(None);
@@ -260,6 +402,25 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         return Ok(None);
     };
     let sql = match (lower.as_str(), args.as_slice()) {
+        // json_extract_path_text(x::json, …): the engine has no json type; the function
+        // reads text.
+        (
+            "json_extract_path_text",
+            [
+                Expr::Cast {
+                    expr: inner,
+                    data_type: DataType::JSON | DataType::JSONB,
+                    ..
+                },
+                rest @ ..,
+            ],
+        ) => {
+            let rest: Vec<String> = rest.iter().map(|e| e.to_string()).collect();
+            format!(
+                "json_extract_path_text(CAST({inner} AS TEXT), {})",
+                rest.join(", ")
+            )
+        }
         ("isnull", [a, b]) => format!("coalesce({a}, {b})"),
         ("charindex", [sub, s]) => format!("strpos({s}, {sub})"),
         ("last_day", [d]) => format!(

@@ -6,6 +6,11 @@
 //!   compact JSON); NULL where the path leads nowhere or to a JSON `null`, as on
 //!   PostgreSQL. A key that is a number indexes an array. Text that is not JSON is an error
 //!   naming the function.
+//! - `kondate_json_get(json, key)` and `kondate_jsonb_get(json, key)`: PostgreSQL's `->` on
+//!   `json` (the value's text exactly as written) and on `jsonb` (PostgreSQL's normal form:
+//!   `", "` and `": "` between items, keys shortest first); the statement rewrite
+//!   ([`crate::rsfuncs`]) turns `x::json -> k` into them, and `->>` and `#>>` into
+//!   `json_extract_path_text`.
 //! - `regexp_substr(text, pattern [, position [, occurrence]])`: the text of the
 //!   `occurrence`-th match at or after character `position` (both from 1), or NULL.
 //!
@@ -40,6 +45,18 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(ConvertTimezone {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    ctx.register_udf(ScalarUDF::from(TextFn::new(
+        "kondate_json_get",
+        2,
+        2,
+        json_get,
+    )));
+    ctx.register_udf(ScalarUDF::from(TextFn::new(
+        "kondate_jsonb_get",
+        2,
+        2,
+        jsonb_get,
+    )));
     ctx.register_udf(ScalarUDF::from(TextFn::new(
         "regexp_substr",
         2,
@@ -263,6 +280,178 @@ fn json_extract_path_text(row: &[Option<&str>], _: &mut Cache) -> Result<Option<
     })
 }
 
+/// `json -> key`: the member's (or element's) text exactly as the document writes it.
+fn json_get(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    let (Some(doc), Some(key)) = (row[0], row[1]) else {
+        return Ok(None);
+    };
+    // Validate first: `->` on text that is not JSON is an error, as on PostgreSQL.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(doc) {
+        return exec_err!("->: the text is not JSON ({e})");
+    }
+    Ok(raw::member(doc, key).map(str::to_string))
+}
+
+/// `jsonb -> key`: the value in PostgreSQL's jsonb text form.
+fn jsonb_get(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    let (Some(doc), Some(key)) = (row[0], row[1]) else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = match serde_json::from_str(doc) {
+        Ok(v) => v,
+        Err(e) => return exec_err!("->: the text is not JSON ({e})"),
+    };
+    let member = match &value {
+        serde_json::Value::Object(m) => m.get(key),
+        serde_json::Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    };
+    Ok(member.map(|v| {
+        let mut out = String::new();
+        jsonb_text(v, &mut out);
+        out
+    }))
+}
+
+/// PostgreSQL's jsonb output: `, ` and `: ` separators, object keys shortest first (then
+/// by bytes), as jsonb stores them.
+fn jsonb_text(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                jsonb_text(item, out);
+            }
+            out.push(']');
+        }
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                jsonb_text(&m[k], out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Finding a member's text in a JSON document as written (serde_json would re-serialise
+/// it). The document is valid JSON (checked before).
+mod raw {
+    fn ws(s: &[u8], mut i: usize) -> usize {
+        while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    }
+
+    /// The end of the string starting at `i` (at its opening quote).
+    fn string_end(s: &[u8], mut i: usize) -> usize {
+        i += 1;
+        while i < s.len() {
+            match s[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        i
+    }
+
+    /// The end of the value starting at `i`.
+    fn value_end(s: &[u8], i: usize) -> usize {
+        match s.get(i) {
+            Some(b'"') => string_end(s, i),
+            Some(b'{' | b'[') => {
+                let mut depth = 0;
+                let mut j = i;
+                while j < s.len() {
+                    match s[j] {
+                        b'"' => {
+                            j = string_end(s, j);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return j + 1;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                j
+            }
+            _ => {
+                let mut j = i;
+                while j < s.len()
+                    && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    j += 1;
+                }
+                j
+            }
+        }
+    }
+
+    /// The text of member `key` of the object (or element `key` of the array) `doc`.
+    pub fn member<'a>(doc: &'a str, key: &str) -> Option<&'a str> {
+        let s = doc.as_bytes();
+        let mut i = ws(s, 0);
+        let object = match s.get(i) {
+            Some(b'{') => true,
+            Some(b'[') => false,
+            _ => return None,
+        };
+        let index = if object {
+            None
+        } else {
+            Some(key.parse::<usize>().ok()?)
+        };
+        i += 1;
+        let mut n = 0;
+        loop {
+            i = ws(s, i);
+            if matches!(s.get(i), Some(b'}' | b']') | None) {
+                return None;
+            }
+            let mut name = None;
+            if object {
+                let end = string_end(s, i);
+                name = serde_json::from_str::<String>(&doc[i..end]).ok();
+                i = ws(s, end) + 1; // past the colon
+                i = ws(s, i);
+            }
+            let end = value_end(s, i);
+            let hit = match (&name, index) {
+                (Some(k), _) => k == key,
+                (None, Some(want)) => n == want,
+                _ => false,
+            };
+            if hit {
+                return Some(&doc[i..end]);
+            }
+            n += 1;
+            i = ws(s, end);
+            if s.get(i) == Some(&b',') {
+                i += 1;
+            }
+        }
+    }
+}
+
 fn regexp_substr(row: &[Option<&str>], cache: &mut Cache) -> Result<Option<String>> {
     let (Some(text), Some(pattern)) = (row[0], row[1]) else {
         return Ok(None);
@@ -326,6 +515,42 @@ mod tests {
         let e = json_extract_path_text(&[Some("{not json"), Some("a")], &mut Cache::default())
             .unwrap_err();
         assert!(e.to_string().contains("json_extract_path_text"), "{e}");
+    }
+
+    #[test]
+    fn arrows_give_postgresql_json_and_jsonb_text() {
+        let get = |f: RowFn, doc: &str, key: &str| {
+            f(&[Some(doc), Some(key)], &mut Cache::default()).unwrap()
+        };
+        let doc = r#"{ "b": {"z": 1,  "a": [1, 2]}, "tags":["x" , "y"], "s": "t\"q", "n": null }"#;
+        assert_eq!(
+            get(json_get, doc, "b").as_deref(),
+            Some(r#"{"z": 1,  "a": [1, 2]}"#)
+        );
+        assert_eq!(
+            get(json_get, doc, "tags").as_deref(),
+            Some(r#"["x" , "y"]"#)
+        );
+        assert_eq!(get(json_get, doc, "s").as_deref(), Some(r#""t\"q""#));
+        assert_eq!(get(json_get, doc, "n").as_deref(), Some("null"));
+        assert_eq!(get(json_get, doc, "missing"), None);
+        assert_eq!(
+            get(json_get, r#"[10, {"a":1}]"#, "1").as_deref(),
+            Some(r#"{"a":1}"#)
+        );
+        assert_eq!(
+            get(jsonb_get, doc, "b").as_deref(),
+            Some(r#"{"a": [1, 2], "z": 1}"#)
+        );
+        assert_eq!(
+            get(jsonb_get, doc, "tags").as_deref(),
+            Some(r#"["x", "y"]"#)
+        );
+        assert_eq!(
+            get(jsonb_get, r#"{"x":{"bb":1,"a":2,"ccc":3}}"#, "x").as_deref(),
+            Some(r#"{"a": 2, "bb": 1, "ccc": 3}"#)
+        );
+        assert!(json_get(&[Some("{no"), Some("a")], &mut Cache::default()).is_err());
     }
 
     #[test]

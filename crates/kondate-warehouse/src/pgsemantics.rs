@@ -1,0 +1,378 @@
+//! PostgreSQL's semantics where DataFusion's silently differ, applied to every planned
+//! statement on the embedded warehouse (an analyzer rule, after type coercion, so each
+//! expression's type is known):
+//!
+//! - **Overflow fails the query**: integer `+`, `-`, `*` wrap around in DataFusion; here they
+//!   go through Arrow's checked kernels, and the query fails with PostgreSQL's
+//!   "integer out of range" — never a wrapped number. A float divided by zero fails with
+//!   "division by zero" (DataFusion gives `Infinity`), as on PostgreSQL.
+//! - **Casts to integers round**: DataFusion truncates `3.7::int` to 3; PostgreSQL rounds —
+//!   half away from zero for `numeric` (`2.5::int` is 3), half to even for floats
+//!   (`2.5::float8::int` is 2).
+//! - **Values cast to text read as PostgreSQL prints them**: `at::text` is
+//!   `2024-01-02 03:04:05`, not `2024-01-02T03:04:05`; `250.0::float8::text` is `250`.
+//!
+//! - **`round(float)` rounds half to even**, as PostgreSQL's does (`round(2.5::float8)` is 2).
+//! - **Integer literals are `integer`** when they fit ([`IntegerLiterals`]).
+//!
+//! Column names do not change: each rewritten expression keeps its name.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
+use arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, ScalarValue, exec_err};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::prelude::SessionContext;
+
+/// `ctx` with the rules added: [`IntegerLiterals`] before the engine's own analyzer rules
+/// (type coercion then gives each expression the type PostgreSQL would), [`PgSemantics`]
+/// after them (where every expression's type is known).
+pub fn with_rules(ctx: SessionContext) -> SessionContext {
+    let mut builder = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state());
+    if let Some(analyzer) = builder.analyzer() {
+        analyzer.rules.insert(0, Arc::new(IntegerLiterals));
+        analyzer.rules.push(Arc::new(PgSemantics::new()));
+    }
+    SessionContext::new_with_state(builder.build())
+}
+
+/// An integer literal is an `integer` (32 bits) on PostgreSQL when it fits, a `bigint`
+/// otherwise; the engine makes every one a `bigint`. So `SELECT 1` is an `integer` column
+/// and `2147483647 + 1` is out of range, as on PostgreSQL.
+#[derive(Debug)]
+struct IntegerLiterals;
+
+impl AnalyzerRule for IntegerLiterals {
+    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| {
+            if matches!(p, LogicalPlan::Limit(_) | LogicalPlan::TableScan(_)) {
+                return Ok(Transformed::no(p));
+            }
+            let names = NamePreserver::new(&p);
+            let t = p.map_expressions(|expr| {
+                let name = names.save(&expr);
+                expr.transform_up(|e| match e {
+                    Expr::Literal(ScalarValue::Int64(Some(v)), meta)
+                        if i32::try_from(v).is_ok() =>
+                    {
+                        Ok(Transformed::yes(Expr::Literal(
+                            ScalarValue::Int32(Some(v as i32)),
+                            meta,
+                        )))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+                .map(|t| t.update_data(|e| name.restore(e)))
+            })?;
+            if t.transformed {
+                t.map_data(|p| p.recompute_schema())
+            } else {
+                Ok(t)
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "kondate_postgresql_integer_literals"
+    }
+}
+
+#[derive(Debug)]
+struct PgSemantics {
+    add: Arc<ScalarUDF>,
+    sub: Arc<ScalarUDF>,
+    mul: Arc<ScalarUDF>,
+    div: Arc<ScalarUDF>,
+    round: Arc<ScalarUDF>,
+    text: Arc<ScalarUDF>,
+}
+
+impl PgSemantics {
+    fn new() -> Self {
+        let f = |op| Arc::new(ScalarUDF::from(Fn::new(op)));
+        PgSemantics {
+            add: f(Op::Add),
+            sub: f(Op::Sub),
+            mul: f(Op::Mul),
+            div: f(Op::FloatDiv),
+            round: f(Op::RoundForInt),
+            text: f(Op::Text),
+        }
+    }
+
+    fn call(udf: &Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
+        Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), args))
+    }
+
+    /// The rewrite of one expression, whose inputs have the types `schema` gives.
+    fn rewrite(&self, e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let type_of = |e: &Expr| e.get_type(schema).ok();
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (lt, rt) = (type_of(&left), type_of(&right));
+                let udf = match (op, &lt, &rt) {
+                    (Operator::Plus, Some(l), Some(r)) if l.is_integer() && l == r => &self.add,
+                    (Operator::Minus, Some(l), Some(r)) if l.is_integer() && l == r => &self.sub,
+                    (Operator::Multiply, Some(l), Some(r)) if l.is_integer() && l == r => &self.mul,
+                    (Operator::Divide, Some(l), Some(r)) if l.is_floating() && l == r => &self.div,
+                    _ => {
+                        return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                            left,
+                            op,
+                            right,
+                        })));
+                    }
+                };
+                Ok(Transformed::yes(Self::call(udf, vec![*left, *right])))
+            }
+            Expr::Cast(Cast { expr, field }) => {
+                let data_type = field.data_type();
+                let from = type_of(&expr);
+                match &from {
+                    Some(f)
+                        if data_type.is_integer()
+                            && (f.is_floating() || matches!(f, DataType::Decimal128(..))) =>
+                    {
+                        Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
+                            Box::new(Self::call(&self.round, vec![*expr])),
+                            field,
+                        ))))
+                    }
+                    Some(f)
+                        if matches!(
+                            data_type,
+                            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                        ) && (crate::pgout::needs_pg_text(f)
+                            || matches!(f, DataType::Timestamp(..))) =>
+                    {
+                        Ok(Transformed::yes(Expr::Cast(Cast::new_from_field(
+                            Box::new(Self::call(&self.text, vec![*expr])),
+                            field,
+                        ))))
+                    }
+                    _ => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
+                }
+            }
+            // round(float): PostgreSQL rounds half to even (rint); the engine away from zero.
+            Expr::ScalarFunction(f)
+                if f.name() == "round"
+                    && f.args.len() == 1
+                    && type_of(&f.args[0]).is_some_and(|t| t.is_floating()) =>
+            {
+                let t = type_of(&f.args[0]).expect("checked above");
+                let arg = f.args.into_iter().next().expect("one argument");
+                Ok(Transformed::yes(Expr::Cast(Cast::new(
+                    Box::new(Self::call(&self.round, vec![arg])),
+                    if t == DataType::Float32 {
+                        DataType::Float32
+                    } else {
+                        DataType::Float64
+                    },
+                ))))
+            }
+            other => Ok(Transformed::no(other)),
+        }
+    }
+
+    fn rewrite_plan(&self, plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+        if matches!(plan, LogicalPlan::TableScan(_)) {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = merge_schema(&plan.inputs());
+        let names = NamePreserver::new(&plan);
+        let rewritten = plan.map_expressions(|expr| {
+            let name = names.save(&expr);
+            expr.transform_up(|e| self.rewrite(e, &schema))
+                .map(|t| t.update_data(|e| name.restore(e)))
+        })?;
+        if rewritten.transformed {
+            rewritten.map_data(|p| p.recompute_schema())
+        } else {
+            Ok(rewritten)
+        }
+    }
+}
+
+impl AnalyzerRule for PgSemantics {
+    fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| self.rewrite_plan(p))
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "kondate_postgresql_semantics"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    FloatDiv,
+    RoundForInt,
+    Text,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Fn {
+    op: Op,
+    signature: Signature,
+}
+
+impl Fn {
+    fn new(op: Op) -> Fn {
+        let n = match op {
+            Op::RoundForInt | Op::Text => 1,
+            _ => 2,
+        };
+        Fn {
+            op,
+            signature: Signature::any(n, Volatility::Immutable),
+        }
+    }
+}
+
+/// PostgreSQL's name for an integer type, in its "out of range" message.
+fn pg_integer_name(t: &DataType) -> &'static str {
+    match t {
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+        DataType::Int32 | DataType::UInt16 => "integer",
+        _ => "bigint",
+    }
+}
+
+impl ScalarUDFImpl for Fn {
+    fn name(&self) -> &str {
+        match self.op {
+            Op::Add => "kondate_checked_add",
+            Op::Sub => "kondate_checked_sub",
+            Op::Mul => "kondate_checked_mul",
+            Op::FloatDiv => "kondate_checked_float_div",
+            Op::RoundForInt => "kondate_round_for_int",
+            Op::Text => "kondate_pg_text",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(match self.op {
+            Op::Text => DataType::Utf8,
+            _ => args[0].clone(),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.clone().into_array(n))
+            .collect::<Result<_>>()?;
+        let out: ArrayRef = match self.op {
+            Op::Add | Op::Sub | Op::Mul => {
+                use arrow::compute::kernels::numeric;
+                let (l, r) = (&arrays[0], &arrays[1]);
+                let res = match self.op {
+                    Op::Add => numeric::add(l, r),
+                    Op::Sub => numeric::sub(l, r),
+                    _ => numeric::mul(l, r),
+                };
+                match res {
+                    Ok(a) => a,
+                    Err(arrow::error::ArrowError::ArithmeticOverflow(what)) => {
+                        return exec_err!(
+                            "{} out of range ({what}); cast to a wider type (bigint or \
+                             numeric) before the arithmetic",
+                            pg_integer_name(l.data_type())
+                        );
+                    }
+                    Err(e) => return Err(DataFusionError::ArrowError(Box::new(e), None)),
+                }
+            }
+            Op::FloatDiv => {
+                let r = &arrays[1];
+                let zero = match r.data_type() {
+                    DataType::Float64 => r
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .any(|v| v == Some(0.0)),
+                    DataType::Float32 => r
+                        .as_primitive::<Float32Type>()
+                        .iter()
+                        .any(|v| v == Some(0.0)),
+                    _ => false,
+                };
+                if zero {
+                    return exec_err!("division by zero");
+                }
+                arrow::compute::kernels::numeric::div(&arrays[0], r)?
+            }
+            Op::RoundForInt => {
+                let a = &arrays[0];
+                match a.data_type() {
+                    DataType::Float64 => Arc::new(
+                        a.as_primitive::<Float64Type>()
+                            .unary::<_, Float64Type>(f64::round_ties_even),
+                    ) as ArrayRef,
+                    DataType::Float32 => Arc::new(
+                        a.as_primitive::<Float32Type>()
+                            .unary::<_, Float32Type>(f32::round_ties_even),
+                    ),
+                    DataType::Decimal128(p, s) => {
+                        let unit = 10i128.pow(u32::try_from(*s).unwrap_or(0));
+                        let half = unit / 2;
+                        let d: Decimal128Array = a.as_primitive::<Decimal128Type>().unary(|v| {
+                            if unit <= 1 {
+                                return v;
+                            }
+                            let whole = v / unit;
+                            let rest = v % unit;
+                            let whole = if rest >= half {
+                                whole + 1
+                            } else if rest <= -half {
+                                whole - 1
+                            } else {
+                                whole
+                            };
+                            whole * unit
+                        });
+                        Arc::new(d.with_precision_and_scale(*p, *s)?)
+                    }
+                    _ => a.clone(),
+                }
+            }
+            Op::Text => crate::pgout::pg_text(arrays[0].as_ref())?,
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // The rule is tested through SQL in tests/embedded.rs and the fidelity corpus; here
+    // only what SQL cannot reach.
+    use super::*;
+
+    #[test]
+    fn integer_names_follow_postgresql() {
+        assert_eq!(pg_integer_name(&DataType::Int16), "smallint");
+        assert_eq!(pg_integer_name(&DataType::Int32), "integer");
+        assert_eq!(pg_integer_name(&DataType::Int64), "bigint");
+    }
+}
