@@ -12,6 +12,8 @@
 //! - **Values cast to text read as PostgreSQL prints them**: `at::text` is
 //!   `2024-01-02 03:04:05`, not `2024-01-02T03:04:05`; `250.0::float8::text` is `250`.
 //!
+//! - **`sum(bigint)` is `numeric`**, as on PostgreSQL: it cannot overflow (the engine's
+//!   `Int64` sum wraps around).
 //! - **`round(float)` rounds half to even**, as PostgreSQL's does (`round(2.5::float8)` is 2).
 //! - **Integer literals are `integer`** when they fit ([`IntegerLiterals`]).
 //!
@@ -47,6 +49,10 @@ pub fn with_rules(ctx: SessionContext) -> SessionContext {
     SessionContext::new_with_state(builder.build())
 }
 
+fn to_numeric(e: Expr) -> Expr {
+    Expr::Cast(Cast::new(Box::new(e), DataType::Decimal128(38, 0)))
+}
+
 /// An integer literal is an `integer` (32 bits) on PostgreSQL when it fits, a `bigint`
 /// otherwise; the engine makes every one a `bigint`. So `SELECT 1` is an `integer` column
 /// and `2147483647 + 1` is out of range, as on PostgreSQL.
@@ -60,6 +66,7 @@ impl AnalyzerRule for IntegerLiterals {
                 return Ok(Transformed::no(p));
             }
             let names = NamePreserver::new(&p);
+            let schema = merge_schema(&p.inputs());
             let t = p.map_expressions(|expr| {
                 let name = names.save(&expr);
                 expr.transform_up(|e| match e {
@@ -70,6 +77,27 @@ impl AnalyzerRule for IntegerLiterals {
                             ScalarValue::Int32(Some(v as i32)),
                             meta,
                         )))
+                    }
+                    // sum(bigint) is numeric on PostgreSQL (it cannot overflow; the engine's
+                    // Int64 sum wraps around). Before type coercion, the argument's type is
+                    // still the statement's own (coercion widens sum(integer) to bigint).
+                    Expr::AggregateFunction(mut f)
+                        if f.func.name() == "sum"
+                            && f.params.args.len() == 1
+                            && f.params.args[0].get_type(&schema).ok() == Some(DataType::Int64) =>
+                    {
+                        let arg = f.params.args.remove(0);
+                        f.params.args = vec![to_numeric(arg)];
+                        Ok(Transformed::yes(Expr::AggregateFunction(f)))
+                    }
+                    Expr::WindowFunction(mut w)
+                        if w.fun.name() == "sum"
+                            && w.params.args.len() == 1
+                            && w.params.args[0].get_type(&schema).ok() == Some(DataType::Int64) =>
+                    {
+                        let arg = w.params.args.remove(0);
+                        w.params.args = vec![to_numeric(arg)];
+                        Ok(Transformed::yes(Expr::WindowFunction(w)))
                     }
                     other => Ok(Transformed::no(other)),
                 })
@@ -191,16 +219,21 @@ impl PgSemantics {
             return Ok(Transformed::no(plan));
         }
         let schema = merge_schema(&plan.inputs());
+        let before = plan.schema().clone();
         let names = NamePreserver::new(&plan);
         let rewritten = plan.map_expressions(|expr| {
             let name = names.save(&expr);
             expr.transform_up(|e| self.rewrite(e, &schema))
                 .map(|t| t.update_data(|e| name.restore(e)))
         })?;
-        if rewritten.transformed {
-            rewritten.map_data(|p| p.recompute_schema())
+        // A rewrite below may have changed a column's type (sum(bigint) is numeric), so
+        // every node's schema is computed again from its inputs.
+        let transformed = rewritten.transformed;
+        let plan = rewritten.data.recompute_schema()?;
+        if transformed || plan.schema() != &before {
+            Ok(Transformed::yes(plan))
         } else {
-            Ok(rewritten)
+            Ok(Transformed::no(plan))
         }
     }
 }

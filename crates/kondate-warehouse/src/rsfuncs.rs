@@ -13,7 +13,7 @@
 //! | `LISTAGG(x[, d]) WITHIN GROUP (ORDER BY …)` | `string_agg(CAST(x AS TEXT), d ORDER BY …)` |
 //! | `ISNULL(a, b)` / `CHARINDEX(sub, s)` | `coalesce(a, b)` / `strpos(s, sub)` |
 //! | `LAST_DAY(d)` | the last day of `d`'s month, a date |
-//! | `DATE_PART(epoch, x)` (an unquoted part) | `date_part('epoch', x)` |
+//! | `EXTRACT(f FROM x)`, `DATE_PART(f, x)` (also Redshift's unquoted `f`) | PostgreSQL's numeric / double precision ([`crate::pgfuncs`]) |
 //! | `FETCH FIRST n ROWS ONLY` | `LIMIT n` |
 //!
 //! `CONVERT_TIMEZONE`, `JSON_EXTRACT_PATH_TEXT` and `REGEXP_SUBSTR` are functions of their
@@ -249,6 +249,29 @@ fn json_arrow(
     })
 }
 
+/// `EXTRACT(field FROM x)` as a call of the function for the field's scale
+/// ([`crate::pgfuncs::ExtractScale`]); plural and abbreviated field names as PostgreSQL
+/// reads them.
+fn extract_sql(field: &str, x: &Expr) -> String {
+    let f = field.trim_matches('\'').to_lowercase();
+    let f = match f.as_str() {
+        "years" | "y" | "yr" | "yrs" => "year",
+        "months" | "mon" | "mons" => "month",
+        "days" | "d" => "day",
+        "hours" | "h" | "hr" | "hrs" => "hour",
+        "minutes" | "m" | "min" | "mins" => "minute",
+        "seconds" | "s" | "sec" | "secs" => "second",
+        "milliseconds" | "ms" | "msec" | "msecs" => "millisecond",
+        "microseconds" | "us" | "usec" | "usecs" => "microsecond",
+        "quarters" | "qtr" => "quarter",
+        "weeks" | "w" => "week",
+        other => other,
+    }
+    .to_string();
+    let function = crate::pgfuncs::ExtractScale::function_for(&f);
+    format!("{function}('{f}', {x})")
+}
+
 fn parse(sql: &str) -> Result<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
@@ -335,6 +358,26 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         && i.value.eq_ignore_ascii_case("sysdate")
     {
         return parse("CAST(now() AS TIMESTAMP)").map(Some);
+    }
+    // EXTRACT is PostgreSQL's numeric; date_part its double precision (both in UTC).
+    if let Expr::Extract { field, expr: x, .. } = expr {
+        return parse(&extract_sql(&field.to_string(), x)).map(Some);
+    }
+    if let Expr::Function(f) = expr
+        && f.name.to_string().eq_ignore_ascii_case("date_part")
+        && let Some([part, x]) = plain_args(&f.args).as_deref()
+    {
+        let field = match part {
+            Expr::Identifier(i) if i.quote_style.is_none() => Some(i.value.clone()),
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(field) = field {
+            return parse(&format!("CAST({} AS DOUBLE)", extract_sql(&field, x))).map(Some);
+        }
     }
     if let Some(sql) = json_operator(expr)? {
         return parse(&sql).map(Some);
@@ -427,10 +470,6 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
             "CAST(date_trunc('month', CAST({d} AS TIMESTAMP)) + INTERVAL '1 month' - \
              INTERVAL '1 day' AS DATE)"
         ),
-        // Redshift takes the part unquoted: DATE_PART(epoch, x).
-        ("date_part", [Expr::Identifier(p), x]) if p.quote_style.is_none() => {
-            format!("date_part('{}', {x})", p.value.to_lowercase())
-        }
         ("len", [s]) => format!("char_length({s})"),
         ("decode", [e, rest @ ..]) if rest.len() >= 2 => {
             let mut case = String::from("CASE");
