@@ -14,6 +14,7 @@
 # Needs PostgreSQL at KONDATE_BENCH_PG to generate the 10-million-row table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/events.sh
 BEFORE=$(realpath "$1")
 AFTER=$(realpath "$2")
 ROWS=${3:-10000000}
@@ -23,24 +24,14 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "generating $ROWS rows…" >&2
-psql "$PG" -q -v ON_ERROR_STOP=1 <<SQL
-DROP SCHEMA IF EXISTS fidbench CASCADE;
-CREATE SCHEMA fidbench;
-CREATE TABLE fidbench.events AS
-  SELECT g::bigint AS id,
-         md5(g::text) || ' ' || md5((g * 7)::text) AS body,
-         ((g % 100000) * 1.25)::double precision AS amount,
-         (g % 97)::int AS category,
-         timestamp '2024-01-01' + g * interval '1 second' AS at
-  FROM generate_series(1, $ROWS) g;
-SQL
+make_events "$PG" fidbench "$ROWS"
 psql "$PG" -q -c "\\copy fidbench.events TO '$WORK/events.csv' CSV HEADER"
 psql "$PG" -q -c "DROP SCHEMA fidbench CASCADE"
 
 echo "the demo's project (data, labels, models)…" >&2
 "$AFTER" demo "$WORK/proj" > "$WORK/demo.log" 2>&1
 ( cd "$WORK/proj" && "$AFTER" warehouse load bench.events "$WORK/events.csv" \
-    --schema 'id:bigint,body:text,amount:double,category:int,at:timestamp' >&2 )
+    --schema "$EVENTS_LOAD_SCHEMA" >&2 )
 rm "$WORK/events.csv"
 
 SELECT_SQL="SELECT id, body, amount, category, at FROM bench.events"

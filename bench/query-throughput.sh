@@ -10,6 +10,7 @@
 # the Python environment of .ci/run (queuery-client), PostgreSQL at KONDATE_BENCH_PG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/events.sh
 ROWS=${1:-10000000}
 TARGET=${CARGO_TARGET_DIR:-target}
 KONDATE=$TARGET/release/kondate
@@ -32,24 +33,13 @@ measure() { # label, command… → "label|rows|seconds|peak MB"
 }
 
 echo "generating $ROWS rows in PostgreSQL…" >&2
-psql "$PG" -q -v ON_ERROR_STOP=1 <<SQL
-DROP SCHEMA IF EXISTS bench CASCADE;
-CREATE SCHEMA bench;
-CREATE TABLE bench.events AS
-  SELECT g::bigint AS id,
-         md5(g::text) || ' ' || md5((g * 7)::text) AS body,
-         ((g % 100000) * 1.25)::double precision AS amount,
-         (g % 97)::int AS category,
-         timestamp '2024-01-01' + g * interval '1 second' AS at
-  FROM generate_series(1, $ROWS) g;
-ANALYZE bench.events;
-SQL
+make_events "$PG" bench "$ROWS"
 psql "$PG" -q -c "\\copy bench.events TO '$WORK/events.csv' CSV HEADER"
 echo "CSV: $(du -h "$WORK/events.csv" | cut -f1)" >&2
 
 "$KONDATE" init "$WORK/proj" >/dev/null
 ( cd "$WORK/proj" && "$KONDATE" warehouse load bench.events "$WORK/events.csv" \
-    --schema 'id:bigint,body:text,amount:double,category:int,at:timestamp' >&2 )
+    --schema "$EVENTS_LOAD_SCHEMA" >&2 )
 rm "$WORK/events.csv"
 
 serve() { # backend port → starts kondate serve, exports credentials

@@ -49,8 +49,14 @@ pub fn with_rules(ctx: SessionContext) -> SessionContext {
     SessionContext::new_with_state(builder.build())
 }
 
-fn to_numeric(e: Expr) -> Expr {
-    Expr::Cast(Cast::new(Box::new(e), DataType::Decimal128(38, 0)))
+/// When `name(args)` is a `sum` of a `bigint`, make its argument `numeric` and say so.
+fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
+    if name != "sum" || args.len() != 1 || args[0].get_type(schema).ok() != Some(DataType::Int64) {
+        return false;
+    }
+    let arg = std::mem::replace(&mut args[0], Expr::Literal(ScalarValue::Null, None));
+    args[0] = Expr::Cast(Cast::new(Box::new(arg), DataType::Decimal128(38, 0)));
+    true
 }
 
 /// An integer literal is an `integer` (32 bits) on PostgreSQL when it fits, a `bigint`
@@ -81,23 +87,21 @@ impl AnalyzerRule for IntegerLiterals {
                     // sum(bigint) is numeric on PostgreSQL (it cannot overflow; the engine's
                     // Int64 sum wraps around). Before type coercion, the argument's type is
                     // still the statement's own (coercion widens sum(integer) to bigint).
-                    Expr::AggregateFunction(mut f)
-                        if f.func.name() == "sum"
-                            && f.params.args.len() == 1
-                            && f.params.args[0].get_type(&schema).ok() == Some(DataType::Int64) =>
-                    {
-                        let arg = f.params.args.remove(0);
-                        f.params.args = vec![to_numeric(arg)];
-                        Ok(Transformed::yes(Expr::AggregateFunction(f)))
+                    Expr::AggregateFunction(mut f) => {
+                        let name = f.func.name().to_string();
+                        let changed = numeric_sum(&name, &mut f.params.args, &schema);
+                        Ok(Transformed::new_transformed(
+                            Expr::AggregateFunction(f),
+                            changed,
+                        ))
                     }
-                    Expr::WindowFunction(mut w)
-                        if w.fun.name() == "sum"
-                            && w.params.args.len() == 1
-                            && w.params.args[0].get_type(&schema).ok() == Some(DataType::Int64) =>
-                    {
-                        let arg = w.params.args.remove(0);
-                        w.params.args = vec![to_numeric(arg)];
-                        Ok(Transformed::yes(Expr::WindowFunction(w)))
+                    Expr::WindowFunction(mut w) => {
+                        let name = w.fun.name().to_string();
+                        let changed = numeric_sum(&name, &mut w.params.args, &schema);
+                        Ok(Transformed::new_transformed(
+                            Expr::WindowFunction(w),
+                            changed,
+                        ))
                     }
                     other => Ok(Transformed::no(other)),
                 })
