@@ -972,7 +972,8 @@ async fn plan_with_pg_names(
     use datafusion::sql::parser::Statement as DfStatement;
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(sql, &dialect)?;
+    let sql = crate::rsfuncs::without_approximate(sql).unwrap_or_else(|| sql.to_string());
+    let mut statement = state.sql_to_statement(&sql, &dialect)?;
     if let DfStatement::Statement(s) = &mut statement {
         // Names first, from the statement as written (`len(x)` is named `len`).
         crate::pgnames::name_outputs(s);

@@ -27,6 +27,7 @@ use kondate_store::{Store, StoreError};
 
 pub use embedded::EmbeddedWarehouse;
 pub use postgres::PostgresWarehouse;
+pub use rsfuncs::without_approximate;
 pub use unload::{Column, ResultFormat, UnloadOutput, UnloadRequest};
 
 /// Errors from a warehouse.

@@ -9,6 +9,7 @@
 //! | `SYSDATE` | the statement's time, a timestamp without zone |
 //! | `DATEADD(part, n, x)` | `CAST(x AS TIMESTAMP) + INTERVAL 'n part'` (a computed `n`: fixed-length parts only) |
 //! | `SELECT TOP n …` | `SELECT … LIMIT n` |
+//! | `APPROXIMATE COUNT(DISTINCT x)` | `COUNT(DISTINCT x)`, exact ([`without_approximate`]) |
 //! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
 //! | `LISTAGG(x[, d]) WITHIN GROUP (ORDER BY …)` | `string_agg(CAST(x AS TEXT), d ORDER BY …)` |
 //! | `ISNULL(a, b)` / `CHARINDEX(sub, s)` | `coalesce(a, b)` / `strpos(s, sub)` |
@@ -33,6 +34,68 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use std::ops::ControlFlow;
+
+/// `sql` without Redshift's `APPROXIMATE` before `COUNT(DISTINCT …)` or `PERCENTILE_DISC`,
+/// which no other dialect parses; `None` when it has none. The embedded warehouse then
+/// answers exactly (an exact count is within any approximation's error); the guard parses
+/// this form while Redshift itself receives the statement as written. Only the keyword's
+/// own characters (and the blanks after it) are removed, found by the tokenizer, so
+/// strings and comments are never touched.
+pub fn without_approximate(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .ok()?;
+    // Byte offsets of the lines, to turn a token's (line, column) into a position.
+    let mut line_starts = vec![0];
+    line_starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+    let offset = |line: u64, column: u64| -> Option<usize> {
+        let start = *line_starts.get(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let rest = &sql[start..];
+        let col = usize::try_from(column).ok()?.checked_sub(1)?;
+        Some(start + rest.char_indices().nth(col).map_or(rest.len(), |(b, _)| b))
+    };
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let Token::Word(w) = &t.token else { continue };
+        if w.quote_style.is_some() || !w.value.eq_ignore_ascii_case("approximate") {
+            continue;
+        }
+        let next = tokens[i + 1..]
+            .iter()
+            .position(|n| {
+                !matches!(
+                    n.token,
+                    Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab)
+                )
+            })
+            .map(|k| i + 1 + k);
+        let Some(next) = next else { continue };
+        let Token::Word(f) = &tokens[next].token else {
+            continue;
+        };
+        if !(f.value.eq_ignore_ascii_case("count")
+            || f.value.eq_ignore_ascii_case("percentile_disc"))
+        {
+            continue;
+        }
+        let from = offset(t.span.start.line, t.span.start.column)?;
+        let to = offset(tokens[next].span.start.line, tokens[next].span.start.column)?;
+        cuts.push((from, to));
+    }
+    if cuts.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut at = 0;
+    for (from, to) in cuts {
+        out.push_str(&sql[at..from]);
+        at = to;
+    }
+    out.push_str(&sql[at..]);
+    Some(out)
+}
 
 /// Rewrite the Redshift functions of `stmt` (see the module).
 pub fn rewrite(stmt: &mut Statement) -> Result<()> {
@@ -610,5 +673,29 @@ mod tests {
             let err = rewrite(&mut stmt).unwrap_err().to_string();
             assert!(err.contains(says), "{sql}: {err}");
         }
+    }
+
+    #[test]
+    fn approximate_is_taken_off_where_redshift_reads_it_and_nowhere_else() {
+        assert_eq!(
+            without_approximate("SELECT APPROXIMATE  count(DISTINCT x) FROM t").as_deref(),
+            Some("SELECT count(DISTINCT x) FROM t")
+        );
+        assert_eq!(
+            without_approximate(
+                "SELECT 'é', approximate\n percentile_disc(0.5) WITHIN GROUP (ORDER BY x) FROM t"
+            )
+            .as_deref(),
+            Some("SELECT 'é', percentile_disc(0.5) WITHIN GROUP (ORDER BY x) FROM t")
+        );
+        assert_eq!(
+            without_approximate("SELECT 'approximate count' FROM t"),
+            None
+        );
+        assert_eq!(without_approximate("SELECT approximate FROM t"), None);
+        assert_eq!(
+            without_approximate("SELECT \"approximate\" count FROM t"),
+            None
+        );
     }
 }
