@@ -14,6 +14,8 @@
 //!
 //! - **`sum(bigint)` is `numeric`**, as on PostgreSQL: it cannot overflow (the engine's
 //!   `Int64` sum wraps around).
+//! - **Dates become timestamps where PostgreSQL's do**: `date + interval` is a timestamp,
+//!   `date_trunc('month', date)` a `timestamptz`.
 //! - **`round(float)` rounds half to even**, as PostgreSQL's does (`round(2.5::float8)` is 2).
 //! - **Integer literals are `integer`** when they fit ([`IntegerLiterals`]).
 //!
@@ -22,7 +24,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Decimal128Array};
-use arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
+use arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue, exec_err};
@@ -47,6 +49,27 @@ pub fn with_rules(ctx: SessionContext) -> SessionContext {
         analyzer.rules.push(Arc::new(PgSemantics::new()));
     }
     SessionContext::new_with_state(builder.build())
+}
+
+/// True when `e` is a date, or a date type coercion cast to a timestamp.
+fn is_date(e: &Expr, schema: &DFSchema) -> bool {
+    let date = |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Date32 | DataType::Date64));
+    match e {
+        Expr::Cast(c) => date(&c.expr),
+        _ => date(e),
+    }
+}
+
+/// True when `e` is an integer that type coercion made an interval (`date + 1`, which stays
+/// a date on PostgreSQL).
+fn from_integer(e: &Expr, schema: &DFSchema) -> bool {
+    match e {
+        Expr::Cast(c) => c
+            .expr
+            .get_type(schema)
+            .is_ok_and(|t| t.is_integer() || from_integer(&c.expr, schema)),
+        _ => e.get_type(schema).is_ok_and(|t| t.is_integer()),
+    }
 }
 
 /// When `name(args)` is a `sum` of a `bigint`, make its argument `numeric` and say so.
@@ -154,6 +177,21 @@ impl PgSemantics {
         match e {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (lt, rt) = (type_of(&left), type_of(&right));
+                // date ± interval is a timestamp on PostgreSQL; the engine keeps a date.
+                if matches!(op, Operator::Plus | Operator::Minus)
+                    && matches!(lt, Some(DataType::Date32 | DataType::Date64))
+                    && matches!(rt, Some(DataType::Interval(_)))
+                    && !from_integer(&right, schema)
+                {
+                    return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                        left: Box::new(Expr::Cast(Cast::new(
+                            left,
+                            DataType::Timestamp(TimeUnit::Microsecond, None),
+                        ))),
+                        op,
+                        right,
+                    })));
+                }
                 let udf = match (op, &lt, &rt) {
                     (Operator::Plus, Some(l), Some(r)) if l.is_integer() && l == r => &self.add,
                     (Operator::Minus, Some(l), Some(r)) if l.is_integer() && l == r => &self.sub,
@@ -196,6 +234,24 @@ impl PgSemantics {
                     }
                     _ => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
                 }
+            }
+            // date_trunc of a date: PostgreSQL reads the date as a timestamptz (midnight,
+            // in the session's zone, UTC) and gives one.
+            Expr::ScalarFunction(mut f)
+                if f.name() == "date_trunc" && f.args.len() == 2 && is_date(&f.args[1], schema) =>
+            {
+                // Type coercion may have cast the date to a timestamp already: take the date.
+                let d = match f.args.remove(1) {
+                    Expr::Cast(c) if !matches!(type_of(&c.expr), Some(DataType::Timestamp(..))) => {
+                        *c.expr
+                    }
+                    other => other,
+                };
+                f.args.push(Expr::Cast(Cast::new(
+                    Box::new(d),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                )));
+                Ok(Transformed::yes(Expr::ScalarFunction(f)))
             }
             // round(float): PostgreSQL rounds half to even (rint); the engine away from zero.
             Expr::ScalarFunction(f)

@@ -442,6 +442,13 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
             return parse(&format!("CAST({} AS DOUBLE)", extract_sql(&field, x))).map(Some);
         }
     }
+    if let Expr::AtTimeZone {
+        timestamp,
+        time_zone,
+    } = expr
+    {
+        return parse(&format!("kondate_at_time_zone({timestamp}, {time_zone})")).map(Some);
+    }
     if let Some(sql) = json_operator(expr)? {
         return parse(&sql).map(Some);
     }

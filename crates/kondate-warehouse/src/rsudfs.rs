@@ -17,7 +17,9 @@
 //! - `convert_timezone([from,] to, timestamp)`: the wall-clock time in zone `to` of the
 //!   instant that `timestamp` is on the wall clock of zone `from` (default UTC), a
 //!   timestamp without zone. A wall-clock time that a clock change skips is read as the
-//!   hour after (as PostgreSQL does); one it repeats, as the earlier instant.
+//!   hour after; one it repeats, as standard time (the later instant), as PostgreSQL does.
+//! - `kondate_at_time_zone(x, zone)`: PostgreSQL's `x AT TIME ZONE zone` (the statement
+//!   rewrite turns the operator into it).
 //!
 //! Hand-written because DataFusion has none of these; the regex crate reads patterns (POSIX
 //! classes such as `[[:digit:]]` included).
@@ -42,6 +44,9 @@ pub fn register(ctx: &SessionContext) {
         usize::MAX,
         json_extract_path_text,
     )));
+    ctx.register_udf(ScalarUDF::from(AtTimeZone {
+        signature: Signature::any(2, Volatility::Immutable),
+    }));
     ctx.register_udf(ScalarUDF::from(ConvertTimezone {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
@@ -205,14 +210,7 @@ impl ScalarUDFImpl for ConvertTimezone {
         )?;
         let (from, to) = (from.as_string::<i32>(), to.as_string::<i32>());
         let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let zone = |name: &str| -> Result<chrono_tz::Tz> {
-            name.trim().parse::<chrono_tz::Tz>().or_else(|_| {
-                exec_err!(
-                    "convert_timezone: `{name}` is not a time zone; use an IANA name such as \
-                     'Asia/Tokyo' or 'UTC'"
-                )
-            })
-        };
+        let zone = |name: &str| zone_named("convert_timezone", name);
         let mut out = TimestampMicrosecondBuilder::with_capacity(n);
         for i in 0..n {
             if from.is_null(i) || to.is_null(i) || ts.is_null(i) {
@@ -225,16 +223,8 @@ impl ScalarUDFImpl for ConvertTimezone {
                 continue;
             };
             let wall = wall.naive_utc();
-            let instant = match src.from_local_datetime(&wall) {
-                chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
-                chrono::LocalResult::None => {
-                    match src.from_local_datetime(&(wall + chrono::Duration::hours(1))) {
-                        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t,
-                        chrono::LocalResult::None => {
-                            return exec_err!("convert_timezone: {wall} does not exist in {src}");
-                        }
-                    }
-                }
+            let Some(instant) = wall_to_instant(src, &wall) else {
+                return exec_err!("convert_timezone: {wall} does not exist in {src}");
             };
             out.append_value(
                 instant
@@ -245,6 +235,115 @@ impl ScalarUDFImpl for ConvertTimezone {
             );
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The instant that wall-clock time `wall` is in `zone`, as PostgreSQL reads it: a time a
+/// clock change skips is read as the hour after; one it repeats, as standard time (the
+/// later instant).
+fn wall_to_instant(
+    zone: chrono_tz::Tz,
+    wall: &chrono::NaiveDateTime,
+) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+    match zone.from_local_datetime(wall) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(_, t) => Some(t),
+        chrono::LocalResult::None => {
+            match zone.from_local_datetime(&(*wall + chrono::Duration::hours(1))) {
+                chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(_, t) => Some(t),
+                chrono::LocalResult::None => None,
+            }
+        }
+    }
+}
+
+fn zone_named(function: &str, name: &str) -> Result<chrono_tz::Tz> {
+    name.trim().parse::<chrono_tz::Tz>().or_else(|_| {
+        exec_err!(
+            "{function}: `{name}` is not a time zone; use an IANA name such as 'Asia/Tokyo' or \
+             'UTC'"
+        )
+    })
+}
+
+/// `x AT TIME ZONE zone` as PostgreSQL reads it: a `timestamptz` becomes the wall-clock
+/// time in `zone` (a timestamp without zone); a timestamp without zone is read as wall-clock
+/// time in `zone` and becomes that instant (a `timestamptz`, printed in UTC). The statement
+/// rewrite turns the operator into `kondate_at_time_zone(x, zone)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AtTimeZone {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AtTimeZone {
+    fn name(&self) -> &str {
+        "kondate_at_time_zone"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(match &args[0] {
+            DataType::Timestamp(_, Some(_)) => DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamp(_, None)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Utf8
+            | DataType::Utf8View
+            | DataType::LargeUtf8
+            | DataType::Null => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            other => {
+                return plan_err!("AT TIME ZONE applies to a timestamp, not a {other}");
+            }
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = args.number_rows;
+        let values = args.args[0].clone().into_array(n)?;
+        let zoned = matches!(values.data_type(), DataType::Timestamp(_, Some(_)));
+        let micros = arrow::compute::cast(
+            &values,
+            &DataType::Timestamp(
+                TimeUnit::Microsecond,
+                if zoned { Some("UTC".into()) } else { None },
+            ),
+        )?;
+        let micros = arrow::compute::cast(&micros, &DataType::Int64)?;
+        let micros = micros.as_primitive::<arrow::datatypes::Int64Type>();
+        let zones = arrow::compute::cast(&args.args[1].clone().into_array(n)?, &DataType::Utf8)?;
+        let zones = zones.as_string::<i32>();
+        let mut out = TimestampMicrosecondBuilder::with_capacity(n);
+        for i in 0..n {
+            if micros.is_null(i) || zones.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let zone = zone_named("AT TIME ZONE", zones.value(i))?;
+            let Some(at) = chrono::DateTime::from_timestamp_micros(micros.value(i)) else {
+                out.append_null();
+                continue;
+            };
+            let v = if zoned {
+                at.with_timezone(&zone)
+                    .naive_local()
+                    .and_utc()
+                    .timestamp_micros()
+            } else {
+                match wall_to_instant(zone, &at.naive_utc()) {
+                    Some(t) => t.timestamp_micros(),
+                    None => return exec_err!("AT TIME ZONE: {at} does not exist in {zone}"),
+                }
+            };
+            out.append_value(v);
+        }
+        let array = out.finish();
+        Ok(ColumnarValue::Array(if zoned {
+            Arc::new(array)
+        } else {
+            Arc::new(array.with_timezone("UTC"))
+        }))
     }
 }
 
