@@ -46,7 +46,7 @@ declare -A TIMES
 run() { # build-label binary query-label sql
   local start end
   start=$(date +%s.%N)
-  (cd "$WORK/proj" && "$2" query --output "$WORK/out.csv" "$4" >/dev/null)
+  (cd "$WORK/proj" && "$2" query --out "$WORK/out.csv" "$4" >/dev/null)
   end=$(date +%s.%N)
   TIMES["$1|$3"]+="$(echo "$end - $start" | bc -l) "
 }

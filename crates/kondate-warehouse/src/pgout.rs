@@ -56,15 +56,25 @@ fn push_shortest(out: &mut Vec<u8>, ryu: &str, fixed_below: i32) {
         None => (s, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    // The digits, on the stack (this runs for every float of a result): ryu writes at most
+    // 17 significant digits, plus the zeros of a fixed-notation number.
+    let mut buf = [0u8; 40];
+    let n_all = int.len() + frac.len();
+    if n_all > buf.len() {
+        out.extend_from_slice(ryu.as_bytes());
+        return;
+    }
+    buf[..int.len()].copy_from_slice(int.as_bytes());
+    buf[int.len()..n_all].copy_from_slice(frac.as_bytes());
     // The decimal point sits after `point` digits.
     let mut point = int.len() as i32 + exp;
-    let lead = digits.iter().take_while(|d| **d == b'0').count();
-    digits.drain(..lead);
+    let lead = buf[..n_all].iter().take_while(|d| **d == b'0').count();
     point -= lead as i32;
-    while digits.last() == Some(&b'0') {
-        digits.pop();
+    let mut end = n_all;
+    while end > lead && buf[end - 1] == b'0' {
+        end -= 1;
     }
+    let digits = &buf[lead..end];
     if negative {
         out.push(b'-');
     }
@@ -78,9 +88,9 @@ fn push_shortest(out: &mut Vec<u8>, ryu: &str, fixed_below: i32) {
         if point <= 0 {
             out.extend_from_slice(b"0.");
             out.extend(std::iter::repeat_n(b'0', (-point) as usize));
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(digits);
         } else if point >= n {
-            out.extend_from_slice(&digits);
+            out.extend_from_slice(digits);
             out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
         } else {
             out.extend_from_slice(&digits[..point as usize]);
@@ -96,10 +106,11 @@ fn push_shortest(out: &mut Vec<u8>, ryu: &str, fixed_below: i32) {
         out.push(b'e');
         out.push(if e10 < 0 { b'-' } else { b'+' });
         let a = e10.unsigned_abs();
-        if a < 10 {
-            out.push(b'0');
+        if a >= 100 {
+            out.push(b'0' + (a / 100) as u8);
         }
-        out.extend_from_slice(a.to_string().as_bytes());
+        out.push(b'0' + (a / 10 % 10) as u8);
+        out.push(b'0' + (a % 10) as u8);
     }
 }
 
