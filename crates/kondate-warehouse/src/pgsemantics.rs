@@ -82,9 +82,10 @@ fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
     true
 }
 
-/// An integer literal is an `integer` (32 bits) on PostgreSQL when it fits, a `bigint`
-/// otherwise; the engine makes every one a `bigint`. So `SELECT 1` is an `integer` column
-/// and `2147483647 + 1` is out of range, as on PostgreSQL.
+/// The rule that runs before type coercion, while each expression still has the type the
+/// statement gave it: an integer literal is an `integer` (32 bits) on PostgreSQL when it
+/// fits, a `bigint` otherwise (the engine makes every one a `bigint`), so `SELECT 1` is an
+/// `integer` column and `2147483647 + 1` is out of range; and `sum(bigint)` is `numeric`.
 #[derive(Debug)]
 struct IntegerLiterals;
 

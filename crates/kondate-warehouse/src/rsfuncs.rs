@@ -12,7 +12,8 @@
 //! | `APPROXIMATE COUNT(DISTINCT x)` | `COUNT(DISTINCT x)`, exact ([`without_approximate`]) |
 //! | `DATEDIFF(part, a, b)` | the number of `part` boundaries between `a` and `b` (year, quarter, month, day, hour, minute, second), a `BIGINT` |
 //! | `LISTAGG(x[, d]) WITHIN GROUP (ORDER BY …)` | `string_agg(CAST(x AS TEXT), d ORDER BY …)` |
-//! | `ISNULL(a, b)` / `CHARINDEX(sub, s)` | `coalesce(a, b)` / `strpos(s, sub)` |
+//! | `ISNULL(a, b)` / `CHARINDEX(sub, s)` / `MOD(a, b)` | `coalesce(a, b)` / `strpos(s, sub)` / `a % b` |
+//! | `REGEXP_COUNT(…)`, `NTILE(n) OVER (…)` | the engine's, cast to `INTEGER` as Redshift and PostgreSQL type them |
 //! | `LAST_DAY(d)` | the last day of `d`'s month, a date |
 //! | `EXTRACT(f FROM x)`, `DATE_PART(f, x)` (also Redshift's unquoted `f`) | PostgreSQL's numeric / double precision ([`crate::pgfuncs`]) |
 //! | `FETCH FIRST n ROWS ONLY` | `LIMIT n` |
@@ -224,6 +225,18 @@ fn refuse_counted_set_operations(body: &SetExpr) -> Result<()> {
         refuse_counted_set_operations(right)?;
     }
     Ok(())
+}
+
+/// A JSON argument as text: the engine has no json type, and the functions read text.
+fn json_text(e: &Expr) -> String {
+    match e {
+        Expr::Cast {
+            expr: inner,
+            data_type: DataType::JSON | DataType::JSONB,
+            ..
+        } => format!("CAST({inner} AS TEXT)"),
+        other => other.to_string(),
+    }
 }
 
 /// `x::json -> k`, `->>`, `#>>` (and chains of them) as functions over text.
@@ -471,10 +484,17 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     let Some(name) = name.as_ident() else {
         return Ok(None);
     };
-    if name.quote_style.is_some() || f.over.is_some() || f.filter.is_some() {
+    if name.quote_style.is_some() {
         return Ok(None);
     }
     let lower = name.value.to_lowercase();
+    // Functions the engine types bigint where Redshift and PostgreSQL give an integer.
+    if matches!(lower.as_str(), "regexp_count" | "ntile") {
+        return parse(&format!("CAST({expr} AS INT)")).map(Some);
+    }
+    if f.over.is_some() || f.filter.is_some() {
+        return Ok(None);
+    }
     // LISTAGG(x, d) WITHIN GROUP (ORDER BY …), Redshift's string_agg.
     if lower == "listagg" {
         let distinct =
@@ -520,8 +540,7 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         (
             "json_extract_path_text",
             [
-                Expr::Cast {
-                    expr: inner,
+                doc @ Expr::Cast {
                     data_type: DataType::JSON | DataType::JSONB,
                     ..
                 },
@@ -530,11 +549,17 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         ) => {
             let rest: Vec<String> = rest.iter().map(|e| e.to_string()).collect();
             format!(
-                "json_extract_path_text(CAST({inner} AS TEXT), {})",
+                "json_extract_path_text({}, {})",
+                json_text(doc),
                 rest.join(", ")
             )
         }
+        ("json_typeof", [doc]) => format!("kondate_json_typeof({})", json_text(doc)),
+        ("json_array_length", [doc]) => {
+            format!("CAST(kondate_json_array_length({}) AS INT)", json_text(doc))
+        }
         ("isnull", [a, b]) => format!("coalesce({a}, {b})"),
+        ("mod", [a, b]) => format!("(({a}) % ({b}))"),
         ("charindex", [sub, s]) => format!("strpos({s}, {sub})"),
         ("last_day", [d]) => format!(
             "CAST(date_trunc('month', CAST({d} AS TIMESTAMP)) + INTERVAL '1 month' - \

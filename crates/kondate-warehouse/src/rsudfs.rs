@@ -11,6 +11,8 @@
 //!   `", "` and `": "` between items, keys shortest first); the statement rewrite
 //!   ([`crate::rsfuncs`]) turns `x::json -> k` into them, and `->>` and `#>>` into
 //!   `json_extract_path_text`.
+//! - `json_typeof(json)` and `json_array_length(json)` (as `kondate_json_typeof` and
+//!   `kondate_json_array_length`, which the statement rewrite calls).
 //! - `regexp_substr(text, pattern [, position [, occurrence]])`: the text of the
 //!   `occurrence`-th match at or after character `position` (both from 1), or NULL.
 //!
@@ -38,36 +40,28 @@ use datafusion::prelude::SessionContext;
 
 /// Register this module's functions on `ctx`.
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::from(TextFn::new(
-        "json_extract_path_text",
-        2,
-        usize::MAX,
-        json_extract_path_text,
-    )));
+    let text_functions: [(&'static str, usize, usize, RowFn); 6] = [
+        (
+            "json_extract_path_text",
+            2,
+            usize::MAX,
+            json_extract_path_text,
+        ),
+        ("kondate_json_get", 2, 2, json_get),
+        ("kondate_jsonb_get", 2, 2, jsonb_get),
+        ("kondate_json_typeof", 1, 1, json_typeof),
+        ("kondate_json_array_length", 1, 1, json_array_length),
+        ("regexp_substr", 2, 4, regexp_substr),
+    ];
+    for (name, min, max, f) in text_functions {
+        ctx.register_udf(ScalarUDF::from(TextFn::new(name, min, max, f)));
+    }
     ctx.register_udf(ScalarUDF::from(AtTimeZone {
         signature: Signature::any(2, Volatility::Immutable),
     }));
     ctx.register_udf(ScalarUDF::from(ConvertTimezone {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
-    ctx.register_udf(ScalarUDF::from(TextFn::new(
-        "kondate_json_get",
-        2,
-        2,
-        json_get,
-    )));
-    ctx.register_udf(ScalarUDF::from(TextFn::new(
-        "kondate_jsonb_get",
-        2,
-        2,
-        jsonb_get,
-    )));
-    ctx.register_udf(ScalarUDF::from(TextFn::new(
-        "regexp_substr",
-        2,
-        4,
-        regexp_substr,
-    )));
 }
 
 /// One row's arguments, each as text (NULL as `None`), to the function's text result.
@@ -389,6 +383,40 @@ fn json_get(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
         return exec_err!("->: the text is not JSON ({e})");
     }
     Ok(raw::member(doc, key).map(str::to_string))
+}
+
+fn parsed(function: &str, doc: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(doc).or_else(|e| exec_err!("{function}: the text is not JSON ({e})"))
+}
+
+/// `json_typeof(json)`: `object`, `array`, `string`, `number`, `boolean` or `null`.
+fn json_typeof(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    let Some(doc) = row[0] else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match parsed("json_typeof", doc)? {
+            serde_json::Value::Object(_) => "object",
+            serde_json::Value::Array(_) => "array",
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Number(_) => "number",
+            serde_json::Value::Bool(_) => "boolean",
+            serde_json::Value::Null => "null",
+        }
+        .to_string(),
+    ))
+}
+
+/// `json_array_length(json)`: the number of elements (as text; the rewrite casts it); an
+/// error for anything but an array, as on PostgreSQL.
+fn json_array_length(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    let Some(doc) = row[0] else {
+        return Ok(None);
+    };
+    match parsed("json_array_length", doc)? {
+        serde_json::Value::Array(a) => Ok(Some(a.len().to_string())),
+        _ => exec_err!("json_array_length: cannot get the array length of a non-array"),
+    }
 }
 
 /// `jsonb -> key`: the value in PostgreSQL's jsonb text form.
