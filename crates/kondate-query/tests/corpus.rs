@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use datafusion::arrow::datatypes::DataType;
 use kondate_core::{Config, WarehouseKind};
 use kondate_query::{Opened, QueryRecord, Status, SubmitRequest};
 use kondate_warehouse::{LoadOptions, ResultFormat, TableName};
@@ -151,43 +152,23 @@ fn tables() -> Vec<(TableName, String, PathBuf)> {
         .collect()
 }
 
-/// The PostgreSQL type for a load-schema type.
-fn pg_type(t: &str) -> String {
+/// The PostgreSQL type of a column the load schema gives (`kondate_warehouse::parse_schema`,
+/// as the embedded warehouse reads it).
+fn pg_type(t: &DataType) -> String {
     match t {
-        "smallint" => "smallint".into(),
-        "int" => "integer".into(),
-        "bigint" => "bigint".into(),
-        "float" => "real".into(),
-        "double" => "double precision".into(),
-        "text" => "text".into(),
-        "bool" => "boolean".into(),
-        "date" => "date".into(),
-        "timestamp" => "timestamp".into(),
-        "timestamptz" => "timestamptz".into(),
-        numeric if numeric.starts_with("numeric(") => numeric.into(),
-        other => panic!("tables.txt: no PostgreSQL type for `{other}`"),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Utf8 => "text".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Decimal128(p, s) => format!("numeric({p},{s})"),
+        other => panic!("tables.txt: no PostgreSQL type for {other}"),
     }
-}
-
-/// `spec` split into `name type` pairs (commas inside parentheses belong to the type).
-fn columns(spec: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let (mut depth, mut item) = (0, String::new());
-    for c in spec.chars().chain(std::iter::once(',')) {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                let (n, t) = item.split_once(':').unwrap();
-                out.push((n.trim().to_string(), t.trim().to_string()));
-                item.clear();
-                continue;
-            }
-            _ => {}
-        }
-        item.push(c);
-    }
-    out
 }
 
 async fn open(dir: &Path, postgres: Option<&str>) -> Opened {
@@ -228,9 +209,11 @@ async fn load_postgres(url: &str) {
         }
     }
     for (table, spec, file) in tables() {
-        let defs: Vec<String> = columns(&spec)
+        let defs: Vec<String> = kondate_warehouse::parse_schema(&spec)
+            .unwrap()
+            .fields()
             .iter()
-            .map(|(n, t)| format!("{n} {}", pg_type(t)))
+            .map(|f| format!("{} {}", f.name(), pg_type(f.data_type())))
             .collect();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {table} ({})",

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use kondate_core::{Config, WarehouseKind};
 use kondate_store::{Store, StoreError};
 
-pub use embedded::EmbeddedWarehouse;
+pub use embedded::{EmbeddedWarehouse, parse_schema};
 pub use postgres::PostgresWarehouse;
 pub use rsfuncs::without_approximate;
 pub use unload::{Column, ResultFormat, UnloadOutput, UnloadRequest};

@@ -51,6 +51,35 @@ pub fn with_rules(ctx: SessionContext) -> SessionContext {
     SessionContext::new_with_state(builder.build())
 }
 
+/// Rewrite every expression of `plan` and of its subqueries' plans with `f` (given the
+/// schema of the node's inputs), except in nodes `skip` names; each rewritten expression
+/// keeps its output name, and every node's schema is computed again from its inputs, since
+/// a rewrite below may have changed a column's type (`SELECT 1` is now an `integer`).
+fn rewrite_expressions(
+    plan: LogicalPlan,
+    skip: impl Fn(&LogicalPlan) -> bool,
+    f: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|plan| {
+        if skip(&plan) {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = merge_schema(&plan.inputs());
+        let before = plan.schema().clone();
+        let names = NamePreserver::new(&plan);
+        let rewritten = plan.map_expressions(|expr| {
+            let name = names.save(&expr);
+            expr.transform_up(|e| f(e, &schema))
+                .map(|t| t.update_data(|e| name.restore(e)))
+        })?;
+        let transformed = rewritten.transformed;
+        let plan = rewritten.data.recompute_schema()?;
+        let changed = transformed || plan.schema() != &before;
+        Ok(Transformed::new_transformed(plan, changed))
+    })
+    .map(|t| t.data)
+}
+
 /// True when `e` is a date, or a date type coercion cast to a timestamp.
 fn is_date(e: &Expr, schema: &DFSchema) -> bool {
     let date = |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Date32 | DataType::Date64));
@@ -91,53 +120,35 @@ struct IntegerLiterals;
 
 impl AnalyzerRule for IntegerLiterals {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|p| {
-            if matches!(p, LogicalPlan::Limit(_) | LogicalPlan::TableScan(_)) {
-                return Ok(Transformed::no(p));
-            }
-            let names = NamePreserver::new(&p);
-            let schema = merge_schema(&p.inputs());
-            let t = p.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|e| match e {
-                    Expr::Literal(ScalarValue::Int64(Some(v)), meta)
-                        if i32::try_from(v).is_ok() =>
-                    {
-                        Ok(Transformed::yes(Expr::Literal(
-                            ScalarValue::Int32(Some(v as i32)),
-                            meta,
-                        )))
-                    }
-                    // sum(bigint) is numeric on PostgreSQL (it cannot overflow; the engine's
-                    // Int64 sum wraps around). Before type coercion, the argument's type is
-                    // still the statement's own (coercion widens sum(integer) to bigint).
-                    Expr::AggregateFunction(mut f) => {
-                        let name = f.func.name().to_string();
-                        let changed = numeric_sum(&name, &mut f.params.args, &schema);
-                        Ok(Transformed::new_transformed(
-                            Expr::AggregateFunction(f),
-                            changed,
-                        ))
-                    }
-                    Expr::WindowFunction(mut w) => {
-                        let name = w.fun.name().to_string();
-                        let changed = numeric_sum(&name, &mut w.params.args, &schema);
-                        Ok(Transformed::new_transformed(
-                            Expr::WindowFunction(w),
-                            changed,
-                        ))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })
-                .map(|t| t.update_data(|e| name.restore(e)))
-            })?;
-            if t.transformed {
-                t.map_data(|p| p.recompute_schema())
-            } else {
-                Ok(t)
-            }
-        })
-        .map(|t| t.data)
+        rewrite_expressions(
+            plan,
+            |p| matches!(p, LogicalPlan::Limit(_) | LogicalPlan::TableScan(_)),
+            |e, schema| match e {
+                Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => Ok(
+                    Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)),
+                ),
+                // sum(bigint) is numeric on PostgreSQL (it cannot overflow; the engine's Int64
+                // sum wraps around). Before type coercion, the argument's type is still the
+                // statement's own (coercion widens sum(integer) to bigint).
+                Expr::AggregateFunction(mut f) => {
+                    let name = f.func.name().to_string();
+                    let changed = numeric_sum(&name, &mut f.params.args, schema);
+                    Ok(Transformed::new_transformed(
+                        Expr::AggregateFunction(f),
+                        changed,
+                    ))
+                }
+                Expr::WindowFunction(mut w) => {
+                    let name = w.fun.name().to_string();
+                    let changed = numeric_sum(&name, &mut w.params.args, schema);
+                    Ok(Transformed::new_transformed(
+                        Expr::WindowFunction(w),
+                        changed,
+                    ))
+                }
+                other => Ok(Transformed::no(other)),
+            },
+        )
     }
 
     fn name(&self) -> &str {
@@ -157,7 +168,7 @@ struct PgSemantics {
 
 impl PgSemantics {
     fn new() -> Self {
-        let f = |op| Arc::new(ScalarUDF::from(Fn::new(op)));
+        let f = |op| Arc::new(ScalarUDF::from(PgFn::new(op)));
         PgSemantics {
             add: f(Op::Add),
             sub: f(Op::Sub),
@@ -274,35 +285,15 @@ impl PgSemantics {
             other => Ok(Transformed::no(other)),
         }
     }
-
-    fn rewrite_plan(&self, plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-        if matches!(plan, LogicalPlan::TableScan(_)) {
-            return Ok(Transformed::no(plan));
-        }
-        let schema = merge_schema(&plan.inputs());
-        let before = plan.schema().clone();
-        let names = NamePreserver::new(&plan);
-        let rewritten = plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            expr.transform_up(|e| self.rewrite(e, &schema))
-                .map(|t| t.update_data(|e| name.restore(e)))
-        })?;
-        // A rewrite below may have changed a column's type (sum(bigint) is numeric), so
-        // every node's schema is computed again from its inputs.
-        let transformed = rewritten.transformed;
-        let plan = rewritten.data.recompute_schema()?;
-        if transformed || plan.schema() != &before {
-            Ok(Transformed::yes(plan))
-        } else {
-            Ok(Transformed::no(plan))
-        }
-    }
 }
 
 impl AnalyzerRule for PgSemantics {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|p| self.rewrite_plan(p))
-            .map(|t| t.data)
+        rewrite_expressions(
+            plan,
+            |p| matches!(p, LogicalPlan::TableScan(_)),
+            |e, schema| self.rewrite(e, schema),
+        )
     }
 
     fn name(&self) -> &str {
@@ -321,18 +312,18 @@ enum Op {
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Fn {
+struct PgFn {
     op: Op,
     signature: Signature,
 }
 
-impl Fn {
-    fn new(op: Op) -> Fn {
+impl PgFn {
+    fn new(op: Op) -> PgFn {
         let n = match op {
             Op::RoundForInt | Op::Text => 1,
             _ => 2,
         };
-        Fn {
+        PgFn {
             op,
             signature: Signature::any(n, Volatility::Immutable),
         }
@@ -348,7 +339,7 @@ fn pg_integer_name(t: &DataType) -> &'static str {
     }
 }
 
-impl ScalarUDFImpl for Fn {
+impl ScalarUDFImpl for PgFn {
     fn name(&self) -> &str {
         match self.op {
             Op::Add => "kondate_checked_add",

@@ -18,8 +18,8 @@
 //! | `EXTRACT(f FROM x)`, `DATE_PART(f, x)` (also Redshift's unquoted `f`) | PostgreSQL's numeric / double precision ([`crate::pgfuncs`]) |
 //! | `FETCH FIRST n ROWS ONLY` | `LIMIT n` |
 //!
-//! `CONVERT_TIMEZONE`, `JSON_EXTRACT_PATH_TEXT` and `REGEXP_SUBSTR` are functions of their
-//! own ([`crate::rsudfs`]).
+//! `CONVERT_TIMEZONE` becomes two `AT TIME ZONE` steps; that, `JSON_EXTRACT_PATH_TEXT` and
+//! `REGEXP_SUBSTR` are functions of their own ([`crate::rsudfs`]).
 //!
 //! `INTERSECT ALL`, `EXCEPT ALL` and `GROUP BY CUBE`, which the engine answers
 //! differently, are refused with a message saying what to write instead.
@@ -225,6 +225,10 @@ fn refuse_counted_set_operations(body: &SetExpr) -> Result<()> {
         refuse_counted_set_operations(right)?;
     }
     Ok(())
+}
+
+fn convert_timezone(from: &str, to: &Expr, ts: &Expr) -> String {
+    format!("kondate_at_time_zone(kondate_at_time_zone(CAST({ts} AS TIMESTAMP), {from}), {to})")
 }
 
 /// A JSON argument as text: the engine has no json type, and the functions read text.
@@ -557,6 +561,17 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         ("json_typeof", [doc]) => format!("kondate_json_typeof({})", json_text(doc)),
         ("json_array_length", [doc]) => {
             format!("CAST(kondate_json_array_length({}) AS INT)", json_text(doc))
+        }
+        // CONVERT_TIMEZONE(from, to, ts): ts read as wall-clock time in `from`, then that
+        // instant's wall-clock time in `to` — two AT TIME ZONE steps (rsudfs).
+        ("convert_timezone", [to, ts]) => convert_timezone("'UTC'", to, ts),
+        ("convert_timezone", [from, to, ts]) => convert_timezone(&from.to_string(), to, ts),
+        ("convert_timezone", _) => {
+            return Err(DataFusionError::Plan(format!(
+                "CONVERT_TIMEZONE takes ([source zone,] target zone, timestamp), not {} \
+                 arguments",
+                args.len()
+            )));
         }
         ("isnull", [a, b]) => format!("coalesce({a}, {b})"),
         ("mod", [a, b]) => format!("(({a}) % ({b}))"),

@@ -16,12 +16,10 @@
 //! - `regexp_substr(text, pattern [, position [, occurrence]])`: the text of the
 //!   `occurrence`-th match at or after character `position` (both from 1), or NULL.
 //!
-//! - `convert_timezone([from,] to, timestamp)`: the wall-clock time in zone `to` of the
-//!   instant that `timestamp` is on the wall clock of zone `from` (default UTC), a
-//!   timestamp without zone. A wall-clock time that a clock change skips is read as the
-//!   hour after; one it repeats, as standard time (the later instant), as PostgreSQL does.
 //! - `kondate_at_time_zone(x, zone)`: PostgreSQL's `x AT TIME ZONE zone` (the statement
-//!   rewrite turns the operator into it).
+//!   rewrite turns the operator, and Redshift's `CONVERT_TIMEZONE([from,] to, ts)` — two
+//!   such steps — into it). A wall-clock time that a clock change skips is read as the
+//!   hour after; one it repeats, as standard time (the later instant), as PostgreSQL does.
 //!
 //! Hand-written because DataFusion has none of these; the regex crate reads patterns (POSIX
 //! classes such as `[[:digit:]]` included).
@@ -29,7 +27,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder, TimestampMicrosecondBuilder};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, TimeUnit};
 use chrono::TimeZone;
 use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result;
@@ -58,9 +56,6 @@ pub fn register(ctx: &SessionContext) {
     }
     ctx.register_udf(ScalarUDF::from(AtTimeZone {
         signature: Signature::any(2, Volatility::Immutable),
-    }));
-    ctx.register_udf(ScalarUDF::from(ConvertTimezone {
-        signature: Signature::variadic_any(Volatility::Immutable),
     }));
 }
 
@@ -162,76 +157,6 @@ impl ScalarUDFImpl for TextFn {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct ConvertTimezone {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for ConvertTimezone {
-    fn name(&self) -> &str {
-        "convert_timezone"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        if !(2..=3).contains(&args.len()) {
-            return plan_err!(
-                "convert_timezone takes ([source zone,] target zone, timestamp), not {} arguments",
-                args.len()
-            );
-        }
-        Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let n = args.number_rows;
-        let mut arrays: Vec<ArrayRef> = args
-            .args
-            .iter()
-            .map(|a| a.clone().into_array(n))
-            .collect::<Result<_>>()?;
-        if arrays.len() == 2 {
-            arrays.insert(0, Arc::new(arrow::array::StringArray::from(vec!["UTC"; n])));
-        }
-        let from = arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
-        let to = arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
-        let ts = arrow::compute::cast(
-            &arrays[2],
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let (from, to) = (from.as_string::<i32>(), to.as_string::<i32>());
-        let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let zone = |name: &str| zone_named("convert_timezone", name);
-        let mut out = TimestampMicrosecondBuilder::with_capacity(n);
-        for i in 0..n {
-            if from.is_null(i) || to.is_null(i) || ts.is_null(i) {
-                out.append_null();
-                continue;
-            }
-            let (src, dst) = (zone(from.value(i))?, zone(to.value(i))?);
-            let Some(wall) = chrono::DateTime::from_timestamp_micros(ts.value(i)) else {
-                out.append_null();
-                continue;
-            };
-            let wall = wall.naive_utc();
-            let Some(instant) = wall_to_instant(src, &wall) else {
-                return exec_err!("convert_timezone: {wall} does not exist in {src}");
-            };
-            out.append_value(
-                instant
-                    .with_timezone(&dst)
-                    .naive_local()
-                    .and_utc()
-                    .timestamp_micros(),
-            );
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
-    }
-}
-
 /// The instant that wall-clock time `wall` is in `zone`, as PostgreSQL reads it: a time a
 /// clock change skips is read as the hour after; one it repeats, as standard time (the
 /// later instant).
@@ -250,11 +175,11 @@ fn wall_to_instant(
     }
 }
 
-fn zone_named(function: &str, name: &str) -> Result<chrono_tz::Tz> {
+fn zone_named(name: &str) -> Result<chrono_tz::Tz> {
     name.trim().parse::<chrono_tz::Tz>().or_else(|_| {
         exec_err!(
-            "{function}: `{name}` is not a time zone; use an IANA name such as 'Asia/Tokyo' or \
-             'UTC'"
+            "AT TIME ZONE / CONVERT_TIMEZONE: `{name}` is not a time zone; use an IANA name \
+             such as 'Asia/Tokyo' or 'UTC'"
         )
     })
 }
@@ -314,7 +239,7 @@ impl ScalarUDFImpl for AtTimeZone {
                 out.append_null();
                 continue;
             }
-            let zone = zone_named("AT TIME ZONE", zones.value(i))?;
+            let zone = zone_named(zones.value(i))?;
             let Some(at) = chrono::DateTime::from_timestamp_micros(micros.value(i)) else {
                 out.append_null();
                 continue;

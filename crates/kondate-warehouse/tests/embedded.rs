@@ -567,3 +567,54 @@ async fn redshift_functions_answer_as_redshift_does() {
         "\"2024-02-29 00:00:00\"\n\"2024-03-01 00:00:00\"\n"
     );
 }
+
+/// Where the embedded warehouse cannot give PostgreSQL's (or Redshift's) answer, the query
+/// fails with a message naming the construct and what to write instead — never a
+/// different answer.
+#[tokio::test]
+async fn postgresql_semantics_fail_with_what_to_do_where_they_cannot_answer() {
+    let (wh, _store, _dir) = setup();
+    for (sql, says) in [
+        ("SELECT 2147483647 + 1", "integer out of range"),
+        ("SELECT 2147483647 + 1", "cast to a wider type"),
+        ("SELECT 1.5 / 0.0", "division by zero"),
+        (
+            "SELECT TIMESTAMP '2024-01-01 00:00:00' AT TIME ZONE 'Mars/Olympus'",
+            "`Mars/Olympus` is not a time zone",
+        ),
+        (
+            "SELECT convert_timezone('Nowhere', TIMESTAMP '2024-01-01 00:00:00')",
+            "`Nowhere` is not a time zone",
+        ),
+        (
+            "SELECT convert_timezone(TIMESTAMP '2024-01-01 00:00:00')",
+            "CONVERT_TIMEZONE takes ([source zone,] target zone, timestamp), not 1",
+        ),
+        (
+            "SELECT extract(hour FROM TIMESTAMP '2024-01-02 00:00:00' - TIMESTAMP '2024-01-01 00:00:00')",
+            "extract the epoch and divide",
+        ),
+        (
+            "SELECT extract(julian FROM DATE '2024-01-01')",
+            "EXTRACT(julian …) is not supported",
+        ),
+        (
+            "SELECT json_array_length(CAST('{\"a\": 1}' AS json))",
+            "cannot get the array length of a non-array",
+        ),
+        (
+            "SELECT CAST('{\"a\": 1}' AS json) ->> 'a' = '1'",
+            "put the arrow in parentheses",
+        ),
+        (
+            "SELECT to_date('2024 1', 'YYYY Q')",
+            "is not read by the embedded warehouse",
+        ),
+    ] {
+        let e = unload(&wh, sql, ResultFormat::Csv)
+            .await
+            .expect_err(sql)
+            .to_string();
+        assert!(e.contains(says), "{sql}: {e}");
+    }
+}
