@@ -19,9 +19,7 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor,
 };
-use datafusion::sql::sqlparser::dialect::{
-    Dialect, GenericDialect, PostgreSqlDialect, RedshiftSqlDialect,
-};
+use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, RedshiftSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
 use kondate_core::WarehouseKind;
 
@@ -95,8 +93,8 @@ fn forbidden(name: &str) -> bool {
 
 fn dialect(kind: WarehouseKind) -> Box<dyn Dialect> {
     match kind {
-        WarehouseKind::Embedded => Box::new(GenericDialect {}),
-        WarehouseKind::Postgres => Box::new(PostgreSqlDialect {}),
+        // The embedded engine reads statements as PostgreSQL does (`^`, `#`).
+        WarehouseKind::Embedded | WarehouseKind::Postgres => Box::new(PostgreSqlDialect {}),
         WarehouseKind::Redshift => Box::new(RedshiftSqlDialect {}),
     }
 }

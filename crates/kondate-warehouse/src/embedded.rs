@@ -273,9 +273,12 @@ impl EmbeddedWarehouse {
     }
 
     fn base_context(&self, partitions: usize) -> SessionContext {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_information_schema(true);
+        // PostgreSQL's reading of the operators: `^` is a power and `#` an exclusive or
+        // (the generic dialect reads `^` as the exclusive or: `2 ^ 10` would be 8).
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = crate::pgsemantics::with_rules(SessionContext::new_with_config_rt(
             config,
             self.runtime.clone(),
@@ -284,6 +287,9 @@ impl EmbeddedWarehouse {
         ctx.register_object_store(&url, self.store.object_store());
         crate::pgfuncs::register(&ctx);
         crate::rsudfs::register(&ctx);
+        crate::pgmath::register(&ctx);
+        crate::pgdates::register(&ctx);
+        crate::pgaggs::register(&ctx);
         ctx
     }
 

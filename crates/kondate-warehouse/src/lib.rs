@@ -5,7 +5,10 @@
 
 mod embedded;
 mod load;
+mod pgaggs;
+mod pgdates;
 mod pgfuncs;
+mod pgmath;
 mod pgnames;
 mod pgout;
 mod pgsemantics;

@@ -180,7 +180,62 @@ pub fn needs_pg_text(t: &DataType) -> bool {
             | DataType::Interval(_)
             | DataType::Duration(_)
             | DataType::Timestamp(_, Some(_))
+            | DataType::List(_)
+            | DataType::LargeList(_)
     )
+}
+
+/// The elements of an array value as PostgreSQL prints them inside `{…}`: text for each
+/// (NULL kept), booleans as `t`/`f`.
+fn element_texts(values: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
+    if needs_pg_text(values.data_type()) {
+        return pg_text(values.as_ref());
+    }
+    if let DataType::Boolean = values.data_type() {
+        let b = values.as_boolean();
+        return Ok(Arc::new(
+            b.iter()
+                .map(|v| v.map(|v| if v { "t" } else { "f" }))
+                .collect::<arrow::array::StringArray>(),
+        ));
+    }
+    cast(values, &DataType::Utf8)
+}
+
+/// PostgreSQL's text of an array (`{1,2}`, `{"a b",NULL}`): an element is quoted when it is
+/// empty, `NULL`, or holds a blank, a quote, a backslash, a comma or a brace.
+fn array_text(values: &ArrayRef) -> Result<String, arrow::error::ArrowError> {
+    let texts = element_texts(values)?;
+    let texts = texts.as_string::<i32>();
+    let mut out = String::from("{");
+    for i in 0..texts.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        if texts.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        let v = texts.value(i);
+        let quote = v.is_empty()
+            || v.eq_ignore_ascii_case("null")
+            || v.chars()
+                .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+        if quote {
+            out.push('"');
+            for c in v.chars() {
+                if matches!(c, '"' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(v);
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// A timestamp as PostgreSQL prints it: `2024-01-02 03:04:05`, a fraction of a second
@@ -256,6 +311,8 @@ pub fn pg_text(array: &dyn Array) -> Result<ArrayRef, arrow::error::ArrowError> 
                     .value(i),
                 zone.is_some(),
             )?,
+            DataType::List(_) => array_text(&array.as_list::<i32>().value(i)).ok()?,
+            DataType::LargeList(_) => array_text(&array.as_list::<i64>().value(i)).ok()?,
             DataType::Duration(unit) => duration_text(match unit {
                 TimeUnit::Second => array
                     .as_primitive::<DurationSecondType>()

@@ -73,7 +73,31 @@ fn rewrite_expressions(
                 .map(|t| t.update_data(|e| name.restore(e)))
         })?;
         let transformed = rewritten.transformed;
-        let plan = rewritten.data.recompute_schema()?;
+        let plan = match rewritten.data {
+            // A VALUES list keeps the schema it was planned with: plan it again from its
+            // rewritten rows (with the planner's own column names, column1…), or its
+            // columns would say `bigint` while holding `integer`s.
+            // The planner typed each NULL as the type it found (`bigint`); an untyped NULL
+            // lets the rows' own types decide again.
+            LogicalPlan::Values(v) if transformed => {
+                let rows = v
+                    .values
+                    .into_iter()
+                    .map(|row| {
+                        row.into_iter()
+                            .map(|e| match e {
+                                Expr::Literal(n, meta) if n.is_null() => {
+                                    Expr::Literal(ScalarValue::Null, meta)
+                                }
+                                other => other,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                datafusion::logical_expr::LogicalPlanBuilder::values(rows)?.build()?
+            }
+            other => other.recompute_schema()?,
+        };
         let changed = transformed || plan.schema() != &before;
         Ok(Transformed::new_transformed(plan, changed))
     })
@@ -203,6 +227,16 @@ impl PgSemantics {
                         op,
                         right,
                     })));
+                }
+                // date - date is an integer number of days on PostgreSQL, a bigint here.
+                if op == Operator::Minus
+                    && matches!(lt, Some(DataType::Date32))
+                    && matches!(rt, Some(DataType::Date32))
+                {
+                    return Ok(Transformed::yes(Expr::Cast(Cast::new(
+                        Box::new(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+                        DataType::Int32,
+                    ))));
                 }
                 let udf = match (op, &lt, &rt) {
                     (Operator::Plus, Some(l), Some(r)) if l.is_integer() && l == r => &self.add,

@@ -244,36 +244,18 @@ fn json_text(e: &Expr) -> String {
 }
 
 /// `x::json -> k`, `->>`, `#>>` (and chains of them) as functions over text.
-fn json_operator(expr: &Expr) -> Result<Option<String>> {
+fn json_operator(expr: &Expr) -> Option<String> {
     use datafusion::sql::sqlparser::ast::BinaryOperator;
     let Expr::BinaryOp { left, op, right } = expr else {
-        return Ok(None);
+        return None;
     };
     if !matches!(
         op,
         BinaryOperator::Arrow | BinaryOperator::LongArrow | BinaryOperator::HashLongArrow
     ) {
-        return Ok(None);
+        return None;
     }
-    // The parser binds `x -> 'k' IS NOT NULL` as `x -> ('k' IS NOT NULL)`, where PostgreSQL
-    // binds the arrow first: a key that is itself a test or comparison is refused.
-    if !matches!(
-        right.as_ref(),
-        Expr::Value(_)
-            | Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
-            | Expr::Nested(_)
-            | Expr::Cast { .. }
-            | Expr::Function(_)
-            | Expr::UnaryOp { .. }
-    ) {
-        return Err(DataFusionError::Plan(format!(
-            "`{expr}`: the embedded warehouse reads the right side of {op} as one expression \
-             (`{right}`); put the arrow in parentheses, as in `(x -> 'key') IS NOT NULL` or \
-             `(x ->> 'key') = 'value'`"
-        )));
-    }
-    Ok(json_arrow(left, op, right))
+    json_arrow(left, op, right)
 }
 
 fn json_arrow(
@@ -423,6 +405,85 @@ fn integer_literal(e: &Expr) -> Option<i64> {
     }
 }
 
+/// `2.5::int` (also `CAST(2.5 AS BIGINT)`…) as a cast of the exact decimal.
+fn decimal_literal_to_integer(expr: &Expr) -> Option<String> {
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    if !matches!(
+        data_type,
+        DataType::Int(_)
+            | DataType::Integer(_)
+            | DataType::BigInt(_)
+            | DataType::SmallInt(_)
+            | DataType::Int2(_)
+            | DataType::Int4(_)
+            | DataType::Int8(_)
+    ) {
+        return None;
+    }
+    let Expr::Value(v) = inner.as_ref() else {
+        return None;
+    };
+    let Value::Number(n, _) = &v.value else {
+        return None;
+    };
+    let (whole, fraction) = n.split_once('.')?;
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let scale = fraction.len();
+    let precision = (whole.trim_start_matches('0').len() + scale).clamp(1, 38);
+    if scale > precision {
+        return None;
+    }
+    Some(format!(
+        "CAST(CAST({n} AS DECIMAL({precision}, {scale})) AS {data_type})"
+    ))
+}
+
+/// `interval '1 day 02:03:04'`: the clock-time part spelled as hours, minutes and seconds,
+/// which the engine's interval reader takes (`-01:30` is minus an hour and a half).
+fn interval_with_clock_time(expr: &Expr) -> Option<String> {
+    let Expr::Interval(iv) = expr else {
+        return None;
+    };
+    if iv.leading_field.is_some() || iv.last_field.is_some() {
+        return None;
+    }
+    let Expr::Value(v) = iv.value.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &v.value else {
+        return None;
+    };
+    let mut changed = false;
+    let mut words = Vec::new();
+    for word in text.split_whitespace() {
+        let (sign, clock) = match word.as_bytes().first() {
+            Some(b'-') => ("-", &word[1..]),
+            Some(b'+') => ("", &word[1..]),
+            _ => ("", word),
+        };
+        let parts: Vec<&str> = clock.split(':').collect();
+        let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| numeric(p)) {
+            words.push(word.to_string());
+            continue;
+        }
+        changed = true;
+        for (value, unit) in parts.iter().zip(["hours", "minutes", "seconds"]) {
+            words.push(format!("{sign}{value} {unit}"));
+        }
+    }
+    changed.then(|| format!("INTERVAL '{}'", words.join(" ").replace('\'', "''")))
+}
+
 fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     // The engine's CUBE loses groups when a grouped column holds NULLs.
     if let Expr::Cube(_) = expr {
@@ -466,7 +527,39 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     {
         return parse(&format!("kondate_at_time_zone({timestamp}, {time_zone})")).map(Some);
     }
-    if let Some(sql) = json_operator(expr)? {
+    // COLLATE: the engine compares text by code point, which is collation "C".
+    if let Expr::Collate {
+        expr: inner,
+        collation,
+    } = expr
+    {
+        let name = collation.to_string();
+        let bare = name.trim_matches('"');
+        if matches!(bare, "C" | "POSIX" | "ucs_basic" | "default") {
+            return Ok(Some(Expr::Nested(inner.clone())));
+        }
+        return Err(DataFusionError::Plan(format!(
+            "COLLATE {name} is not supported by the embedded warehouse, which compares text \
+             by code point (COLLATE \"C\"); remove the COLLATE clause or write COLLATE \"C\""
+        )));
+    }
+    // A literal with a fraction is a numeric to PostgreSQL, whose cast to an integer rounds
+    // half away from zero (`2.5::int` is 3); the engine reads it as a float.
+    if let Some(sql) = decimal_literal_to_integer(expr) {
+        return parse(&sql).map(Some);
+    }
+    // `~x`, PostgreSQL's bitwise not, which the engine has not: -1 - x in two's complement.
+    if let Expr::UnaryOp {
+        op: datafusion::sql::sqlparser::ast::UnaryOperator::BitwiseNot,
+        expr: inner,
+    } = expr
+    {
+        return parse(&format!("(-1 - ({inner}))")).map(Some);
+    }
+    if let Some(sql) = interval_with_clock_time(expr) {
+        return parse(&sql).map(Some);
+    }
+    if let Some(sql) = json_operator(expr) {
         return parse(&sql).map(Some);
     }
     if let Expr::Cast {
@@ -573,6 +666,8 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
                 args.len()
             )));
         }
+        // age(x) counts from today's midnight.
+        ("age", [x]) => format!("age(CAST(current_date AS TIMESTAMP), {x})"),
         ("isnull", [a, b]) => format!("coalesce({a}, {b})"),
         ("mod", [a, b]) => format!("(({a}) % ({b}))"),
         ("charindex", [sub, s]) => format!("strpos({s}, {sub})"),

@@ -21,7 +21,13 @@
 //!   such steps — into it). A wall-clock time that a clock change skips is read as the
 //!   hour after; one it repeats, as standard time (the later instant), as PostgreSQL does.
 //!
-//! Hand-written because DataFusion has none of these; the regex crate reads patterns (POSIX
+//! - `md5(text)`: the MD5 digest of the text's UTF-8 bytes, 32 hexadecimal digits.
+//! - `quote_ident(text)` and `quote_literal(text)`: PostgreSQL's quoting (an identifier is
+//!   quoted unless it is lowercase letters, digits and `_` and not a reserved word; a
+//!   literal with a backslash is written `E'…'`).
+//!
+//! Hand-written because DataFusion has none of these (its `md5` comes with a feature that
+//! brings every digest); the regex crate reads patterns (POSIX
 //! classes such as `[[:digit:]]` included).
 
 use std::sync::Arc;
@@ -38,7 +44,7 @@ use datafusion::prelude::SessionContext;
 
 /// Register this module's functions on `ctx`.
 pub fn register(ctx: &SessionContext) {
-    let text_functions: [(&'static str, usize, usize, RowFn); 6] = [
+    let text_functions: [(&'static str, usize, usize, RowFn); 9] = [
         (
             "json_extract_path_text",
             2,
@@ -50,6 +56,9 @@ pub fn register(ctx: &SessionContext) {
         ("kondate_json_typeof", 1, 1, json_typeof),
         ("kondate_json_array_length", 1, 1, json_array_length),
         ("regexp_substr", 2, 4, regexp_substr),
+        ("md5", 1, 1, md5_hex),
+        ("quote_ident", 1, 1, quote_ident),
+        ("quote_literal", 1, 1, quote_literal),
     ];
     for (name, min, max, f) in text_functions {
         ctx.register_udf(ScalarUDF::from(TextFn::new(name, min, max, f)));
@@ -264,6 +273,202 @@ impl ScalarUDFImpl for AtTimeZone {
             Arc::new(array.with_timezone("UTC"))
         }))
     }
+}
+
+fn md5_hex(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    use md5::Digest;
+    use std::fmt::Write;
+    Ok(row[0].map(|s| {
+        md5::Md5::digest(s.as_bytes())
+            .iter()
+            .fold(String::with_capacity(32), |mut out, b| {
+                let _ = write!(out, "{b:02x}");
+                out
+            })
+    }))
+}
+
+/// PostgreSQL 15's keywords that are not unreserved (`pg_get_keywords()` where
+/// `catcode <> 'U'`): `quote_ident` quotes them.
+const QUOTED_KEYWORDS: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "between",
+    "bigint",
+    "binary",
+    "bit",
+    "boolean",
+    "both",
+    "case",
+    "cast",
+    "char",
+    "character",
+    "check",
+    "coalesce",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "dec",
+    "decimal",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "exists",
+    "extract",
+    "false",
+    "fetch",
+    "float",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "greatest",
+    "group",
+    "grouping",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "inout",
+    "int",
+    "integer",
+    "intersect",
+    "interval",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "least",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "national",
+    "natural",
+    "nchar",
+    "none",
+    "normalize",
+    "not",
+    "notnull",
+    "null",
+    "nullif",
+    "numeric",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "out",
+    "outer",
+    "overlaps",
+    "overlay",
+    "placing",
+    "position",
+    "precision",
+    "primary",
+    "real",
+    "references",
+    "returning",
+    "right",
+    "row",
+    "select",
+    "session_user",
+    "setof",
+    "similar",
+    "smallint",
+    "some",
+    "substring",
+    "symmetric",
+    "table",
+    "tablesample",
+    "then",
+    "time",
+    "timestamp",
+    "to",
+    "trailing",
+    "treat",
+    "trim",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "values",
+    "varchar",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+    "xmlattributes",
+    "xmlconcat",
+    "xmlelement",
+    "xmlexists",
+    "xmlforest",
+    "xmlnamespaces",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmltable",
+];
+
+fn quote_ident(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    Ok(row[0].map(|s| {
+        let plain = s
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if plain && QUOTED_KEYWORDS.binary_search(&s).is_err() {
+            s.to_string()
+        } else {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        }
+    }))
+}
+
+fn quote_literal(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
+    Ok(row[0].map(|s| {
+        let body = s.replace('\'', "''");
+        if s.contains('\\') {
+            format!("E'{}'", body.replace('\\', "\\\\"))
+        } else {
+            format!("'{body}'")
+        }
+    }))
 }
 
 fn json_extract_path_text(row: &[Option<&str>], _: &mut Cache) -> Result<Option<String>> {
@@ -543,6 +748,23 @@ fn regexp_substr(row: &[Option<&str>], cache: &mut Cache) -> Result<Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_follows_postgresql() {
+        // quote_ident looks keywords up by binary search.
+        assert!(QUOTED_KEYWORDS.windows(2).all(|w| w[0] < w[1]));
+        let mut c = Cache::default();
+        let q = |f: RowFn, s: &str, c: &mut Cache| f(&[Some(s)], c).unwrap().unwrap();
+        // Values checked against PostgreSQL 15.
+        assert_eq!(q(quote_ident, "ab", &mut c), "ab");
+        assert_eq!(q(quote_ident, "_a1", &mut c), "_a1");
+        assert_eq!(q(quote_ident, "Ab", &mut c), "\"Ab\"");
+        assert_eq!(q(quote_ident, "select", &mut c), "\"select\"");
+        assert_eq!(q(quote_ident, "1a", &mut c), "\"1a\"");
+        assert_eq!(q(quote_ident, "x\"y", &mut c), "\"x\"\"y\"");
+        assert_eq!(q(quote_literal, "a\\b'c", &mut c), "E'a\\\\b''c'");
+        assert_eq!(q(md5_hex, "", &mut c), "d41d8cd98f00b204e9800998ecf8427e");
+    }
 
     fn json(args: &[&str]) -> Option<String> {
         let row: Vec<Option<&str>> = args.iter().map(|a| Some(*a)).collect();

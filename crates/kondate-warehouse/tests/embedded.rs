@@ -603,8 +603,35 @@ async fn postgresql_semantics_fail_with_what_to_do_where_they_cannot_answer() {
             "cannot get the array length of a non-array",
         ),
         (
-            "SELECT CAST('{\"a\": 1}' AS json) ->> 'a' = '1'",
-            "put the arrow in parentheses",
+            "SELECT make_timestamp(2024, 2, 30, 0, 0, 0)",
+            "date field value out of range: 2024-02-30",
+        ),
+        (
+            "SELECT make_timestamp(2024, 1, 1, 25, 0, 0)",
+            "time field value out of range",
+        ),
+        (
+            "SELECT width_bucket(1, 1, 1, 3)",
+            "lower bound cannot equal upper bound",
+        ),
+        (
+            "SELECT width_bucket(1, 0, 10, 0)",
+            "count must be greater than zero",
+        ),
+        ("SELECT div(1, 0)", "division by zero"),
+        ("SELECT strtol('12z', 10)", "is not a number in base 10"),
+        ("SELECT gcd(1.5, 2)", "not an integer"),
+        (
+            "SELECT trunc(TIMESTAMP '2024-01-01 10:00:00', 2)",
+            "use date_trunc('unit', x)",
+        ),
+        (
+            "SELECT percentile_disc(1.5) WITHIN GROUP (ORDER BY v) FROM (VALUES (1), (2)) t(v)",
+            "not between 0 and 1",
+        ),
+        (
+            "SELECT v FROM (VALUES ('a'), ('b')) t(v) ORDER BY v COLLATE \"de_DE\"",
+            "compares text by code point",
         ),
         (
             "SELECT to_date('2024 1', 'YYYY Q')",
