@@ -1,9 +1,17 @@
-//! `PERCENTILE_DISC(f) WITHIN GROUP (ORDER BY x)`, which DataFusion has not: the first value
-//! (in that order, NULLs left out) whose position is at least `f` of the count — the
-//! `ceil(f × n)`-th, the first when that is 0 — of the type of `x`, NULL over no values.
-//! PostgreSQL's `percentile_disc_final` (src/backend/utils/adt/orderedsetaggs.c) is the
-//! reference; Redshift's `APPROXIMATE PERCENTILE_DISC` is answered exactly
-//! ([`crate::rsfuncs::without_approximate`]).
+//! Aggregates as PostgreSQL computes them:
+//!
+//! - `PERCENTILE_DISC(f) WITHIN GROUP (ORDER BY x)`, which DataFusion has not: the first
+//!   value (in that order, NULLs left out) whose position is at least `f` of the count — the
+//!   `ceil(f × n)`-th, the first when that is 0 — of the type of `x`, NULL over no values.
+//!   PostgreSQL's `percentile_disc_final` (src/backend/utils/adt/orderedsetaggs.c) is the
+//!   reference; Redshift's `APPROXIMATE PERCENTILE_DISC` is answered exactly
+//!   ([`crate::rsfuncs::without_approximate`]).
+//! - The statistics of `double precision` values — `var_pop`, `var_samp` (`variance`),
+//!   `stddev_pop`, `stddev_samp` (`stddev`), `covar_pop`, `covar_samp`, `corr` and the
+//!   `regr_*` family — with PostgreSQL's Youngs-Cramer sums (`float8_accum`,
+//!   `float8_regr_accum` and their combine and final functions in
+//!   src/backend/utils/adt/float.c), so the last digits agree with PostgreSQL's where the
+//!   engine's own algorithm rounds differently. A pair with a NULL is left out, as there.
 
 use std::sync::Arc;
 
@@ -19,11 +27,366 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
-/// Register `percentile_disc` on `ctx`.
+/// Register this module's aggregates on `ctx`, in place of the engine's of those names.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::from(PercentileDisc {
         signature: Signature::any(2, Volatility::Immutable),
     }));
+    for stat in [
+        Stat::VarPop,
+        Stat::VarSamp,
+        Stat::StddevPop,
+        Stat::StddevSamp,
+        Stat::CovarPop,
+        Stat::CovarSamp,
+        Stat::Corr,
+        Stat::RegrSlope,
+        Stat::RegrIntercept,
+        Stat::RegrR2,
+        Stat::RegrSxx,
+        Stat::RegrSyy,
+        Stat::RegrSxy,
+        Stat::RegrAvgX,
+        Stat::RegrAvgY,
+    ] {
+        let (name, aliases, two) = stat.describe();
+        ctx.register_udaf(AggregateUDF::from(FloatStat {
+            stat,
+            name,
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            signature: Signature::any(if two { 2 } else { 1 }, Volatility::Immutable),
+        }));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Stat {
+    VarPop,
+    VarSamp,
+    StddevPop,
+    StddevSamp,
+    CovarPop,
+    CovarSamp,
+    Corr,
+    RegrSlope,
+    RegrIntercept,
+    RegrR2,
+    RegrSxx,
+    RegrSyy,
+    RegrSxy,
+    RegrAvgX,
+    RegrAvgY,
+}
+
+impl Stat {
+    /// Name, aliases, and whether it takes a pair (Y, X).
+    fn describe(self) -> (&'static str, &'static [&'static str], bool) {
+        match self {
+            Stat::VarPop => ("var_pop", &[], false),
+            Stat::VarSamp => ("var_samp", &["variance", "var"], false),
+            Stat::StddevPop => ("stddev_pop", &[], false),
+            Stat::StddevSamp => ("stddev_samp", &["stddev"], false),
+            Stat::CovarPop => ("covar_pop", &[], true),
+            Stat::CovarSamp => ("covar_samp", &["covar"], true),
+            Stat::Corr => ("corr", &[], true),
+            Stat::RegrSlope => ("regr_slope", &[], true),
+            Stat::RegrIntercept => ("regr_intercept", &[], true),
+            Stat::RegrR2 => ("regr_r2", &[], true),
+            Stat::RegrSxx => ("regr_sxx", &[], true),
+            Stat::RegrSyy => ("regr_syy", &[], true),
+            Stat::RegrSxy => ("regr_sxy", &[], true),
+            Stat::RegrAvgX => ("regr_avgx", &[], true),
+            Stat::RegrAvgY => ("regr_avgy", &[], true),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FloatStat {
+    stat: Stat,
+    name: &'static str,
+    aliases: Vec<String>,
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for FloatStat {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        for (i, t) in args.iter().enumerate() {
+            if !t.is_numeric() && *t != DataType::Null {
+                return plan_err!("{}: argument {} is a {t}, not a number", self.name, i + 1);
+            }
+        }
+        Ok(DataType::Float64)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(["n", "sx", "sxx", "sy", "syy", "sxy"]
+            .iter()
+            .map(|k| {
+                Arc::new(Field::new(
+                    format!("{}[{k}]", args.name),
+                    DataType::Float64,
+                    true,
+                ))
+            })
+            .collect())
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Moments {
+            stat: self.stat,
+            pair: args.exprs.len() == 2,
+            m: [0.0; 6],
+        }))
+    }
+
+    /// A frame that slides (`ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING`): PostgreSQL sums
+    /// each frame's rows again, as [`Frame`] does; taking the leaving rows back out of the
+    /// sums instead loses every digit once a large value has passed through.
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Frame {
+            stat: self.stat,
+            pair: args.exprs.len() == 2,
+            rows: std::collections::VecDeque::new(),
+        }))
+    }
+}
+
+/// The rows of a sliding window frame, summed again for each result.
+#[derive(Debug)]
+struct Frame {
+    stat: Stat,
+    pair: bool,
+    rows: std::collections::VecDeque<(f64, f64)>,
+}
+
+impl Frame {
+    fn moments(&self) -> Result<Moments> {
+        let mut m = Moments {
+            stat: self.stat,
+            pair: self.pair,
+            m: [0.0; 6],
+        };
+        for (x, y) in &self.rows {
+            m.add(*x, *y)?;
+        }
+        Ok(m)
+    }
+}
+
+impl Accumulator for Frame {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        rows(self.pair, values, |x, y| {
+            self.rows.push_back((x, y));
+            Ok(())
+        })
+    }
+
+    /// The rows leaving the frame are its oldest, in order (NULL pairs were never kept).
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        rows(self.pair, values, |_, _| {
+            self.rows.pop_front();
+            Ok(())
+        })
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.moments()?.state()
+    }
+
+    fn merge_batch(&mut self, _: &[ArrayRef]) -> Result<()> {
+        exec_err!("a sliding window frame's statistics are not merged")
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.moments()?.evaluate()
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.rows.capacity() * std::mem::size_of::<(f64, f64)>()
+    }
+}
+
+/// PostgreSQL's transition values: N, Sx, Sxx, Sy, Syy, Sxy (X is the only or the second
+/// argument, Y the first).
+#[derive(Debug)]
+struct Moments {
+    stat: Stat,
+    pair: bool,
+    m: [f64; 6],
+}
+
+fn floats(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(arrow::compute::cast(a, &DataType::Float64)?)
+}
+
+impl Moments {
+    /// `float8_regr_accum` (`float8_accum` where there is no Y): one value in.
+    fn add(&mut self, x: f64, y: f64) -> Result<()> {
+        let [n0, sx0, sxx, sy0, syy, sxy] = self.m;
+        let n = n0 + 1.0;
+        let (sx, sy) = (sx0 + x, sy0 + y);
+        let (mut sxx, mut syy, mut sxy) = (sxx, syy, sxy);
+        if n0 > 0.0 {
+            let tx = x * n - sx;
+            let ty = y * n - sy;
+            if self.pair {
+                let scale = 1.0 / (n * n0);
+                sxx += tx * tx * scale;
+                syy += ty * ty * scale;
+                sxy += tx * ty * scale;
+            } else {
+                // float8_accum divides where float8_regr_accum multiplies by the inverse:
+                // the last digit differs.
+                sxx += tx * tx / (n * n0);
+            }
+            // Only finite inputs that give an infinite sum overflow; an infinite input
+            // makes the sums of squares NaN.
+            if sx.is_infinite() || sxx.is_infinite() {
+                if sx0.is_finite() && x.is_finite() {
+                    return exec_err!("value out of range: overflow");
+                }
+                sxx = f64::NAN;
+                sxy = f64::NAN;
+            }
+            if sy.is_infinite() || syy.is_infinite() {
+                if sy0.is_finite() && y.is_finite() {
+                    return exec_err!("value out of range: overflow");
+                }
+                syy = f64::NAN;
+                sxy = f64::NAN;
+            }
+        } else {
+            if !x.is_finite() {
+                sxx = f64::NAN;
+                sxy = f64::NAN;
+            }
+            if !y.is_finite() {
+                syy = f64::NAN;
+                sxy = f64::NAN;
+            }
+        }
+        self.m = [n, sx, sxx, sy, syy, sxy];
+        Ok(())
+    }
+}
+
+/// Each row's (X, Y) — X the only or the second argument — rows with a NULL left out.
+fn rows(pair: bool, values: &[ArrayRef], mut f: impl FnMut(f64, f64) -> Result<()>) -> Result<()> {
+    let (x, y) = if pair {
+        (floats(&values[1])?, Some(floats(&values[0])?))
+    } else {
+        (floats(&values[0])?, None)
+    };
+    let x = x.as_primitive::<arrow::datatypes::Float64Type>();
+    let y = y
+        .as_ref()
+        .map(|y| y.as_primitive::<arrow::datatypes::Float64Type>());
+    for i in 0..x.len() {
+        if x.is_null(i) || y.is_some_and(|y| y.is_null(i)) {
+            continue;
+        }
+        f(x.value(i), y.map_or(0.0, |y| y.value(i)))?;
+    }
+    Ok(())
+}
+
+impl Accumulator for Moments {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        rows(self.pair, values, |x, y| self.add(x, y))
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(self
+            .m
+            .iter()
+            .map(|v| ScalarValue::Float64(Some(*v)))
+            .collect())
+    }
+
+    /// `float8_regr_combine`.
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let cols: Vec<_> = states
+            .iter()
+            .map(|s| s.as_primitive::<arrow::datatypes::Float64Type>())
+            .collect();
+        for i in 0..cols[0].len() {
+            if cols.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            let other: [f64; 6] = std::array::from_fn(|k| cols[k].value(i));
+            let [n1, sx1, sxx1, sy1, syy1, sxy1] = self.m;
+            let [n2, sx2, sxx2, sy2, syy2, sxy2] = other;
+            if n2 == 0.0 {
+                continue;
+            }
+            if n1 == 0.0 {
+                self.m = other;
+                continue;
+            }
+            let n = n1 + n2;
+            let t1 = sx1 / n1 - sx2 / n2;
+            let t2 = sy1 / n1 - sy2 / n2;
+            self.m = [
+                n,
+                sx1 + sx2,
+                sxx1 + sxx2 + n1 * n2 * t1 * t1 / n,
+                sy1 + sy2,
+                syy1 + syy2 + n1 * n2 * t2 * t2 / n,
+                sxy1 + sxy2 + n1 * n2 * t1 * t2 / n,
+            ];
+        }
+        Ok(())
+    }
+
+    /// The final functions (`float8_var_pop`, `float8_corr`, `float8_regr_slope`, …).
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let [n, sx, sxx, sy, syy, sxy] = self.m;
+        let v = match self.stat {
+            Stat::VarPop => (n > 0.0).then(|| sxx / n),
+            Stat::VarSamp => (n > 1.0).then(|| sxx / (n - 1.0)),
+            Stat::StddevPop => (n > 0.0).then(|| (sxx / n).sqrt()),
+            Stat::StddevSamp => (n > 1.0).then(|| (sxx / (n - 1.0)).sqrt()),
+            Stat::CovarPop => (n > 0.0).then(|| sxy / n),
+            Stat::CovarSamp => (n > 1.0).then(|| sxy / (n - 1.0)),
+            Stat::Corr => (n >= 1.0 && sxx != 0.0 && syy != 0.0).then(|| sxy / (sxx * syy).sqrt()),
+            Stat::RegrSlope => (n >= 1.0 && sxx != 0.0).then(|| sxy / sxx),
+            Stat::RegrIntercept => (n >= 1.0 && sxx != 0.0).then(|| (sy - sx * sxy / sxx) / n),
+            Stat::RegrR2 => (n >= 1.0 && sxx != 0.0).then(|| {
+                if syy == 0.0 {
+                    1.0
+                } else {
+                    (sxy * sxy) / (sxx * syy)
+                }
+            }),
+            Stat::RegrSxx => (n >= 1.0).then_some(sxx),
+            Stat::RegrSyy => (n >= 1.0).then_some(syy),
+            Stat::RegrSxy => (n >= 1.0).then_some(sxy),
+            Stat::RegrAvgX => (n >= 1.0).then(|| sx / n),
+            Stat::RegrAvgY => (n >= 1.0).then(|| sy / n),
+        };
+        Ok(ScalarValue::Float64(v))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
