@@ -12,6 +12,11 @@
 //!   `float8_regr_accum` and their combine and final functions in
 //!   src/backend/utils/adt/float.c), so the last digits agree with PostgreSQL's where the
 //!   engine's own algorithm rounds differently. A pair with a NULL is left out, as there.
+//! - `sum` and `avg` of floats over a sliding window frame (`ROWS BETWEEN 1 PRECEDING AND
+//!   1 FOLLOWING`): the engine takes the rows leaving the frame back out of a running sum,
+//!   so once a large value (1e20) has passed through, the small ones that follow are lost
+//!   (an average of 0.7 came out 0); PostgreSQL sums each frame again, and so does kondate
+//!   ([`Resummed`]). Everything else about them is the engine's.
 
 use std::sync::Arc;
 
@@ -20,6 +25,8 @@ use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::expr::{AggregateFunctionParams, WindowFunctionParams};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
@@ -29,6 +36,14 @@ use datafusion::prelude::SessionContext;
 
 /// Register this module's aggregates on `ctx`, in place of the engine's of those names.
 pub fn register(ctx: &SessionContext) {
+    for name in ["sum", "avg"] {
+        if let Ok(inner) = ctx.udaf(name) {
+            ctx.register_udaf(AggregateUDF::from(Resummed {
+                average: name == "avg",
+                inner,
+            }));
+        }
+    }
     ctx.register_udaf(AggregateUDF::from(PercentileDisc {
         signature: Signature::any(2, Volatility::Immutable),
     }));
@@ -541,5 +556,190 @@ impl Accumulator for Values {
                 .iter()
                 .map(|a| a.get_array_memory_size())
                 .sum::<usize>()
+    }
+}
+
+/// The engine's `sum` or `avg`, except over a sliding window frame of floats (see the
+/// module): every method is the engine's own but that frame's accumulator.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Resummed {
+    average: bool,
+    inner: Arc<AggregateUDF>,
+}
+
+impl AggregateUDFImpl for Resummed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn schema_name(&self, params: &AggregateFunctionParams) -> Result<String> {
+        self.inner.inner().schema_name(params)
+    }
+
+    fn human_display(&self, params: &AggregateFunctionParams) -> Result<String> {
+        self.inner.inner().human_display(params)
+    }
+
+    fn window_function_schema_name(&self, params: &WindowFunctionParams) -> Result<String> {
+        self.inner.inner().window_function_schema_name(params)
+    }
+
+    fn display_name(&self, params: &AggregateFunctionParams) -> Result<String> {
+        self.inner.inner().display_name(params)
+    }
+
+    fn window_function_display_name(&self, params: &WindowFunctionParams) -> Result<String> {
+        self.inner.inner().window_function_display_name(params)
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        self.inner.inner().return_type(args)
+    }
+
+    fn return_field(&self, args: &[FieldRef]) -> Result<FieldRef> {
+        self.inner.inner().return_field(args)
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.inner.inner().is_nullable()
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.inner().accumulator(args)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.inner().state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.inner().groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        self.inner.inner().create_groups_accumulator(args)
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if args.is_distinct || !args.expr_fields[0].data_type().is_floating() {
+            return self.inner.inner().create_sliding_accumulator(args);
+        }
+        Ok(Box::new(FloatFrame {
+            average: self.average,
+            out: args.return_field.data_type().clone(),
+            rows: std::collections::VecDeque::new(),
+        }))
+    }
+
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        self.inner.inner().order_sensitivity()
+    }
+
+    fn simplify(
+        &self,
+    ) -> Option<datafusion::logical_expr::function::AggregateFunctionSimplification> {
+        self.inner.inner().simplify()
+    }
+
+    /// The same either way round (as the engine's): this function, not the engine's.
+    fn reverse_expr(&self) -> datafusion::logical_expr::ReversedUDAF {
+        datafusion::logical_expr::ReversedUDAF::Identical
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.inner().coerce_types(args)
+    }
+
+    fn is_descending(&self) -> Option<bool> {
+        self.inner.inner().is_descending()
+    }
+
+    fn value_from_stats(
+        &self,
+        args: &datafusion::logical_expr::StatisticsArgs,
+    ) -> Option<ScalarValue> {
+        self.inner.inner().value_from_stats(args)
+    }
+
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        self.inner.inner().default_value(data_type)
+    }
+
+    fn supports_null_handling_clause(&self) -> bool {
+        self.inner.inner().supports_null_handling_clause()
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.inner().documentation()
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> datafusion::logical_expr::SetMonotonicity {
+        self.inner.inner().set_monotonicity(data_type)
+    }
+}
+
+/// A sliding frame's floats, summed again in order for each result (`float8pl`, and the
+/// sum over the count for `avg`).
+#[derive(Debug)]
+struct FloatFrame {
+    average: bool,
+    out: DataType,
+    rows: std::collections::VecDeque<f64>,
+}
+
+impl Accumulator for FloatFrame {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        rows(false, values, |x, _| {
+            self.rows.push_back(x);
+            Ok(())
+        })
+    }
+
+    /// The rows leaving the frame are its oldest, in order (NULLs were never kept).
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        rows(false, values, |_, _| {
+            self.rows.pop_front();
+            Ok(())
+        })
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        exec_err!("a sliding window frame's sum has no partial state")
+    }
+
+    fn merge_batch(&mut self, _: &[ArrayRef]) -> Result<()> {
+        exec_err!("a sliding window frame's sum is not merged")
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        if self.rows.is_empty() {
+            return ScalarValue::try_from(&self.out);
+        }
+        let sum: f64 = self.rows.iter().fold(0.0, |a, x| a + x);
+        let v = if self.average {
+            sum / self.rows.len() as f64
+        } else {
+            sum
+        };
+        ScalarValue::Float64(Some(v)).cast_to(&self.out)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.rows.capacity() * std::mem::size_of::<f64>()
     }
 }
