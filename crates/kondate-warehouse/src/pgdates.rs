@@ -98,9 +98,7 @@ impl ScalarUDFImpl for DateFn {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         let (count, name) = self.arity();
-        if args.len() != count {
-            return plan_err!("{name} takes {count} arguments, not {}", args.len());
-        }
+        crate::pgmath::check_count(name, args, count, count)?;
         let time_like = |i: usize| -> Result<()> {
             if is_time_like(&args[i]) {
                 Ok(())
@@ -112,13 +110,7 @@ impl ScalarUDFImpl for DateFn {
                 )
             }
         };
-        let number = |i: usize| -> Result<()> {
-            if args[i].is_numeric() || args[i] == DataType::Null {
-                Ok(())
-            } else {
-                plan_err!("{name}: argument {} is a {}, not a number", i + 1, args[i])
-            }
-        };
+        let number = |i: usize| crate::pgmath::expect_number(name, args, i);
         Ok(match self.kind {
             Kind::Age => {
                 time_like(0)?;

@@ -153,25 +153,8 @@ impl MathFn {
 
     fn result_type(&self, args: &[DataType], scalars: &[Option<&ScalarValue>]) -> Result<DataType> {
         let (min, max, name) = self.arity();
-        if args.len() < min || args.len() > max {
-            let count = if min == max {
-                format!("{min}")
-            } else {
-                format!("{min} or {max}")
-            };
-            return plan_err!("{name} takes {count} arguments, not {}", args.len());
-        }
-        let numeric = |i: usize| -> Result<()> {
-            if is_number(&args[i]) {
-                Ok(())
-            } else {
-                plan_err!(
-                    "{name}: argument {} is a {}, not a number; cast it, as in {name}(x::numeric)",
-                    i + 1,
-                    args[i]
-                )
-            }
-        };
+        check_count(name, args, min, max)?;
+        let numeric = |i: usize| expect_number(name, args, i);
         Ok(match self.kind {
             Kind::Trunc => {
                 if is_temporal(&args[0]) {
@@ -274,6 +257,32 @@ impl MathFn {
                 DataType::Int64
             }
         })
+    }
+}
+
+/// That `name` has between `min` and `max` arguments (a plan error saying so otherwise).
+pub(crate) fn check_count(name: &str, args: &[DataType], min: usize, max: usize) -> Result<()> {
+    if (min..=max).contains(&args.len()) {
+        return Ok(());
+    }
+    let count = if min == max {
+        format!("{min}")
+    } else {
+        format!("{min} or {max}")
+    };
+    plan_err!("{name} takes {count} arguments, not {}", args.len())
+}
+
+/// That argument `i` of `name` is a number (or NULL).
+pub(crate) fn expect_number(name: &str, args: &[DataType], i: usize) -> Result<()> {
+    if is_number(&args[i]) {
+        Ok(())
+    } else {
+        plan_err!(
+            "{name}: argument {} is a {}, not a number; cast it, as in {name}(x::numeric)",
+            i + 1,
+            args[i]
+        )
     }
 }
 
