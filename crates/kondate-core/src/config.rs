@@ -67,6 +67,13 @@ pub struct ServerSection {
 pub struct StateSection {
     /// `sqlite://PATH`, `postgres://…` or `mysql://…`. Passwords only via `KONDATE_STATE_URL`.
     pub url: String,
+    /// How often a running kondate process tells the state database it is alive.
+    #[serde(with = "human_duration")]
+    pub heartbeat: Duration,
+    /// How long a process may stay silent before the work it owns (queries waiting or
+    /// running) counts as lost and is failed by another process.
+    #[serde(with = "human_duration")]
+    pub lost_after: Duration,
 }
 
 /// The service database: the product's own database, where label tables (and later result
@@ -269,6 +276,8 @@ impl Default for StateSection {
     fn default() -> Self {
         Self {
             url: "sqlite://.kondate/state.db".into(),
+            heartbeat: Duration::from_secs(10),
+            lost_after: Duration::from_secs(60),
         }
     }
 }

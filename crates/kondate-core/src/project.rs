@@ -32,6 +32,8 @@ name = "{name}"
 
 [state]
 # url = "sqlite://.kondate/state.db"     # or postgres://… / mysql://… via KONDATE_STATE_URL
+# heartbeat = "10s"                      # how often a running process says it is alive
+# lost_after = "1m"                      # silence after which its queries count as lost
 
 [service]
 # url = "sqlite://.kondate/service.db"   # the product's database: label tables land here

@@ -7,6 +7,7 @@
 //! transactional DDL, named locks), never as `if mysql {…}` in the crates above.
 
 mod bulk;
+pub mod processes;
 mod sqlite;
 pub mod state;
 

@@ -162,6 +162,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE kondate_tokens ADD COLUMN rotated_at BIGINT NULL;
     UPDATE kondate_tokens SET kind = 'legacy', scopes = '{legacy_scopes}' WHERE kind IS NULL",
     ),
+    (
+        6,
+        "CREATE TABLE IF NOT EXISTS kondate_processes (
+        id VARCHAR(255) NOT NULL PRIMARY KEY,
+        host VARCHAR(255) NOT NULL,
+        pid BIGINT NOT NULL,
+        version VARCHAR(64) NOT NULL,
+        command VARCHAR(64) NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        stopped_at BIGINT NULL
+    );
+    CREATE INDEX kondate_processes_heartbeat ON kondate_processes (heartbeat_at);
+    ALTER TABLE kondate_queries ADD COLUMN owner VARCHAR(255) NULL",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

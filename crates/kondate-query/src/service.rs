@@ -111,6 +111,8 @@ pub struct QueryService {
     clock: Arc<dyn Clock>,
     config: QuerySection,
     slots: Mutex<HashMap<String, Arc<TokenSlots>>>,
+    /// The registered process ([`kondate_db::processes`]) whose queries these are.
+    owner: std::sync::OnceLock<String>,
 }
 
 const COLUMNS: &str = "id, token_name, status, select_stmt, format, enable_metadata, \
@@ -141,7 +143,15 @@ impl QueryService {
             clock,
             config,
             slots: Mutex::new(HashMap::new()),
+            owner: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Record the queries this service starts as owned by registered process `id`, so that
+    /// other processes leave them alone while it is alive ([`QueryService::recover_lost`]).
+    /// Set once; a later call is ignored.
+    pub fn set_owner(&self, id: &str) {
+        let _ = self.owner.set(id.to_string());
     }
 
     /// Check that the state database answers.
@@ -262,7 +272,8 @@ impl QueryService {
             .db
             .insert_returning_id(
                 "INSERT INTO kondate_queries (token_name, status, select_stmt, format, \
-                 enable_metadata, object_prefix, created_at, expired) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                 enable_metadata, object_prefix, created_at, expired, owner) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 &[
                     token.into(),
                     Status::Pending.as_str().into(),
@@ -271,6 +282,7 @@ impl QueryService {
                     enable_metadata.into(),
                     "".into(),
                     ms(now),
+                    self.owner.get().map(String::as_str).into(),
                 ],
             )
             .await?;
@@ -471,32 +483,99 @@ impl QueryService {
         Ok(rows.len())
     }
 
-    /// Mark queries left `pending`/`running` by a previous process as failed, so that clients
-    /// stop polling them.
-    pub async fn recover_interrupted(&self) -> Result<u64, QueryError> {
+    /// Fail the queries left `pending`/`running` by a process that is gone — deregistered,
+    /// or silent for longer than `lost_after` — so that clients stop polling them; the
+    /// message names the process and when it was last heard from. Queries of a live process
+    /// (this one included) are left alone: another process starting is no reason to fail
+    /// them. A query recorded without an owner (by a kondate version before processes were
+    /// recorded) has nothing to go by and is failed. Returns how many were failed.
+    pub async fn recover_lost(&self, lost_after: Duration) -> Result<u64, QueryError> {
         let now = self.clock.now();
         let expires = now + chrono::Duration::from_std(self.config.result_ttl).unwrap_or_default();
-        Ok(self
+        let grace_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
+        let owners = self
             .db
-            .execute(
-                "UPDATE kondate_queries SET status = 'failed', error = ?, finished_at = ?, expires_at = ? \
-                 WHERE status IN ('pending', 'running')",
-                &[
-                    "kondate restarted while this query was waiting or running; submit it again".into(),
-                    ms(now),
-                    ms(expires),
-                ],
+            .fetch_all(
+                "SELECT DISTINCT owner FROM kondate_queries WHERE status IN ('pending', 'running')",
+                &[],
             )
-            .await?)
+            .await?;
+        let when = |t: i64| {
+            from_ms(Some(t)).map_or_else(
+                || t.to_string(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            )
+        };
+        let mut failed = 0;
+        for r in &owners {
+            let owner = get_opt_string(r, "owner");
+            let why = match &owner {
+                None => Some(
+                    "a kondate process that did not record itself (a version before process \
+                     tracking) was running this query and is not known to be alive"
+                        .to_string(),
+                ),
+                Some(id) if self.owner.get() == Some(id) => None,
+                Some(id) => match kondate_db::processes::get(&self.db, id).await? {
+                    None => Some(format!(
+                        "kondate process {id}, which ran this query, is not registered"
+                    )),
+                    Some(p) if p.is_live(now.timestamp_millis(), grace_ms) => None,
+                    Some(p) => Some(match p.stopped_at {
+                        Some(t) => format!(
+                            "{} stopped at {} while this query was waiting or running",
+                            p.describe(),
+                            when(t)
+                        ),
+                        None => format!(
+                            "{} was last heard from at {}, more than {}s before {} (state.lost_after)",
+                            p.describe(),
+                            when(p.heartbeat_at),
+                            lost_after.as_secs(),
+                            when(now.timestamp_millis())
+                        ),
+                    }),
+                },
+            };
+            let Some(why) = why else { continue };
+            let error = format!("{why}; submit it again");
+            let (filter, params): (&str, Vec<Value>) = match &owner {
+                Some(id) => ("owner = ?", vec![id.as_str().into()]),
+                None => ("owner IS NULL", Vec::new()),
+            };
+            let mut all = vec![error.as_str().into(), ms(now), ms(expires)];
+            all.extend(params);
+            let n = self
+                .db
+                .execute(
+                    &format!(
+                        "UPDATE kondate_queries SET status = 'failed', error = ?, finished_at = ?, \
+                         expires_at = ? WHERE status IN ('pending', 'running') AND {filter}"
+                    ),
+                    &all,
+                )
+                .await?;
+            if n > 0 {
+                tracing::warn!(queries = n, owner = owner.as_deref().unwrap_or(""), reason = %why, "failed queries whose process is gone");
+            }
+            failed += n;
+        }
+        Ok(failed)
     }
 
-    /// Expire results every `every` until the task is dropped.
-    pub async fn run_sweeper(self: Arc<Self>, every: Duration) {
+    /// Expire results and fail the queries of lost processes ([`QueryService::recover_lost`])
+    /// every `every` until the task is dropped. Every process may run it at once: each
+    /// statement only moves rows from one state to the next, and deleting a result's objects
+    /// twice is harmless.
+    pub async fn run_sweeper(self: Arc<Self>, every: Duration, lost_after: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             if let Err(e) = self.expire_due().await {
                 tracing::warn!(error = %e, "expiring results failed; will retry");
+            }
+            if let Err(e) = self.recover_lost(lost_after).await {
+                tracing::warn!(error = %e, "failing the queries of lost processes failed; will retry");
             }
         }
     }

@@ -468,7 +468,14 @@ async fn queries_interrupted_by_a_restart_end_failed_so_clients_stop_polling() {
         )
         .await
         .unwrap();
-    assert_eq!(s.opened.service.recover_interrupted().await.unwrap(), 1);
+    assert_eq!(
+        s.opened
+            .service
+            .recover_lost(std::time::Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
     let (status, body) = s.show(id, "__default__").await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "failed");
@@ -477,7 +484,11 @@ async fn queries_interrupted_by_a_restart_end_failed_so_clients_stop_polling() {
         "{body}"
     );
     assert_eq!(
-        s.opened.service.recover_interrupted().await.unwrap(),
+        s.opened
+            .service
+            .recover_lost(std::time::Duration::from_secs(60))
+            .await
+            .unwrap(),
         0,
         "finished queries are left alone"
     );

@@ -18,6 +18,10 @@ pub async fn run(services: &Services) -> CmdResult {
         "kondate serving on http://{addr} (project {})",
         project.root.display()
     );
-    kondate_web::serve(listener, state, crate::cli::shutdown_signal()).await?;
+    let served = kondate_web::serve(listener, state, crate::cli::shutdown_signal()).await;
+    // Deregistered whatever happened, so that other processes need not wait out
+    // `state.lost_after` before they fail what this one left unfinished.
+    services.stop_process().await;
+    served?;
     Ok(())
 }

@@ -26,6 +26,7 @@ pub struct Services {
     store: OnceCell<Store>,
     warehouse: OnceCell<Arc<dyn Warehouse>>,
     access: OnceCell<Access>,
+    process: OnceCell<kondate_db::processes::Process>,
 }
 
 impl Services {
@@ -38,6 +39,57 @@ impl Services {
             store: OnceCell::new(),
             warehouse: OnceCell::new(),
             access: OnceCell::new(),
+            process: OnceCell::new(),
+        }
+    }
+
+    /// This process, registered in the state database and heartbeating every
+    /// `state.heartbeat` from then on, so that other processes sharing the database leave
+    /// the work it owns alone while it lives ([`kondate_db::processes`]).
+    pub async fn process(&self) -> Result<&kondate_db::processes::Process, Failure> {
+        let db = self.state_db().await?;
+        self.process
+            .get_or_try_init(|| async {
+                let command = std::env::args().nth(1).unwrap_or_else(|| "kondate".into());
+                let now = self.clock.now().timestamp_millis();
+                let p = kondate_db::processes::register(
+                    db,
+                    &command,
+                    env!("CARGO_PKG_VERSION"),
+                    now,
+                )
+                .await?;
+                let (db, clock, id) = (db.clone(), self.clock.clone(), p.id.clone());
+                let every = self.project.config.state.heartbeat.max(Duration::from_millis(100));
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        let now = clock.now().timestamp_millis();
+                        match kondate_db::processes::heartbeat(&db, &id, now).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::error!(process = %id, "this process is recorded as stopped; other processes may fail its queries");
+                            }
+                            Err(e) => {
+                                tracing::warn!(process = %id, error = %e, "heartbeat failed; will retry");
+                            }
+                        }
+                    }
+                });
+                Ok::<_, Failure>(p)
+            })
+            .await
+    }
+
+    /// Record this process as stopped (a clean shutdown), if it registered.
+    pub async fn stop_process(&self) {
+        if let (Some(p), Some(db)) = (self.process.get(), self.state.get()) {
+            let now = self.clock.now().timestamp_millis();
+            if let Err(e) = kondate_db::processes::stop(db, &p.id, now).await {
+                tracing::warn!(process = %p.id, error = %e, "could not record this process as stopped");
+            }
         }
     }
 
@@ -94,13 +146,15 @@ impl Services {
 
     /// The query service.
     pub async fn query(&self) -> Result<Arc<QueryService>, Failure> {
-        Ok(QueryService::new(
+        let service = QueryService::new(
             self.state_db().await?.clone(),
             self.store().await?.clone(),
             self.warehouse().await?,
             self.clock.clone(),
             self.project.config.query.clone(),
-        ))
+        );
+        service.set_owner(&self.process().await?.id);
+        Ok(service)
     }
 
     /// The label sets.
@@ -160,17 +214,19 @@ impl Services {
     /// What `kondate serve` serves.
     pub async fn app_state(&self) -> Result<kondate_web::AppState, Failure> {
         let query = self.query().await?;
-        let n = query
-            .recover_interrupted()
+        let lost_after = self.project.config.state.lost_after;
+        // Only the queries of processes that are gone: others may be running elsewhere.
+        query
+            .recover_lost(lost_after)
             .await
             .map_err(crate::output::query_failure)?;
-        if n > 0 {
-            tracing::warn!(
-                queries = n,
-                "marked queries interrupted by the last shutdown as failed"
-            );
-        }
-        tokio::spawn(query.clone().run_sweeper(Duration::from_secs(60)));
+        let every = self
+            .project
+            .config
+            .state
+            .heartbeat
+            .clamp(Duration::from_millis(100), Duration::from_secs(60));
+        tokio::spawn(query.clone().run_sweeper(every, lost_after));
         Ok(kondate_web::AppState::new(kondate_web::AppParts {
             access: self.access().await?.clone(),
             store: self.store().await?.clone(),

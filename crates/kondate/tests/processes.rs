@@ -1,0 +1,232 @@
+//! Several `kondate serve` processes (separate OS processes) on one state database: a
+//! process starting never fails another's queries; the queries of a process that is
+//! SIGKILLed are failed by another once `state.lost_after` has passed, naming it; a process
+//! stopped with SIGTERM deregisters. On SQLite here, on PostgreSQL and MariaDB in CI.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kondate_db::{Database, Value, get_opt_string, get_string};
+
+/// A `kondate serve` of the project, SIGKILLed on drop if still running.
+struct Server {
+    child: Child,
+    listen: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(root: &Path, env: &[(String, String)]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .current_dir(root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .env("KONDATE_STATE_HEARTBEAT", "200ms")
+        .env("KONDATE_STATE_LOST_AFTER", "5s")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["serve", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "kondate serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, listen }
+}
+
+/// A query recorded as running, owned by process `owner`: what a process leaves behind
+/// while it runs a long query.
+async fn running_query(db: &Database, owner: &str) -> i64 {
+    db.insert_returning_id(
+        "INSERT INTO kondate_queries (token_name, status, select_stmt, format, \
+         enable_metadata, object_prefix, created_at, started_at, expired, owner) \
+         VALUES (NULL, 'running', 'SELECT 1', 'csv', 0, 'queries/x/', 0, 0, 0, ?)",
+        &[owner.into()],
+    )
+    .await
+    .unwrap()
+}
+
+async fn status(db: &Database, id: i64) -> (String, Option<String>) {
+    let rows = db
+        .fetch_all(
+            "SELECT status, error FROM kondate_queries WHERE id = ?",
+            &[Value::Int(id)],
+        )
+        .await
+        .unwrap();
+    (
+        get_string(&rows[0], "status").unwrap(),
+        get_opt_string(&rows[0], "error"),
+    )
+}
+
+/// The id of the serve process listening on `listen`'s pid.
+async fn process_of(db: &Database, server: &Server) -> String {
+    let pid = i64::from(server.child.id());
+    let rows = db
+        .fetch_all(
+            "SELECT id FROM kondate_processes WHERE pid = ? AND command = 'serve' AND stopped_at IS NULL",
+            &[Value::Int(pid)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "serve pid {pid} registered once");
+    get_string(&rows[0], "id").unwrap()
+}
+
+async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
+    let (_dir, root) = common::init_project();
+    let state_url = env
+        .iter()
+        .find(|(k, _)| k == "KONDATE_STATE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/state.db").display()));
+
+    let a = serve(&root, &env);
+    let db = Database::connect(&state_url).await.unwrap();
+    let a_id = process_of(&db, &a).await;
+    let owned_by_a = running_query(&db, &a_id).await;
+    // A process that stopped heartbeating long ago, on another machine, left a query.
+    db.execute(
+        "INSERT INTO kondate_processes (id, host, pid, version, command, started_at, heartbeat_at) \
+         VALUES ('elsewhere:7:0:0', 'elsewhere', 7, '0.0.0', 'serve', 0, 0)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let orphaned = running_query(&db, "elsewhere:7:0:0").await;
+
+    // A second server starts: it fails the orphan, and leaves A's query alone.
+    let b = serve(&root, &env);
+    let (s, error) = status(&db, orphaned).await;
+    assert_eq!(s, "failed");
+    let error = error.unwrap();
+    assert!(
+        error.contains("elsewhere:7:0:0") && error.contains("last heard from at 1970-01-01"),
+        "{error}"
+    );
+    assert_eq!(
+        status(&db, owned_by_a).await.0,
+        "running",
+        "a process starting must not fail another live process's query"
+    );
+    // Both stay up, heartbeating: A's query is still left alone past lost_after.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(status(&db, owned_by_a).await.0, "running");
+
+    // A is SIGKILLed: nothing deregisters it; B fails its query once lost_after has passed.
+    let killed = std::time::Instant::now();
+    drop(a);
+    assert_eq!(
+        status(&db, owned_by_a).await.0,
+        "running",
+        "failed before lost_after had passed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let (s, error) = status(&db, owned_by_a).await;
+        if s == "failed" {
+            break error.unwrap();
+        }
+        assert!(Instant::now() < deadline, "A's query was never failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        killed.elapsed() >= Duration::from_millis(4500),
+        "failed {:?} after the kill, before lost_after (5s) could have passed",
+        killed.elapsed()
+    );
+    assert!(
+        error.contains(&a_id)
+            && error.contains("last heard from")
+            && error.contains("submit it again"),
+        "{error}"
+    );
+
+    // B stopped with SIGTERM deregisters.
+    let b_id = process_of(&db, &b).await;
+    let b_pid = b.child.id();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &b_pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&b.listen).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "kondate serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = db
+            .fetch_all(
+                "SELECT stopped_at FROM kondate_processes WHERE id = ?",
+                &[b_id.as_str().into()],
+            )
+            .await
+            .unwrap();
+        if kondate_db::get_opt_i64(&rows[0], "stopped_at").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never recorded that it stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
+    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kondate_db::isolated_test_database(&base, tag))
+        .unwrap();
+    vec![("KONDATE_STATE_URL".into(), url)]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_several_servers_share_one_state_database() {
+    several_servers_share_one_state_database(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_several_servers_share_one_state_database() {
+    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_POSTGRES_URL", "processes"))
+        .await
+        .unwrap();
+    several_servers_share_one_state_database(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mariadb_several_servers_share_one_state_database() {
+    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_MYSQL_URL", "processes"))
+        .await
+        .unwrap();
+    several_servers_share_one_state_database(env).await;
+}
