@@ -149,3 +149,18 @@ pub async fn list(db: &Database, since_ms: i64) -> Result<Vec<Process>, DbError>
     .map(from_row)
     .collect()
 }
+
+/// How many queries each owner has waiting or running, by owner id.
+pub async fn queries_owned(
+    db: &Database,
+) -> Result<std::collections::HashMap<String, i64>, DbError> {
+    db.fetch_all(
+        "SELECT owner, COUNT(*) AS n FROM kondate_queries \
+         WHERE status IN ('pending', 'running') AND owner IS NOT NULL GROUP BY owner",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((get_string(r, "owner")?, get_i64(r, "n")?)))
+    .collect()
+}

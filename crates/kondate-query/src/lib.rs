@@ -5,6 +5,7 @@
 mod guard;
 mod pglex;
 mod placeholders;
+pub mod processes;
 mod service;
 
 use std::sync::Arc;

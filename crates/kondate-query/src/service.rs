@@ -154,6 +154,15 @@ impl QueryService {
         let _ = self.owner.set(id.to_string());
     }
 
+    /// The kondate processes heard from since `since` ([`crate::processes`]).
+    pub async fn processes(
+        &self,
+        since: DateTime<Utc>,
+        lost_after: Duration,
+    ) -> Result<Vec<crate::processes::ProcessView>, QueryError> {
+        crate::processes::list(&self.db, self.clock.now(), since, lost_after).await
+    }
+
     /// Check that the state database answers.
     pub async fn ping(&self) -> Result<(), QueryError> {
         self.db.fetch_all("SELECT 1", &[]).await?;

@@ -13,6 +13,7 @@ mod labels;
 mod metrics;
 mod models;
 mod openapi;
+mod processes;
 mod results;
 mod runs;
 
@@ -232,6 +233,13 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             get(runs::logs),
         )
         .add("get", "/v1/audit", Every(Admin), None, get(audit::list))
+        .add(
+            "get",
+            "/v1/processes",
+            Every(Admin),
+            None,
+            get(processes::list),
+        )
         .into_parts()
 }
 

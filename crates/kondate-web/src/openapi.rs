@@ -238,6 +238,13 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "responses": {
                     "200": {"description": "`{records: [{id, at, actor, action, target, params, outcome, status, source, client, detail}]}`", "content": {"application/json": {}}},
                     "400": error_response("a bad filter")}}}));
+    paths.insert("/v1/processes".into(), json!({"get": {
+                "summary": "The kondate processes sharing the state database, newest first: live, stopped (deregistered) and lost (silent past state.lost_after), each with the queries it owns",
+                "parameters": [
+                    {"name": "since", "in": "query", "schema": {"type": "string", "default": "24h"}, "description": "heard from since an RFC 3339 time, or a duration back from now (`1h`, `7d`)"}],
+                "responses": {
+                    "200": {"description": "`{processes: [{id, host, pid, version, command, state, started_at, last_heartbeat_at, stopped_at, queries}]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad `since`")}}}));
     paths
 }
 

@@ -10,6 +10,7 @@ mod demo_data;
 mod labels_cmd;
 mod models_cmd;
 mod output;
+mod processes_cmd;
 mod query_cmd;
 mod results_cmd;
 mod results_sink;
@@ -99,6 +100,12 @@ enum Command {
         after_help = "Examples:\n  kondate audit --since 24h\n  kondate audit --actor 'token:*' --outcome denied\n  kondate audit --target recipe-category@production --format json"
     )]
     Audit(audit_cmd::AuditArgs),
+    /// The kondate processes sharing the state database: live, stopped and lost, each with
+    /// the queries it owns.
+    #[command(
+        after_help = "Examples:\n  kondate processes\n  kondate processes --since 7d --format json"
+    )]
+    Processes(processes_cmd::ProcessesArgs),
     /// The reference recipe project's jobs (examples/recipes), built into kondate so that
     /// `kondate demo` runs them as apps without a second build; they talk to the server
     /// like any job, through the client and the run's token.
@@ -137,6 +144,7 @@ fn need(command: &Command) -> CliNeed {
         Command::Tokens(cmd) => cmd.need(),
         Command::Users(cmd) => cmd.need(),
         Command::Audit(args) => args.need(),
+        Command::Processes(args) => args.need(),
     }
 }
 
@@ -197,6 +205,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Audit(args) => {
             let services = Services::new(load_project(project)?);
             guarded(&services, need, audit_cmd::run(&services, args)).await
+        }
+        Command::Processes(args) => {
+            let services = Services::new(load_project(project)?);
+            guarded(&services, need, processes_cmd::run(&services, args)).await
         }
         Command::ExampleJob { job } => {
             use kondate_example_recipes::jobs;

@@ -51,6 +51,21 @@ fn serve(root: &Path, env: &[(String, String)]) -> Server {
     Server { child, listen }
 }
 
+/// `kondate processes --format json`.
+fn processes(root: &Path, env: &[(String, String)]) -> Vec<serde_json::Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .current_dir(root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .env("KONDATE_STATE_LOST_AFTER", "5s")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["processes", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A query recorded as running, owned by process `owner`: what a process leaves behind
 /// while it runs a long query.
 async fn running_query(db: &Database, owner: &str) -> i64 {
@@ -128,6 +143,20 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         "running",
         "a process starting must not fail another live process's query"
     );
+    // `kondate processes` shows both servers live, A owning its query.
+    let listed = processes(&root, &env);
+    let a_view = listed.iter().find(|p| p["id"] == a_id.as_str()).unwrap();
+    assert_eq!(a_view["state"], "live", "{listed:?}");
+    assert_eq!(a_view["queries"], 1, "{listed:?}");
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|p| p["state"] == "live" && p["command"] == "serve")
+            .count(),
+        2,
+        "{listed:?}"
+    );
+
     // Both stay up, heartbeating: A's query is still left alone past lost_after.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(status(&db, owned_by_a).await.0, "running");
@@ -159,6 +188,14 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
             && error.contains("last heard from")
             && error.contains("submit it again"),
         "{error}"
+    );
+
+    let listed = processes(&root, &env);
+    let a_view = listed.iter().find(|p| p["id"] == a_id.as_str()).unwrap();
+    assert_eq!(
+        (a_view["state"].as_str(), a_view["queries"].as_i64()),
+        (Some("lost"), Some(0)),
+        "{listed:?}"
     );
 
     // B stopped with SIGTERM deregisters.

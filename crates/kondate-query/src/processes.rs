@@ -1,0 +1,68 @@
+//! The kondate processes sharing the state database, as `kondate processes` and
+//! `GET /v1/processes` show them: each with its state and the work it owns.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kondate_db::Database;
+use serde::Serialize;
+
+use crate::QueryError;
+
+/// One process, for people and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessView {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    /// The command it runs: `serve`, `query`, …
+    pub command: String,
+    /// `live`, `stopped` (it deregistered) or `lost` (silent past `state.lost_after`).
+    pub state: &'static str,
+    pub started_at: String,
+    pub last_heartbeat_at: String,
+    pub stopped_at: Option<String>,
+    /// Queries it owns that are waiting or running.
+    pub queries: i64,
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    )
+}
+
+/// The processes heard from (or stopped) since `since`, newest first, as seen at `now`.
+pub async fn list(
+    db: &Database,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+    lost_after: Duration,
+) -> Result<Vec<ProcessView>, QueryError> {
+    let grace_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
+    let owned = kondate_db::processes::queries_owned(db).await?;
+    Ok(kondate_db::processes::list(db, since.timestamp_millis())
+        .await?
+        .into_iter()
+        .map(|p| ProcessView {
+            state: if p.stopped_at.is_some() {
+                "stopped"
+            } else if p.is_live(now.timestamp_millis(), grace_ms) {
+                "live"
+            } else {
+                "lost"
+            },
+            queries: owned.get(&p.id).copied().unwrap_or(0),
+            started_at: rfc3339(p.started_at),
+            last_heartbeat_at: rfc3339(p.heartbeat_at),
+            stopped_at: p.stopped_at.map(rfc3339),
+            id: p.id,
+            host: p.host,
+            pid: p.pid,
+            version: p.version,
+            command: p.command,
+        })
+        .collect())
+}
