@@ -163,6 +163,11 @@ impl QueryService {
         crate::processes::list(&self.db, self.clock.now(), since, lost_after).await
     }
 
+    /// Check that the warehouse answers.
+    pub async fn ping_warehouse(&self) -> Result<(), QueryError> {
+        Ok(self.warehouse.ping().await?)
+    }
+
     /// Check that the state database answers.
     pub async fn ping(&self) -> Result<(), QueryError> {
         self.db.fetch_all("SELECT 1", &[]).await?;

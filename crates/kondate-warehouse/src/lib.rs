@@ -148,6 +148,10 @@ pub trait Warehouse: Send + Sync + std::fmt::Debug {
     ) -> Result<LoadReport, WarehouseError>;
     /// Drop a table; false when it did not exist.
     async fn drop_table(&self, table: &TableName) -> Result<bool, WarehouseError>;
+    /// Whether it answers (the readiness check): its tables can be listed.
+    async fn ping(&self) -> Result<(), WarehouseError> {
+        self.tables().await.map(|_| ())
+    }
 }
 
 /// Open the warehouse the configuration names.

@@ -179,6 +179,68 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /readyz`: whether every part a request may need answers — the state database, the
+/// service database, the object store and the warehouse — each within 5 seconds. 200 when
+/// all do, else 503; each part says `ok` or `unavailable` (the reason goes to the log, not
+/// to an unauthenticated caller).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    async fn check<E: std::fmt::Display>(
+        part: &'static str,
+        f: impl std::future::Future<Output = Result<(), E>>,
+    ) -> (&'static str, bool) {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), f).await {
+            Ok(Ok(())) => (part, true),
+            Ok(Err(e)) => {
+                tracing::warn!(part, error = %e, "readiness check failed");
+                (part, false)
+            }
+            Err(_) => {
+                tracing::warn!(part, "readiness check took longer than 5 s");
+                (part, false)
+            }
+        }
+    }
+    let parts = tokio::join!(
+        check("state_database", state.service.ping()),
+        check("service_database", async {
+            state
+                .results
+                .db
+                .fetch_all("SELECT 1", &[])
+                .await
+                .map(|_| ())
+        }),
+        check("store", async {
+            match state.store.head("kondate-readiness-probe").await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }),
+        check("warehouse", state.service.ping_warehouse()),
+    );
+    let parts = [parts.0, parts.1, parts.2, parts.3];
+    let ready = parts.iter().all(|(_, ok)| *ok);
+    let body: serde_json::Map<String, Value> = parts
+        .iter()
+        .map(|(part, ok)| {
+            (
+                part.to_string(),
+                Value::from(if *ok { "ok" } else { "unavailable" }),
+            )
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ready { "ready" } else { "unavailable" }, "parts": body})),
+    )
+        .into_response()
+}
+
 /// Unknown routes answer in the API's error shape.
 pub async fn not_found() -> ApiError {
     ApiError::new(

@@ -73,6 +73,7 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
     use ScopeKind::*;
     access::Routes::new(state)
         .add("get", "/healthz", Public, None, get(api::healthz))
+        .add("get", "/readyz", Public, None, get(api::readyz))
         .add("get", "/metrics", Public, None, get(metrics::render))
         .add(
             "get",

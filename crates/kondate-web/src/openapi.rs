@@ -26,6 +26,7 @@ fn error_response(description: &str) -> Value {
 /// recursion limit).
 fn written_paths() -> serde_json::Map<String, Value> {
     let mut paths = serde_json::Map::new();
+    paths.insert("/readyz".into(), json!({"get": {"summary": "Readiness: whether the state database, service database, object store and warehouse each answer within 5 s", "responses": {"200": {"description": "`{status: ready, parts: {state_database, service_database, store, warehouse: ok}}`"}, "503": {"description": "a part is `unavailable` (the reason is in the server's log)"}}}}));
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness and state-database check", "responses": {"200": {"description": "healthy"}, "503": {"description": "the state database does not answer"}}}}));
     paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}}));
     paths.insert("/v1/openapi.json".into(), json!({"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}}));

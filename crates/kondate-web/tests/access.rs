@@ -70,6 +70,7 @@ async fn the_document_describes_every_route_with_its_scope_and_nothing_else() {
             );
             let public = [
                 "/healthz",
+                "/readyz",
                 "/metrics",
                 "/v1/openapi.json",
                 "/v1/objects/{key}",

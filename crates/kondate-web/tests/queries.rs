@@ -385,6 +385,26 @@ async fn parquet_results_are_an_extension() {
 }
 
 #[tokio::test]
+async fn readiness_names_each_part_and_fails_when_one_does_not_answer() {
+    let s = start(|_| {}).await;
+    let r = reqwest::get(format!("{}/readyz", s.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    for part in ["state_database", "service_database", "store", "warehouse"] {
+        assert_eq!(body["parts"][part], "ok", "{body}");
+    }
+    // The state database goes away: not ready, and that part says so (without details).
+    s.opened.db.close().await;
+    let r = reqwest::get(format!("{}/readyz", s.url)).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["parts"]["state_database"], "unavailable", "{body}");
+    assert_eq!(body["parts"]["store"], "ok", "{body}");
+}
+
+#[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
     let s = start(|_| {}).await;
     let r = reqwest::get(format!("{}/healthz", s.url)).await.unwrap();
