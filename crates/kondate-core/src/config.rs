@@ -60,6 +60,10 @@ pub struct ServerSection {
     /// Host names clients may reach this server by, besides `localhost`, IP addresses and
     /// the host of `public_url` (a request naming another is refused: DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// On SIGTERM, how long the server waits for the queries it runs to finish before it
+    /// exits (those still running are then failed by the other processes).
+    #[serde(with = "human_duration")]
+    pub drain_timeout: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -268,6 +272,7 @@ impl Default for ServerSection {
             body_timeout: Duration::from_secs(60),
             max_upload: 64 << 30,
             allowed_hosts: Vec::new(),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

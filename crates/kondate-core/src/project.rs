@@ -29,6 +29,7 @@ name = "{name}"
 # listen = "127.0.0.1:7878"
 # public_url = "http://127.0.0.1:7878"   # the address clients use; signed URLs are built on it
 # url = "http://127.0.0.1:7878"          # send `kondate query` through this server
+# drain_timeout = "30s"                  # on SIGTERM, time for running queries to finish
 
 [state]
 # url = "sqlite://.kondate/state.db"     # or postgres://… / mysql://… via KONDATE_STATE_URL

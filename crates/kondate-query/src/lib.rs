@@ -31,6 +31,12 @@ pub enum QueryError {
          retry when one of yours has finished"
     )]
     TooManyRequests { running: usize, queued: usize },
+    /// This process is shutting down and takes no new queries.
+    #[error(
+        "this kondate server is shutting down and takes no new queries; submit to another \
+         server (or again in a moment)"
+    )]
+    ShuttingDown,
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]

@@ -113,6 +113,38 @@ pub struct QueryService {
     slots: Mutex<HashMap<String, Arc<TokenSlots>>>,
     /// The registered process ([`kondate_db::processes`]) whose queries these are.
     owner: std::sync::OnceLock<String>,
+    /// Queries submitted and not yet finished, for draining on shutdown.
+    in_flight: Arc<InFlight>,
+}
+
+/// A count of queries in flight that [`QueryService::drain`] can wait on; once draining,
+/// no query is admitted.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    draining: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+/// One query in flight: counted while it lives.
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> Result<InFlightGuard, QueryError> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlightGuard(self.clone());
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(QueryError::ShuttingDown);
+        }
+        Ok(guard)
+    }
 }
 
 const COLUMNS: &str = "id, token_name, status, select_stmt, format, enable_metadata, \
@@ -144,7 +176,27 @@ impl QueryService {
             config,
             slots: Mutex::new(HashMap::new()),
             owner: std::sync::OnceLock::new(),
+            in_flight: Arc::default(),
         })
+    }
+
+    /// Stop admitting queries and wait, up to `deadline`, for those in flight to finish
+    /// (a server shutting down); returns how many are still unfinished. Their rows stay
+    /// `running` under this process, which other processes fail once it deregisters.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        let f = &self.in_flight;
+        f.draining.store(true, Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let changed = f.changed.notified();
+                if f.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(deadline, wait).await;
+        f.count.load(Ordering::SeqCst)
     }
 
     /// Record the queries this service starts as owned by registered process `id`, so that
@@ -222,6 +274,7 @@ impl QueryService {
         req: SubmitRequest,
     ) -> Result<QueryRecord, QueryError> {
         let (checked, format) = self.validate(&req)?;
+        let in_flight = self.in_flight.enter()?;
         let key = token.unwrap_or("").to_string();
         let slots = self.slots_for(&key);
         // Admission: at most max_concurrent running plus max_queued waiting per token.
@@ -250,6 +303,7 @@ impl QueryService {
             svc.run(id, &checked, format).await;
             drop(permit);
             slots.admitted.fetch_sub(1, Ordering::SeqCst);
+            drop(in_flight);
         });
         Ok(record)
     }
@@ -258,6 +312,7 @@ impl QueryService {
     /// path). A warehouse error ends the query `failed` and is returned in the record.
     pub async fn execute(&self, req: SubmitRequest) -> Result<QueryRecord, QueryError> {
         let (checked, format) = self.validate(&req)?;
+        let _in_flight = self.in_flight.enter()?;
         let record = self
             .insert(None, &checked.sql, format, req.enable_metadata)
             .await?;

@@ -123,6 +123,11 @@ impl From<QueryError> for ApiError {
                 "too_many_requests",
                 e.to_string(),
             ),
+            QueryError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            ),
             _ => {
                 tracing::error!(error = %e, "internal error");
                 Self::new(

@@ -37,6 +37,8 @@ fn serve(root: &Path, env: &[(String, String)]) -> Server {
         .env("CI", "true")
         .env("KONDATE_STATE_HEARTBEAT", "200ms")
         .env("KONDATE_STATE_LOST_AFTER", "5s")
+        .env("KONDATE_QUERY_ALLOW_ANONYMOUS", "true")
+        .env("KONDATE_SERVER_DRAIN_TIMEOUT", "5m")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["serve", "--listen", &listen])
         .stdout(Stdio::null())
@@ -198,8 +200,27 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         "{listed:?}"
     );
 
-    // B stopped with SIGTERM deregisters.
+    // B is stopped with SIGTERM while it runs a query: it stops listening, lets the query
+    // finish, and only then deregisters.
     let b_id = process_of(&db, &b).await;
+    let submitted: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/v1/queries", b.listen))
+        .form(&[("q", "SELECT count(*) FROM generate_series(1, 100000000)")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let long = submitted["id"]
+        .as_i64()
+        .or_else(|| submitted["id"].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not submitted: {submitted}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&db, long).await.0 != "running" {
+        assert!(Instant::now() < deadline, "the query never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let b_pid = b.child.id();
     assert!(
         Command::new("kill")
@@ -207,6 +228,11 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
             .status()
             .unwrap()
             .success()
+    );
+    assert_eq!(
+        status(&db, long).await.0,
+        "running",
+        "the query should take seconds: it must still run when SIGTERM arrives"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&b.listen).is_ok() {
@@ -216,8 +242,8 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stopped = loop {
         let rows = db
             .fetch_all(
                 "SELECT stopped_at FROM kondate_processes WHERE id = ?",
@@ -225,15 +251,32 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
             )
             .await
             .unwrap();
-        if kondate_db::get_opt_i64(&rows[0], "stopped_at").is_some() {
-            break;
+        if let Some(stopped) = kondate_db::get_opt_i64(&rows[0], "stopped_at") {
+            break stopped;
         }
         assert!(
             Instant::now() < deadline,
             "B never recorded that it stopped"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let (s, error) = status(&db, long).await;
+    assert_eq!(
+        s, "success",
+        "a query running at SIGTERM was not drained: {error:?}"
+    );
+    let rows = db
+        .fetch_all(
+            "SELECT finished_at FROM kondate_queries WHERE id = ?",
+            &[Value::Int(long)],
+        )
+        .await
+        .unwrap();
+    let finished = kondate_db::get_opt_i64(&rows[0], "finished_at").unwrap();
+    assert!(
+        stopped >= finished,
+        "B deregistered ({stopped}) before its query finished ({finished})"
+    );
 }
 
 fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
