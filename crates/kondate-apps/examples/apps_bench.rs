@@ -63,6 +63,8 @@ async fn runs_in(root: &Path) -> Runs {
         grace: Duration::from_secs(10),
         lookup: Arc::new(|k| std::env::var(k).ok()),
         use_cgroups: true,
+        owner: None,
+        lost_after: Duration::from_secs(60),
     }
 }
 

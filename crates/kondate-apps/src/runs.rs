@@ -157,6 +157,12 @@ pub struct Runs {
     pub lookup: Arc<EnvLookup>,
     /// Enforce memory limits with a cgroup where possible (false: always `RLIMIT_AS`).
     pub use_cgroups: bool,
+    /// The registered process ([`kondate_db::processes`]) that supervises the runs started
+    /// here; None records the host and pid only.
+    pub owner: Option<String>,
+    /// How long a supervising process may stay silent before its runs count as lost
+    /// (`state.lost_after`).
+    pub lost_after: Duration,
 }
 
 impl std::fmt::Debug for Runs {
@@ -171,11 +177,7 @@ fn run_work_dir(id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("kondate-run-{id}"))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
+use kondate_db::processes::hostname;
 
 fn alive(pid: i64) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
@@ -214,6 +216,8 @@ impl Runs {
             grace: Duration::from_secs(10),
             lookup: Arc::new(|k| std::env::var(k).ok()),
             use_cgroups: true,
+            owner: None,
+            lost_after: Duration::from_secs(60),
         }
     }
 
@@ -313,7 +317,8 @@ impl Runs {
         self.db
             .execute(
                 "INSERT INTO kondate_runs (id, app, attempt, status, runner, command, params, \
-                 actor, host, supervisor_pid, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 actor, host, supervisor_pid, started_at, owner) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &[
                     Value::from(id.as_str()),
                     Value::from(req.app.as_str()),
@@ -326,6 +331,7 @@ impl Runs {
                     Value::from(hostname()),
                     Value::Int(std::process::id() as i64),
                     Value::Int(started),
+                    Value::from(self.owner.as_deref()),
                 ],
             )
             .await?;
@@ -697,34 +703,105 @@ impl Runs {
 
     const COLUMNS: &str = "id, app, attempt, status, runner, command, params, actor, host, \
         supervisor_pid, pid, started_at, ended_at, exit_code, term_signal, peak_memory_bytes, \
-        log_key, log_bytes, error";
+        log_key, log_bytes, error, owner";
 
-    /// Mark runs on this host whose supervising kondate process is gone as lost.
+    /// Why the kondate process supervising run row `r` counts as gone, or None while it
+    /// lives. A run records its process ([`kondate_db::processes`]): gone when it
+    /// deregistered, when it was on this host and its pid has ended, or when it has been
+    /// silent past `lost_after` (wherever it ran). A run recorded before processes were
+    /// (no owner) is judged by its host and pid, on its own host only.
+    async fn supervisor_gone(&self, r: &kondate_db::AnyRow) -> Result<Option<String>, AppsError> {
+        let here = hostname();
+        let Some(owner) = get_opt_string(r, "owner") else {
+            let sup = get_i64(r, "supervisor_pid")?;
+            return Ok((get_string(r, "host")? == here && !alive(sup)).then(|| {
+                format!(
+                    "the kondate process that ran it (pid {sup}) ended without recording the result"
+                )
+            }));
+        };
+        if self.owner.as_deref() == Some(owner.as_str()) {
+            return Ok(None);
+        }
+        let when = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+                || ms.to_string(),
+                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            )
+        };
+        let grace = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
+        Ok(match kondate_db::processes::get(&self.db, &owner).await? {
+            None => Some(format!(
+                "kondate process {owner}, which supervised it, is not registered"
+            )),
+            Some(p) if p.stopped_at.is_some() => Some(format!(
+                "{} stopped at {} without recording the result",
+                p.describe(),
+                when(p.stopped_at.unwrap_or_default())
+            )),
+            Some(p) if p.host == here && !alive(p.pid) => Some(format!(
+                "{} ended without recording the result",
+                p.describe()
+            )),
+            Some(p) if !p.is_live(self.now(), grace) => Some(format!(
+                "{} was last heard from at {}, more than {}s ago (state.lost_after)",
+                p.describe(),
+                when(p.heartbeat_at),
+                self.lost_after.as_secs()
+            )),
+            Some(_) => None,
+        })
+    }
+
+    /// Mark runs whose supervising kondate process is gone as lost ([`Runs::supervisor_gone`]);
+    /// where the log spooled so far is on this machine, it is stored as the run's log.
     async fn reconcile(&self, rows: &[kondate_db::AnyRow]) -> Result<bool, AppsError> {
-        let host = hostname();
         let mut changed = false;
         for r in rows {
-            if get_string(r, "status")? != "running" || get_string(r, "host")? != host {
+            if get_string(r, "status")? != "running" {
                 continue;
             }
-            let sup = get_i64(r, "supervisor_pid")?;
-            if alive(sup) {
+            let Some(why) = self.supervisor_gone(r).await? else {
                 continue;
-            }
+            };
+            let id = get_string(r, "id")?;
+            let spool = self.spool.join(format!("{id}.log"));
+            let key = log_key(&id);
+            let (log_key_value, log_bytes, where_log) = if spool.exists() {
+                match self.upload_log(&spool, &key).await {
+                    Ok(()) => (
+                        Value::from(key.as_str()),
+                        Value::from(std::fs::metadata(&spool).map(|m| m.len() as i64).ok()),
+                        "the log so far is stored with the run".to_string(),
+                    ),
+                    Err(e) => (
+                        Value::from(None::<&str>),
+                        Value::from(None::<i64>),
+                        format!("the log so far is in {} ({e})", spool.display()),
+                    ),
+                }
+            } else {
+                (
+                    Value::from(None::<&str>),
+                    Value::from(None::<i64>),
+                    format!(
+                        "the log so far stayed on {} in {}",
+                        get_string(r, "host")?,
+                        spool.display()
+                    ),
+                )
+            };
             self.db
                 .execute(
-                    "UPDATE kondate_runs SET status = 'lost', ended_at = ?, error = ? \
+                    "UPDATE kondate_runs SET status = 'lost', ended_at = ?, error = ?, \
+                     log_key = COALESCE(?, log_key), log_bytes = COALESCE(?, log_bytes) \
                      WHERE id = ? AND status = 'running'",
                     &[
                         Value::Int(self.now()),
-                        Value::from(format!(
-                            "the kondate process that ran it (pid {sup}) ended without recording \
-                             the result; the log so far is in {}",
-                            self.spool
-                                .join(format!("{}.log", get_string(r, "id")?))
-                                .display()
-                        )),
-                        Value::from(get_string(r, "id")?),
+                        Value::from(format!("{why}; {where_log}")),
+                        log_key_value,
+                        log_bytes,
+                        Value::from(id.as_str()),
                     ],
                 )
                 .await?;

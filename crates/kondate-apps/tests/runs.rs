@@ -97,6 +97,8 @@ async fn fixture_on(db: Option<(&str, &str)>, s3: bool) -> Fixture {
         credentials: Some(creds.clone()),
         grace: Duration::from_millis(500),
         use_cgroups: true,
+        owner: None,
+        lost_after: Duration::from_secs(60),
         lookup: Arc::new(|k| match k {
             "KONDATE_TEST_SECRET" => Some("s3cret-value-42".into()),
             "KONDATE_SERVER_ONLY" => Some("must-not-leak".into()),
@@ -563,6 +565,88 @@ async fn runs_whose_supervisor_died_are_marked_lost() {
     assert_eq!(run.status, RunStatus::Lost);
     assert!(run.error.unwrap().contains(&format!("pid {dead_pid}")));
     assert!(run.ended_at.is_some());
+}
+
+#[tokio::test]
+async fn runs_are_lost_only_when_their_registered_process_is() {
+    use kondate_db::Value;
+    let f = fixture().await;
+    let db = &f.runs.db;
+    let now = chrono::Utc::now().timestamp_millis();
+    let process = |id: &str, host: &str, pid: i64, heartbeat: i64| {
+        let (id, host) = (id.to_string(), host.to_string());
+        async move {
+            db.execute(
+                "INSERT INTO kondate_processes (id, host, pid, version, command, started_at, \
+                 heartbeat_at) VALUES (?, ?, ?, '0', 'apps', 0, ?)",
+                &[
+                    id.as_str().into(),
+                    host.as_str().into(),
+                    Value::Int(pid),
+                    Value::Int(heartbeat),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let run = |id: &str, owner: &str| {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        async move {
+            db.execute(
+                "INSERT INTO kondate_runs (id, app, attempt, status, runner, command, params, \
+                 actor, host, supervisor_pid, started_at, owner) VALUES (?, 'x', 1, 'running', \
+                 'local', '[]', '{}', 'test', 'elsewhere', 1, 0, ?)",
+                &[id.as_str().into(), owner.as_str().into()],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    // Supervised from another machine by a process that heartbeats: left alone (a host and
+    // pid check could not tell).
+    process("far:1:0:0", "far", 1, now).await;
+    run("alive", "far:1:0:0").await;
+    // Supervised from another machine by a process silent past lost_after (60 s): lost,
+    // naming it.
+    process("far:2:0:0", "far", 2, now - 120_000).await;
+    run("silent", "far:2:0:0").await;
+    // Supervised here by a process whose pid has ended: lost at once, its spooled log stored.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = i64::from(gone.id());
+    gone.wait().unwrap();
+    let here = kondate_db::processes::hostname();
+    process("here:0:0:0", &here, dead_pid, now).await;
+    run("killed", "here:0:0:0").await;
+    std::fs::create_dir_all(&f.runs.spool).unwrap();
+    std::fs::write(f.runs.spool.join("killed.log"), "2024 out step 1 of 3\n").unwrap();
+
+    assert_eq!(
+        f.runs.get("alive").await.unwrap().status,
+        RunStatus::Running
+    );
+    let silent = f.runs.get("silent").await.unwrap();
+    assert_eq!(silent.status, RunStatus::Lost);
+    let error = silent.error.unwrap();
+    assert!(
+        error.contains("far:2:0:0") && error.contains("last heard from"),
+        "{error}"
+    );
+    let killed = f.runs.get("killed").await.unwrap();
+    assert_eq!(killed.status, RunStatus::Lost);
+    assert!(
+        killed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("stored with the run"),
+        "{:?}",
+        killed.error
+    );
+    // Stored in the object store, where any machine can read it.
+    let key = killed.log_key.expect("the spooled log is stored");
+    let stored = f.runs.store.get(&key).await.unwrap();
+    assert!(String::from_utf8_lossy(&stored).contains("step 1 of 3"));
 }
 
 /// The same on a shared database and S3: runs recorded, the log uploaded and read back.

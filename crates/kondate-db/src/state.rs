@@ -177,6 +177,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX kondate_processes_heartbeat ON kondate_processes (heartbeat_at);
     ALTER TABLE kondate_queries ADD COLUMN owner VARCHAR(255) NULL",
     ),
+    (
+        7,
+        "ALTER TABLE kondate_runs ADD COLUMN owner VARCHAR(255) NULL",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

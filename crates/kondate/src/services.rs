@@ -194,6 +194,8 @@ impl Services {
         Ok(kondate_apps::Runs {
             clock: self.clock.clone(),
             credentials: Some(Arc::new(credentials)),
+            owner: Some(self.process().await?.id.clone()),
+            lost_after: self.project.config.state.lost_after,
             ..kondate_apps::Runs::new(
                 self.state_db().await?.clone(),
                 self.store().await?.clone(),
