@@ -535,21 +535,28 @@ impl QueryService {
                 &[ms(now)],
             )
             .await?;
+        // Every process sweeps: deleting a result's objects twice is harmless, and only the
+        // sweep whose UPDATE moves the row counts it (and logs it).
+        let mut expired = 0;
         for r in &rows {
             let id = get_i64(r, "id")?;
             let prefix = get_string(r, "object_prefix")?;
             if !prefix.is_empty() {
                 self.store.delete_prefix(&prefix).await?;
             }
-            self.db
+            let moved = self
+                .db
                 .execute(
-                    "UPDATE kondate_queries SET expired = 1 WHERE id = ?",
+                    "UPDATE kondate_queries SET expired = 1 WHERE id = ? AND expired = 0",
                     &[id.into()],
                 )
                 .await?;
-            tracing::info!(query_id = id, "result expired and deleted");
+            if moved > 0 {
+                expired += 1;
+                tracing::info!(query_id = id, "result expired and deleted");
+            }
         }
-        Ok(rows.len())
+        Ok(expired)
     }
 
     /// Fail the queries left `pending`/`running` by a process that is gone — deregistered,

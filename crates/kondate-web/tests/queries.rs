@@ -280,6 +280,50 @@ async fn tampered_unsigned_and_expired_urls_are_refused() {
 }
 
 #[tokio::test]
+async fn sweeps_run_by_every_process_at_once_count_each_query_once() {
+    let s = start(|_| {}).await;
+    for _ in 0..3 {
+        s.run("SELECT * FROM t.items").await;
+    }
+    // What a killed process left: two queries running under an owner that is gone.
+    for _ in 0..2 {
+        s.opened
+            .db
+            .execute(
+                "INSERT INTO kondate_queries (token_name, status, select_stmt, format, \
+                 enable_metadata, object_prefix, created_at, expired, owner) \
+                 VALUES (NULL, 'running', 'SELECT 1', 'csv', 0, '', 0, 0, 'gone:1:0:0')",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    // A second process's service on the same state database and store.
+    let other = kondate_query::QueryService::new(
+        s.opened.db.clone(),
+        s.opened.store.clone(),
+        s.opened.warehouse.clone(),
+        s.clock.clone(),
+        kondate_core::Config::default().query,
+    );
+    s.clock.advance(Duration::from_secs(6 * 3600 + 1));
+    let lost_after = Duration::from_secs(60);
+    let (a, b, c, d) = tokio::join!(
+        s.opened.service.expire_due(),
+        other.expire_due(),
+        s.opened.service.recover_lost(lost_after),
+        other.recover_lost(lost_after),
+    );
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        3,
+        "each expired result counted once"
+    );
+    assert_eq!(c.unwrap() + d.unwrap(), 2, "each lost query failed once");
+    assert!(s.opened.store.list("queries").await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn over_limit_submissions_are_refused_with_429_not_dropped() {
     let s = start(|c| {
         c.query.max_concurrent_per_token = 1;
