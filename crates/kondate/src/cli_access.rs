@@ -200,6 +200,17 @@ pub async fn guarded<F>(services: &Services, need: CliNeed, work: F) -> CmdResul
 where
     F: Future<Output = CmdResult>,
 {
+    let result = checked(services, need, work).await;
+    // A command that registered this process (it ran a query or an app) deregisters when it
+    // ends, so that `kondate processes` shows it stopped, not lost.
+    services.stop_process().await;
+    result
+}
+
+async fn checked<F>(services: &Services, need: CliNeed, work: F) -> CmdResult
+where
+    F: Future<Output = CmdResult>,
+{
     if need.is_nothing() {
         return work.await;
     }

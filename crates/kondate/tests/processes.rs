@@ -145,8 +145,26 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         "running",
         "a process starting must not fail another live process's query"
     );
-    // `kondate processes` shows both servers live, A owning its query.
+    // A command that ran a query in-process registered, and deregistered when it ended.
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["query", "SELECT 1 AS x"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // `kondate processes` shows both servers live, A owning its query, and the command
+    // stopped.
     let listed = processes(&root, &env);
+    assert!(
+        listed
+            .iter()
+            .any(|p| p["command"] == "query" && p["state"] == "stopped"),
+        "{listed:?}"
+    );
     let a_view = listed.iter().find(|p| p["id"] == a_id.as_str()).unwrap();
     assert_eq!(a_view["state"], "live", "{listed:?}");
     assert_eq!(a_view["queries"], 1, "{listed:?}");
