@@ -297,6 +297,94 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
     );
 }
 
+/// Three servers restarted one after another (SIGTERM, wait, start again) while a client
+/// keeps submitting queries to whichever are up, moving on when one refuses (connection
+/// refused, or 503 while it shuts down): every query a server accepted ends `success`.
+async fn a_rolling_restart_fails_no_query(env: Vec<(String, String)>) {
+    let (_dir, root) = common::init_project();
+    let state_url = env
+        .iter()
+        .find(|(k, _)| k == "KONDATE_STATE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/state.db").display()));
+    let mut servers: Vec<Server> = (0..3).map(|_| serve(&root, &env)).collect();
+    let up = std::sync::Arc::new(std::sync::Mutex::new(
+        servers.iter().map(|s| s.listen.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (up, stop) = (up.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut accepted = Vec::new();
+            let mut turn = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                turn += 1;
+                let target = {
+                    let up = up.lock().unwrap();
+                    up[turn % up.len()].clone()
+                };
+                let r = http
+                    .post(format!("http://{target}/v1/queries"))
+                    .form(&[("q", "SELECT 1 AS x")])
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let q: serde_json::Value = r.json().await.unwrap();
+                        accepted.push(q["id"].as_i64().unwrap());
+                    }
+                    // Shutting down, or already gone: try the next server.
+                    Ok(r) => assert_eq!(r.status(), 503, "{target}"),
+                    Err(_) => {}
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            accepted
+        })
+    };
+    for (i, server) in servers.iter_mut().enumerate() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old = server.listen.clone();
+        up.lock().unwrap().retain(|l| *l != old);
+        let pid = server.child.id();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = server.child.wait().unwrap();
+        assert!(status.success(), "server {i} exited with {status}");
+        *server = serve(&root, &env);
+        up.lock().unwrap().push(server.listen.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let accepted = client.await.unwrap();
+    assert!(
+        accepted.len() >= 20,
+        "only {} queries went through",
+        accepted.len()
+    );
+    let db = Database::connect(&state_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in accepted {
+        loop {
+            let (s, error) = status(&db, id).await;
+            match s.as_str() {
+                "success" => break,
+                "pending" | "running" => {
+                    assert!(Instant::now() < deadline, "query {id} never finished");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("query {id} ended {other}: {error:?}"),
+            }
+        }
+    }
+}
+
 fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
     let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
     let url = tokio::runtime::Runtime::new()
@@ -327,4 +415,27 @@ async fn mariadb_several_servers_share_one_state_database() {
         .await
         .unwrap();
     several_servers_share_one_state_database(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_a_rolling_restart_fails_no_query() {
+    a_rolling_restart_fails_no_query(Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_a_rolling_restart_fails_no_query() {
+    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_POSTGRES_URL", "rolling"))
+        .await
+        .unwrap();
+    a_rolling_restart_fails_no_query(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mariadb_a_rolling_restart_fails_no_query() {
+    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_MYSQL_URL", "rolling"))
+        .await
+        .unwrap();
+    a_rolling_restart_fails_no_query(env).await;
 }
