@@ -213,15 +213,6 @@ fn concurrent_pushes_get_distinct_numbers(env: Vec<(String, String)>) {
     assert_eq!(numbers, [1, 2, 3, 4]);
 }
 
-fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
-    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-    let url = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(kondate_db::isolated_test_database(&base, tag))
-        .unwrap();
-    vec![("KONDATE_STATE_URL".into(), url)]
-}
-
 fn s3_env(prefix: &str) -> Vec<(String, String)> {
     let endpoint = std::env::var("KONDATE_TEST_S3_ENDPOINT").expect("KONDATE_TEST_S3_ENDPOINT");
     vec![
@@ -248,7 +239,7 @@ fn sqlite_local_concurrent_pushes_get_distinct_numbers() {
 #[test]
 #[ignore = "needs PostgreSQL and S3: set KONDATE_TEST_POSTGRES_URL and KONDATE_TEST_S3_ENDPOINT (see .ci/run)"]
 fn postgres_s3_killed_pushes_leave_nothing_behind() {
-    let mut env = service_env("KONDATE_TEST_POSTGRES_URL", "models_crash");
+    let mut env = common::service_env("KONDATE_TEST_POSTGRES_URL", "models_crash");
     env.extend(s3_env("crash"));
     killed_pushes_leave_nothing_behind(env);
 }
@@ -256,17 +247,26 @@ fn postgres_s3_killed_pushes_leave_nothing_behind() {
 #[test]
 #[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
 fn mysql_local_killed_pushes_leave_nothing_behind() {
-    killed_pushes_leave_nothing_behind(service_env("KONDATE_TEST_MYSQL_URL", "models_crash"));
+    killed_pushes_leave_nothing_behind(common::service_env(
+        "KONDATE_TEST_MYSQL_URL",
+        "models_crash",
+    ));
 }
 
 #[test]
 #[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
 fn mysql_concurrent_pushes_get_distinct_numbers() {
-    concurrent_pushes_get_distinct_numbers(service_env("KONDATE_TEST_MYSQL_URL", "models_conc"));
+    concurrent_pushes_get_distinct_numbers(common::service_env(
+        "KONDATE_TEST_MYSQL_URL",
+        "models_conc",
+    ));
 }
 
 #[test]
 #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
 fn postgres_concurrent_pushes_get_distinct_numbers() {
-    concurrent_pushes_get_distinct_numbers(service_env("KONDATE_TEST_POSTGRES_URL", "models_conc"));
+    concurrent_pushes_get_distinct_numbers(common::service_env(
+        "KONDATE_TEST_POSTGRES_URL",
+        "models_conc",
+    ));
 }

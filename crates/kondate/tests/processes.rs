@@ -111,11 +111,7 @@ async fn process_of(db: &Database, server: &Server) -> String {
 
 async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
     let (_dir, root) = common::init_project();
-    let state_url = env
-        .iter()
-        .find(|(k, _)| k == "KONDATE_STATE_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/state.db").display()));
+    let state_url = state_url(&root, &env);
 
     let a = serve(&root, &env);
     let db = Database::connect(&state_url).await.unwrap();
@@ -302,11 +298,7 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
 /// refused, or 503 while it shuts down): every query a server accepted ends `success`.
 async fn a_rolling_restart_fails_no_query(env: Vec<(String, String)>) {
     let (_dir, root) = common::init_project();
-    let state_url = env
-        .iter()
-        .find(|(k, _)| k == "KONDATE_STATE_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/state.db").display()));
+    let state_url = state_url(&root, &env);
     let mut servers: Vec<Server> = (0..3).map(|_| serve(&root, &env)).collect();
     let up = std::sync::Arc::new(std::sync::Mutex::new(
         servers.iter().map(|s| s.listen.clone()).collect::<Vec<_>>(),
@@ -385,57 +377,55 @@ async fn a_rolling_restart_fails_no_query(env: Vec<(String, String)>) {
     }
 }
 
-fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
-    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-    let url = tokio::runtime::Runtime::new()
+/// The state database's URL: the one `env` names, else the project's SQLite file.
+fn state_url(root: &Path, env: &[(String, String)]) -> String {
+    env.iter()
+        .find(|(k, _)| k == "KONDATE_STATE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/state.db").display()))
+}
+
+/// A database of its own on the server `var` names, as the state database.
+async fn state_env(var: &'static str, tag: &'static str) -> Vec<(String, String)> {
+    tokio::task::spawn_blocking(move || common::service_env(var, tag))
+        .await
         .unwrap()
-        .block_on(kondate_db::isolated_test_database(&base, tag))
-        .unwrap();
-    vec![("KONDATE_STATE_URL".into(), url)]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sqlite_several_servers_share_one_state_database() {
-    several_servers_share_one_state_database(Vec::new()).await;
+/// The scenario on SQLite, and on PostgreSQL and MariaDB where CI provides them.
+macro_rules! on_every_state_database {
+    ($scenario:ident, $tag:literal, $sqlite:ident, $postgres:ident, $mariadb:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $sqlite() {
+            $scenario(Vec::new()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+        async fn $postgres() {
+            $scenario(state_env("KONDATE_TEST_POSTGRES_URL", $tag).await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        #[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+        async fn $mariadb() {
+            $scenario(state_env("KONDATE_TEST_MYSQL_URL", $tag).await).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
-async fn postgres_several_servers_share_one_state_database() {
-    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_POSTGRES_URL", "processes"))
-        .await
-        .unwrap();
-    several_servers_share_one_state_database(env).await;
-}
+on_every_state_database!(
+    several_servers_share_one_state_database,
+    "processes",
+    sqlite_several_servers_share_one_state_database,
+    postgres_several_servers_share_one_state_database,
+    mariadb_several_servers_share_one_state_database
+);
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
-async fn mariadb_several_servers_share_one_state_database() {
-    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_MYSQL_URL", "processes"))
-        .await
-        .unwrap();
-    several_servers_share_one_state_database(env).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sqlite_a_rolling_restart_fails_no_query() {
-    a_rolling_restart_fails_no_query(Vec::new()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
-async fn postgres_a_rolling_restart_fails_no_query() {
-    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_POSTGRES_URL", "rolling"))
-        .await
-        .unwrap();
-    a_rolling_restart_fails_no_query(env).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
-async fn mariadb_a_rolling_restart_fails_no_query() {
-    let env = tokio::task::spawn_blocking(|| service_env("KONDATE_TEST_MYSQL_URL", "rolling"))
-        .await
-        .unwrap();
-    a_rolling_restart_fails_no_query(env).await;
-}
+on_every_state_database!(
+    a_rolling_restart_fails_no_query,
+    "rolling",
+    sqlite_a_rolling_restart_fails_no_query,
+    postgres_a_rolling_restart_fails_no_query,
+    mariadb_a_rolling_restart_fails_no_query
+);

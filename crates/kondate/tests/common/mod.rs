@@ -55,3 +55,15 @@ pub fn init_project() -> (tempfile::TempDir, std::path::PathBuf) {
     let root = dir.path().join("p");
     (dir, root)
 }
+
+/// `KONDATE_STATE_URL` for a database of its own (tagged `tag`) on the server that the
+/// environment variable `var` names (`KONDATE_TEST_POSTGRES_URL`, `KONDATE_TEST_MYSQL_URL`).
+/// Blocking: call it outside an async runtime, or through `spawn_blocking`.
+pub fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
+    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kondate_db::isolated_test_database(&base, tag))
+        .unwrap();
+    vec![("KONDATE_STATE_URL".into(), url)]
+}
