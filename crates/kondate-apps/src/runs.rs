@@ -723,34 +723,22 @@ impl Runs {
         if self.owner.as_deref() == Some(owner.as_str()) {
             return Ok(None);
         }
-        let when = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-                || ms.to_string(),
-                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            )
-        };
-        let grace = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
-        Ok(match kondate_db::processes::get(&self.db, &owner).await? {
-            None => Some(format!(
-                "kondate process {owner}, which supervised it, is not registered"
-            )),
-            Some(p) if p.stopped_at.is_some() => Some(format!(
-                "{} stopped at {} without recording the result",
-                p.describe(),
-                when(p.stopped_at.unwrap_or_default())
-            )),
-            Some(p) if p.host == here && !alive(p.pid) => Some(format!(
+        let p = kondate_db::processes::get(&self.db, &owner).await?;
+        // On this host a pid that has ended is proof enough, before lost_after has passed.
+        if let Some(p) = p
+            .as_ref()
+            .filter(|p| p.host == here && p.stopped_at.is_none())
+            && !alive(p.pid)
+        {
+            return Ok(Some(format!(
                 "{} ended without recording the result",
                 p.describe()
-            )),
-            Some(p) if !p.is_live(self.now(), grace) => Some(format!(
-                "{} was last heard from at {}, more than {}s ago (state.lost_after)",
-                p.describe(),
-                when(p.heartbeat_at),
-                self.lost_after.as_secs()
-            )),
-            Some(_) => None,
-        })
+            )));
+        }
+        Ok(
+            kondate_db::processes::gone_reason(&owner, p.as_ref(), self.now(), self.lost_after)
+                .map(|why| format!("{why} without recording the result")),
+        )
     }
 
     /// Mark runs whose supervising kondate process is gone as lost ([`Runs::supervisor_gone`]);

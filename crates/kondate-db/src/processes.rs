@@ -38,6 +38,34 @@ impl Process {
     }
 }
 
+/// Why process `id` (`process`, as the state database has it) counts as gone at `now_ms`, or
+/// None while it lives: it never registered, it deregistered, or it has been silent longer
+/// than `lost_after`. The one verdict for every kind of work a process owns (queries, runs);
+/// the reason names the process and when it was last heard from.
+pub fn gone_reason(
+    id: &str,
+    process: Option<&Process>,
+    now_ms: i64,
+    lost_after: std::time::Duration,
+) -> Option<String> {
+    use kondate_core::clock::ms_to_rfc3339;
+    let grace_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
+    match process {
+        None => Some(format!("kondate process {id} is not registered")),
+        Some(p) => match p.stopped_at {
+            Some(t) => Some(format!("{} stopped at {}", p.describe(), ms_to_rfc3339(t))),
+            None if !p.is_live(now_ms, grace_ms) => Some(format!(
+                "{} was last heard from at {}, more than {}s before {} (state.lost_after)",
+                p.describe(),
+                ms_to_rfc3339(p.heartbeat_at),
+                lost_after.as_secs(),
+                ms_to_rfc3339(now_ms)
+            )),
+            None => None,
+        },
+    }
+}
+
 /// This machine's name, as the kernel has it.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -163,4 +191,42 @@ pub async fn queries_owned(
     .iter()
     .map(|r| Ok((get_string(r, "owner")?, get_i64(r, "n")?)))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_process_is_gone_only_when_stopped_silent_or_unknown() {
+        let p = Process {
+            id: "h:1:0:0".into(),
+            host: "h".into(),
+            pid: 1,
+            version: "0".into(),
+            command: "serve".into(),
+            started_at: 0,
+            heartbeat_at: 100_000,
+            stopped_at: None,
+        };
+        let minute = Duration::from_secs(60);
+        // Heard from 59 s ago: alive.
+        assert_eq!(gone_reason(&p.id, Some(&p), 159_000, minute), None);
+        let silent = gone_reason(&p.id, Some(&p), 161_000, minute).unwrap();
+        assert!(
+            silent.contains("h:1:0:0")
+                && silent.contains("last heard from at 1970-01-01T00:01:40.000Z")
+                && silent.contains("state.lost_after"),
+            "{silent}"
+        );
+        let stopped = Process {
+            stopped_at: Some(120_000),
+            ..p.clone()
+        };
+        let why = gone_reason(&p.id, Some(&stopped), 121_000, minute).unwrap();
+        assert!(why.contains("stopped at 1970-01-01T00:02:00.000Z"), "{why}");
+        let why = gone_reason("x:2:0:0", None, 0, minute).unwrap();
+        assert!(why.contains("x:2:0:0 is not registered"), "{why}");
+    }
 }

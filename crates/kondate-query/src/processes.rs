@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use kondate_core::clock::ms_to_rfc3339 as rfc3339;
 use kondate_db::Database;
 use serde::Serialize;
 
@@ -25,13 +26,6 @@ pub struct ProcessView {
     pub stopped_at: Option<String>,
     /// Queries it owns that are waiting or running.
     pub queries: i64,
-}
-
-fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(SecondsFormat::Millis, true),
-    )
 }
 
 /// The processes heard from (or stopped) since `since`, newest first, as seen at `now`.

@@ -568,7 +568,6 @@ impl QueryService {
     pub async fn recover_lost(&self, lost_after: Duration) -> Result<u64, QueryError> {
         let now = self.clock.now();
         let expires = now + chrono::Duration::from_std(self.config.result_ttl).unwrap_or_default();
-        let grace_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
         let owners = self
             .db
             .fetch_all(
@@ -576,12 +575,6 @@ impl QueryService {
                 &[],
             )
             .await?;
-        let when = |t: i64| {
-            from_ms(Some(t)).map_or_else(
-                || t.to_string(),
-                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            )
-        };
         let mut failed = 0;
         for r in &owners {
             let owner = get_opt_string(r, "owner");
@@ -592,26 +585,16 @@ impl QueryService {
                         .to_string(),
                 ),
                 Some(id) if self.owner.get() == Some(id) => None,
-                Some(id) => match kondate_db::processes::get(&self.db, id).await? {
-                    None => Some(format!(
-                        "kondate process {id}, which ran this query, is not registered"
-                    )),
-                    Some(p) if p.is_live(now.timestamp_millis(), grace_ms) => None,
-                    Some(p) => Some(match p.stopped_at {
-                        Some(t) => format!(
-                            "{} stopped at {} while this query was waiting or running",
-                            p.describe(),
-                            when(t)
-                        ),
-                        None => format!(
-                            "{} was last heard from at {}, more than {}s before {} (state.lost_after)",
-                            p.describe(),
-                            when(p.heartbeat_at),
-                            lost_after.as_secs(),
-                            when(now.timestamp_millis())
-                        ),
-                    }),
-                },
+                Some(id) => {
+                    let p = kondate_db::processes::get(&self.db, id).await?;
+                    kondate_db::processes::gone_reason(
+                        id,
+                        p.as_ref(),
+                        now.timestamp_millis(),
+                        lost_after,
+                    )
+                    .map(|why| format!("{why} while this query was waiting or running"))
+                }
             };
             let Some(why) = why else { continue };
             let error = format!("{why}; submit it again");
@@ -644,7 +627,8 @@ impl QueryService {
     /// statement only moves rows from one state to the next, and deleting a result's objects
     /// twice is harmless.
     pub async fn run_sweeper(self: Arc<Self>, every: Duration, lost_after: Duration) {
-        let mut tick = tokio::time::interval(every);
+        // The first sweep one period on: the server has just recovered at start.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
             if let Err(e) = self.expire_due().await {

@@ -222,6 +222,11 @@ impl Services {
             .recover_lost(lost_after)
             .await
             .map_err(crate::output::query_failure)?;
+        // Results that expired while no server ran go now; the sweeper takes over from here.
+        query
+            .expire_due()
+            .await
+            .map_err(crate::output::query_failure)?;
         let every = self
             .project
             .config
