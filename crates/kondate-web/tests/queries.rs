@@ -280,6 +280,23 @@ async fn tampered_unsigned_and_expired_urls_are_refused() {
 }
 
 #[tokio::test]
+async fn a_draining_server_refuses_new_queries_with_503_saying_where_to_go() {
+    let s = start(|_| {}).await;
+    // Nothing in flight: the drain returns at once, and no query is admitted after it.
+    assert_eq!(s.opened.service.drain(Duration::from_secs(5)).await, 0);
+    let (status, body) = s.submit(&[("q", "SELECT 1")]).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error_code"], "shutting_down", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("submit to another server"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn sweeps_run_by_every_process_at_once_count_each_query_once() {
     let s = start(|_| {}).await;
     for _ in 0..3 {
