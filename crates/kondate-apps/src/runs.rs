@@ -177,15 +177,7 @@ fn run_work_dir(id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("kondate-run-{id}"))
 }
 
-use kondate_db::processes::hostname;
-
-fn alive(pid: i64) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0
-        && unsafe {
-            libc::kill(pid as libc::pid_t, 0) == 0 || *libc::__errno_location() == libc::EPERM
-        }
-}
+use kondate_core::host::{hostname, pid_alive as alive};
 
 /// The object-store key of a run's log.
 pub fn log_key(run_id: &str) -> String {

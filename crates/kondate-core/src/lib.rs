@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod clock;
 pub mod config;
 pub mod digest;
+pub mod host;
 pub mod names;
 pub mod pgcopy;
 pub mod project;

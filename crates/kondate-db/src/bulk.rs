@@ -124,8 +124,10 @@ impl Database {
 
     /// Take the named lock `name` for session `x`, waiting at most `secs` seconds; false if
     /// it was not granted in time. A lock held by a session that ends is released. MySQL's
-    /// `GET_LOCK` (names of at most 64 characters); on the other dialects, whose DDL is
-    /// transactional, a table's writers serialise on a row instead, and this is refused.
+    /// `GET_LOCK`, whose names are the server's: the lock taken is a hash of the current
+    /// database's name and `name`, so that deployments sharing a server do not wait for
+    /// each other; on the other dialects, whose DDL is transactional, a table's writers
+    /// serialise on a row instead, and this is refused.
     pub async fn named_lock(
         &self,
         x: &mut impl Session,
@@ -139,7 +141,7 @@ impl Database {
         }
         let got = x
             .fetch_all(
-                "SELECT GET_LOCK(?, ?) AS got",
+                &format!("SELECT GET_LOCK({NAMED_LOCK}, ?) AS got"),
                 &[Value::from(name), Value::Int(secs.into())],
             )
             .await?;
@@ -152,8 +154,11 @@ impl Database {
         x: &mut impl Session,
         name: &str,
     ) -> Result<(), DbError> {
-        x.execute("SELECT RELEASE_LOCK(?)", &[Value::from(name)])
-            .await?;
+        x.execute(
+            &format!("SELECT RELEASE_LOCK({NAMED_LOCK})"),
+            &[Value::from(name)],
+        )
+        .await?;
         Ok(())
     }
 
@@ -228,3 +233,7 @@ impl CopyStage {
         let _ = self.conn.close().await;
     }
 }
+
+/// The server-wide lock name for the `?` bound to a named lock's name: the current database
+/// and the name, hashed to the 64 characters `GET_LOCK` allows.
+const NAMED_LOCK: &str = "SHA2(CONCAT(COALESCE(DATABASE(), ''), CHAR(0), ?), 256)";

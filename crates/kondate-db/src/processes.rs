@@ -66,14 +66,7 @@ pub fn gone_reason(
     }
 }
 
-/// This machine's name, as the kernel has it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
+pub use kondate_core::host::hostname;
 
 const COLUMNS: &str = "id, host, pid, version, command, started_at, heartbeat_at, stopped_at";
 
@@ -149,7 +142,165 @@ pub async fn stop(db: &Database, id: &str, now_ms: i64) -> Result<(), DbError> {
         &[Value::Int(now_ms), id.into()],
     )
     .await?;
+    // A clean shutdown leaves no work recorded as in progress.
+    db.execute("DELETE FROM kondate_work WHERE process = ?", &[id.into()])
+        .await?;
     Ok(())
+}
+
+/// Work a process does that others may wait for or want to see: a label sync, a result
+/// write or export. Recorded while it runs (see [`begin_work`]); the row goes when it ends,
+/// when its process stops, or — left by a process that died — when a sweep finds its
+/// process gone ([`release_work_of_gone`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub id: i64,
+    /// The id of the process doing it.
+    pub process: String,
+    /// `labels sync`, `results write`, `results export`.
+    pub kind: String,
+    /// What it works on: the label set's or result table's name.
+    pub target: String,
+    pub started_at: i64,
+}
+
+impl Work {
+    /// `labels sync of `recipes` since 2026-…`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} of `{}` since {}",
+            self.kind,
+            self.target,
+            kondate_core::clock::ms_to_rfc3339(self.started_at)
+        )
+    }
+}
+
+const WORK_COLUMNS: &str = "id, process, kind, target, started_at";
+
+fn work_from_row(r: &crate::AnyRow) -> Result<Work, DbError> {
+    Ok(Work {
+        id: get_i64(r, "id")?,
+        process: get_string(r, "process")?,
+        kind: get_string(r, "kind")?,
+        target: get_string(r, "target")?,
+        started_at: get_i64(r, "started_at")?,
+    })
+}
+
+/// Record that `process` starts `kind` on `target` at `now_ms`; the guard removes the record
+/// when dropped (the work finished, failed, or was cancelled).
+pub async fn begin_work(
+    db: &Database,
+    process: &str,
+    kind: &str,
+    target: &str,
+    now_ms: i64,
+) -> Result<WorkGuard, DbError> {
+    let id = db
+        .insert_returning_id(
+            "INSERT INTO kondate_work (process, kind, target, started_at) VALUES (?, ?, ?, ?)",
+            &[
+                process.into(),
+                kind.into(),
+                target.into(),
+                Value::Int(now_ms),
+            ],
+        )
+        .await?;
+    Ok(WorkGuard { db: db.clone(), id })
+}
+
+/// The record of work in progress; dropping it removes the record (on a task of its own:
+/// a drop cannot wait). A process killed while it holds one leaves the row for
+/// [`release_work_of_gone`].
+#[derive(Debug)]
+pub struct WorkGuard {
+    db: Database,
+    id: i64,
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        let (db, id) = (self.db.clone(), self.id);
+        let forget = async move {
+            if let Err(e) = db
+                .execute("DELETE FROM kondate_work WHERE id = ?", &[Value::Int(id)])
+                .await
+            {
+                tracing::warn!(work = id, error = %e, "could not remove a finished work record; the next sweep after this process stops removes it");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(forget);
+            }
+            Err(_) => tracing::warn!(work = id, "no runtime to remove a finished work record"),
+        }
+    }
+}
+
+/// Every piece of work recorded, oldest first.
+pub async fn work(db: &Database) -> Result<Vec<Work>, DbError> {
+    db.fetch_all(
+        &format!("SELECT {WORK_COLUMNS} FROM kondate_work ORDER BY started_at, id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(work_from_row)
+    .collect()
+}
+
+/// Who is doing `kind` on `target` now, besides `except` (this process), with their
+/// process: what a message says when this process has to wait for it.
+pub async fn work_on(
+    db: &Database,
+    kind: &str,
+    target: &str,
+    except: &str,
+) -> Result<Vec<(Work, Option<Process>)>, DbError> {
+    let mut out = Vec::new();
+    for r in db
+        .fetch_all(
+            &format!(
+                "SELECT {WORK_COLUMNS} FROM kondate_work WHERE kind = ? AND target = ? \
+                 AND process <> ? ORDER BY started_at, id"
+            ),
+            &[kind.into(), target.into(), except.into()],
+        )
+        .await?
+    {
+        let w = work_from_row(&r)?;
+        let p = get(db, &w.process).await?;
+        out.push((w, p));
+    }
+    Ok(out)
+}
+
+/// Remove the records of work whose process is gone at `now_ms` ([`gone_reason`]): what a
+/// killed process left. Returns each with the reason, for the log. Idempotent: every
+/// process may sweep at once.
+pub async fn release_work_of_gone(
+    db: &Database,
+    now_ms: i64,
+    lost_after: std::time::Duration,
+) -> Result<Vec<(Work, String)>, DbError> {
+    let mut released = Vec::new();
+    let mut verdicts: std::collections::HashMap<String, Option<String>> = Default::default();
+    for w in work(db).await? {
+        if !verdicts.contains_key(&w.process) {
+            let p = get(db, &w.process).await?;
+            let reason = gone_reason(&w.process, p.as_ref(), now_ms, lost_after);
+            verdicts.insert(w.process.clone(), reason);
+        }
+        if let Some(Some(reason)) = verdicts.get(&w.process) {
+            db.execute("DELETE FROM kondate_work WHERE id = ?", &[Value::Int(w.id)])
+                .await?;
+            released.push((w, reason.clone()));
+        }
+    }
+    Ok(released)
 }
 
 /// Process `id`, if it ever registered.
@@ -228,5 +379,86 @@ mod tests {
         assert!(why.contains("stopped at 1970-01-01T00:02:00.000Z"), "{why}");
         let why = gone_reason("x:2:0:0", None, 0, minute).unwrap();
         assert!(why.contains("x:2:0:0 is not registered"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn work_is_recorded_while_it_runs_and_released_when_its_process_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let db = Database::connect(&url).await.unwrap();
+        crate::state::migrate(&db).await.unwrap();
+        let minute = Duration::from_secs(60);
+        let a = register(&db, "serve", "0", 1_000).await.unwrap();
+        let b = register(&db, "labels", "0", 1_000).await.unwrap();
+
+        let guard = begin_work(&db, &b.id, "labels sync", "recipes", 2_000)
+            .await
+            .unwrap();
+        // A sees B doing it; B does not count itself.
+        let seen = work_on(&db, "labels sync", "recipes", &a.id).await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0.process, b.id);
+        assert_eq!(seen[0].1.as_ref().unwrap().command, "labels");
+        assert!(
+            seen[0]
+                .0
+                .describe()
+                .starts_with("labels sync of `recipes` since 1970")
+        );
+        assert!(
+            work_on(&db, "labels sync", "recipes", &b.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            work_on(&db, "labels sync", "other", &a.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Dropping the guard removes the record.
+        drop(guard);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !work(&db).await.unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the record stayed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // B is killed while it works: the record stays while B might be alive, and is
+        // released, with the reason, once B is silent past the grace period. Every process
+        // may sweep at once: a second sweep finds nothing.
+        std::mem::forget(
+            begin_work(&db, &b.id, "results write", "scores", 3_000)
+                .await
+                .unwrap(),
+        );
+        heartbeat(&db, &a.id, 70_000).await.unwrap();
+        assert!(
+            release_work_of_gone(&db, 60_000, minute)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let released = release_work_of_gone(&db, 62_000, minute).await.unwrap();
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].0.target, "scores");
+        assert!(released[0].1.contains(&b.id), "{}", released[0].1);
+        assert!(
+            release_work_of_gone(&db, 62_000, minute)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A clean stop removes what the process still had recorded.
+        std::mem::forget(
+            begin_work(&db, &a.id, "results export", "scores", 71_000)
+                .await
+                .unwrap(),
+        );
+        stop(&db, &a.id, 72_000).await.unwrap();
+        assert!(work(&db).await.unwrap().is_empty());
     }
 }

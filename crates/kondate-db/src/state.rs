@@ -181,6 +181,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         "ALTER TABLE kondate_runs ADD COLUMN owner VARCHAR(255) NULL",
     ),
+    (
+        8,
+        "CREATE TABLE IF NOT EXISTS kondate_work (
+        id {id},
+        process VARCHAR(255) NOT NULL,
+        kind VARCHAR(64) NOT NULL,
+        target VARCHAR(255) NOT NULL,
+        started_at BIGINT NOT NULL
+    );
+    CREATE INDEX kondate_work_process ON kondate_work (process)",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

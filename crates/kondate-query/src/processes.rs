@@ -26,6 +26,18 @@ pub struct ProcessView {
     pub stopped_at: Option<String>,
     /// Queries it owns that are waiting or running.
     pub queries: i64,
+    /// Other work it records as in progress: label syncs, result writes and exports.
+    pub work: Vec<WorkView>,
+}
+
+/// A piece of work in progress ([`kondate_db::processes::Work`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkView {
+    /// `labels sync`, `results write`, `results export`.
+    pub kind: String,
+    /// The label set or result table.
+    pub target: String,
+    pub started_at: String,
 }
 
 /// The processes heard from (or stopped) since `since`, newest first, as seen at `now`.
@@ -37,6 +49,14 @@ pub async fn list(
 ) -> Result<Vec<ProcessView>, QueryError> {
     let grace_ms = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
     let owned = kondate_db::processes::queries_owned(db).await?;
+    let mut work: std::collections::HashMap<String, Vec<WorkView>> = Default::default();
+    for w in kondate_db::processes::work(db).await? {
+        work.entry(w.process).or_default().push(WorkView {
+            kind: w.kind,
+            target: w.target,
+            started_at: rfc3339(w.started_at),
+        });
+    }
     Ok(kondate_db::processes::list(db, since.timestamp_millis())
         .await?
         .into_iter()
@@ -49,6 +69,7 @@ pub async fn list(
                 "lost"
             },
             queries: owned.get(&p.id).copied().unwrap_or(0),
+            work: work.remove(&p.id).unwrap_or_default(),
             started_at: rfc3339(p.started_at),
             last_heartbeat_at: rfc3339(p.heartbeat_at),
             stopped_at: p.stopped_at.map(rfc3339),

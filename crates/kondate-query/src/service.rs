@@ -206,6 +206,23 @@ impl QueryService {
         let _ = self.owner.set(id.to_string());
     }
 
+    /// Record that this service's process starts `kind` (`labels sync`, …) on `target`, so
+    /// that `kondate processes` shows it and a process waiting for the same can say for whom;
+    /// the record goes when the guard is dropped. None before [`QueryService::set_owner`].
+    pub async fn begin_work(
+        &self,
+        kind: &str,
+        target: &str,
+    ) -> Result<Option<kondate_db::processes::WorkGuard>, QueryError> {
+        let Some(owner) = self.owner.get() else {
+            return Ok(None);
+        };
+        let now = self.clock.now().timestamp_millis();
+        Ok(Some(
+            kondate_db::processes::begin_work(&self.db, owner, kind, target, now).await?,
+        ))
+    }
+
     /// The kondate processes heard from since `since` ([`crate::processes`]).
     pub async fn processes(
         &self,
@@ -618,6 +635,17 @@ impl QueryService {
                 tracing::warn!(queries = n, owner = owner.as_deref().unwrap_or(""), reason = %why, "failed queries whose process is gone");
             }
             failed += n;
+        }
+        // What lost processes had recorded as in progress (syncs, writes, exports): their
+        // locks went with their database sessions; the records go here, said in the log.
+        for (w, why) in kondate_db::processes::release_work_of_gone(
+            &self.db,
+            now.timestamp_millis(),
+            lost_after,
+        )
+        .await?
+        {
+            tracing::warn!(work = %w.describe(), owner = %w.process, reason = %why, "released the work of a process that is gone");
         }
         Ok(failed)
     }

@@ -672,22 +672,39 @@ pub async fn write(
             (written, pruned)
         }
         Publish::Upsert => {
-            let mut tx = db.begin().await?;
-            lock_row(&mut tx, decl).await?;
-            let stamp = stamp(&mut tx, &table, now_ms).await?;
-            let written = upsert.run(&mut tx, &table, &mut rows, meta, stamp).await?;
-            let pruned = if opts.prune {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE updated_at < ?"),
-                    &[Value::Int(stamp)],
-                )
-                .await?
+            // Where DDL commits by itself (MySQL), a swap holds the table's named lock, not
+            // its row: an upsert committing between the swap's copy and its rename would be
+            // lost with the old table. So an upsert holds the named lock too, on a session of
+            // its own, until it has committed.
+            let named = if db.transactional_ddl() {
+                None
             } else {
-                0
+                Some(NamedTableLock::take(db, decl).await?)
             };
-            count_prune(&mut tx, decl, pruned).await?;
-            tx.commit().await?;
-            (written, pruned)
+            let outcome = async {
+                let mut tx = db.begin().await?;
+                lock_row(&mut tx, decl).await?;
+                let stamp = stamp(&mut tx, &table, now_ms).await?;
+                let written = upsert.run(&mut tx, &table, &mut rows, meta, stamp).await?;
+                let pruned = if opts.prune {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE updated_at < ?"),
+                        &[Value::Int(stamp)],
+                    )
+                    .await?
+                } else {
+                    0
+                };
+                count_prune(&mut tx, decl, pruned).await?;
+                tx.commit().await?;
+                Ok::<_, ResultsError>((written, pruned))
+            }
+            .await;
+            // Released whatever happened: the session goes back to the pool.
+            if let Some(named) = named {
+                named.release(db).await;
+            }
+            outcome?
         }
     };
     Ok(WriteReport {
@@ -801,19 +818,10 @@ async fn swap_locked(
     opts: WriteOptions,
     now_ms: i64,
 ) -> Result<(u64, u64), ResultsError> {
-    use sha2::{Digest, Sha256};
-    let mut conn = db.acquire().await?;
-    // Lock names are at most 64 characters.
-    let lock = format!(
-        "kondate_result_{}",
-        &hex::encode(Sha256::digest(decl.name.as_bytes()))[..40]
-    );
-    if !db.named_lock(&mut conn, &lock, 60).await? {
-        return Err(ResultsError::Changed(format!(
-            "another write to result table `{}` has been running for a minute; try again when it is done",
-            decl.name
-        )));
-    }
+    let NamedTableLock {
+        mut conn,
+        name: lock,
+    } = NamedTableLock::take(db, decl).await?;
     let staging = staging_name(decl);
     let staging_q = db.ident(&staging)?;
     let old = format!("{}__old", decl.table);
@@ -839,6 +847,37 @@ async fn swap_locked(
             .execute(&format!("DROP TABLE IF EXISTS {staging_q}"), &[])
             .await;
     }
-    let _ = db.release_named_lock(&mut conn, &lock).await;
+    NamedTableLock { conn, name: lock }.release(db).await;
     outcome
+}
+
+/// A result table's named lock (MySQL's `GET_LOCK`), held by a session of its own: writers
+/// of the table take it where DDL commits by itself. The server releases it when the
+/// session ends, so a killed writer's lock goes with its connection.
+struct NamedTableLock {
+    conn: kondate_db::Conn,
+    name: String,
+}
+
+impl NamedTableLock {
+    async fn take(db: &Database, decl: &ResultTable) -> Result<NamedTableLock, ResultsError> {
+        use sha2::{Digest, Sha256};
+        let mut conn = db.acquire().await?;
+        // Lock names are at most 64 characters.
+        let name = format!(
+            "kondate_result_{}",
+            &hex::encode(Sha256::digest(decl.name.as_bytes()))[..40]
+        );
+        if !db.named_lock(&mut conn, &name, 60).await? {
+            return Err(ResultsError::Changed(format!(
+                "another write to result table `{}` has been running for a minute; try again when it is done",
+                decl.name
+            )));
+        }
+        Ok(NamedTableLock { conn, name })
+    }
+
+    async fn release(mut self, db: &Database) {
+        let _ = db.release_named_lock(&mut self.conn, &self.name).await;
+    }
 }

@@ -73,10 +73,35 @@ const LOCK_STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// Held while a table's manifest is read, changed and written back, so that two loads
 /// appending at once both land (each re-reads the manifest inside the lock). Data files are
-/// written before the lock is taken: it is held for milliseconds.
+/// written before the lock is taken: it is held for milliseconds. The lock object says who
+/// holds it ([`LockHolder`]), so that a waiter can tell a lock left by a killed process on
+/// this host (broken at once) from a live holder, and every message names the holder.
 struct TableLock {
     store: Store,
     key: String,
+}
+
+/// What a table lock object holds: who took it, and when.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LockHolder {
+    host: String,
+    pid: i64,
+    /// RFC 3339.
+    taken_at: String,
+}
+
+impl LockHolder {
+    fn describe(&self) -> String {
+        format!(
+            "process {} on host {}, since {}",
+            self.pid, self.host, self.taken_at
+        )
+    }
+
+    /// Why the holder is provably gone: it ran on this host and its process no longer exists.
+    fn gone_here(&self) -> bool {
+        self.host == kondate_core::host::hostname() && !kondate_core::host::pid_alive(self.pid)
+    }
 }
 
 impl TableLock {
@@ -88,29 +113,50 @@ impl TableLock {
         let key = format!("{}/_table.lock", table_prefix(table));
         let started = std::time::Instant::now();
         let mut delay = std::time::Duration::from_millis(5);
+        let me = serde_json::to_vec(&LockHolder {
+            host: kondate_core::host::hostname(),
+            pid: i64::from(std::process::id()),
+            taken_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+        .map_err(|e| WarehouseError::Engine(e.to_string()))?;
         loop {
-            let note = format!("{{\"pid\":{}}}", std::process::id());
-            if store.put_new(&key, note.into()).await? {
+            if store.put_new(&key, me.clone().into()).await? {
                 return Ok(TableLock {
                     store: store.clone(),
                     key,
                 });
             }
-            // Held by a live load (for milliseconds) or left by one that was killed. Two
-            // waiters that both find it stale could both break it; a killed lock holder and
-            // two concurrent loads at once is the only way to get there.
-            if let Ok(meta) = store.head(&key).await
-                && chrono::Utc::now() - meta.last_modified > LOCK_STALE
-            {
-                tracing::warn!(lock = %key, "breaking a stale table lock left by a killed load");
+            // Held by a live load (for milliseconds), or left by one that was killed: at once
+            // when its process is gone from this host, else once it is older than any live
+            // holder keeps it. Two waiters that both find it abandoned could both break it;
+            // a killed lock holder and two concurrent loads at once is the only way there.
+            let holder = match store.get(&key).await {
+                Ok(body) => serde_json::from_slice::<LockHolder>(&body).ok(),
+                // Released between the two requests: take it.
+                Err(_) => continue,
+            };
+            let who = holder
+                .as_ref()
+                .map_or_else(|| "an unknown process".to_string(), LockHolder::describe);
+            let stale = match store.head(&key).await {
+                Ok(meta) => chrono::Utc::now() - meta.last_modified > LOCK_STALE,
+                Err(_) => continue,
+            };
+            if holder.as_ref().is_some_and(LockHolder::gone_here) || stale {
+                tracing::warn!(
+                    lock = %key,
+                    holder = %who,
+                    reason = if stale { "older than 30 s" } else { "its process is gone" },
+                    "breaking a table lock left by a killed load"
+                );
                 store.delete(&key).await?;
                 continue;
             }
             if started.elapsed() > wait {
                 return Err(WarehouseError::Engine(format!(
-                    "table {table} is being changed by another load or drop, which has not \
-                     finished after {wait:?}; try again, or if nothing else is loading it, \
-                     delete the object `{key}`"
+                    "table {table} is being changed by another load or drop ({who}), which \
+                     has not finished after {wait:?}; try again, or if nothing else is \
+                     loading it, delete the object `{key}`"
                 )));
             }
             tokio::time::sleep(delay).await;

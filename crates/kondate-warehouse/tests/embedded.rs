@@ -304,6 +304,59 @@ async fn a_lock_left_by_a_killed_load_is_broken_after_it_goes_stale() {
     assert!(!lock.exists());
 }
 
+fn here() -> String {
+    kondate_core::host::hostname()
+}
+
+/// A table lock object as a load writes it.
+fn holder(host: &str, pid: i64) -> String {
+    format!("{{\"host\":\"{host}\",\"pid\":{pid},\"taken_at\":\"2026-01-01T00:00:00.000Z\"}}")
+}
+
+/// The pid of a process that has exited.
+fn dead_pid() -> i64 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id().into();
+    child.wait().unwrap();
+    pid
+}
+
+#[tokio::test]
+async fn a_fresh_lock_whose_process_is_gone_from_this_host_is_broken_at_once() {
+    let (wh, store, dir) = setup();
+    // Waiting would fail: the lock must be broken, not waited out.
+    let wh = wh.with_lock_wait(Duration::from_millis(100));
+    let t = TableName::parse("s.orphan").unwrap();
+    let lock = dir.path().join("store/warehouse/s/orphan/_table.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, holder(&here(), dead_pid())).unwrap();
+    wh.load(
+        &t,
+        &[file(&dir, "x.csv", "id\n1\n")],
+        &LoadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&wh, &store, "SELECT count(*) FROM s.orphan").await,
+        "\"1\"\n"
+    );
+    assert!(!lock.exists());
+
+    // The same pid on another host proves nothing: that lock is waited for.
+    std::fs::write(&lock, holder("elsewhere", dead_pid())).unwrap();
+    let err = wh
+        .load(
+            &t,
+            &[file(&dir, "y.csv", "id\n2\n")],
+            &LoadOptions::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("on host elsewhere"), "{err}");
+}
+
 #[tokio::test]
 async fn a_load_that_cannot_get_the_lock_fails_clearly_and_leaves_no_files() {
     let (wh, _store, dir) = setup();
@@ -311,8 +364,12 @@ async fn a_load_that_cannot_get_the_lock_fails_clearly_and_leaves_no_files() {
     let t = TableName::parse("s.busy").unwrap();
     let table_dir = dir.path().join("store/warehouse/s/busy");
     std::fs::create_dir_all(&table_dir).unwrap();
-    // A fresh lock: another load is switching the manifest right now.
-    std::fs::write(table_dir.join("_table.lock"), "{\"pid\":1}").unwrap();
+    // A fresh lock: another load (a live process: this one) is switching the manifest.
+    std::fs::write(
+        table_dir.join("_table.lock"),
+        holder(&here(), std::process::id().into()),
+    )
+    .unwrap();
     let err = wh
         .load(
             &t,
@@ -323,7 +380,14 @@ async fn a_load_that_cannot_get_the_lock_fails_clearly_and_leaves_no_files() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("s.busy") && err.contains("try again") && err.contains("_table.lock"),
+        err.contains("s.busy")
+            && err.contains("try again")
+            && err.contains("_table.lock")
+            && err.contains(&format!(
+                "process {} on host {}",
+                std::process::id(),
+                here()
+            )),
         "{err}"
     );
     let left: Vec<_> = std::fs::read_dir(&table_dir)

@@ -131,6 +131,8 @@ pub async fn sync(
         force: params.force,
         actor: caller.actor(),
     };
+    // Recorded as this server's work while it runs (`kondate processes` shows it).
+    let _work = state.service.begin_work("labels sync", &name).await?;
     let report = state.labels.sync(&set, &grid, &opts).await?;
     let body = serde_json::to_value(report).map_err(|e| {
         ApiError::new(

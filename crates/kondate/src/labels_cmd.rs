@@ -158,7 +158,11 @@ pub async fn run(services: &Services, cmd: LabelsCmd) -> CmdResult {
             let labels = services.labels().await?;
             let spinner = crate::output::spinner(&format!("reading {}", set.source.describe()));
             let grid = kondate_labels::read_source(&set).await.map_err(failure)?;
-            spinner.set_message(format!("syncing {name}"));
+            let (_work, others) = services.begin_work("labels sync", &name).await?;
+            spinner.set_message(match others.first() {
+                None => format!("syncing {name}"),
+                Some(o) => format!("syncing {name}, after {o}"),
+            });
             let opts = SyncOptions {
                 dry_run,
                 skip_invalid,
@@ -168,7 +172,8 @@ pub async fn run(services: &Services, cmd: LabelsCmd) -> CmdResult {
             };
             let report = labels.sync(&set, &grid, &opts).await;
             spinner.finish_and_clear();
-            print_report(&report.map_err(failure)?, format, 50)?;
+            let report = report.map_err(|e| crate::output::while_others(failure(e), &others))?;
+            print_report(&report, format, 50)?;
         }
         LabelsCmd::History { name, format } => {
             let labels = services.labels().await?;

@@ -38,7 +38,7 @@ use services::Services;
                   registry, batch inference and result tables — scheduled and documented.",
     after_help = "Examples:\n  kondate demo                    # everything on the embedded defaults\n  kondate init myproject && cd myproject\n  kondate serve\n  kondate query \"SELECT count(*) FROM recipes.recipes\""
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Project folder (default: the nearest folder upwards holding kondate.toml).
     #[arg(long, global = true, env = "KONDATE_PROJECT")]
     project: Option<PathBuf>,

@@ -185,3 +185,16 @@ pub fn query_failure(e: kondate_query::QueryError) -> Failure {
         e => Failure::from(e),
     }
 }
+
+/// `failure`, saying which other processes were doing the same work when this one started
+/// (whom it waited for, if it did): a "try again" then says who to wait for.
+pub fn while_others(mut failure: Failure, others: &[String]) -> Failure {
+    if !others.is_empty() {
+        failure.message = format!(
+            "{} (when this started, {} was doing the same; `kondate processes` shows it)",
+            failure.message,
+            others.join(", and ")
+        );
+    }
+    failure
+}

@@ -37,12 +37,12 @@ pub async fn run(services: &Services, args: ProcessesArgs) -> CmdResult {
         ListFormat::Json => println!("{}", serde_json::to_string_pretty(&processes)?),
         ListFormat::Text => {
             println!(
-                "{:<8} {:<10} {:<24} {:<24} {:>7}  ID",
+                "{:<8} {:<14} {:<24} {:<24} {:>7}  ID",
                 "STATE", "COMMAND", "STARTED", "LAST HEARD", "QUERIES"
             );
             for p in &processes {
                 println!(
-                    "{:<8} {:<10} {:<24} {:<24} {:>7}  {}",
+                    "{:<8} {:<14} {:<24} {:<24} {:>7}  {}",
                     p.state,
                     p.command,
                     p.started_at,
@@ -50,6 +50,9 @@ pub async fn run(services: &Services, args: ProcessesArgs) -> CmdResult {
                     p.queries,
                     p.id
                 );
+                for w in &p.work {
+                    println!("{:<8} {} `{}` since {}", "", w.kind, w.target, w.started_at);
+                }
             }
         }
     }

@@ -167,10 +167,11 @@ pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
                 prune,
                 migrate,
             };
+            let (_work, others) = services.begin_work("results write", &name).await?;
             let report = results
                 .write_files(&decl, &files, &meta, opts)
                 .await
-                .map_err(failure)?;
+                .map_err(|e| crate::output::while_others(failure(e), &others))?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -205,10 +206,11 @@ pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
             let tmp = project.state_dir();
             std::fs::create_dir_all(&tmp)?;
             let opts = kondate_results::ExportOptions { since_ms, full };
+            let (_work, others) = services.begin_work("results export", &name).await?;
             let report = results
                 .export(&decl, &sink, opts, &tmp)
                 .await
-                .map_err(failure)?;
+                .map_err(|e| crate::output::while_others(failure(e), &others))?;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -50,7 +50,7 @@ impl Services {
         let db = self.state_db().await?;
         self.process
             .get_or_try_init(|| async {
-                let command = std::env::args().nth(1).unwrap_or_else(|| "kondate".into());
+                let command = command_path(std::env::args().skip(1));
                 let now = self.clock.now().timestamp_millis();
                 let p = kondate_db::processes::register(
                     db,
@@ -81,6 +81,35 @@ impl Services {
                 Ok::<_, Failure>(p)
             })
             .await
+    }
+
+    /// Record that this process starts `kind` (`labels sync`, …) on `target`, so that
+    /// `kondate processes` shows it and another process waiting for the same can say for
+    /// whom; the record goes when the guard is dropped. Also returns who else is doing the
+    /// same now (other processes, each described), whom this one may have to wait for.
+    pub async fn begin_work(
+        &self,
+        kind: &str,
+        target: &str,
+    ) -> Result<(kondate_db::processes::WorkGuard, Vec<String>), Failure> {
+        let db = self.state_db().await?;
+        let me = self.process().await?.id.clone();
+        let now = self.clock.now().timestamp_millis();
+        let lost_after = self.project.config.state.lost_after;
+        let others = kondate_db::processes::work_on(db, kind, target, &me)
+            .await?
+            .into_iter()
+            .filter(|(w, p)| {
+                kondate_db::processes::gone_reason(&w.process, p.as_ref(), now, lost_after)
+                    .is_none()
+            })
+            .map(|(w, p)| {
+                let who = p.map_or_else(|| w.process.clone(), |p| p.describe());
+                format!("{who}, doing {}", w.describe())
+            })
+            .collect();
+        let guard = kondate_db::processes::begin_work(db, &me, kind, target, now).await?;
+        Ok((guard, others))
     }
 
     /// Record this process as stopped (a clean shutdown), if it registered.
@@ -332,5 +361,47 @@ impl kondate_apps::Credentials for RunCredentials {
         if let Err(e) = self.tokens.delete(&name).await {
             tracing::warn!(run = run_id, error = %e, "could not delete the run's token; it expires on its own");
         }
+    }
+}
+
+/// The command a process runs, as `kondate processes` shows it: the subcommand words of its
+/// arguments (`labels sync`), never their values (a query's text, a path).
+fn command_path(args: impl Iterator<Item = String>) -> String {
+    let mut cmd = <crate::Cli as clap::CommandFactory>::command();
+    let mut words = Vec::new();
+    for arg in args {
+        if arg.starts_with('-') {
+            continue;
+        }
+        match cmd.find_subcommand(&arg) {
+            Some(sub) => {
+                words.push(sub.get_name().to_string());
+                cmd = sub.clone();
+            }
+            // Before the first subcommand: a global option's value (`--project DIR`).
+            None if words.is_empty() => continue,
+            None => break,
+        }
+    }
+    if words.is_empty() {
+        "kondate".into()
+    } else {
+        words.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_process_is_named_by_its_subcommands_not_their_values() {
+        let path = |a: &[&str]| super::command_path(a.iter().map(|s| s.to_string()));
+        assert_eq!(path(&["labels", "sync", "recipes"]), "labels sync");
+        assert_eq!(path(&["--project", "p", "serve"]), "serve");
+        assert_eq!(path(&["query", "SELECT 1"]), "query");
+        assert_eq!(
+            path(&["results", "write", "scores", "x.csv"]),
+            "results write"
+        );
+        assert_eq!(path(&[]), "kondate");
     }
 }

@@ -1,7 +1,9 @@
-//! Several `kondate serve` processes (separate OS processes) on one state database: a
-//! process starting never fails another's queries; the queries of a process that is
-//! SIGKILLed are failed by another once `state.lost_after` has passed, naming it; a process
-//! stopped with SIGTERM deregisters. On SQLite here, on PostgreSQL and MariaDB in CI.
+//! Several kondate processes (separate OS processes) on one state database: a process
+//! starting never fails another's queries; the queries of a process that is SIGKILLed are
+//! failed by another once `state.lost_after` has passed, naming it, while the others' run
+//! on; a process stopped with SIGTERM drains and deregisters; label syncs and result
+//! writes by several processes wait for one another, and proceed when the holder is
+//! killed. On SQLite here, on PostgreSQL and MariaDB in CI.
 
 mod common;
 
@@ -109,6 +111,34 @@ async fn process_of(db: &Database, server: &Server) -> String {
     get_string(&rows[0], "id").unwrap()
 }
 
+/// A query that takes seconds.
+const LONG_QUERY: &str = "SELECT count(*) FROM generate_series(1, 100000000)";
+
+/// Submit `sql` to `server`; the query's id.
+async fn submit(server: &Server, sql: &str) -> i64 {
+    let submitted: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/v1/queries", server.listen))
+        .form(&[("q", sql)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    submitted["id"]
+        .as_i64()
+        .or_else(|| submitted["id"].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not submitted: {submitted}"))
+}
+
+async fn wait_running(db: &Database, id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(db, id).await.0 != "running" {
+        assert!(Instant::now() < deadline, "query {id} never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
     let (_dir, root) = common::init_project();
     let state_url = state_url(&root, &env);
@@ -177,9 +207,17 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
     tokio::time::sleep(Duration::from_millis(5500)).await;
     assert_eq!(status(&db, owned_by_a).await.0, "running");
 
-    // A is SIGKILLed: nothing deregisters it; B fails its query once lost_after has passed.
+    // A is SIGKILLed while B runs a long query: nothing deregisters A; B fails A's query
+    // once lost_after has passed, and its own query runs on.
+    let on_b = submit(&b, LONG_QUERY).await;
+    wait_running(&db, on_b).await;
     let killed = std::time::Instant::now();
     drop(a);
+    assert_eq!(
+        status(&db, on_b).await.0,
+        "running",
+        "the query should take seconds: it must still run when A is killed"
+    );
     assert_eq!(
         status(&db, owned_by_a).await.0,
         "running",
@@ -213,28 +251,23 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         (Some("lost"), Some(0)),
         "{listed:?}"
     );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match status(&db, on_b).await {
+            (s, _) if s == "success" => break,
+            (s, _) if s == "running" || s == "pending" => {
+                assert!(Instant::now() < deadline, "B's query never finished");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (s, error) => panic!("B's query ended {s} when A was killed: {error:?}"),
+        }
+    }
 
     // B is stopped with SIGTERM while it runs a query: it stops listening, lets the query
     // finish, and only then deregisters.
     let b_id = process_of(&db, &b).await;
-    let submitted: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{}/v1/queries", b.listen))
-        .form(&[("q", "SELECT count(*) FROM generate_series(1, 100000000)")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let long = submitted["id"]
-        .as_i64()
-        .or_else(|| submitted["id"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(|| panic!("not submitted: {submitted}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while status(&db, long).await.0 != "running" {
-        assert!(Instant::now() < deadline, "the query never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let long = submit(&b, LONG_QUERY).await;
+    wait_running(&db, long).await;
     let b_pid = b.child.id();
     assert!(
         Command::new("kill")
@@ -377,6 +410,263 @@ async fn a_rolling_restart_fails_no_query(env: Vec<(String, String)>) {
     }
 }
 
+/// `kondate ARGS` in the project, on the databases `env` names.
+fn kondate(root: &Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kondate"));
+    c.current_dir(root)
+        .env_remove("KONDATE_PROJECT")
+        .env_remove("KONDATE_FAILPOINT")
+        .env_remove("KONDATE_RUN_ID")
+        .env("CI", "true")
+        .env("KONDATE_STATE_HEARTBEAT", "200ms")
+        .env("KONDATE_STATE_LOST_AFTER", "5s")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args);
+    c
+}
+
+/// Run `kondate ARGS`, which must succeed; its standard output.
+fn ok(root: &Path, env: &[(String, String)], args: &[&str]) -> String {
+    let o = kondate(root, env, args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "kondate {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `kondate ARGS` started, its standard error kept for [`finished`].
+fn start(root: &Path, env: &[(String, String)], args: &[&str]) -> common::Killed {
+    common::Killed(
+        kondate(root, env, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Wait for `child`, which must succeed.
+fn finished(mut child: common::Killed, what: &str) {
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what}: {status} {err}");
+}
+
+/// The process `pid` as `kondate processes` lists it.
+fn listed_process(root: &Path, env: &[(String, String)], pid: u32) -> serde_json::Value {
+    processes(root, env)
+        .into_iter()
+        .find(|p| p["pid"] == i64::from(pid))
+        .unwrap_or_else(|| panic!("process {pid} is not listed"))
+}
+
+/// Give a second writer time to reach the lock the first holds; it must still be waiting.
+async fn still_waiting(child: &mut common::Killed, what: &str) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        panic!("{what} did not wait for the lock the other process holds: {status} {err}");
+    }
+}
+
+/// Label syncs and result writes by separate processes on one label set / result table:
+/// a second one waits while the first holds the lock, and completes once the first is
+/// SIGKILLed there (its lock went with its database session), with the first's work
+/// shown by `kondate processes` while it held it and released once it was lost; two at
+/// once both complete.
+async fn syncs_and_writes_across_processes(mut env: Vec<(String, String)>) {
+    let (_dir, root) = common::init_project();
+    // The service database on the same server as the state database.
+    if let Some((_, url)) = env.iter().find(|(k, _)| k == "KONDATE_STATE_URL").cloned() {
+        env.push(("KONDATE_SERVICE_URL".into(), url));
+    }
+    let env = &env;
+    std::fs::write(
+        root.join("labels/dishes.toml"),
+        "table = \"dish_labels\"\nkey = [\"id\"]\n[source]\ntype = \"csv\"\npath = \"dishes.csv\"\n\
+         [columns]\nid = { type = \"integer\" }\ncategory = { type = \"string\", required = true }\n",
+    )
+    .unwrap();
+    let labels = |version: &str| {
+        let mut s = String::from("id,category\n");
+        for i in 0..2000 {
+            s.push_str(&format!("{i},{version}\n"));
+        }
+        std::fs::write(root.join("dishes.csv"), s).unwrap();
+    };
+    let revisions = || {
+        serde_json::from_str::<serde_json::Value>(&ok(
+            &root,
+            env,
+            &["labels", "history", "dishes", "--format", "json"],
+        ))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    labels("v1");
+    ok(&root, env, &["labels", "sync", "dishes"]);
+
+    // A stops holding the set's lock, just before its commit.
+    labels("v2");
+    let mut a = common::stop_at(
+        kondate(&root, env, &["labels", "sync", "dishes"]),
+        "labels.before_commit",
+    );
+    let a_view = listed_process(&root, env, a.id());
+    assert_eq!(a_view["state"], "live", "{a_view}");
+    assert_eq!(a_view["command"], "labels sync", "{a_view}");
+    assert_eq!(a_view["work"][0]["kind"], "labels sync", "{a_view}");
+    assert_eq!(a_view["work"][0]["target"], "dishes", "{a_view}");
+    // B waits for it, and completes once A is killed.
+    labels("v3");
+    let mut b = start(&root, env, &["labels", "sync", "dishes"]);
+    still_waiting(&mut b, "a second label sync").await;
+    assert_eq!(revisions(), 1, "A's sync was not committed");
+    a.kill().unwrap();
+    a.wait().unwrap();
+    finished(b, "the label sync that waited for a killed one");
+    assert_eq!(revisions(), 2);
+    // Two at once: both complete, and the second finds nothing left to change.
+    labels("v4");
+    let (c, d) = (
+        start(&root, env, &["labels", "sync", "dishes"]),
+        start(&root, env, &["labels", "sync", "dishes"]),
+    );
+    finished(c, "one of two label syncs at once");
+    finished(d, "the other of two label syncs at once");
+    assert_eq!(revisions(), 3);
+
+    // Result tables: a swap stopped just before its rename holds the table; an upsert of
+    // other keys waits for it (were it to commit into the old table meanwhile, the swap
+    // would lose it), and completes once the swap is killed.
+    std::fs::write(
+        root.join("results/scores.toml"),
+        "key = [\"id\"]\n[columns]\nid = { type = \"integer\" }\nversion = { type = \"string\" }\n",
+    )
+    .unwrap();
+    let rows = |file: &str, version: &str, keys: std::ops::Range<usize>| {
+        let mut s = String::from("id,version\n");
+        for i in keys {
+            s.push_str(&format!("{i},{version}\n"));
+        }
+        std::fs::write(root.join(file), s).unwrap();
+    };
+    rows("v1.csv", "v1", 0..1000);
+    rows("v2.csv", "v2", 0..1000);
+    rows("new.csv", "new", 1000..1100);
+    rows("v3.csv", "v3", 0..500);
+    ok(&root, env, &["results", "write", "scores", "v1.csv"]);
+    let mut a = common::stop_at(
+        kondate(
+            &root,
+            env,
+            &["results", "write", "scores", "v2.csv", "--publish", "swap"],
+        ),
+        "results.before_swap",
+    );
+    let a_view = listed_process(&root, env, a.id());
+    assert_eq!(
+        (
+            a_view["command"].as_str(),
+            a_view["work"][0]["kind"].as_str(),
+            a_view["work"][0]["target"].as_str()
+        ),
+        (Some("results write"), Some("results write"), Some("scores")),
+        "{a_view}"
+    );
+    let mut b = start(&root, env, &["results", "write", "scores", "new.csv"]);
+    still_waiting(&mut b, "an upsert while a swap holds the table").await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    finished(b, "the upsert that waited for a killed swap");
+    let counts = result_versions(env, &root).await;
+    assert_eq!(counts, [("new".to_string(), 100), ("v1".to_string(), 1000)]);
+
+    // An upsert stopped after its first rows holds the table; a pruning swap waits, and
+    // completes once the upsert is killed.
+    let mut a = common::stop_at(
+        kondate(&root, env, &["results", "write", "scores", "v2.csv"]),
+        "results.mid_write",
+    );
+    let mut b = start(
+        &root,
+        env,
+        &[
+            "results",
+            "write",
+            "scores",
+            "v3.csv",
+            "--publish",
+            "swap",
+            "--prune",
+        ],
+    );
+    still_waiting(&mut b, "a swap while an upsert holds the table").await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    finished(b, "the swap that waited for a killed upsert");
+    assert_eq!(result_versions(env, &root).await, [("v3".to_string(), 500)]);
+
+    // What the killed processes had recorded as in progress stays, shown under the lost
+    // process, until a sweep finds them gone: a server starting sweeps at once.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let lost: Vec<_> = processes(&root, env)
+        .into_iter()
+        .filter(|p| p["state"] == "lost")
+        .collect();
+    assert!(
+        lost.iter().any(|p| p["work"][0]["kind"] == "results write"),
+        "{lost:?}"
+    );
+    let server = serve(&root, env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<_> = processes(&root, env)
+            .into_iter()
+            .filter(|p| p["work"].as_array().is_some_and(|w| !w.is_empty()))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost work never released: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+}
+
+/// (version, rows) in result table `scores`, on the service database `env` names.
+async fn result_versions(env: &[(String, String)], root: &Path) -> Vec<(String, i64)> {
+    let url = env
+        .iter()
+        .find(|(k, _)| k == "KONDATE_SERVICE_URL")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| format!("sqlite://{}", root.join(".kondate/service.db").display()));
+    let db = Database::connect(&url).await.unwrap();
+    db.fetch_all(
+        "SELECT version, COUNT(*) AS n FROM scores GROUP BY version ORDER BY version",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            get_string(r, "version").unwrap(),
+            kondate_db::get_i64(r, "n").unwrap(),
+        )
+    })
+    .collect()
+}
+
 /// The state database's URL: the one `env` names, else the project's SQLite file.
 fn state_url(root: &Path, env: &[(String, String)]) -> String {
     env.iter()
@@ -428,4 +718,12 @@ on_every_state_database!(
     sqlite_a_rolling_restart_fails_no_query,
     postgres_a_rolling_restart_fails_no_query,
     mariadb_a_rolling_restart_fails_no_query
+);
+
+on_every_state_database!(
+    syncs_and_writes_across_processes,
+    "crossproc",
+    sqlite_syncs_and_writes_across_processes,
+    postgres_syncs_and_writes_across_processes,
+    mariadb_syncs_and_writes_across_processes
 );

@@ -8,7 +8,39 @@ use std::time::Duration;
 
 /// Run `command` with `KONDATE_FAILPOINT=failpoint`, wait until it says it is there, and
 /// kill it with SIGKILL.
-pub fn kill_at(mut command: Command, failpoint: &str) {
+pub fn kill_at(command: Command, failpoint: &str) {
+    let mut child = stop_at(command, failpoint);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A child process, SIGKILLed when dropped if still running: a failing test leaves none
+/// behind holding locks.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+/// Run `command` with `KONDATE_FAILPOINT=failpoint` and return it, stopped there (holding
+/// whatever it holds at that point), for the caller to kill.
+pub fn stop_at(mut command: Command, failpoint: &str) -> Killed {
     let mut child = command
         .env("KONDATE_FAILPOINT", failpoint)
         .stdout(Stdio::null())
@@ -24,10 +56,12 @@ pub fn kill_at(mut command: Command, failpoint: &str) {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|_| panic!("the process never reached {failpoint}"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        panic!("the process never reached {failpoint} ({status})");
+    }
+    Killed(child)
 }
 
 /// Run `command` (output discarded) and kill it with SIGKILL after `delay`, wherever it is
