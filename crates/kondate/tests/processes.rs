@@ -3,7 +3,8 @@
 //! failed by another once `state.lost_after` has passed, naming it, while the others' run
 //! on; a process stopped with SIGTERM drains and deregisters; label syncs and result
 //! writes by several processes wait for one another, and proceed when the holder is
-//! killed. On SQLite here, on PostgreSQL and MariaDB in CI.
+//! killed; an app run whose supervisor is killed is lost, the others' run on. On SQLite
+//! here, on PostgreSQL and MariaDB in CI.
 
 mod common;
 
@@ -643,6 +644,82 @@ async fn syncs_and_writes_across_processes(mut env: Vec<(String, String)>) {
     drop(server);
 }
 
+/// Two `kondate apps run`s supervise a run each; one is SIGKILLed: its run is `lost` at
+/// once (its process is provably gone from this host), with the log written so far stored
+/// where every process can read it, and the other run is left alone.
+async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
+    let (_dir, root) = common::init_project();
+    let env = &env;
+    // In a folder of the project: an isolated run may write below it (docs/apps.md).
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let pidfile = |name: &str| root.join("out").join(format!("{name}.pid"));
+    for name in ["a", "b"] {
+        std::fs::write(
+            root.join("apps").join(format!("{name}.jsonnet")),
+            format!(
+                "{{ app: {{ command: ['sh', '-c', 'echo started {name}; echo $$ > {}; sleep 300'] }} }}",
+                pidfile(name).display()
+            ),
+        )
+        .unwrap();
+    }
+    let mut supervisors: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| start(&root, env, &["apps", "run", name]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut app_pids = Vec::new();
+    for name in ["a", "b"] {
+        loop {
+            let pid = std::fs::read_to_string(pidfile(name)).unwrap_or_default();
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                app_pids.push(pid);
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {name} never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A's supervisor is killed; what it ran is no longer supervised (and is stopped here).
+    supervisors[0].kill().unwrap();
+    supervisors[0].wait().unwrap();
+    unsafe { libc::kill(app_pids[0], libc::SIGKILL) };
+
+    let runs: serde_json::Value =
+        serde_json::from_str(&ok(&root, env, &["apps", "runs", "--format", "json"])).unwrap();
+    let run_of = |app: &str| {
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["app"] == app)
+            .unwrap_or_else(|| panic!("no run of {app}: {runs}"))
+            .clone()
+    };
+    let (a, b) = (run_of("a"), run_of("b"));
+    assert_eq!(a["status"], "lost", "{a}");
+    assert_eq!(b["status"], "running", "{b}");
+    let log = ok(&root, env, &["apps", "logs", a["id"].as_str().unwrap()]);
+    assert!(log.contains(" out started a"), "{log}");
+
+    // B's supervisor stops cleanly (SIGTERM): its run ends with a final status, not lost.
+    let b_pid = supervisors[1].id() as i32;
+    unsafe { libc::kill(b_pid, libc::SIGTERM) };
+    supervisors[1].wait().unwrap();
+    let b: serde_json::Value = serde_json::from_str(&ok(
+        &root,
+        env,
+        &[
+            "apps",
+            "show-run",
+            b["id"].as_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert!(b["status"] != "running" && b["status"] != "lost", "{b}");
+}
+
 /// (version, rows) in result table `scores`, on the service database `env` names.
 async fn result_versions(env: &[(String, String)], root: &Path) -> Vec<(String, i64)> {
     let url = env
@@ -726,4 +803,12 @@ on_every_state_database!(
     sqlite_syncs_and_writes_across_processes,
     postgres_syncs_and_writes_across_processes,
     mariadb_syncs_and_writes_across_processes
+);
+
+on_every_state_database!(
+    runs_whose_supervisor_is_killed,
+    "lostruns",
+    sqlite_runs_whose_supervisor_is_killed,
+    postgres_runs_whose_supervisor_is_killed,
+    mariadb_runs_whose_supervisor_is_killed
 );
