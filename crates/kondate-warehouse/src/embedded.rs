@@ -190,6 +190,10 @@ fn engine(e: impl std::fmt::Display) -> WarehouseError {
              join — or raise the limit. {message}"
         ));
     }
+    // Arrow's checked decimal division (`1.5 / 0.0`): PostgreSQL's words.
+    if message.contains("Divide by zero error") {
+        return WarehouseError::Engine(format!("division by zero ({message})"));
+    }
     WarehouseError::Engine(message)
 }
 
@@ -325,6 +329,9 @@ impl EmbeddedWarehouse {
         // PostgreSQL's reading of the operators: `^` is a power and `#` an exclusive or
         // (the generic dialect reads `^` as the exclusive or: `2 ^ 10` would be 8).
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // A literal with a point or an exponent (`0.1`, `1e-7`) is a `numeric` on PostgreSQL,
+        // exact: `0.1 + 0.2` is `0.3`, not the float `0.30000000000000004`.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         let ctx = crate::pgsemantics::with_rules(SessionContext::new_with_config_rt(
             config,
             self.runtime.clone(),

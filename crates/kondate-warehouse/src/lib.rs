@@ -10,6 +10,7 @@ mod pgdates;
 mod pgfuncs;
 mod pgmath;
 mod pgnames;
+mod pgnumeric;
 mod pgout;
 mod pgsemantics;
 mod pgsession;

@@ -18,6 +18,9 @@
 //!   `date_trunc('month', date)` a `timestamptz`.
 //! - **`round(float)` rounds half to even**, as PostgreSQL's does (`round(2.5::float8)` is 2).
 //! - **Integer literals are `integer`** when they fit ([`IntegerLiterals`]).
+//! - **Literals with a point or an exponent are `numeric`**, exact (`0.1 + 0.2` is `0.3`);
+//!   where a `numeric` meets a float it becomes a float, as on PostgreSQL (the engine would
+//!   make the float a decimal: `price < 1e10` failed for a large price).
 //!
 //! Column names do not change: each rewritten expression keeps its name.
 
@@ -96,6 +99,22 @@ fn rewrite_expressions(
                     .collect();
                 datafusion::logical_expr::LogicalPlanBuilder::values(rows)?.build()?
             }
+            // A union keeps the schema it was planned with, from its inputs' types then: derive
+            // it again from the inputs as they are now (`SELECT 1 UNION SELECT 2` is an
+            // `integer` column); type coercion then finds the inputs' common type.
+            LogicalPlan::Union(u)
+                if u.inputs.iter().any(|i| {
+                    i.schema().fields().iter().map(|f| f.data_type()).ne(u
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.data_type()))
+                }) =>
+            {
+                LogicalPlan::Union(datafusion::logical_expr::Union::try_new_with_loose_types(
+                    u.inputs,
+                )?)
+            }
             other => other.recompute_schema()?,
         };
         let changed = transformed || plan.schema() != &before;
@@ -125,6 +144,26 @@ fn from_integer(e: &Expr, schema: &DFSchema) -> bool {
     }
 }
 
+/// Whether an operand is a float, a decimal (`numeric`), or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Float,
+    Decimal,
+    Other,
+}
+
+fn float_side(e: &Expr, schema: &DFSchema) -> Side {
+    match e.get_type(schema) {
+        Ok(t) if t.is_floating() => Side::Float,
+        Ok(DataType::Decimal128(..) | DataType::Decimal256(..)) => Side::Decimal,
+        _ => Side::Other,
+    }
+}
+
+fn to_float(e: Box<Expr>) -> Box<Expr> {
+    Box::new(Expr::Cast(Cast::new(e, DataType::Float64)))
+}
+
 /// When `name(args)` is a `sum` of a `bigint`, make its argument `numeric` and say so.
 fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
     if name != "sum" || args.len() != 1 || args[0].get_type(schema).ok() != Some(DataType::Int64) {
@@ -151,6 +190,131 @@ impl AnalyzerRule for IntegerLiterals {
                 Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => Ok(
                     Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)),
                 ),
+                // A literal with an exponent (`1e3`) is read with a negative scale; PostgreSQL's
+                // `numeric` has none: the same value without places.
+                Expr::Literal(ScalarValue::Decimal128(Some(v), p, s), meta) if s < 0 => {
+                    let shift = u32::from(s.unsigned_abs());
+                    match 10i128.checked_pow(shift).and_then(|m| v.checked_mul(m)) {
+                        Some(v) if u32::from(p) + shift <= 38 => {
+                            Ok(Transformed::yes(Expr::Literal(
+                                ScalarValue::Decimal128(Some(v), p + shift as u8, 0),
+                                meta,
+                            )))
+                        }
+                        _ => Ok(Transformed::no(Expr::Literal(
+                            ScalarValue::Decimal128(Some(v), p, s),
+                            meta,
+                        ))),
+                    }
+                }
+                // A numeric meeting a float is a float (PostgreSQL casts numeric to float8
+                // there); the engine's coercion would cast the float to a decimal.
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    let (l, r) = (float_side(&left, schema), float_side(&right, schema));
+                    let (left, right, changed) = match (l, r) {
+                        (Side::Float, Side::Decimal) => (left, to_float(right), true),
+                        (Side::Decimal, Side::Float) => (to_float(left), right, true),
+                        _ => (left, right, false),
+                    };
+                    Ok(Transformed::new_transformed(
+                        Expr::BinaryExpr(BinaryExpr { left, op, right }),
+                        changed,
+                    ))
+                }
+                Expr::Between(mut b) => {
+                    let sides = [&*b.expr, &*b.low, &*b.high].map(|e| float_side(e, schema));
+                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
+                    if changed {
+                        for (e, side) in [&mut b.expr, &mut b.low, &mut b.high]
+                            .into_iter()
+                            .zip(sides)
+                        {
+                            if side == Side::Decimal {
+                                let inner = std::mem::replace(
+                                    e,
+                                    Box::new(Expr::Literal(ScalarValue::Null, None)),
+                                );
+                                *e = to_float(inner);
+                            }
+                        }
+                    }
+                    Ok(Transformed::new_transformed(Expr::Between(b), changed))
+                }
+                Expr::InList(mut l) => {
+                    let sides: Vec<Side> = std::iter::once(&*l.expr)
+                        .chain(l.list.iter())
+                        .map(|e| float_side(e, schema))
+                        .collect();
+                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
+                    if changed {
+                        if sides[0] == Side::Decimal {
+                            let inner = std::mem::replace(
+                                &mut l.expr,
+                                Box::new(Expr::Literal(ScalarValue::Null, None)),
+                            );
+                            l.expr = to_float(inner);
+                        }
+                        for (e, side) in l.list.iter_mut().zip(&sides[1..]) {
+                            if *side == Side::Decimal {
+                                let inner =
+                                    std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
+                                *e = *to_float(Box::new(inner));
+                            }
+                        }
+                    }
+                    Ok(Transformed::new_transformed(Expr::InList(l), changed))
+                }
+                // The same where one type is chosen for several values: CASE's branches,
+                // coalesce, greatest, least, nullif.
+                Expr::Case(mut c) => {
+                    let sides: Vec<Side> = c
+                        .when_then_expr
+                        .iter()
+                        .map(|(_, t)| &**t)
+                        .chain(c.else_expr.as_deref())
+                        .map(|e| float_side(e, schema))
+                        .collect();
+                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
+                    if changed {
+                        let branches = c
+                            .when_then_expr
+                            .iter_mut()
+                            .map(|(_, t)| t)
+                            .chain(c.else_expr.as_mut());
+                        for (e, side) in branches.zip(sides) {
+                            if side == Side::Decimal {
+                                let inner = std::mem::replace(
+                                    e,
+                                    Box::new(Expr::Literal(ScalarValue::Null, None)),
+                                );
+                                *e = to_float(inner);
+                            }
+                        }
+                    }
+                    Ok(Transformed::new_transformed(Expr::Case(c), changed))
+                }
+                Expr::ScalarFunction(mut f)
+                    if matches!(
+                        f.func.name(),
+                        "coalesce" | "greatest" | "least" | "nullif" | "nvl" | "ifnull"
+                    ) =>
+                {
+                    let sides: Vec<Side> = f.args.iter().map(|e| float_side(e, schema)).collect();
+                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
+                    if changed {
+                        for (e, side) in f.args.iter_mut().zip(sides) {
+                            if side == Side::Decimal {
+                                let inner =
+                                    std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
+                                *e = *to_float(Box::new(inner));
+                            }
+                        }
+                    }
+                    Ok(Transformed::new_transformed(
+                        Expr::ScalarFunction(f),
+                        changed,
+                    ))
+                }
                 // sum(bigint) is numeric on PostgreSQL (it cannot overflow; the engine's Int64
                 // sum wraps around). Before type coercion, the argument's type is still the
                 // statement's own (coercion widens sum(integer) to bigint).
@@ -188,6 +352,7 @@ struct PgSemantics {
     div: Arc<ScalarUDF>,
     round: Arc<ScalarUDF>,
     text: Arc<ScalarUDF>,
+    numeric_div: Arc<ScalarUDF>,
 }
 
 impl PgSemantics {
@@ -200,6 +365,7 @@ impl PgSemantics {
             div: f(Op::FloatDiv),
             round: f(Op::RoundForInt),
             text: f(Op::Text),
+            numeric_div: Arc::new(ScalarUDF::from(crate::pgnumeric::NumericDiv::new())),
         }
     }
 
@@ -243,6 +409,12 @@ impl PgSemantics {
                     (Operator::Minus, Some(l), Some(r)) if l.is_integer() && l == r => &self.sub,
                     (Operator::Multiply, Some(l), Some(r)) if l.is_integer() && l == r => &self.mul,
                     (Operator::Divide, Some(l), Some(r)) if l.is_floating() && l == r => &self.div,
+                    // numeric / numeric: rounded where PostgreSQL rounds (the engine cuts).
+                    (Operator::Divide, Some(l), Some(r))
+                        if crate::pgnumeric::quotient_type(l, r).is_some() =>
+                    {
+                        &self.numeric_div
+                    }
                     _ => {
                         return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
                             left,

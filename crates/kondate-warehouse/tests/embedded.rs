@@ -642,6 +642,7 @@ async fn postgresql_semantics_fail_with_what_to_do_where_they_cannot_answer() {
         ("SELECT 2147483647 + 1", "integer out of range"),
         ("SELECT 2147483647 + 1", "cast to a wider type"),
         ("SELECT 1.5 / 0.0", "division by zero"),
+        ("SELECT 1.5::float8 / 0.0", "division by zero"),
         (
             "SELECT TIMESTAMP '2024-01-01 00:00:00' AT TIME ZONE 'Mars/Olympus'",
             "`Mars/Olympus` is not a time zone",
