@@ -560,11 +560,101 @@ impl Accumulator for Values {
 }
 
 /// The engine's `sum` or `avg`, except over a sliding window frame of floats (see the
-/// module): every method is the engine's own but that frame's accumulator.
+/// module), and `avg` of a `numeric` (integers are made `numeric` before planning): the
+/// sum over the count rounded as PostgreSQL's `numeric` division rounds it
+/// ([`crate::pgnumeric`]), where the engine's cuts it at 4 more places than the argument's.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Resummed {
     average: bool,
     inner: Arc<AggregateUDF>,
+}
+
+impl Resummed {
+    /// The argument's scale and the result's type when this is an `avg` of a `numeric`.
+    fn numeric_average(&self, arg: &DataType) -> Option<(i8, DataType)> {
+        match arg {
+            DataType::Decimal128(p, s) if self.average && *s >= 0 => {
+                Some((*s, crate::pgnumeric::average_type(*p, *s)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `avg` of a `numeric`: its sum (at the argument's scale) and count, divided at the end.
+#[derive(Debug)]
+struct NumericAverage {
+    scale: i8,
+    out: DataType,
+    sum: i128,
+    count: i64,
+}
+
+impl NumericAverage {
+    fn add(&mut self, values: &ArrayRef, sign: i128) -> Result<()> {
+        let v = values.as_primitive::<arrow::datatypes::Decimal128Type>();
+        for x in v.iter().flatten() {
+            let Some(sum) = x.checked_mul(sign).and_then(|x| self.sum.checked_add(x)) else {
+                return exec_err!(
+                    "numeric value out of range in avg: the sum has more than 38 digits; cast the argument to double precision"
+                );
+            };
+            self.sum = sum;
+            self.count += if sign > 0 { 1 } else { -1 };
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for NumericAverage {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], 1)
+    }
+
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], -1)
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            ScalarValue::Decimal128(Some(self.sum), 38, self.scale),
+            ScalarValue::Int64(Some(self.count)),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add(&states[0], 1)?;
+        // `add` counted the partial sums; the counts are in the second column.
+        self.count -= states[0].len() as i64 - states[0].null_count() as i64;
+        let counts = states[1].as_primitive::<arrow::datatypes::Int64Type>();
+        self.count += counts.iter().flatten().sum::<i64>();
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let DataType::Decimal128(p, out_scale) = self.out else {
+            return exec_err!("avg: result type {}", self.out);
+        };
+        if self.count == 0 {
+            return Ok(ScalarValue::Decimal128(None, p, out_scale));
+        }
+        let v = crate::pgnumeric::divide_scaled(
+            self.sum,
+            i32::from(self.scale),
+            i128::from(self.count),
+            0,
+            i32::from(out_scale),
+        )?;
+        Ok(ScalarValue::Decimal128(Some(v), p, out_scale))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
 }
 
 impl AggregateUDFImpl for Resummed {
@@ -601,10 +691,19 @@ impl AggregateUDFImpl for Resummed {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if let Some((_, out)) = args.first().and_then(|a| self.numeric_average(a)) {
+            return Ok(out);
+        }
         self.inner.inner().return_type(args)
     }
 
     fn return_field(&self, args: &[FieldRef]) -> Result<FieldRef> {
+        if let Some((_, out)) = args
+            .first()
+            .and_then(|a| self.numeric_average(a.data_type()))
+        {
+            return Ok(Arc::new(Field::new(self.name(), out, true)));
+        }
         self.inner.inner().return_field(args)
     }
 
@@ -613,14 +712,46 @@ impl AggregateUDFImpl for Resummed {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if !args.is_distinct
+            && let Some((scale, out)) = self.numeric_average(args.expr_fields[0].data_type())
+        {
+            return Ok(Box::new(NumericAverage {
+                scale,
+                out,
+                sum: 0,
+                count: 0,
+            }));
+        }
         self.inner.inner().accumulator(args)
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if !args.is_distinct
+            && let Some((scale, _)) = self.numeric_average(args.input_fields[0].data_type())
+        {
+            return Ok(vec![
+                Arc::new(Field::new(
+                    format!("{}[sum]", args.name),
+                    DataType::Decimal128(38, scale),
+                    true,
+                )),
+                Arc::new(Field::new(
+                    format!("{}[count]", args.name),
+                    DataType::Int64,
+                    true,
+                )),
+            ]);
+        }
         self.inner.inner().state_fields(args)
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        if self
+            .numeric_average(args.expr_fields[0].data_type())
+            .is_some()
+        {
+            return false;
+        }
         self.inner.inner().groups_accumulator_supported(args)
     }
 
@@ -632,6 +763,13 @@ impl AggregateUDFImpl for Resummed {
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if !args.is_distinct
+            && self
+                .numeric_average(args.expr_fields[0].data_type())
+                .is_some()
+        {
+            return self.accumulator(args);
+        }
         if args.is_distinct || !args.expr_fields[0].data_type().is_floating() {
             return self.inner.inner().create_sliding_accumulator(args);
         }

@@ -1,4 +1,5 @@
-//! PostgreSQL's `numeric` division on the embedded warehouse.
+//! PostgreSQL's `numeric` division on the embedded warehouse — of `numeric` operands, and
+//! the sum over the count of `avg` (`pgaggs`).
 //!
 //! The engine divides decimals at a small fixed scale and cuts the rest off (`1 / 3.0` was
 //! `0.3333`, `amount / 3` was `4.166666`): a wrong answer, not a rounding. PostgreSQL rounds
@@ -46,6 +47,22 @@ pub fn quotient_type(l: &DataType, r: &DataType) -> Option<DataType> {
         .min((38 - int_digits).max(least))
         .min(38);
     Some(DataType::Decimal128(38, scale as i8))
+}
+
+/// The type of `avg` of a `Decimal128(p, s)`: a quotient no longer before the point than
+/// the argument, at 20 places where that fits (at least the argument's).
+pub fn average_type(p: u8, s: i8) -> DataType {
+    let int_digits = i32::from(p) - i32::from(s);
+    let scale = QUOTIENT_SCALE
+        .min(38 - int_digits)
+        .max(i32::from(s))
+        .min(38);
+    DataType::Decimal128(38, scale as i8)
+}
+
+/// `a / 10^s1` divided by `b / 10^s2` at `scale` places, rounded where PostgreSQL rounds.
+pub fn divide_scaled(a: i128, s1: i32, b: i128, s2: i32, scale: i32) -> Result<i128> {
+    divide(a, s1, b, s2, scale)
 }
 
 /// `l / r` for `numeric` operands, as PostgreSQL computes it (see the module's doc).

@@ -164,13 +164,25 @@ fn to_float(e: Box<Expr>) -> Box<Expr> {
     Box::new(Expr::Cast(Cast::new(e, DataType::Float64)))
 }
 
-/// When `name(args)` is a `sum` of a `bigint`, make its argument `numeric` and say so.
+/// When `name(args)` is a `sum` of a `bigint` or an `avg` of integers, make its argument
+/// `numeric` and say so (both are `numeric` on PostgreSQL).
 fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
-    if name != "sum" || args.len() != 1 || args[0].get_type(schema).ok() != Some(DataType::Int64) {
+    if args.len() != 1 {
         return false;
     }
+    let to = match (name, args[0].get_type(schema).ok()) {
+        ("sum", Some(DataType::Int64)) => DataType::Decimal128(38, 0),
+        ("avg" | "mean", Some(t)) if t.is_integer() => {
+            let digits = match t {
+                DataType::Int64 | DataType::UInt64 => 20,
+                _ => 10,
+            };
+            DataType::Decimal128(digits, 0)
+        }
+        _ => return false,
+    };
     let arg = std::mem::replace(&mut args[0], Expr::Literal(ScalarValue::Null, None));
-    args[0] = Expr::Cast(Cast::new(Box::new(arg), DataType::Decimal128(38, 0)));
+    args[0] = Expr::Cast(Cast::new(Box::new(arg), to));
     true
 }
 
