@@ -606,6 +606,138 @@ impl NumericAverage {
     }
 }
 
+/// [`NumericAverage`] for every group at once (what `GROUP BY` uses: one accumulator per
+/// group would be slower by far with many groups).
+#[derive(Debug)]
+struct NumericAverages {
+    scale: i8,
+    out: DataType,
+    sums: Vec<i128>,
+    counts: Vec<i64>,
+}
+
+impl NumericAverages {
+    fn grow(&mut self, total: usize) {
+        self.sums.resize(total, 0);
+        self.counts.resize(total, 0);
+    }
+
+    fn add(&mut self, group: usize, x: i128, n: i64) -> Result<()> {
+        let Some(sum) = self.sums[group].checked_add(x) else {
+            return exec_err!(
+                "numeric value out of range in avg: the sum has more than 38 digits; cast the argument to double precision"
+            );
+        };
+        self.sums[group] = sum;
+        self.counts[group] += n;
+        Ok(())
+    }
+}
+
+/// Whether row `i` passes `filter` (a `FILTER (WHERE …)` clause), if any.
+fn passes(filter: Option<&arrow::array::BooleanArray>, i: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+}
+
+impl datafusion::logical_expr::GroupsAccumulator for NumericAverages {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let v = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            if !v.is_null(i) && passes(opt_filter, i) {
+                self.add(g, v.value(i), 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<ArrayRef> {
+        let DataType::Decimal128(p, out_scale) = self.out else {
+            return exec_err!("avg: result type {}", self.out);
+        };
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        let mut b = arrow::array::Decimal128Builder::with_capacity(sums.len());
+        for (sum, count) in sums.into_iter().zip(counts) {
+            if count == 0 {
+                b.append_null();
+            } else {
+                b.append_value(crate::pgnumeric::divide_scaled(
+                    sum,
+                    i32::from(self.scale),
+                    i128::from(count),
+                    0,
+                    i32::from(out_scale),
+                )?);
+            }
+        }
+        Ok(Arc::new(b.finish().with_precision_and_scale(p, out_scale)?))
+    }
+
+    fn state(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<Vec<ArrayRef>> {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let counts = emit_to.take_needed(&mut self.counts);
+        Ok(vec![
+            Arc::new(
+                arrow::array::Decimal128Array::from(sums)
+                    .with_precision_and_scale(38, self.scale)?,
+            ),
+            Arc::new(arrow::array::Int64Array::from(counts)),
+        ])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let sums = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
+        let counts = values[1].as_primitive::<arrow::datatypes::Int64Type>();
+        for (i, &g) in group_indices.iter().enumerate() {
+            self.add(g, sums.value(i), counts.value(i))?;
+        }
+        Ok(())
+    }
+
+    /// Each row as a group's state of its own: its value (0 for NULL or filtered out) and a
+    /// count of 1 or 0.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let v = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
+        let mut sums = Vec::with_capacity(v.len());
+        let mut counts = Vec::with_capacity(v.len());
+        for i in 0..v.len() {
+            let counted = !v.is_null(i) && passes(opt_filter, i);
+            sums.push(if counted { v.value(i) } else { 0 });
+            counts.push(i64::from(counted));
+        }
+        Ok(vec![
+            Arc::new(
+                arrow::array::Decimal128Array::from(sums)
+                    .with_precision_and_scale(38, self.scale)?,
+            ),
+            Arc::new(arrow::array::Int64Array::from(counts)),
+        ])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.sums.capacity() * std::mem::size_of::<i128>()
+            + self.counts.capacity() * std::mem::size_of::<i64>()
+    }
+}
+
 impl Accumulator for NumericAverage {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         self.add(&values[0], 1)
@@ -750,7 +882,7 @@ impl AggregateUDFImpl for Resummed {
             .numeric_average(args.expr_fields[0].data_type())
             .is_some()
         {
-            return false;
+            return !args.is_distinct;
         }
         self.inner.inner().groups_accumulator_supported(args)
     }
@@ -759,6 +891,14 @@ impl AggregateUDFImpl for Resummed {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        if let Some((scale, out)) = self.numeric_average(args.expr_fields[0].data_type()) {
+            return Ok(Box::new(NumericAverages {
+                scale,
+                out,
+                sums: Vec::new(),
+                counts: Vec::new(),
+            }));
+        }
         self.inner.inner().create_groups_accumulator(args)
     }
 

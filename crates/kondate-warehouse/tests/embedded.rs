@@ -706,3 +706,22 @@ async fn postgresql_semantics_fail_with_what_to_do_where_they_cannot_answer() {
         assert!(e.contains(says), "{sql}: {e}");
     }
 }
+
+/// `avg` of integers is PostgreSQL's `numeric` over many groups too: the engine then keeps
+/// one state per group and, with nearly as many groups as rows, passes rows on as states of
+/// their own; every group's average must still be exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avg_of_integers_is_exact_over_many_groups() {
+    let (wh, store, _dir) = setup();
+    // Of bigints: 18 places (a bigint's 19 digits and the places fit in a decimal).
+    assert_eq!(
+        count(&wh, &store, "SELECT avg(i) FROM generate_series(1, 4) t(i)").await,
+        "\"2.500000000000000000\"\n"
+    );
+    // Groups of one (i) or two (i and i + 180000) rows, whose averages are whole: the
+    // mean of the least and the greatest.
+    let sql = "SELECT count(*) AS groups, count(*) FILTER (WHERE a <> (mx + mn) / 2) AS wrong \
+               FROM (SELECT i % 180000 AS g, avg(i) AS a, max(i) AS mx, min(i) AS mn \
+               FROM generate_series(1, 200000) t(i) GROUP BY i % 180000) s";
+    assert_eq!(count(&wh, &store, sql).await, "\"180000\",\"0\"\n");
+}
