@@ -132,6 +132,21 @@ async fn submit(server: &Server, sql: &str) -> i64 {
         .unwrap_or_else(|| panic!("not submitted: {submitted}"))
 }
 
+/// Wait for query `id` (`what`) to end, which must be in success.
+async fn succeeds(db: &Database, id: i64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match status(db, id).await {
+            (s, _) if s == "success" => return,
+            (s, _) if s == "running" || s == "pending" => {
+                assert!(Instant::now() < deadline, "{what} never finished");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (s, error) => panic!("{what} ended {s}: {error:?}"),
+        }
+    }
+}
+
 async fn wait_running(db: &Database, id: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(db, id).await.0 != "running" {
@@ -252,20 +267,13 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         (Some("lost"), Some(0)),
         "{listed:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match status(&db, on_b).await {
-            (s, _) if s == "success" => break,
-            (s, _) if s == "running" || s == "pending" => {
-                assert!(Instant::now() < deadline, "B's query never finished");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (s, error) => panic!("B's query ended {s} when A was killed: {error:?}"),
-        }
-    }
+    succeeds(&db, on_b, "B's query, while A was killed").await;
 
     // B is stopped with SIGTERM while it runs a query: it stops listening, lets the query
-    // finish, and only then deregisters.
+    // finish, and only then deregisters; C's long query, running meanwhile, is left alone.
+    let c = serve(&root, &env);
+    let on_c = submit(&c, LONG_QUERY).await;
+    wait_running(&db, on_c).await;
     let b_id = process_of(&db, &b).await;
     let long = submit(&b, LONG_QUERY).await;
     wait_running(&db, long).await;
@@ -325,6 +333,8 @@ async fn several_servers_share_one_state_database(env: Vec<(String, String)>) {
         stopped >= finished,
         "B deregistered ({stopped}) before its query finished ({finished})"
     );
+    succeeds(&db, on_c, "C's query, while B stopped").await;
+    drop(c);
 }
 
 /// Three servers restarted one after another (SIGTERM, wait, start again) while a client
