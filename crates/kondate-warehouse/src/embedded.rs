@@ -190,6 +190,17 @@ fn engine(e: impl std::fmt::Display) -> WarehouseError {
              join — or raise the limit. {message}"
         ));
     }
+    // A literal beyond what a 38-digit decimal holds (`1.5e300`, which PostgreSQL's numeric
+    // reads exactly).
+    if message.contains("exceeds the minimum supported scale")
+        || message.contains("exceeds the maximum supported precision")
+    {
+        return WarehouseError::Engine(format!(
+            "a number literal has more digits than the embedded warehouse's numeric holds \
+             (38): write it as a float, e.g. 1.5e300::float8, or run the query on PostgreSQL \
+             or Redshift. {message}"
+        ));
+    }
     // Arrow's checked decimal division (`1.5 / 0.0`): PostgreSQL's words.
     if message.contains("Divide by zero error") {
         return WarehouseError::Engine(format!("division by zero ({message})"));
