@@ -570,119 +570,78 @@ struct Resummed {
 }
 
 impl Resummed {
-    /// The argument's scale and the result's type when this is an `avg` of a `numeric`.
-    fn numeric_average(&self, arg: &DataType) -> Option<(i8, DataType)> {
+    /// How this `avg` finishes, when it is an `avg` of a `numeric`.
+    fn numeric_average(&self, arg: &DataType) -> Option<AverageType> {
         match arg {
             DataType::Decimal128(p, s) if self.average && *s >= 0 => {
-                Some((*s, crate::pgnumeric::average_type(*p, *s)))
+                match crate::pgnumeric::average_type(*p, *s) {
+                    DataType::Decimal128(precision, out_scale) => Some(AverageType {
+                        scale: *s,
+                        precision,
+                        out_scale,
+                    }),
+                    _ => None,
+                }
             }
             _ => None,
         }
     }
 }
 
-/// `avg` of a `numeric`: its sum (at the argument's scale) and count, divided at the end.
-#[derive(Debug)]
-struct NumericAverage {
-    scale: i8,
-    out: DataType,
+/// An `avg` of a `numeric` in progress: the sum (at the argument's scale) and the count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sum {
     sum: i128,
     count: i64,
 }
 
-impl NumericAverage {
-    fn add(&mut self, values: &ArrayRef, sign: i128) -> Result<()> {
-        let v = values.as_primitive::<arrow::datatypes::Decimal128Type>();
-        for x in v.iter().flatten() {
-            let Some(sum) = x.checked_mul(sign).and_then(|x| self.sum.checked_add(x)) else {
-                return exec_err!(
-                    "numeric value out of range in avg: the sum has more than 38 digits; cast the argument to double precision"
-                );
-            };
-            self.sum = sum;
-            self.count += if sign > 0 { 1 } else { -1 };
-        }
-        Ok(())
-    }
-}
-
-/// [`NumericAverage`] for every group at once (what `GROUP BY` uses: one accumulator per
-/// group would be slower by far with many groups).
-#[derive(Debug)]
-struct NumericAverages {
-    scale: i8,
-    out: DataType,
-    sums: Vec<i128>,
-    counts: Vec<i64>,
-}
-
-impl NumericAverages {
-    fn grow(&mut self, total: usize) {
-        self.sums.resize(total, 0);
-        self.counts.resize(total, 0);
-    }
-
-    fn add(&mut self, group: usize, x: i128, n: i64) -> Result<()> {
-        let Some(sum) = self.sums[group].checked_add(x) else {
+impl Sum {
+    /// Add `x` counted as `n` rows (-1 to take a row back out of a sliding frame).
+    fn add(&mut self, x: i128, n: i64) -> Result<()> {
+        let Some(sum) = self.sum.checked_add(x) else {
             return exec_err!(
                 "numeric value out of range in avg: the sum has more than 38 digits; cast the argument to double precision"
             );
         };
-        self.sums[group] = sum;
-        self.counts[group] += n;
+        self.sum = sum;
+        self.count += n;
         Ok(())
     }
 }
 
-/// Whether row `i` passes `filter` (a `FILTER (WHERE …)` clause), if any.
-fn passes(filter: Option<&arrow::array::BooleanArray>, i: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+/// The argument's scale and the result's type of an `avg` of a `numeric`.
+#[derive(Debug, Clone, Copy)]
+struct AverageType {
+    scale: i8,
+    precision: u8,
+    out_scale: i8,
 }
 
-impl datafusion::logical_expr::GroupsAccumulator for NumericAverages {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&arrow::array::BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.grow(total_num_groups);
-        let v = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
-        for (i, &g) in group_indices.iter().enumerate() {
-            if !v.is_null(i) && passes(opt_filter, i) {
-                self.add(g, v.value(i), 1)?;
-            }
-        }
-        Ok(())
+impl AverageType {
+    fn out(&self) -> DataType {
+        DataType::Decimal128(self.precision, self.out_scale)
     }
 
-    fn evaluate(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<ArrayRef> {
-        let DataType::Decimal128(p, out_scale) = self.out else {
-            return exec_err!("avg: result type {}", self.out);
-        };
-        let sums = emit_to.take_needed(&mut self.sums);
-        let counts = emit_to.take_needed(&mut self.counts);
-        let mut b = arrow::array::Decimal128Builder::with_capacity(sums.len());
-        for (sum, count) in sums.into_iter().zip(counts) {
-            if count == 0 {
-                b.append_null();
-            } else {
-                b.append_value(crate::pgnumeric::divide_scaled(
-                    sum,
-                    i32::from(self.scale),
-                    i128::from(count),
-                    0,
-                    i32::from(out_scale),
-                )?);
-            }
+    /// The sum over the count, rounded as PostgreSQL's numeric division rounds; None for
+    /// no rows.
+    fn finish(&self, s: Sum) -> Result<Option<i128>> {
+        if s.count == 0 {
+            return Ok(None);
         }
-        Ok(Arc::new(b.finish().with_precision_and_scale(p, out_scale)?))
+        crate::pgnumeric::divide(
+            s.sum,
+            i32::from(self.scale),
+            i128::from(s.count),
+            0,
+            i32::from(self.out_scale),
+        )
+        .map(Some)
     }
 
-    fn state(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<Vec<ArrayRef>> {
-        let sums = emit_to.take_needed(&mut self.sums);
-        let counts = emit_to.take_needed(&mut self.counts);
+    /// Partial states as the engine passes them between stages: sums, counts.
+    fn state(&self, sums: impl IntoIterator<Item = Sum>) -> Result<Vec<ArrayRef>> {
+        let (sums, counts): (Vec<i128>, Vec<i64>) =
+            sums.into_iter().map(|s| (s.sum, s.count)).unzip();
         Ok(vec![
             Arc::new(
                 arrow::array::Decimal128Array::from(sums)
@@ -692,49 +651,39 @@ impl datafusion::logical_expr::GroupsAccumulator for NumericAverages {
         ])
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.grow(total_num_groups);
-        let sums = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
-        let counts = values[1].as_primitive::<arrow::datatypes::Int64Type>();
-        for (i, &g) in group_indices.iter().enumerate() {
-            self.add(g, sums.value(i), counts.value(i))?;
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        vec![
+            Arc::new(Field::new(
+                format!("{name}[sum]"),
+                DataType::Decimal128(38, self.scale),
+                true,
+            )),
+            Arc::new(Field::new(format!("{name}[count]"), DataType::Int64, true)),
+        ]
+    }
+}
+
+fn decimals(a: &ArrayRef) -> &arrow::array::Decimal128Array {
+    a.as_primitive::<arrow::datatypes::Decimal128Type>()
+}
+
+fn counts(a: &ArrayRef) -> &arrow::array::Int64Array {
+    a.as_primitive::<arrow::datatypes::Int64Type>()
+}
+
+/// `avg` of a `numeric`, one group (plain aggregates and window frames).
+#[derive(Debug)]
+struct NumericAverage {
+    ty: AverageType,
+    acc: Sum,
+}
+
+impl NumericAverage {
+    fn add(&mut self, values: &ArrayRef, n: i64) -> Result<()> {
+        for x in decimals(values).iter().flatten() {
+            self.acc.add(if n > 0 { x } else { -x }, n)?;
         }
         Ok(())
-    }
-
-    /// Each row as a group's state of its own: its value (0 for NULL or filtered out) and a
-    /// count of 1 or 0.
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&arrow::array::BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let v = values[0].as_primitive::<arrow::datatypes::Decimal128Type>();
-        let mut sums = Vec::with_capacity(v.len());
-        let mut counts = Vec::with_capacity(v.len());
-        for i in 0..v.len() {
-            let counted = !v.is_null(i) && passes(opt_filter, i);
-            sums.push(if counted { v.value(i) } else { 0 });
-            counts.push(i64::from(counted));
-        }
-        Ok(vec![
-            Arc::new(
-                arrow::array::Decimal128Array::from(sums)
-                    .with_precision_and_scale(38, self.scale)?,
-            ),
-            Arc::new(arrow::array::Int64Array::from(counts)),
-        ])
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-            + self.sums.capacity() * std::mem::size_of::<i128>()
-            + self.counts.capacity() * std::mem::size_of::<i64>()
     }
 }
 
@@ -753,39 +702,115 @@ impl Accumulator for NumericAverage {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         Ok(vec![
-            ScalarValue::Decimal128(Some(self.sum), 38, self.scale),
-            ScalarValue::Int64(Some(self.count)),
+            ScalarValue::Decimal128(Some(self.acc.sum), 38, self.ty.scale),
+            ScalarValue::Int64(Some(self.acc.count)),
         ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.add(&states[0], 1)?;
-        // `add` counted the partial sums; the counts are in the second column.
-        self.count -= states[0].len() as i64 - states[0].null_count() as i64;
-        let counts = states[1].as_primitive::<arrow::datatypes::Int64Type>();
-        self.count += counts.iter().flatten().sum::<i64>();
+        for (sum, count) in decimals(&states[0]).iter().zip(counts(&states[1])) {
+            self.acc.add(sum.unwrap_or(0), count.unwrap_or(0))?;
+        }
         Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let DataType::Decimal128(p, out_scale) = self.out else {
-            return exec_err!("avg: result type {}", self.out);
-        };
-        if self.count == 0 {
-            return Ok(ScalarValue::Decimal128(None, p, out_scale));
-        }
-        let v = crate::pgnumeric::divide_scaled(
-            self.sum,
-            i32::from(self.scale),
-            i128::from(self.count),
-            0,
-            i32::from(out_scale),
-        )?;
-        Ok(ScalarValue::Decimal128(Some(v), p, out_scale))
+        let v = self.ty.finish(self.acc)?;
+        Ok(ScalarValue::Decimal128(
+            v,
+            self.ty.precision,
+            self.ty.out_scale,
+        ))
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
+    }
+}
+
+/// [`NumericAverage`] for every group at once (what `GROUP BY` uses: one accumulator per
+/// group would be slower by far with many groups).
+#[derive(Debug)]
+struct NumericAverages {
+    ty: AverageType,
+    groups: Vec<Sum>,
+}
+
+/// Whether row `i` passes `filter` (a `FILTER (WHERE …)` clause), if any.
+fn passes(filter: Option<&arrow::array::BooleanArray>, i: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+}
+
+impl datafusion::logical_expr::GroupsAccumulator for NumericAverages {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize(total_num_groups, Sum::default());
+        let v = decimals(&values[0]);
+        for (i, &g) in group_indices.iter().enumerate() {
+            if !v.is_null(i) && passes(opt_filter, i) {
+                self.groups[g].add(v.value(i), 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<ArrayRef> {
+        let groups = emit_to.take_needed(&mut self.groups);
+        let mut b = arrow::array::Decimal128Builder::with_capacity(groups.len());
+        for s in groups {
+            b.append_option(self.ty.finish(s)?);
+        }
+        Ok(Arc::new(b.finish().with_precision_and_scale(
+            self.ty.precision,
+            self.ty.out_scale,
+        )?))
+    }
+
+    fn state(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Result<Vec<ArrayRef>> {
+        self.ty.state(emit_to.take_needed(&mut self.groups))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups.resize(total_num_groups, Sum::default());
+        let (sums, counts) = (decimals(&values[0]), counts(&values[1]));
+        for (i, &g) in group_indices.iter().enumerate() {
+            self.groups[g].add(sums.value(i), counts.value(i))?;
+        }
+        Ok(())
+    }
+
+    /// Each row as a group's state of its own: its value (0 for NULL or filtered out) and a
+    /// count of 1 or 0.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&arrow::array::BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let v = decimals(&values[0]);
+        self.ty.state((0..v.len()).map(|i| {
+            if !v.is_null(i) && passes(opt_filter, i) {
+                Sum {
+                    sum: v.value(i),
+                    count: 1,
+                }
+            } else {
+                Sum::default()
+            }
+        }))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.groups.capacity() * std::mem::size_of::<Sum>()
     }
 }
 
@@ -823,18 +848,18 @@ impl AggregateUDFImpl for Resummed {
     }
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        if let Some((_, out)) = args.first().and_then(|a| self.numeric_average(a)) {
-            return Ok(out);
+        if let Some(ty) = args.first().and_then(|a| self.numeric_average(a)) {
+            return Ok(ty.out());
         }
         self.inner.inner().return_type(args)
     }
 
     fn return_field(&self, args: &[FieldRef]) -> Result<FieldRef> {
-        if let Some((_, out)) = args
+        if let Some(ty) = args
             .first()
             .and_then(|a| self.numeric_average(a.data_type()))
         {
-            return Ok(Arc::new(Field::new(self.name(), out, true)));
+            return Ok(Arc::new(Field::new(self.name(), ty.out(), true)));
         }
         self.inner.inner().return_field(args)
     }
@@ -845,13 +870,11 @@ impl AggregateUDFImpl for Resummed {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         if !args.is_distinct
-            && let Some((scale, out)) = self.numeric_average(args.expr_fields[0].data_type())
+            && let Some(ty) = self.numeric_average(args.expr_fields[0].data_type())
         {
             return Ok(Box::new(NumericAverage {
-                scale,
-                out,
-                sum: 0,
-                count: 0,
+                ty,
+                acc: Sum::default(),
             }));
         }
         self.inner.inner().accumulator(args)
@@ -859,20 +882,9 @@ impl AggregateUDFImpl for Resummed {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         if !args.is_distinct
-            && let Some((scale, _)) = self.numeric_average(args.input_fields[0].data_type())
+            && let Some(ty) = self.numeric_average(args.input_fields[0].data_type())
         {
-            return Ok(vec![
-                Arc::new(Field::new(
-                    format!("{}[sum]", args.name),
-                    DataType::Decimal128(38, scale),
-                    true,
-                )),
-                Arc::new(Field::new(
-                    format!("{}[count]", args.name),
-                    DataType::Int64,
-                    true,
-                )),
-            ]);
+            return Ok(ty.state_fields(args.name));
         }
         self.inner.inner().state_fields(args)
     }
@@ -891,12 +903,10 @@ impl AggregateUDFImpl for Resummed {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
-        if let Some((scale, out)) = self.numeric_average(args.expr_fields[0].data_type()) {
+        if let Some(ty) = self.numeric_average(args.expr_fields[0].data_type()) {
             return Ok(Box::new(NumericAverages {
-                scale,
-                out,
-                sums: Vec::new(),
-                counts: Vec::new(),
+                ty,
+                groups: Vec::new(),
             }));
         }
         self.inner.inner().create_groups_accumulator(args)

@@ -60,11 +60,6 @@ pub fn average_type(p: u8, s: i8) -> DataType {
     DataType::Decimal128(38, scale as i8)
 }
 
-/// `a / 10^s1` divided by `b / 10^s2` at `scale` places, rounded where PostgreSQL rounds.
-pub fn divide_scaled(a: i128, s1: i32, b: i128, s2: i32, scale: i32) -> Result<i128> {
-    divide(a, s1, b, s2, scale)
-}
-
 /// `l / r` for `numeric` operands, as PostgreSQL computes it (see the module's doc).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct NumericDiv {
@@ -168,7 +163,7 @@ fn pow10(k: u32) -> Option<i256> {
 
 /// `a / 10^s1` divided by `b / 10^s2`, rounded half away from zero at PostgreSQL's scale
 /// (at most `scale`), as a value at `scale` places.
-fn divide(a: i128, s1: i32, b: i128, s2: i32, scale: i32) -> Result<i128> {
+pub fn divide(a: i128, s1: i32, b: i128, s2: i32, scale: i32) -> Result<i128> {
     if b == 0 {
         return exec_err!("division by zero");
     }

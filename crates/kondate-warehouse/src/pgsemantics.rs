@@ -144,24 +144,26 @@ fn from_integer(e: &Expr, schema: &DFSchema) -> bool {
     }
 }
 
-/// Whether an operand is a float, a decimal (`numeric`), or neither.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Float,
-    Decimal,
-    Other,
-}
-
-fn float_side(e: &Expr, schema: &DFSchema) -> Side {
-    match e.get_type(schema) {
-        Ok(t) if t.is_floating() => Side::Float,
-        Ok(DataType::Decimal128(..) | DataType::Decimal256(..)) => Side::Decimal,
-        _ => Side::Other,
+/// When `operands` mix floats and decimals (`numeric`), cast the decimals to floats, as
+/// PostgreSQL does, and say so.
+fn floats_where_mixed(operands: Vec<&mut Expr>, schema: &DFSchema) -> bool {
+    let decimal = |e: &Expr| {
+        matches!(
+            e.get_type(schema),
+            Ok(DataType::Decimal128(..) | DataType::Decimal256(..))
+        )
+    };
+    let float = |e: &Expr| e.get_type(schema).is_ok_and(|t| t.is_floating());
+    if !(operands.iter().any(|e| float(e)) && operands.iter().any(|e| decimal(e))) {
+        return false;
     }
-}
-
-fn to_float(e: Box<Expr>) -> Box<Expr> {
-    Box::new(Expr::Cast(Cast::new(e, DataType::Float64)))
+    for e in operands {
+        if decimal(e) {
+            let inner = std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
+            *e = Expr::Cast(Cast::new(Box::new(inner), DataType::Float64));
+        }
+    }
+    true
 }
 
 /// When `name(args)` is a `sum` of a `bigint` or an `avg` of integers, make its argument
@@ -220,89 +222,30 @@ impl AnalyzerRule for IntegerLiterals {
                     }
                 }
                 // A numeric meeting a float is a float (PostgreSQL casts numeric to float8
-                // there); the engine's coercion would cast the float to a decimal.
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    let (l, r) = (float_side(&left, schema), float_side(&right, schema));
-                    let (left, right, changed) = match (l, r) {
-                        (Side::Float, Side::Decimal) => (left, to_float(right), true),
-                        (Side::Decimal, Side::Float) => (to_float(left), right, true),
-                        _ => (left, right, false),
-                    };
-                    Ok(Transformed::new_transformed(
-                        Expr::BinaryExpr(BinaryExpr { left, op, right }),
-                        changed,
-                    ))
+                // there); the engine's coercion would cast the float to a decimal. Also where
+                // one type is chosen for several values: CASE's branches, coalesce, greatest,
+                // least, nullif.
+                Expr::BinaryExpr(mut b) => {
+                    let changed = floats_where_mixed(vec![&mut *b.left, &mut *b.right], schema);
+                    Ok(Transformed::new_transformed(Expr::BinaryExpr(b), changed))
                 }
                 Expr::Between(mut b) => {
-                    let sides = [&*b.expr, &*b.low, &*b.high].map(|e| float_side(e, schema));
-                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
-                    if changed {
-                        for (e, side) in [&mut b.expr, &mut b.low, &mut b.high]
-                            .into_iter()
-                            .zip(sides)
-                        {
-                            if side == Side::Decimal {
-                                let inner = std::mem::replace(
-                                    e,
-                                    Box::new(Expr::Literal(ScalarValue::Null, None)),
-                                );
-                                *e = to_float(inner);
-                            }
-                        }
-                    }
+                    let changed =
+                        floats_where_mixed(vec![&mut *b.expr, &mut *b.low, &mut *b.high], schema);
                     Ok(Transformed::new_transformed(Expr::Between(b), changed))
                 }
                 Expr::InList(mut l) => {
-                    let sides: Vec<Side> = std::iter::once(&*l.expr)
-                        .chain(l.list.iter())
-                        .map(|e| float_side(e, schema))
-                        .collect();
-                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
-                    if changed {
-                        if sides[0] == Side::Decimal {
-                            let inner = std::mem::replace(
-                                &mut l.expr,
-                                Box::new(Expr::Literal(ScalarValue::Null, None)),
-                            );
-                            l.expr = to_float(inner);
-                        }
-                        for (e, side) in l.list.iter_mut().zip(&sides[1..]) {
-                            if *side == Side::Decimal {
-                                let inner =
-                                    std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
-                                *e = *to_float(Box::new(inner));
-                            }
-                        }
-                    }
+                    let operands = std::iter::once(&mut *l.expr).chain(l.list.iter_mut());
+                    let changed = floats_where_mixed(operands.collect(), schema);
                     Ok(Transformed::new_transformed(Expr::InList(l), changed))
                 }
-                // The same where one type is chosen for several values: CASE's branches,
-                // coalesce, greatest, least, nullif.
                 Expr::Case(mut c) => {
-                    let sides: Vec<Side> = c
+                    let branches = c
                         .when_then_expr
-                        .iter()
-                        .map(|(_, t)| &**t)
-                        .chain(c.else_expr.as_deref())
-                        .map(|e| float_side(e, schema))
-                        .collect();
-                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
-                    if changed {
-                        let branches = c
-                            .when_then_expr
-                            .iter_mut()
-                            .map(|(_, t)| t)
-                            .chain(c.else_expr.as_mut());
-                        for (e, side) in branches.zip(sides) {
-                            if side == Side::Decimal {
-                                let inner = std::mem::replace(
-                                    e,
-                                    Box::new(Expr::Literal(ScalarValue::Null, None)),
-                                );
-                                *e = to_float(inner);
-                            }
-                        }
-                    }
+                        .iter_mut()
+                        .map(|(_, t)| &mut **t)
+                        .chain(c.else_expr.as_deref_mut());
+                    let changed = floats_where_mixed(branches.collect(), schema);
                     Ok(Transformed::new_transformed(Expr::Case(c), changed))
                 }
                 Expr::ScalarFunction(mut f)
@@ -311,17 +254,7 @@ impl AnalyzerRule for IntegerLiterals {
                         "coalesce" | "greatest" | "least" | "nullif" | "nvl" | "ifnull"
                     ) =>
                 {
-                    let sides: Vec<Side> = f.args.iter().map(|e| float_side(e, schema)).collect();
-                    let changed = sides.contains(&Side::Float) && sides.contains(&Side::Decimal);
-                    if changed {
-                        for (e, side) in f.args.iter_mut().zip(sides) {
-                            if side == Side::Decimal {
-                                let inner =
-                                    std::mem::replace(e, Expr::Literal(ScalarValue::Null, None));
-                                *e = *to_float(Box::new(inner));
-                            }
-                        }
-                    }
+                    let changed = floats_where_mixed(f.args.iter_mut().collect(), schema);
                     Ok(Transformed::new_transformed(
                         Expr::ScalarFunction(f),
                         changed,

@@ -644,6 +644,11 @@ async fn postgresql_semantics_fail_with_what_to_do_where_they_cannot_answer() {
             "write it as a float, e.g. 1.5e300::float8",
         ),
         (
+            "SELECT avg(x) FROM (VALUES (99999999999999999999999999999999999999::numeric(38,0)), \
+             (99999999999999999999999999999999999999::numeric(38,0))) t(x)",
+            "the sum has more than 38 digits; cast the argument to double precision",
+        ),
+        (
             "SELECT TIMESTAMP '2024-01-01 00:00:00' AT TIME ZONE 'Mars/Olympus'",
             "`Mars/Olympus` is not a time zone",
         ),

@@ -1,6 +1,8 @@
 //! `kondate apps` as a user runs it: exit status passed through, signals forwarded, a bad
 //! definition named by file and line, secrets never shown, renderings printed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -238,23 +240,14 @@ impl Drop for Server {
 }
 
 fn serve(root: &Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let child = kondate(root)
         .args(["serve", "--listen", &listen])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "kondate serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(&listen);
     (Server(child), listen)
 }
 

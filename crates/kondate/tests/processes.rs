@@ -28,12 +28,7 @@ impl Drop for Server {
 }
 
 fn serve(root: &Path, env: &[(String, String)]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let child = Command::new(env!("CARGO_BIN_EXE_kondate"))
         .current_dir(root)
         .env_remove("KONDATE_PROJECT")
@@ -48,11 +43,7 @@ fn serve(root: &Path, env: &[(String, String)]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "kondate serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(&listen);
     Server { child, listen }
 }
 

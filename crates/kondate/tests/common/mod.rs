@@ -101,3 +101,25 @@ pub fn service_env(var: &str, tag: &str) -> Vec<(String, String)> {
         .unwrap();
     vec![("KONDATE_STATE_URL".into(), url)]
 }
+
+/// A loopback address with a free port, for a `kondate serve --listen`.
+pub fn free_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Wait (at most a minute) until a server accepts connections on `listen`.
+pub fn wait_listening(listen: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kondate serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
