@@ -187,51 +187,80 @@ mod tests {
             .to_rfc3339()
     }
 
+    /// (expression, zone, after, the next fire time), each checked.
+    fn fires(cases: &[(&str, &str, &str, &str)]) {
+        for (expr, tz, after, want) in cases {
+            assert_eq!(next(expr, tz, after), *want, "{expr} in {tz} after {after}");
+        }
+    }
+
     #[test]
     fn fields_read_as_crontab_reads_them() {
-        assert_eq!(
-            next("30 2 * * *", "UTC", "2026-01-01T00:00:00Z"),
-            "2026-01-01T02:30:00+00:00"
-        );
-        assert_eq!(
-            next("*/20 * * * *", "UTC", "2026-01-01T00:45:00Z"),
-            "2026-01-01T01:00:00+00:00"
-        );
-        assert_eq!(
-            next("5-10/5 * * * *", "UTC", "2026-01-01T00:05:00Z"),
-            "2026-01-01T00:10:00+00:00"
-        );
-        assert_eq!(
-            next("0 9 * * MON-FRI", "UTC", "2026-01-02T10:00:00Z"),
-            "2026-01-05T09:00:00+00:00"
-        );
-        // 7 is Sunday; 2026-01-04 is a Sunday.
-        assert_eq!(
-            next("0 0 * * 7", "UTC", "2026-01-01T00:00:00Z"),
-            "2026-01-04T00:00:00+00:00"
-        );
-        assert_eq!(
-            next("@monthly", "UTC", "2026-01-15T00:00:00Z"),
-            "2026-02-01T00:00:00+00:00"
-        );
-        assert_eq!(
-            next("0 0 29 FEB *", "UTC", "2026-03-01T00:00:00Z"),
-            "2028-02-29T00:00:00+00:00"
-        );
-        // Both day fields restricted: either matches (the 13th, or a Friday).
-        assert_eq!(
-            next("0 0 13 * FRI", "UTC", "2026-01-03T00:00:00Z"),
-            "2026-01-09T00:00:00+00:00"
-        );
-        assert_eq!(
-            next("0 0 13 * FRI", "UTC", "2026-01-10T00:00:00Z"),
-            "2026-01-13T00:00:00+00:00"
-        );
-        // In a zone: 09:00 in Tokyo is 00:00 UTC.
-        assert_eq!(
-            next("0 9 * * *", "Asia/Tokyo", "2026-01-01T01:00:00Z"),
-            "2026-01-02T00:00:00+00:00"
-        );
+        fires(&[
+            (
+                "30 2 * * *",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-01T02:30:00+00:00",
+            ),
+            (
+                "*/20 * * * *",
+                "UTC",
+                "2026-01-01T00:45:00Z",
+                "2026-01-01T01:00:00+00:00",
+            ),
+            (
+                "5-10/5 * * * *",
+                "UTC",
+                "2026-01-01T00:05:00Z",
+                "2026-01-01T00:10:00+00:00",
+            ),
+            (
+                "0 9 * * MON-FRI",
+                "UTC",
+                "2026-01-02T10:00:00Z",
+                "2026-01-05T09:00:00+00:00",
+            ),
+            // 7 is Sunday; 2026-01-04 is a Sunday.
+            (
+                "0 0 * * 7",
+                "UTC",
+                "2026-01-01T00:00:00Z",
+                "2026-01-04T00:00:00+00:00",
+            ),
+            (
+                "@monthly",
+                "UTC",
+                "2026-01-15T00:00:00Z",
+                "2026-02-01T00:00:00+00:00",
+            ),
+            (
+                "0 0 29 FEB *",
+                "UTC",
+                "2026-03-01T00:00:00Z",
+                "2028-02-29T00:00:00+00:00",
+            ),
+            // Both day fields restricted: either matches (the 13th, or a Friday).
+            (
+                "0 0 13 * FRI",
+                "UTC",
+                "2026-01-03T00:00:00Z",
+                "2026-01-09T00:00:00+00:00",
+            ),
+            (
+                "0 0 13 * FRI",
+                "UTC",
+                "2026-01-10T00:00:00Z",
+                "2026-01-13T00:00:00+00:00",
+            ),
+            // In a zone: 09:00 in Tokyo is 00:00 UTC.
+            (
+                "0 9 * * *",
+                "Asia/Tokyo",
+                "2026-01-01T01:00:00Z",
+                "2026-01-02T00:00:00+00:00",
+            ),
+        ]);
         assert!(
             Cron::parse("0 0 30 2 *")
                 .unwrap()
@@ -242,40 +271,56 @@ mod tests {
 
     #[test]
     fn a_time_the_clock_skips_fires_once_at_the_change() {
-        // Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC).
-        let berlin = "Europe/Berlin";
-        assert_eq!(
-            next("30 2 * * *", berlin, "2026-03-28T12:00:00Z"),
-            "2026-03-29T01:00:00+00:00"
-        );
-        assert_eq!(
-            next("30 2 * * *", berlin, "2026-03-29T01:00:00Z"),
-            "2026-03-30T00:30:00+00:00"
-        );
-        // Four skipped slots fire once.
-        assert_eq!(
-            next("*/15 2 * * *", berlin, "2026-03-28T12:00:00Z"),
-            "2026-03-29T01:00:00+00:00"
-        );
-        assert_eq!(
-            next("*/15 2 * * *", berlin, "2026-03-29T01:00:00Z"),
-            "2026-03-30T00:00:00+00:00"
-        );
+        // Europe/Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC); four skipped
+        // slots fire once.
+        let b = "Europe/Berlin";
+        fires(&[
+            (
+                "30 2 * * *",
+                b,
+                "2026-03-28T12:00:00Z",
+                "2026-03-29T01:00:00+00:00",
+            ),
+            (
+                "30 2 * * *",
+                b,
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:30:00+00:00",
+            ),
+            (
+                "*/15 2 * * *",
+                b,
+                "2026-03-28T12:00:00Z",
+                "2026-03-29T01:00:00+00:00",
+            ),
+            (
+                "*/15 2 * * *",
+                b,
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:00:00+00:00",
+            ),
+        ]);
     }
 
     #[test]
     fn a_time_the_clock_repeats_fires_the_first_time_only() {
         // Europe/Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens at 00:30
         // and at 01:30 UTC.
-        let berlin = "Europe/Berlin";
-        assert_eq!(
-            next("30 2 * * *", berlin, "2026-10-24T12:00:00Z"),
-            "2026-10-25T00:30:00+00:00"
-        );
-        assert_eq!(
-            next("30 2 * * *", berlin, "2026-10-25T00:30:00Z"),
-            "2026-10-26T01:30:00+00:00"
-        );
+        let b = "Europe/Berlin";
+        fires(&[
+            (
+                "30 2 * * *",
+                b,
+                "2026-10-24T12:00:00Z",
+                "2026-10-25T00:30:00+00:00",
+            ),
+            (
+                "30 2 * * *",
+                b,
+                "2026-10-25T00:30:00Z",
+                "2026-10-26T01:30:00+00:00",
+            ),
+        ]);
     }
 
     #[test]
