@@ -30,6 +30,8 @@ use datafusion::prelude::SessionContext;
 /// Register every function of this module on `ctx`, over DataFusion's of the same name.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(ToChar::new()));
+    ctx.register_udf(ScalarUDF::from(crate::pgnumeric::ToNumeric::new()));
+    ctx.register_udf(ScalarUDF::from(ArrayElement::new()));
     for scale in [
         ExtractScale::Zero,
         ExtractScale::Three,
@@ -1049,5 +1051,96 @@ mod tests {
         assert_eq!(fmt("2024-01-12 00:00:00", "FMDDth"), "12th");
         assert_eq!(fmt("2024-01-23 12:00:00", "FMDDth HH12 AM"), "23rd 12 PM");
         assert_eq!(fmt("2024-01-23 00:30:00", "HH12:MI am"), "12:30 am");
+    }
+}
+
+/// `a[i]`, PostgreSQL's array subscript (from 1; NULL outside the array), for the engine's
+/// lists (`(regexp_match(note, '[0-9]+'))[1]`). The statement's subscripts are rewritten
+/// to it before planning (`rsfuncs`); the engine's own subscript needs its nested-types
+/// functions, which this build leaves out for their size.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayElement {
+    signature: Signature,
+}
+
+impl ArrayElement {
+    pub fn new() -> ArrayElement {
+        ArrayElement {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ArrayElement {
+    fn name(&self) -> &str {
+        "kondate_array_element"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match (&args[0], &args[1]) {
+            (DataType::List(f) | DataType::LargeList(f), i)
+                if i.is_integer() || i == &DataType::Null =>
+            {
+                Ok(f.data_type().clone())
+            }
+            (DataType::List(_) | DataType::LargeList(_), i) => {
+                plan_err!("an array subscript must be an integer, not {i}")
+            }
+            (DataType::Null, _) => Ok(DataType::Null),
+            (other, _) => plan_err!(
+                "a subscript [i] applies to an array, not to a {other}; for text use \
+                 substr(x, i, 1), for JSON json_extract_path_text"
+            ),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use arrow::array::{OffsetSizeTrait, UInt64Array};
+        use arrow::datatypes::Int64Type;
+        fn positions<O: OffsetSizeTrait>(
+            lists: &arrow::array::GenericListArray<O>,
+            index: &arrow::array::PrimitiveArray<Int64Type>,
+        ) -> UInt64Array {
+            let offsets = lists.value_offsets();
+            (0..lists.len())
+                .map(|i| {
+                    if lists.is_null(i) || index.is_null(i) {
+                        return None;
+                    }
+                    let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+                    let k = index.value(i);
+                    (k >= 1 && (k as u64) <= (end - start) as u64)
+                        .then(|| (start as u64) + (k as u64) - 1)
+                })
+                .collect()
+        }
+        let n = args.number_rows;
+        let lists = args.args[0].clone().into_array(n)?;
+        if lists.data_type() == &DataType::Null {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Null));
+        }
+        let index = args.args[1].clone().into_array(n)?;
+        let index = arrow::compute::cast(&index, &DataType::Int64)?;
+        let index = index.as_primitive::<Int64Type>();
+        let (values, at) = match lists.data_type() {
+            DataType::List(_) => {
+                let l = lists.as_list::<i32>();
+                (l.values().clone(), positions(l, index))
+            }
+            DataType::LargeList(_) => {
+                let l = lists.as_list::<i64>();
+                (l.values().clone(), positions(l, index))
+            }
+            other => return plan_err!("a subscript [i] applies to an array, not to a {other}"),
+        };
+        Ok(ColumnarValue::Array(arrow::compute::take(
+            values.as_ref(),
+            &at,
+            None,
+        )?))
     }
 }

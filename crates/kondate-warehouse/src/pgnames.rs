@@ -14,7 +14,7 @@
 //! then put back on the result's schema.
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
+    AccessExpr, DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -70,6 +70,11 @@ fn figure(expr: &Expr) -> (String, u8) {
         Expr::Ceil { .. } => ("ceil".into(), 2),
         Expr::Floor { .. } => ("floor".into(), 2),
         Expr::AtTimeZone { .. } => ("timezone".into(), 2),
+        // A subscript is named after what it subscripts; a field access after the field.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(AccessExpr::Dot(Expr::Identifier(i))) => (ident(i), 2),
+            _ => figure(root),
+        },
         Expr::Subquery(q) => first_output_name(q).map_or(("?column?".into(), 0), |n| (n, 2)),
         _ => ("?column?".into(), 0),
     }
@@ -141,12 +146,42 @@ impl VisitorMut for Namer {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        name_set_expr(&mut query.body);
+        let sorted_by = qualified_sort_names(query);
+        name_set_expr(&mut query.body, &sorted_by);
         ControlFlow::Continue(())
     }
 }
 
-fn name_set_expr(body: &mut SetExpr) {
+/// The column names the query's ORDER BY reaches only through a table (`ORDER BY t.id`),
+/// never bare. Such a reference means the table's column on PostgreSQL, which the engine
+/// adds beside the select items; an item named `id` that is not that column (`id::text`)
+/// would then make `id` ambiguous to the engine, so it is given a name told apart.
+fn qualified_sort_names(query: &Query) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast::{OrderByKind, visit_expressions};
+    let Some(order_by) = &query.order_by else {
+        return Vec::new();
+    };
+    let OrderByKind::Expressions(exprs) = &order_by.kind else {
+        return Vec::new();
+    };
+    let (mut qualified, mut bare) = (Vec::new(), Vec::new());
+    for o in exprs {
+        let _ = visit_expressions(&o.expr, |e| {
+            match e {
+                Expr::CompoundIdentifier(parts) if parts.len() > 1 => {
+                    qualified.push(figure(e).0);
+                }
+                Expr::Identifier(_) => bare.push(figure(e).0),
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    qualified.retain(|n| !bare.contains(n));
+    qualified
+}
+
+fn name_set_expr(body: &mut SetExpr, sorted_by: &[String]) {
     match body {
         SetExpr::Select(select) => {
             let mut taken: Vec<String> = Vec::new();
@@ -162,7 +197,9 @@ fn name_set_expr(body: &mut SetExpr) {
                 let (expr, name, first) = match item {
                     SelectItem::UnnamedExpr(expr) => {
                         let (name, _) = figure(expr);
-                        let first = if starred {
+                        let column =
+                            matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+                        let first = if starred || (!column && sorted_by.contains(&name)) {
                             format!("{name}{REPEAT}1")
                         } else {
                             name.clone()
@@ -187,11 +224,12 @@ fn name_set_expr(body: &mut SetExpr) {
                 taken.push(alias);
             }
         }
+        // A set operation's ORDER BY can name only its output columns.
         SetExpr::SetOperation { left, right, .. } => {
-            name_set_expr(left);
-            name_set_expr(right);
+            name_set_expr(left, &[]);
+            name_set_expr(right, &[]);
         }
-        SetExpr::Query(q) => name_set_expr(&mut q.body),
+        SetExpr::Query(q) => name_set_expr(&mut q.body, &[]),
         _ => {}
     }
 }
@@ -243,6 +281,16 @@ mod tests {
         assert_eq!(
             names("SELECT *, id, t.* FROM t"),
             "SELECT *, id AS \"id\u{1f}1\", t.* FROM t"
+        );
+        // ORDER BY t.id means the table's column: the text item named id is told apart
+        // (not when the ORDER BY also says bare id, which means the output column).
+        assert_eq!(
+            names("SELECT id::text, t.id FROM t ORDER BY t.id"),
+            "SELECT id::TEXT AS \"id\u{1f}1\", t.id AS \"id\" FROM t ORDER BY t.id"
+        );
+        assert_eq!(
+            names("SELECT id::text FROM t ORDER BY id, t.id"),
+            "SELECT id::TEXT AS \"id\" FROM t ORDER BY id, t.id"
         );
         assert_eq!(rename("?column?\u{1f}2"), "?column?");
         assert_eq!(rename("id"), "id");

@@ -286,3 +286,59 @@ mod tests {
         );
     }
 }
+
+/// The type of `x::numeric` (no precision): PostgreSQL keeps the value's own scale, so an
+/// integer is `numeric` without places and a decimal keeps its places (`1::numeric` is `1`,
+/// `123.4500::numeric` is `123.4500`); the engine's `numeric` would be `numeric(38,10)`
+/// everywhere. Values without a fixed scale (floats, text) are read at 10 places, as before.
+pub fn unconstrained_type(from: &DataType) -> DataType {
+    match from {
+        DataType::Decimal128(_, s) if *s >= 0 => DataType::Decimal128(38, *s),
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Boolean
+        | DataType::Null => DataType::Decimal128(38, 0),
+        _ => DataType::Decimal128(38, 10),
+    }
+}
+
+/// `x::numeric` without a precision: a cast to [`unconstrained_type`]. The statement's
+/// casts are rewritten to it before planning (`rsfuncs`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToNumeric {
+    signature: Signature,
+}
+
+impl ToNumeric {
+    pub fn new() -> ToNumeric {
+        ToNumeric {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToNumeric {
+    fn name(&self) -> &str {
+        "kondate_numeric"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(unconstrained_type(&args[0]))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let to = unconstrained_type(&args.args[0].data_type());
+        // The engine's own cast (the one `CAST(x AS numeric(38, s))` would run).
+        args.args[0].cast_to(&to, None)
+    }
+}

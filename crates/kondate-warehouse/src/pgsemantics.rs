@@ -115,12 +115,76 @@ fn rewrite_expressions(
                     u.inputs,
                 )?)
             }
+            LogicalPlan::RecursiveQuery(rq) => recursive_query_retyped(rq)?,
             other => other.recompute_schema()?,
         };
         let changed = transformed || plan.schema() != &before;
         Ok(Transformed::new_transformed(plan, changed))
     })
     .map(|t| t.data)
+}
+
+/// A recursive query whose non-recursive term a rewrite retyped (`SELECT 1` is now an
+/// `integer`): the work table its recursive term reads was planned with the term's old
+/// types (`bigint`), so it is given the new ones and the recursive term's schemas are
+/// derived again from it (`x + 1` is an `integer` too, as on PostgreSQL).
+fn recursive_query_retyped(
+    mut rq: datafusion::logical_expr::RecursiveQuery,
+) -> Result<LogicalPlan> {
+    use datafusion::catalog::cte_worktable::CteWorkTable;
+    use datafusion::datasource::{provider_as_source, source_as_provider};
+    let anchor: Vec<DataType> = rq
+        .static_term
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    let name = rq.name.clone();
+    let recursive = Arc::unwrap_or_clone(rq.recursive_term).transform_up(|p| match p {
+        LogicalPlan::TableScan(scan) if scan.table_name.table() == name => {
+            let provider = source_as_provider(&scan.source).ok();
+            let Some(table) = provider
+                .as_deref()
+                .and_then(|p| p.downcast_ref::<CteWorkTable>())
+            else {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            };
+            let old = table.schema();
+            if old.fields().len() != anchor.len()
+                || old
+                    .fields()
+                    .iter()
+                    .zip(&anchor)
+                    .all(|(f, t)| f.data_type() == t)
+            {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            }
+            let fields: Vec<arrow::datatypes::Field> = old
+                .fields()
+                .iter()
+                .zip(&anchor)
+                .map(|(f, t)| f.as_ref().clone().with_data_type(t.clone()))
+                .collect();
+            let schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+                fields,
+                old.metadata().clone(),
+            ));
+            let source = provider_as_source(Arc::new(CteWorkTable::new(&name, schema)));
+            let scan = datafusion::logical_expr::logical_plan::TableScanBuilder::new(
+                scan.table_name,
+                source,
+            )
+            .with_projection(scan.projection)
+            .with_filters(scan.filters)
+            .with_fetch(scan.fetch)
+            .build()?;
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        }
+        other => Ok(Transformed::yes(other.recompute_schema()?)),
+    })?;
+    rq.recursive_term = Arc::new(recursive.data);
+    LogicalPlan::RecursiveQuery(rq).recompute_schema()
 }
 
 /// True when `e` is a date, or a date type coercion cast to a timestamp.
@@ -298,6 +362,7 @@ struct PgSemantics {
     round: Arc<ScalarUDF>,
     text: Arc<ScalarUDF>,
     numeric_div: Arc<ScalarUDF>,
+    to_numeric: Arc<ScalarUDF>,
 }
 
 impl PgSemantics {
@@ -311,6 +376,7 @@ impl PgSemantics {
             round: f(Op::RoundForInt),
             text: f(Op::Text),
             numeric_div: Arc::new(ScalarUDF::from(crate::pgnumeric::NumericDiv::new())),
+            to_numeric: Arc::new(ScalarUDF::from(crate::pgnumeric::ToNumeric::new())),
         }
     }
 
@@ -396,6 +462,21 @@ impl PgSemantics {
                         ))))
                     }
                     _ => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
+                }
+            }
+            // `x::numeric`: a cast to the type that keeps x's scale.
+            Expr::ScalarFunction(f) if f.name() == "kondate_numeric" && f.args.len() == 1 => {
+                let arg = f.args.into_iter().next().expect("one argument");
+                match type_of(&arg) {
+                    Some(t) => {
+                        let to = crate::pgnumeric::unconstrained_type(&t);
+                        Ok(Transformed::yes(if t == to {
+                            arg
+                        } else {
+                            Expr::Cast(Cast::new(Box::new(arg), to))
+                        }))
+                    }
+                    None => Ok(Transformed::no(Self::call(&self.to_numeric, vec![arg]))),
                 }
             }
             // date_trunc of a date: PostgreSQL reads the date as a timestamptz (midnight,

@@ -29,8 +29,9 @@
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    CharacterLength, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause,
-    Query, SetExpr, Statement, TopQuantity, Value, VisitMut, VisitorMut,
+    AccessExpr, CastKind, CharacterLength, DataType, ExactNumberInfo, Expr, FunctionArg,
+    FunctionArgExpr, FunctionArguments, LimitClause, Query, SetExpr, Statement, Subscript,
+    TopQuantity, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -484,6 +485,27 @@ fn interval_with_clock_time(expr: &Expr) -> Option<String> {
     changed.then(|| format!("INTERVAL '{}'", words.join(" ").replace('\'', "''")))
 }
 
+/// `a[i][j]`: PostgreSQL's array subscripts as `kondate_array_element` (see `pgfuncs`);
+/// slices are refused, and a field access (`x.f`) is left to the engine.
+fn array_subscripts(root: &Expr, chain: &[AccessExpr]) -> Result<Option<Expr>> {
+    let mut sql = root.to_string();
+    for access in chain {
+        match access {
+            AccessExpr::Subscript(Subscript::Index { index }) => {
+                sql = format!("kondate_array_element({sql}, {index})");
+            }
+            AccessExpr::Subscript(slice @ Subscript::Slice { .. }) => {
+                return Err(DataFusionError::Plan(format!(
+                    "the array slice {slice} is not supported by the embedded warehouse; take \
+                     the elements one by one with a[i]"
+                )));
+            }
+            AccessExpr::Dot(_) => return Ok(None),
+        }
+    }
+    parse(&sql).map(Some)
+}
+
 fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     // The engine's CUBE loses groups when a grouped column holds NULLs.
     if let Expr::Cube(_) = expr {
@@ -571,6 +593,23 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     {
         // PostgreSQL cuts a value cast to varchar(n) to n characters; the engine ignores n.
         return parse(&format!("left(CAST({inner} AS VARCHAR), {length})")).map(Some);
+    }
+    if let Expr::Cast {
+        kind: CastKind::Cast | CastKind::DoubleColon,
+        expr: inner,
+        data_type:
+            DataType::Numeric(ExactNumberInfo::None)
+            | DataType::Decimal(ExactNumberInfo::None)
+            | DataType::Dec(ExactNumberInfo::None),
+        ..
+    } = expr
+    {
+        // `numeric` without a precision keeps the value's scale on PostgreSQL; the engine
+        // would read it as numeric(38,10) (see `pgnumeric::unconstrained_type`).
+        return parse(&format!("kondate_numeric({inner})")).map(Some);
+    }
+    if let Expr::CompoundFieldAccess { root, access_chain } = expr {
+        return array_subscripts(root, access_chain);
     }
     let Expr::Function(f) = expr else {
         return Ok(None);
