@@ -586,7 +586,10 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
     }
     if let Expr::Cast {
         expr: inner,
-        data_type: DataType::Varchar(Some(len)) | DataType::CharacterVarying(Some(len)),
+        data_type:
+            DataType::Varchar(Some(len))
+            | DataType::CharacterVarying(Some(len))
+            | DataType::CharVarying(Some(len)),
         ..
     } = expr
         && let CharacterLength::IntegerLength { length, .. } = len
@@ -607,6 +610,19 @@ fn rewritten(expr: &Expr) -> Result<Option<Expr>> {
         // `numeric` without a precision keeps the value's scale on PostgreSQL; the engine
         // would read it as numeric(38,10) (see `pgnumeric::unconstrained_type`).
         return parse(&format!("kondate_numeric({inner})")).map(Some);
+    }
+    // char(n) pads to n characters, and its trailing spaces do not count when compared or
+    // measured: the engine has no such type, and a cut or padded varchar would answer
+    // otherwise in one place or another.
+    if let Expr::Cast {
+        data_type: t @ (DataType::Char(_) | DataType::Character(_)),
+        ..
+    } = expr
+    {
+        return Err(DataFusionError::Plan(format!(
+            "the type {t} (blank-padded) is not supported by the embedded warehouse; use \
+             varchar(n), which cuts to n characters, or rpad(x, n) for the padded text"
+        )));
     }
     if let Expr::CompoundFieldAccess { root, access_chain } = expr {
         return array_subscripts(root, access_chain);
