@@ -26,6 +26,7 @@ mod secrets;
 pub use cgroup::available as cgroups_available;
 pub use definition::{AppDefinition, Apps, Container, Note, NoteKind, SchedulerKind, Secret};
 pub use isolation::describe as describe_isolation;
+pub use jsonnet::evaluate as evaluate_definition;
 pub use logs::{LiveSink, Stream, parse_line};
 pub use runs::{Credentials, RunInfo, RunRequest, RunStatus, Runs, parse_env_arg};
 

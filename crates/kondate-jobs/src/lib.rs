@@ -1,10 +1,19 @@
 //! kondate-jobs: scheduled jobs. So far the workflow language a job's `script` is written
-//! in — kuroko2's — read into a tree of tasks and checked ([`script`]), and schedules: cron
-//! expressions in a time zone, with Vixie cron's rule at clock changes ([`schedule`]). The
-//! scheduler, instances, workers and notifications build on them (issue 17).
+//! in — kuroko2's — read into a tree of tasks and checked ([`script`]); schedules: cron
+//! expressions in a time zone, with Vixie cron's rule at clock changes ([`schedule`]); job
+//! definitions, `jobs/NAME.jsonnet`, checked with file and field in every message
+//! ([`definition`]); and the scheduling pass's arithmetic — which slots are due given when
+//! the job was last looked at and its catch-up and suspend rules, on a clock the caller
+//! passes ([`plan`]). The scheduler's tables, instances, workers and notifications build on
+//! them (issue 17).
 
+pub mod definition;
+mod error;
+pub mod plan;
 pub mod schedule;
 pub mod script;
 
+pub use definition::JobDefinition;
+pub use error::JobsError;
 pub use schedule::Cron;
 pub use script::{Node, ScriptError, Task, parse};

@@ -175,7 +175,7 @@ fn strip_comment(s: &str) -> &str {
 }
 
 /// Minutes in `N`, `Nm` or `Nh`.
-fn minutes(s: &str) -> Option<u32> {
+pub(crate) fn minutes(s: &str) -> Option<u32> {
     let (digits, factor) = match s.strip_suffix('h') {
         Some(d) => (d, 60),
         None => (s.strip_suffix('m').unwrap_or(s), 1),

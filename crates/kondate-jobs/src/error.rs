@@ -1,0 +1,21 @@
+/// Errors from job definitions and the scheduler. Messages say what, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// A definition that cannot be loaded: `location` is the file and the field (and the
+    /// script's line).
+    #[error("{location}: {message}")]
+    Definition { location: String, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl JobsError {
+    /// True when the caller's input was at fault (exit code 2, HTTP 400).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, JobsError::Definition { .. })
+    }
+}
