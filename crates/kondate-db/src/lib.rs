@@ -62,6 +62,18 @@ impl DbError {
         }
     }
 
+    /// True when the statement was refused because a row with the same unique key exists
+    /// (PostgreSQL 23505, MySQL 1062, SQLite's UNIQUE and PRIMARY KEY constraints): the
+    /// way to do something exactly once across processes is to insert its key.
+    pub fn is_unique_violation(&self) -> bool {
+        let DbError::Query { source, .. } = self else {
+            return false;
+        };
+        source
+            .as_database_error()
+            .is_some_and(|db| db.is_unique_violation())
+    }
+
     /// True when the statement gave up waiting for a lock another transaction holds:
     /// SQLite's `SQLITE_BUSY` (after its busy timeout), MySQL's lock wait timeout (1205),
     /// PostgreSQL's `lock_not_available` (55P03).

@@ -192,6 +192,42 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX kondate_work_process ON kondate_work (process)",
     ),
+    (
+        9,
+        "CREATE TABLE IF NOT EXISTS kondate_jobs (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        revision BIGINT NULL,
+        cursor_at BIGINT NULL,
+        load_error {text} NULL,
+        load_error_at BIGINT NULL,
+        removed_at BIGINT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_job_revisions (
+        id {id},
+        job VARCHAR(64) NOT NULL,
+        digest VARCHAR(64) NOT NULL,
+        definition {text} NOT NULL,
+        loaded_at BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX kondate_job_revisions_digest ON kondate_job_revisions (job, digest);
+    CREATE TABLE IF NOT EXISTS kondate_job_instances (
+        id {id},
+        job VARCHAR(64) NOT NULL,
+        revision BIGINT NOT NULL,
+        launch_key VARCHAR(255) NOT NULL,
+        reason VARCHAR(16) NOT NULL,
+        scheduled_at BIGINT NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        env {text} NULL,
+        launched_by VARCHAR(255) NULL,
+        created_at BIGINT NOT NULL,
+        finished_at BIGINT NULL,
+        error {text} NULL
+    );
+    CREATE UNIQUE INDEX kondate_job_instances_key ON kondate_job_instances (launch_key);
+    CREATE INDEX kondate_job_instances_job ON kondate_job_instances (job, status)",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

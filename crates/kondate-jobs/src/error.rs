@@ -11,6 +11,8 @@ pub enum JobsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Db(#[from] kondate_db::DbError),
 }
 
 impl JobsError {

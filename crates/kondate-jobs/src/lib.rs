@@ -11,9 +11,11 @@ pub mod definition;
 mod error;
 pub mod plan;
 pub mod schedule;
+pub mod scheduler;
 pub mod script;
 
 pub use definition::JobDefinition;
 pub use error::JobsError;
 pub use schedule::Cron;
+pub use scheduler::{Loaded, PassReport, Scheduler};
 pub use script::{Node, ScriptError, Task, parse};

@@ -1,0 +1,516 @@
+//! The scheduler's state in the state database, shared by every `kondate serve` process:
+//! the jobs the project defines (each change a script revision, with its digest and time),
+//! and the scheduling pass that launches due slots as instances.
+//!
+//! - **Revisions**: [`Scheduler::load`] records what the project's `jobs/` folder holds. A
+//!   definition with a new digest becomes a new revision and the job's current one; a
+//!   definition that fails to load keeps the job on its last good revision, with the error
+//!   recorded (shown by `kondate jobs list`) — the job keeps running as it did. A job whose
+//!   file is gone is marked removed and no longer scheduled.
+//! - **Exactly once**: an instance is launched by inserting it under a unique launch key
+//!   (`schedule/JOB/SLOT_MS` for a slot), so schedulers that compute the same pass at the
+//!   same time launch each slot once; the one whose insert is refused counts it as
+//!   launched elsewhere. A job's cursor moves only forward, compare-and-set.
+//! - **`prevent_multi`**: a due slot is not launched while an instance of the job is in a
+//!   state the job's rule names; under `catchup: 'all'` the slot waits for the next pass
+//!   (the cursor stays before it, so no slot of a backlog is dropped), otherwise it is
+//!   skipped and counted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use kondate_db::{Database, DbError, Value, get_i64, get_opt_i64, get_opt_string, get_string};
+
+use crate::JobsError;
+use crate::definition::{Catchup, JobDefinition, PreventMulti, from_json};
+use crate::plan;
+
+/// What the project's `jobs/` folder gave for one job.
+#[derive(Debug)]
+pub enum Loaded {
+    Ok(Box<JobDefinition>),
+    /// The file of job `name` did not load; `error` says where and why.
+    Failed {
+        name: String,
+        error: String,
+    },
+}
+
+/// What [`Scheduler::load`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Jobs that got a new revision (new jobs included), with its id.
+    pub revised: Vec<(String, i64)>,
+    /// Jobs whose definition failed to load, with the error; they keep their last good
+    /// revision (None: they have none and are not scheduled).
+    pub failed: Vec<(String, Option<i64>, String)>,
+    /// Jobs whose file is gone.
+    pub removed: Vec<String>,
+}
+
+/// A job as the scheduler holds it.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub name: String,
+    pub revision: Option<i64>,
+    pub digest: Option<String>,
+    pub revised_at: Option<i64>,
+    pub cursor_at: Option<i64>,
+    pub load_error: Option<String>,
+    pub removed: bool,
+}
+
+/// One instance of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: i64,
+    pub job: String,
+    pub revision: i64,
+    pub reason: String,
+    pub scheduled_at: i64,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// The instance states (kuroko2's): WORKING and ERROR are not final.
+pub const WORKING: &str = "working";
+pub const ERROR: &str = "error";
+pub const SUCCESS: &str = "success";
+pub const CANCEL: &str = "cancel";
+
+/// What one scheduling pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// (job, slot, instance id) launched by this pass.
+    pub launched: Vec<(String, DateTime<Utc>, i64)>,
+    /// Slots another scheduler launched first.
+    pub launched_elsewhere: u64,
+    /// Slots not launched because of `prevent_multi` (skipped, or waiting under `all`).
+    pub prevented: Vec<(String, DateTime<Utc>)>,
+    /// Slots passed and not launched (catch-up), and skipped by suspend schedules.
+    pub missed: u64,
+    pub suspended: u64,
+}
+
+/// The scheduler's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    db: Database,
+    /// Definitions read back from their revisions, by revision id (revisions never change).
+    parsed: Arc<Mutex<HashMap<i64, Arc<JobDefinition>>>>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(v).unwrap_or_default()
+}
+
+impl Scheduler {
+    pub fn new(db: Database) -> Scheduler {
+        Scheduler {
+            db,
+            parsed: Arc::default(),
+        }
+    }
+
+    /// Record what the project's `jobs/` folder holds now (see the module).
+    pub async fn load(
+        &self,
+        loaded: &[Loaded],
+        now: DateTime<Utc>,
+    ) -> Result<LoadReport, JobsError> {
+        let mut report = LoadReport::default();
+        let now_ms = ms(now);
+        let mut present = Vec::new();
+        for l in loaded {
+            match l {
+                Loaded::Ok(def) => {
+                    present.push(def.name.clone());
+                    let id = self.revision(def, now_ms).await?;
+                    let row = self.job_row(&def.name).await?;
+                    if row.as_ref().and_then(|r| r.revision) != Some(id) {
+                        report.revised.push((def.name.clone(), id));
+                    }
+                    self.upsert_job(
+                        &def.name,
+                        "revision = ?, load_error = NULL, load_error_at = NULL, removed_at = NULL, \
+                         updated_at = ?",
+                        vec![Value::Int(id), Value::Int(now_ms)],
+                        now_ms,
+                    )
+                    .await?;
+                }
+                Loaded::Failed { name, error } => {
+                    present.push(name.clone());
+                    let row = self.job_row(name).await?;
+                    report.failed.push((
+                        name.clone(),
+                        row.as_ref().and_then(|r| r.revision),
+                        error.clone(),
+                    ));
+                    self.upsert_job(
+                        name,
+                        "load_error = ?, load_error_at = ?, removed_at = NULL, updated_at = ?",
+                        vec![
+                            Value::Text(error.clone()),
+                            Value::Int(now_ms),
+                            Value::Int(now_ms),
+                        ],
+                        now_ms,
+                    )
+                    .await?;
+                }
+            }
+        }
+        for job in self.jobs().await? {
+            if !job.removed && !present.contains(&job.name) {
+                self.db
+                    .execute(
+                        "UPDATE kondate_jobs SET removed_at = ?, updated_at = ? WHERE name = ? \
+                         AND removed_at IS NULL",
+                        &[
+                            Value::Int(now_ms),
+                            Value::Int(now_ms),
+                            Value::Text(job.name.clone()),
+                        ],
+                    )
+                    .await?;
+                report.removed.push(job.name);
+            }
+        }
+        Ok(report)
+    }
+
+    /// The revision of `def` (found by its digest, or recorded now).
+    async fn revision(&self, def: &JobDefinition, now_ms: i64) -> Result<i64, JobsError> {
+        let find = || async {
+            let row = self
+                .db
+                .fetch_optional(
+                    "SELECT id FROM kondate_job_revisions WHERE job = ? AND digest = ?",
+                    &[
+                        Value::Text(def.name.clone()),
+                        Value::Text(def.digest.clone()),
+                    ],
+                )
+                .await?;
+            row.map(|r| get_i64(&r, "id")).transpose()
+        };
+        if let Some(id) = find().await? {
+            return Ok(id);
+        }
+        match self
+            .db
+            .insert_returning_id(
+                "INSERT INTO kondate_job_revisions (job, digest, definition, loaded_at) \
+                 VALUES (?, ?, ?, ?)",
+                &[
+                    Value::Text(def.name.clone()),
+                    Value::Text(def.digest.clone()),
+                    Value::Text(def.json.to_string()),
+                    Value::Int(now_ms),
+                ],
+            )
+            .await
+        {
+            Ok(id) => Ok(id),
+            // Another scheduler recorded the same revision at the same moment.
+            Err(e) if e.is_unique_violation() => Ok(find()
+                .await?
+                .ok_or_else(|| DbError::missing_row("reading a job revision"))?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Update job `name`'s row with `set`, creating the row first if it is missing.
+    async fn upsert_job(
+        &self,
+        name: &str,
+        set: &str,
+        mut params: Vec<Value>,
+        now_ms: i64,
+    ) -> Result<(), JobsError> {
+        match self
+            .db
+            .execute(
+                "INSERT INTO kondate_jobs (name, updated_at) VALUES (?, ?)",
+                &[Value::Text(name.to_string()), Value::Int(now_ms)],
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_unique_violation() => {}
+            Err(e) => return Err(e.into()),
+        }
+        params.push(Value::Text(name.to_string()));
+        self.db
+            .execute(
+                &format!("UPDATE kondate_jobs SET {set} WHERE name = ?"),
+                &params,
+            )
+            .await?;
+        Ok(())
+    }
+
+    const JOB_COLUMNS: &'static str = "j.name, j.revision, j.cursor_at, j.load_error, \
+        j.removed_at, r.digest, r.loaded_at FROM kondate_jobs j LEFT JOIN kondate_job_revisions r \
+        ON r.id = j.revision";
+
+    fn job_of(row: &kondate_db::AnyRow) -> Result<JobRow, JobsError> {
+        Ok(JobRow {
+            name: get_string(row, "name")?,
+            revision: get_opt_i64(row, "revision"),
+            digest: get_opt_string(row, "digest"),
+            revised_at: get_opt_i64(row, "loaded_at"),
+            cursor_at: get_opt_i64(row, "cursor_at"),
+            load_error: get_opt_string(row, "load_error"),
+            removed: get_opt_i64(row, "removed_at").is_some(),
+        })
+    }
+
+    /// Every job the scheduler knows, by name (removed ones too).
+    pub async fn jobs(&self) -> Result<Vec<JobRow>, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                &format!("SELECT {} ORDER BY j.name", Self::JOB_COLUMNS),
+                &[],
+            )
+            .await?;
+        rows.iter().map(Self::job_of).collect()
+    }
+
+    /// Job `name`, if the scheduler knows it.
+    pub async fn job_row(&self, name: &str) -> Result<Option<JobRow>, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &format!("SELECT {} WHERE j.name = ?", Self::JOB_COLUMNS),
+                &[Value::Text(name.to_string())],
+            )
+            .await?;
+        row.as_ref().map(Self::job_of).transpose()
+    }
+
+    /// The definition of revision `id` of job `name`.
+    pub async fn definition(&self, name: &str, id: i64) -> Result<Arc<JobDefinition>, JobsError> {
+        if let Some(d) = self.parsed.lock().expect("cache lock").get(&id) {
+            return Ok(d.clone());
+        }
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT definition FROM kondate_job_revisions WHERE id = ?",
+                &[Value::Int(id)],
+            )
+            .await?
+            .ok_or_else(|| DbError::missing_row("reading a job revision"))?;
+        let json: serde_json::Value = serde_json::from_str(&get_string(&row, "definition")?)
+            .map_err(|e| JobsError::Definition {
+                location: format!("revision {id} of job `{name}`"),
+                message: format!("the stored definition is not JSON: {e}"),
+            })?;
+        let def = Arc::new(from_json(
+            &format!("jobs/{name} (revision {id})"),
+            name,
+            json,
+        )?);
+        self.parsed
+            .lock()
+            .expect("cache lock")
+            .insert(id, def.clone());
+        Ok(def)
+    }
+
+    /// The statuses of job `name`'s unfinished instances.
+    async fn unfinished(&self, name: &str) -> Result<Vec<String>, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT DISTINCT status FROM kondate_job_instances WHERE job = ? AND status IN (?, ?)",
+                &[
+                    Value::Text(name.to_string()),
+                    Value::Text(WORKING.into()),
+                    Value::Text(ERROR.into()),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| get_string(r, "status").map_err(JobsError::from))
+            .collect()
+    }
+
+    /// Insert an instance under `key`; None when an instance with that key exists.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_instance(
+        &self,
+        job: &str,
+        revision: i64,
+        key: &str,
+        reason: &str,
+        scheduled_at: DateTime<Utc>,
+        env: Option<&str>,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, JobsError> {
+        let text_or_null = |v: Option<&str>| v.map_or(Value::Null, |s| Value::Text(s.to_string()));
+        match self
+            .db
+            .insert_returning_id(
+                "INSERT INTO kondate_job_instances (job, revision, launch_key, reason, \
+                 scheduled_at, status, env, launched_by, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Value::Text(job.to_string()),
+                    Value::Int(revision),
+                    Value::Text(key.to_string()),
+                    Value::Text(reason.to_string()),
+                    Value::Int(ms(scheduled_at)),
+                    Value::Text(WORKING.into()),
+                    text_or_null(env),
+                    text_or_null(by),
+                    Value::Int(ms(now)),
+                ],
+            )
+            .await
+        {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One scheduling pass at `now` over every scheduled job (see the module); `grace` is how
+    /// old a slot may be and still count as due now.
+    pub async fn pass(&self, now: DateTime<Utc>, grace: Duration) -> Result<PassReport, JobsError> {
+        let mut report = PassReport::default();
+        for job in self.jobs().await? {
+            let (false, Some(revision)) = (job.removed, job.revision) else {
+                continue;
+            };
+            let def = self.definition(&job.name, revision).await?;
+            self.pass_job(&job, revision, &def, now, grace, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn pass_job(
+        &self,
+        job: &JobRow,
+        revision: i64,
+        def: &JobDefinition,
+        now: DateTime<Utc>,
+        grace: Duration,
+        report: &mut PassReport,
+    ) -> Result<(), JobsError> {
+        let plan = plan::due(def, job.cursor_at.map(from_ms), now, grace);
+        report.missed += plan.missed;
+        report.suspended += plan.suspended;
+        let mut cursor = plan.cursor;
+        if !plan.launch.is_empty() {
+            let mut busy = match def.prevent_multi {
+                PreventMulti::Allow => Vec::new(),
+                _ => self.unfinished(&job.name).await?,
+            };
+            for slot in plan.launch {
+                let blocked = match def.prevent_multi {
+                    PreventMulti::Allow => false,
+                    PreventMulti::WorkingOrError => !busy.is_empty(),
+                    PreventMulti::Working => busy.iter().any(|s| s == WORKING),
+                    PreventMulti::Error => busy.iter().any(|s| s == ERROR),
+                };
+                if blocked {
+                    report.prevented.push((job.name.clone(), slot));
+                    if matches!(def.catchup, Catchup::All { .. }) {
+                        // The backlog waits: the next pass starts just before this slot.
+                        cursor = slot - Duration::milliseconds(1);
+                        break;
+                    }
+                    continue;
+                }
+                let key = format!("schedule/{}/{}", job.name, ms(slot));
+                match self
+                    .insert_instance(&job.name, revision, &key, "schedule", slot, None, None, now)
+                    .await?
+                {
+                    Some(id) => report.launched.push((job.name.clone(), slot, id)),
+                    None => report.launched_elsewhere += 1,
+                }
+                busy.push(WORKING.into());
+            }
+        }
+        // Forward only, and only from what this pass read (another pass may have moved it).
+        if Some(ms(cursor)) > job.cursor_at {
+            let (cond, mut params) = match job.cursor_at {
+                Some(c) => ("cursor_at = ?", vec![Value::Int(c)]),
+                None => ("cursor_at IS NULL", vec![]),
+            };
+            params.insert(0, Value::Int(ms(cursor)));
+            params.push(Value::Text(job.name.clone()));
+            self.db
+                .execute(
+                    &format!("UPDATE kondate_jobs SET cursor_at = ? WHERE {cond} AND name = ?"),
+                    &params,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Job `name`'s instances, newest first, at most `limit`.
+    pub async fn instances(&self, name: &str, limit: i64) -> Result<Vec<Instance>, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT id, job, revision, reason, scheduled_at, status, created_at \
+                 FROM kondate_job_instances WHERE job = ? ORDER BY scheduled_at DESC, id DESC \
+                 LIMIT ?",
+                &[Value::Text(name.to_string()), Value::Int(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Instance {
+                    id: get_i64(r, "id")?,
+                    job: get_string(r, "job")?,
+                    revision: get_i64(r, "revision")?,
+                    reason: get_string(r, "reason")?,
+                    scheduled_at: get_i64(r, "scheduled_at")?,
+                    status: get_string(r, "status")?,
+                    created_at: get_i64(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Set instance `id`'s status (the executor's part; here for the scheduler's tests and
+    /// for operators until the executor lands).
+    pub async fn set_status(
+        &self,
+        id: i64,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobsError> {
+        let finished = matches!(status, SUCCESS | CANCEL);
+        self.db
+            .execute(
+                "UPDATE kondate_job_instances SET status = ?, finished_at = ? WHERE id = ?",
+                &[
+                    Value::Text(status.to_string()),
+                    if finished {
+                        Value::Int(ms(now))
+                    } else {
+                        Value::NullOf(kondate_db::ColumnType::Integer)
+                    },
+                    Value::Int(id),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}

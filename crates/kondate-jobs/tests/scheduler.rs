@@ -1,0 +1,332 @@
+//! The scheduler's state on a real state database — SQLite here, PostgreSQL and MariaDB in
+//! CI's service step: revisions and load errors, passes on a clock the test moves, exactly
+//! one launch per slot when several schedulers pass at once, `prevent_multi` and catch-up.
+
+use chrono::{DateTime, Duration, Utc};
+use kondate_db::Database;
+use kondate_jobs::definition::from_json;
+use kondate_jobs::scheduler::{ERROR, SUCCESS};
+use kondate_jobs::{Loaded, Scheduler};
+use serde_json::json;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+/// A migrated state database: SQLite in a temporary folder, or an isolated database on the
+/// server `var` names.
+async fn state(var: Option<&str>, tag: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match var {
+        None => format!("sqlite://{}/state.db", dir.path().display()),
+        Some(var) => {
+            let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+            kondate_db::isolated_test_database(&base, tag)
+                .await
+                .unwrap()
+        }
+    };
+    let db = Database::connect(&url).await.unwrap();
+    kondate_db::state::migrate(&db).await.unwrap();
+    db.close().await;
+    Fixture { _dir: dir, url }
+}
+
+async fn scheduler(f: &Fixture) -> Scheduler {
+    Scheduler::new(Database::connect(&f.url).await.unwrap())
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn def(name: &str, fields: serde_json::Value) -> Loaded {
+    let mut json = json!({ "script": "noop:\n" });
+    for (k, v) in fields.as_object().unwrap() {
+        json[k] = v.clone();
+    }
+    Loaded::Ok(Box::new(
+        from_json(&format!("jobs/{name}.jsonnet"), name, json).unwrap(),
+    ))
+}
+
+const GRACE: Duration = Duration::minutes(1);
+
+async fn revisions_and_load_errors(f: Fixture) {
+    let s = scheduler(&f).await;
+    let now = t("2026-06-01T00:00:00Z");
+    let a1 = def("a", json!({ "schedules": ["0 3 * * *"] }));
+    let r = s.load(&[a1], now).await.unwrap();
+    assert_eq!(r.revised.len(), 1);
+    let first = r.revised[0].1;
+    // The same definition again: no new revision.
+    let r = s
+        .load(&[def("a", json!({ "schedules": ["0 3 * * *"] }))], now)
+        .await
+        .unwrap();
+    assert!(r.revised.is_empty(), "{r:?}");
+    // A change is a new revision, kept with its digest.
+    let r = s
+        .load(&[def("a", json!({ "schedules": ["0 4 * * *"] }))], now)
+        .await
+        .unwrap();
+    let second = r.revised[0].1;
+    assert_ne!(first, second);
+    // A definition that fails keeps the last good revision, with the error recorded.
+    let error = "jobs/a.jsonnet: field `schedules[0]`: minute 61 is out of range".to_string();
+    let r = s
+        .load(
+            &[Loaded::Failed {
+                name: "a".into(),
+                error: error.clone(),
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.failed,
+        vec![("a".to_string(), Some(second), error.clone())]
+    );
+    let row = s.job_row("a").await.unwrap().unwrap();
+    assert_eq!(
+        (row.revision, row.load_error.as_deref()),
+        (Some(second), Some(error.as_str()))
+    );
+    // It is still scheduled on that revision (04:00).
+    let p = s.pass(t("2026-06-01T04:00:10Z"), GRACE).await.unwrap();
+    assert_eq!(p.launched.len(), 1, "{p:?}");
+    assert_eq!(p.launched[0].1, t("2026-06-01T04:00:00Z"));
+    // Fixed: the error is gone. The file removed: no longer scheduled; back: scheduled.
+    s.load(&[def("a", json!({ "schedules": ["0 4 * * *"] }))], now)
+        .await
+        .unwrap();
+    assert_eq!(s.job_row("a").await.unwrap().unwrap().load_error, None);
+    let r = s.load(&[], now).await.unwrap();
+    assert_eq!(r.removed, ["a"]);
+    let p = s.pass(t("2026-06-02T04:00:10Z"), GRACE).await.unwrap();
+    assert!(p.launched.is_empty(), "{p:?}");
+    s.load(&[def("a", json!({ "schedules": ["0 4 * * *"] }))], now)
+        .await
+        .unwrap();
+    assert!(!s.job_row("a").await.unwrap().unwrap().removed);
+    // A job that never loaded has no revision and is not scheduled, but is listed.
+    s.load(
+        &[Loaded::Failed {
+            name: "b".into(),
+            error: "bad".into(),
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    let b = s.job_row("b").await.unwrap().unwrap();
+    assert_eq!((b.revision, b.load_error.as_deref()), (None, Some("bad")));
+}
+
+async fn passes_launch_due_slots_and_respect_prevent_multi(f: Fixture) {
+    let s = scheduler(&f).await;
+    let now = t("2026-06-01T00:00:00Z");
+    s.load(
+        &[
+            def("daily", json!({ "schedules": ["0 3 * * *"] })),
+            def(
+                "hourly_all",
+                json!({ "schedules": ["0 * * * *"], "catchup": "all" }),
+            ),
+            def(
+                "overlap",
+                json!({ "schedules": ["*/10 * * * *"], "prevent_multi": "allow" }),
+            ),
+        ],
+        now,
+    )
+    .await
+    .unwrap();
+    // First sight at 00:00:30: the hourly slot at 00:00 and the 10-minute one are just due.
+    let p = s.pass(t("2026-06-01T00:00:30Z"), GRACE).await.unwrap();
+    let mut launched: Vec<_> = p
+        .launched
+        .iter()
+        .map(|(j, at, _)| (j.as_str(), *at))
+        .collect();
+    launched.sort();
+    assert_eq!(
+        launched,
+        [
+            ("hourly_all", t("2026-06-01T00:00:00Z")),
+            ("overlap", t("2026-06-01T00:00:00Z")),
+        ]
+    );
+    // The same moment again launches nothing.
+    let p = s.pass(t("2026-06-01T00:00:30Z"), GRACE).await.unwrap();
+    assert!(p.launched.is_empty(), "{p:?}");
+    // Down until 03:00:05. daily: its 03:00 slot. overlap (allow): the newest slot, though
+    // its first instance still works. hourly_all: 01:00 waits behind the working 00:00.
+    let p = s.pass(t("2026-06-01T03:00:05Z"), GRACE).await.unwrap();
+    let mut launched: Vec<_> = p
+        .launched
+        .iter()
+        .map(|(j, at, _)| (j.as_str(), *at))
+        .collect();
+    launched.sort();
+    assert_eq!(
+        launched,
+        [
+            ("daily", t("2026-06-01T03:00:00Z")),
+            ("overlap", t("2026-06-01T03:00:00Z")),
+        ]
+    );
+    assert_eq!(
+        p.prevented,
+        [("hourly_all".to_string(), t("2026-06-01T01:00:00Z"))]
+    );
+    // The backlog drains one by one as each instance ends (also through ERROR → SUCCESS:
+    // an instance in ERROR blocks by default).
+    let mut drained = Vec::new();
+    for _ in 0..3 {
+        let working = s.instances("hourly_all", 1).await.unwrap();
+        s.set_status(working[0].id, ERROR, t("2026-06-01T03:00:06Z"))
+            .await
+            .unwrap();
+        let p = s.pass(t("2026-06-01T03:00:07Z"), GRACE).await.unwrap();
+        assert!(p.launched.is_empty(), "an instance in ERROR blocks: {p:?}");
+        s.set_status(working[0].id, SUCCESS, t("2026-06-01T03:00:08Z"))
+            .await
+            .unwrap();
+        let p = s.pass(t("2026-06-01T03:00:09Z"), GRACE).await.unwrap();
+        drained.extend(p.launched.iter().map(|l| l.1));
+    }
+    assert_eq!(
+        drained,
+        [
+            t("2026-06-01T01:00:00Z"),
+            t("2026-06-01T02:00:00Z"),
+            t("2026-06-01T03:00:00Z"),
+        ]
+    );
+    // daily (latest, working_or_error): the next day's slot is skipped while 03:00 works.
+    let p = s.pass(t("2026-06-02T03:00:01Z"), GRACE).await.unwrap();
+    assert!(
+        p.prevented
+            .contains(&("daily".to_string(), t("2026-06-02T03:00:00Z"))),
+        "{p:?}"
+    );
+    let daily = s.instances("daily", 10).await.unwrap();
+    assert_eq!(daily.len(), 1);
+    assert_eq!(
+        daily[0].scheduled_at,
+        t("2026-06-01T03:00:00Z").timestamp_millis()
+    );
+    assert_eq!(daily[0].reason, "schedule");
+}
+
+/// Several schedulers, each with its own connections, pass over the same jobs at once while
+/// the clock runs through `slots` minutes: each slot is launched exactly once.
+async fn concurrent_passes_launch_each_slot_once(f: Fixture, slots: i64) {
+    let start = t("2026-06-01T00:00:00Z");
+    let setup = scheduler(&f).await;
+    setup
+        .load(
+            &[
+                def(
+                    "every_minute",
+                    json!({ "schedules": ["* * * * *"], "catchup": "all",
+                            "catchup_max": 10000, "prevent_multi": "allow" }),
+                ),
+                def(
+                    "every_2",
+                    json!({ "schedules": ["*/2 * * * *"], "catchup": "all",
+                            "catchup_max": 10000, "prevent_multi": 0 }),
+                ),
+            ],
+            start,
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..3i64 {
+        let s = scheduler(&f).await;
+        tasks.push(tokio::spawn(async move {
+            let mut launched = 0usize;
+            // Each scheduler's clock runs on its own steps (7, 11 and 13 s), so their passes
+            // interleave at every offset.
+            let step = [7, 11, 13][k as usize];
+            let mut now = start;
+            while now <= start + Duration::minutes(slots) + Duration::seconds(30) {
+                launched += s.pass(now, GRACE).await.unwrap().launched.len();
+                now += Duration::seconds(step);
+            }
+            launched
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    let minute = setup.instances("every_minute", 100_000).await.unwrap();
+    let two = setup.instances("every_2", 100_000).await.unwrap();
+    assert_eq!(total, minute.len() + two.len());
+    // Slots 00:00 (just due when first seen) to 00:SLOTS, each once.
+    let mut at: Vec<i64> = minute.iter().map(|i| i.scheduled_at).collect();
+    at.sort();
+    let want: Vec<i64> = (0..=slots)
+        .map(|m| (start + Duration::minutes(m)).timestamp_millis())
+        .collect();
+    assert_eq!(at, want);
+    let mut at: Vec<i64> = two.iter().map(|i| i.scheduled_at).collect();
+    at.sort();
+    let want: Vec<i64> = (0..=slots)
+        .step_by(2)
+        .map(|m| (start + Duration::minutes(m)).timestamp_millis())
+        .collect();
+    assert_eq!(at, want);
+}
+
+async fn concurrent_passes_over_two_hours(f: Fixture) {
+    concurrent_passes_launch_each_slot_once(f, 120).await
+}
+
+macro_rules! on_every_state_database {
+    ($name:ident, $run:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $run(state(None, "").await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+            async fn postgres() {
+                $run(
+                    state(
+                        Some("KONDATE_TEST_POSTGRES_URL"),
+                        concat!("jobs_", stringify!($name)),
+                    )
+                    .await,
+                )
+                .await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB/MySQL: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+            async fn mysql() {
+                $run(
+                    state(
+                        Some("KONDATE_TEST_MYSQL_URL"),
+                        concat!("jobs_", stringify!($name)),
+                    )
+                    .await,
+                )
+                .await
+            }
+        }
+    };
+}
+
+on_every_state_database!(revisions, revisions_and_load_errors);
+on_every_state_database!(passes, passes_launch_due_slots_and_respect_prevent_multi);
+on_every_state_database!(exactly_once, concurrent_passes_over_two_hours);
