@@ -112,6 +112,26 @@ pub fn due(
     plan
 }
 
+/// The next `n` slots of `job` after `after`, suspended ones left out (for `jobs next` and
+/// listings). Empty for a job without schedules.
+pub fn next_slots(job: &JobDefinition, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::with_capacity(n);
+    let mut at = after;
+    // Suspended slots are skipped, but not forever (a suspend schedule covering every slot).
+    let mut budget = 100_000;
+    while out.len() < n && budget > 0 {
+        let Some(slot) = next_slot(&job.schedules, at) else {
+            break;
+        };
+        at = slot;
+        budget -= 1;
+        if !suspended_at(&job.suspend_schedules, slot) {
+            out.push(slot);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +259,21 @@ mod tests {
             ])
         );
         assert_eq!(plan.suspended, 2);
+    }
+
+    #[test]
+    fn next_slots_leave_out_suspended_ones() {
+        let j = job(serde_json::json!({
+            "schedules": [{ "cron": "0 9 * * *", "time_zone": "Asia/Tokyo" }],
+            "suspend_schedules": ["* * * * 0"],
+        }));
+        // 2027-01-02 is a Saturday: its slot (00:00Z), Sunday's is skipped, then Monday's.
+        assert_eq!(
+            next_slots(&j, t("2027-01-01T12:00:00Z"), 2),
+            ts(&["2027-01-02T00:00:00Z", "2027-01-04T00:00:00Z"])
+        );
+        let none = job(serde_json::json!({}));
+        assert!(next_slots(&none, t("2027-01-01T12:00:00Z"), 3).is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod cli;
 mod cli_access;
 mod demo;
 mod demo_data;
+mod jobs_cmd;
 mod labels_cmd;
 mod models_cmd;
 mod output;
@@ -82,6 +83,10 @@ enum Command {
     /// Kubernetes or Docker; every run recorded with its log.
     #[command(subcommand)]
     Apps(apps_cmd::AppsCmd),
+    /// Jobs: kuroko2-style workflows in jobs/NAME.jsonnet with cron schedules in a time
+    /// zone (the scheduler that launches them is being built; docs/jobs.md).
+    #[command(subcommand)]
+    Jobs(jobs_cmd::JobsCmd),
     /// Result tables: inference output upserted into the service database, stamped with the
     /// model and run that produced it.
     #[command(subcommand)]
@@ -139,6 +144,7 @@ fn need(command: &Command) -> CliNeed {
         Command::Labels(cmd) => cmd.need(),
         Command::Models(cmd) => cmd.need(),
         Command::Apps(cmd) => cmd.need(),
+        Command::Jobs(cmd) => cmd.need(),
         Command::Results(cmd) => cmd.need(),
         Command::Warehouse(cmd) => cmd.need(),
         Command::Tokens(cmd) => cmd.need(),
@@ -185,6 +191,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Apps(cmd) => {
             let services = Services::new(load_project(project)?);
             guarded(&services, need, apps_cmd::run(&services, cmd)).await
+        }
+        Command::Jobs(cmd) => {
+            let services = Services::new(load_project(project)?);
+            guarded(&services, need, jobs_cmd::run(&services, cmd)).await
         }
         Command::Results(cmd) => {
             let services = Services::new(load_project(project)?);
