@@ -8,6 +8,7 @@
 //! them (issue 17).
 
 pub mod definition;
+pub mod engine;
 mod error;
 pub mod plan;
 pub mod schedule;
