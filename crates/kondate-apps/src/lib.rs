@@ -27,8 +27,12 @@ pub use cgroup::available as cgroups_available;
 pub use definition::{AppDefinition, Apps, Container, Note, NoteKind, SchedulerKind, Secret};
 pub use isolation::describe as describe_isolation;
 pub use jsonnet::evaluate as evaluate_definition;
-pub use logs::{LiveSink, Stream, parse_line};
-pub use runs::{Credentials, RunInfo, RunRequest, RunStatus, Runs, parse_env_arg};
+pub use logs::{LiveSink, LogWriter, Stream, parse_line};
+/// The local runner (a process group with a timeout, signals, peak memory and a captured
+/// log), for other parts that run commands: the scheduler's `execute:` steps.
+pub use runner::{Exit, LocalSpec, Outcome as LocalOutcome, run_local};
+pub use runs::{Credentials, PASSED_ENV, RunInfo, RunRequest, RunStatus, Runs, parse_env_arg};
+pub use secrets::Masker;
 
 /// Errors from definitions, rendering and runs. Messages say what, where, and what to do.
 #[derive(Debug, thiserror::Error)]

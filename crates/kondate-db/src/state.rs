@@ -226,7 +226,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
         error {text} NULL
     );
     CREATE UNIQUE INDEX kondate_job_instances_key ON kondate_job_instances (launch_key);
-    CREATE INDEX kondate_job_instances_job ON kondate_job_instances (job, status)",
+    CREATE INDEX kondate_job_instances_job ON kondate_job_instances (job, status);
+    CREATE TABLE IF NOT EXISTS kondate_job_steps (
+        id {id},
+        instance BIGINT NOT NULL,
+        step_key VARCHAR(255) NOT NULL,
+        line BIGINT NOT NULL,
+        task {text} NOT NULL,
+        spec {text} NOT NULL,
+        queue VARCHAR(190) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        attempt BIGINT NOT NULL,
+        not_before BIGINT NULL,
+        worker VARCHAR(255) NULL,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT NULL,
+        finished_at BIGINT NULL,
+        exit_code BIGINT NULL,
+        peak_memory_bytes BIGINT NULL,
+        log_key VARCHAR(512) NULL,
+        error {text} NULL
+    );
+    CREATE UNIQUE INDEX kondate_job_steps_key ON kondate_job_steps (instance, step_key);
+    CREATE INDEX kondate_job_steps_queue ON kondate_job_steps (status, queue)",
     ),
 ];
 

@@ -5,6 +5,13 @@ pub enum JobsError {
     /// script's line).
     #[error("{location}: {message}")]
     Definition { location: String, message: String },
+    #[error("no job named `{0}`; `kondate jobs list` shows the project's jobs")]
+    NoSuchJob(String),
+    #[error("no instance {0}; `kondate jobs instances JOB` lists a job's instances")]
+    NoSuchInstance(i64),
+    /// Bad input that is not a definition error.
+    #[error("{0}")]
+    Invalid(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -13,11 +20,19 @@ pub enum JobsError {
     },
     #[error(transparent)]
     Db(#[from] kondate_db::DbError),
+    #[error(transparent)]
+    Store(#[from] kondate_store::StoreError),
 }
 
 impl JobsError {
     /// True when the caller's input was at fault (exit code 2, HTTP 400).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, JobsError::Definition { .. })
+        matches!(
+            self,
+            JobsError::Definition { .. }
+                | JobsError::NoSuchJob(_)
+                | JobsError::NoSuchInstance(_)
+                | JobsError::Invalid(_)
+        )
     }
 }

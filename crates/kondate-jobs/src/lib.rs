@@ -10,6 +10,7 @@
 pub mod definition;
 pub mod engine;
 mod error;
+pub mod executor;
 pub mod plan;
 pub mod schedule;
 pub mod scheduler;
@@ -17,6 +18,7 @@ pub mod script;
 
 pub use definition::JobDefinition;
 pub use error::JobsError;
+pub use executor::{Executor, StepActions, WorkerConfig};
 pub use schedule::Cron;
 pub use scheduler::{Loaded, PassReport, Scheduler};
 pub use script::{Node, ScriptError, Task, parse};

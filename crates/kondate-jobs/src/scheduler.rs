@@ -71,6 +71,9 @@ pub struct Instance {
     pub scheduled_at: i64,
     pub status: String,
     pub created_at: i64,
+    pub finished_at: Option<i64>,
+    /// Why it is in ERROR.
+    pub error: Option<String>,
 }
 
 /// The instance states (kuroko2's): WORKING and ERROR are not final.
@@ -462,30 +465,103 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Launch job `name` now, by hand or by a trigger (`reason`): an instance of its
+    /// current revision scheduled at `now`, with `env` added to every step's. `key` makes the
+    /// launch idempotent (a client retrying launches once); without one each call launches.
+    /// Returns the instance's id (the existing one's when `key` was used before).
+    pub async fn launch(
+        &self,
+        name: &str,
+        env: &[(String, String)],
+        reason: &str,
+        key: Option<&str>,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64, JobsError> {
+        let job = self
+            .job_row(name)
+            .await?
+            .filter(|j| !j.removed)
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        let revision = job.revision.ok_or_else(|| {
+            JobsError::Invalid(format!(
+                "job `{name}` has never loaded: {}",
+                job.load_error.as_deref().unwrap_or("no definition")
+            ))
+        })?;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let key = match key {
+            Some(k) => format!("{reason}/{name}/{k}"),
+            None => format!(
+                "{reason}/{name}/{}-{}-{}",
+                now.timestamp_nanos_opt().unwrap_or_default(),
+                std::process::id(),
+                SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        };
+        let env = (!env.is_empty()).then(|| serde_json::to_string(env).unwrap_or_default());
+        match self
+            .insert_instance(name, revision, &key, reason, now, env.as_deref(), by, now)
+            .await?
+        {
+            Some(id) => Ok(id),
+            None => {
+                let row = self
+                    .db
+                    .fetch_optional(
+                        "SELECT id FROM kondate_job_instances WHERE launch_key = ?",
+                        &[Value::Text(key)],
+                    )
+                    .await?
+                    .ok_or_else(|| DbError::missing_row("reading an instance by its key"))?;
+                Ok(get_i64(&row, "id")?)
+            }
+        }
+    }
+
+    const INSTANCE_COLUMNS: &'static str = "id, job, revision, reason, scheduled_at, status, \
+        created_at, finished_at, error FROM kondate_job_instances";
+
+    fn instance_of(r: &kondate_db::AnyRow) -> Result<Instance, JobsError> {
+        Ok(Instance {
+            id: get_i64(r, "id")?,
+            job: get_string(r, "job")?,
+            revision: get_i64(r, "revision")?,
+            reason: get_string(r, "reason")?,
+            scheduled_at: get_i64(r, "scheduled_at")?,
+            status: get_string(r, "status")?,
+            created_at: get_i64(r, "created_at")?,
+            finished_at: get_opt_i64(r, "finished_at"),
+            error: get_opt_string(r, "error"),
+        })
+    }
+
     /// Job `name`'s instances, newest first, at most `limit`.
     pub async fn instances(&self, name: &str, limit: i64) -> Result<Vec<Instance>, JobsError> {
         let rows = self
             .db
             .fetch_all(
-                "SELECT id, job, revision, reason, scheduled_at, status, created_at \
-                 FROM kondate_job_instances WHERE job = ? ORDER BY scheduled_at DESC, id DESC \
-                 LIMIT ?",
+                &format!(
+                    "SELECT {} WHERE job = ? ORDER BY scheduled_at DESC, id DESC LIMIT ?",
+                    Self::INSTANCE_COLUMNS
+                ),
                 &[Value::Text(name.to_string()), Value::Int(limit)],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Instance {
-                    id: get_i64(r, "id")?,
-                    job: get_string(r, "job")?,
-                    revision: get_i64(r, "revision")?,
-                    reason: get_string(r, "reason")?,
-                    scheduled_at: get_i64(r, "scheduled_at")?,
-                    status: get_string(r, "status")?,
-                    created_at: get_i64(r, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::instance_of).collect()
+    }
+
+    /// Instance `id`.
+    pub async fn instance(&self, id: i64) -> Result<Instance, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                &format!("SELECT {} WHERE id = ?", Self::INSTANCE_COLUMNS),
+                &[Value::Int(id)],
+            )
+            .await?
+            .ok_or(JobsError::NoSuchInstance(id))?;
+        Self::instance_of(&row)
     }
 
     /// Set instance `id`'s status (the executor's part; here for the scheduler's tests and

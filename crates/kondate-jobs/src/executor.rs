@@ -1,0 +1,710 @@
+//! Running instances: advancing an instance (its script walked against its steps, the
+//! next steps recorded, the instance ended when the walk says so), and a worker's part —
+//! claiming one runnable step of its queues, running it, recording how it ended. Every
+//! process sharing the state database can do either; a step's record is unique by
+//! (instance, key), and a claim moves a step from `pending` to `working` only if it still is
+//! pending, so each step is run by exactly one worker.
+//!
+//! `execute:` runs `sh -c COMMAND` through the apps' local runner — its own process group,
+//! a clean environment (kondate's PATH, HOME, USER, LANG… plus the script's `env` and
+//! `KONDATE_JOB`, `KONDATE_INSTANCE_ID`, `KONDATE_SCHEDULED_AT`, `KONDATE_STEP`), the
+//! step's `timeout` (then SIGTERM, then SIGKILL to the group), its peak memory — and its
+//! output goes line by line into a log stored at `jobs/INSTANCE/STEP.log`. `noop` and
+//! `echo` end when recorded; `sleep` (and a retry's wait) when its time has come. The tasks
+//! that reach other parts of kondate (`app`, `labels_sync`, `results_export`,
+//! `sub_process`, `wait`) go through [`StepActions`], which the binary implements; a
+//! worker without it fails such a step saying so.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kondate_db::{Database, DbError, Value, get_i64, get_opt_i64, get_opt_string, get_string};
+use kondate_store::Store;
+
+use crate::JobsError;
+use crate::engine::{self, Outcome, StepSpec, Walk};
+use crate::scheduler::{CANCEL, ERROR, SUCCESS, Scheduler, WORKING};
+use crate::script::{Node, Task};
+
+/// Step states besides the instance's: a step waits `pending`, runs `working`, ends
+/// `success` or `error`, or is `skipped` by an operator, or `cancel`led with its instance.
+pub const PENDING: &str = "pending";
+pub const SKIPPED: &str = "skipped";
+
+/// What a step that reaches another part of kondate does; the binary implements it.
+#[async_trait::async_trait]
+pub trait StepActions: Send + Sync {
+    /// Run `task` (an `app`, `labels_sync`, `results_export`, `sub_process` or `wait`) of
+    /// instance `instance` with `env`, writing what it says into `log`; Err says why it
+    /// failed.
+    async fn run(
+        &self,
+        task: &Task,
+        instance: i64,
+        env: &[(String, String)],
+        log: &kondate_apps::LogWriter,
+    ) -> Result<(), String>;
+}
+
+/// A worker's settings.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// This process's id in the process registry (recorded on the steps it runs).
+    pub worker: String,
+    /// The queues it takes steps from (`default` unless told).
+    pub queues: Vec<String>,
+    /// The folder commands run in (the project's).
+    pub cwd: PathBuf,
+    /// Where step logs are written before they are stored.
+    pub spool: PathBuf,
+    /// A folder steps must not reach (the project's `.kondate/`).
+    pub protect: Option<PathBuf>,
+    /// kondate's own environment, of which the names in `kondate_apps::PASSED_ENV` pass.
+    pub base_env: Vec<(String, String)>,
+    /// Between SIGTERM and SIGKILL when a step times out.
+    pub grace: Duration,
+}
+
+/// A step a worker claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub instance: i64,
+    pub key: String,
+    pub line: usize,
+    spec: SpecJson,
+}
+
+/// The parts of a [`StepSpec`] stored with the step (its task is the script's line).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SpecJson {
+    env: Vec<(String, String)>,
+    timeout_minutes: Option<u32>,
+    /// A retry's wait (line 0): its seconds.
+    sleep: Option<u64>,
+}
+
+/// Advances instances and runs steps.
+#[derive(Clone)]
+pub struct Executor {
+    db: Database,
+    store: Store,
+    scheduler: Scheduler,
+    actions: Option<Arc<dyn StepActions>>,
+}
+
+fn outcome_of(status: &str, error: Option<String>) -> Outcome {
+    match status {
+        PENDING => Outcome::Pending,
+        WORKING => Outcome::Working,
+        SUCCESS => Outcome::Success,
+        SKIPPED => Outcome::Skipped,
+        _ => Outcome::Error(error.unwrap_or_else(|| status.to_string())),
+    }
+}
+
+/// The node on `line` of the script.
+fn node_at(tree: &Node, line: usize) -> Option<&Node> {
+    if tree.line == line {
+        return Some(tree);
+    }
+    tree.children.iter().find_map(|c| node_at(c, line))
+}
+
+/// How a step is shown: `execute: make train` (its task's line as written, roughly).
+fn describe(task: &Task) -> String {
+    match task {
+        Task::Execute(c) => format!("execute: {c}"),
+        Task::App { name, args } => format!("app: {name} {}", args.join(" ")).trim_end().into(),
+        Task::LabelsSync(n) => format!("labels_sync: {n}"),
+        Task::ResultsExport(n) => format!("results_export: {n}"),
+        Task::SubProcess(j) => format!("sub_process: {j}"),
+        Task::Sleep(s) => format!("sleep: {s}"),
+        Task::Echo(t) => format!("echo: {t}"),
+        Task::Noop => "noop:".into(),
+        Task::Wait { jobs, .. } => format!(
+            "wait: {}",
+            jobs.iter()
+                .map(|(j, p)| format!("{j}/{p:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+impl Executor {
+    pub fn new(
+        db: Database,
+        store: Store,
+        scheduler: Scheduler,
+        actions: Option<Arc<dyn StepActions>>,
+    ) -> Executor {
+        Executor {
+            db,
+            store,
+            scheduler,
+            actions,
+        }
+    }
+
+    /// Walk instance `id` and act on it: record the steps that may run now, end it when it
+    /// is done or failed. Returns the instance's status after.
+    pub async fn advance(&self, id: i64, now: DateTime<Utc>) -> Result<String, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT job, revision, status FROM kondate_job_instances WHERE id = ?",
+                &[Value::Int(id)],
+            )
+            .await?
+            .ok_or(JobsError::NoSuchInstance(id))?;
+        let status = get_string(&row, "status")?;
+        if status != WORKING {
+            return Ok(status);
+        }
+        let job = get_string(&row, "job")?;
+        let def = self
+            .scheduler
+            .definition(&job, get_i64(&row, "revision")?)
+            .await?;
+        // Steps that end as they are recorded (noop, echo) let the walk go on at once.
+        for _ in 0..10_000 {
+            let mut outcomes = HashMap::new();
+            for r in self
+                .db
+                .fetch_all(
+                    "SELECT step_key, status, error FROM kondate_job_steps WHERE instance = ?",
+                    &[Value::Int(id)],
+                )
+                .await?
+            {
+                outcomes.insert(
+                    get_string(&r, "step_key")?,
+                    outcome_of(&get_string(&r, "status")?, get_opt_string(&r, "error")),
+                );
+            }
+            let (end, error) = match engine::walk(&def.tree, &outcomes) {
+                Walk::Waiting(specs) => {
+                    if specs.is_empty() {
+                        return Ok(WORKING.into());
+                    }
+                    let mut ended = false;
+                    for spec in &specs {
+                        ended |= self.record(id, spec, now).await?;
+                    }
+                    if ended {
+                        continue;
+                    }
+                    return Ok(WORKING.into());
+                }
+                Walk::Done => (SUCCESS, None),
+                Walk::Failed { key, message } => (ERROR, Some(format!("step {key}: {message}"))),
+            };
+            self.db
+                .execute(
+                    "UPDATE kondate_job_instances SET status = ?, finished_at = ?, error = ? \
+                     WHERE id = ? AND status = ?",
+                    &[
+                        Value::Text(end.into()),
+                        if end == SUCCESS {
+                            Value::Int(ms(now))
+                        } else {
+                            Value::NullOf(kondate_db::ColumnType::Integer)
+                        },
+                        error.map_or(Value::Null, Value::Text),
+                        Value::Int(id),
+                        Value::Text(WORKING.into()),
+                    ],
+                )
+                .await?;
+            return Ok(end.into());
+        }
+        Err(JobsError::Invalid(format!(
+            "instance {id}: the script did not settle after 10000 steps"
+        )))
+    }
+
+    /// Record step `spec` of instance `id` (once: another process may record it too);
+    /// true when it ended as it was recorded (noop, echo).
+    async fn record(
+        &self,
+        id: i64,
+        spec: &StepSpec,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JobsError> {
+        let instant = matches!(spec.task, Task::Noop | Task::Echo(_));
+        let sleep = match spec.task {
+            Task::Sleep(s) => Some(s),
+            _ => None,
+        };
+        let json = SpecJson {
+            env: spec.env.clone(),
+            timeout_minutes: spec.timeout_minutes,
+            sleep: if spec.line == 0 { sleep } else { None },
+        };
+        let result = self
+            .db
+            .execute(
+                "INSERT INTO kondate_job_steps (instance, step_key, line, task, spec, queue, \
+                 status, attempt, not_before, created_at, started_at, finished_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                &[
+                    Value::Int(id),
+                    Value::Text(spec.key.clone()),
+                    Value::Int(spec.line as i64),
+                    Value::Text(describe(&spec.task)),
+                    Value::Text(serde_json::to_string(&json).unwrap_or_default()),
+                    Value::Text(spec.queue.clone()),
+                    Value::Text(if instant { SUCCESS } else { PENDING }.into()),
+                    match sleep {
+                        Some(s) => Value::Int(ms(now) + (s as i64).saturating_mul(1000)),
+                        None => Value::NullOf(kondate_db::ColumnType::Integer),
+                    },
+                    Value::Int(ms(now)),
+                    if instant {
+                        Value::Int(ms(now))
+                    } else {
+                        Value::NullOf(kondate_db::ColumnType::Integer)
+                    },
+                    if instant {
+                        Value::Int(ms(now))
+                    } else {
+                        Value::NullOf(kondate_db::ColumnType::Integer)
+                    },
+                ],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(instant),
+            Err(e) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claim one runnable step of `queues` for `worker` (oldest first): a pending step whose
+    /// time has come, moved to `working` only if it still was pending.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        queues: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Claimed>, JobsError> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let marks = vec!["?"; queues.len()].join(", ");
+        let mut params = vec![Value::Text(PENDING.into())];
+        params.extend(queues.iter().map(|q| Value::Text(q.clone())));
+        params.push(Value::Int(ms(now)));
+        let candidates = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT id, instance, step_key, line, spec FROM kondate_job_steps \
+                     WHERE status = ? AND queue IN ({marks}) \
+                     AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT 16"
+                ),
+                &params,
+            )
+            .await?;
+        for r in candidates {
+            let id = get_i64(&r, "id")?;
+            let moved = self
+                .db
+                .execute(
+                    "UPDATE kondate_job_steps SET status = ?, worker = ?, started_at = ? \
+                     WHERE id = ? AND status = ?",
+                    &[
+                        Value::Text(WORKING.into()),
+                        Value::Text(worker.to_string()),
+                        Value::Int(ms(now)),
+                        Value::Int(id),
+                        Value::Text(PENDING.into()),
+                    ],
+                )
+                .await?;
+            if moved == 1 {
+                let spec: SpecJson =
+                    serde_json::from_str(&get_string(&r, "spec")?).map_err(|e| {
+                        JobsError::Invalid(format!("step {id}: its record is not readable: {e}"))
+                    })?;
+                return Ok(Some(Claimed {
+                    id,
+                    instance: get_i64(&r, "instance")?,
+                    key: get_string(&r, "step_key")?,
+                    line: get_i64(&r, "line")? as usize,
+                    spec,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Run a claimed step to its end, record it, and advance its instance.
+    pub async fn run(
+        &self,
+        cfg: &WorkerConfig,
+        step: Claimed,
+        clock: &dyn kondate_core::Clock,
+    ) -> Result<(), JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT job, revision, scheduled_at, env, status FROM kondate_job_instances \
+                 WHERE id = ?",
+                &[Value::Int(step.instance)],
+            )
+            .await?
+            .ok_or(JobsError::NoSuchInstance(step.instance))?;
+        let job = get_string(&row, "job")?;
+        let def = self
+            .scheduler
+            .definition(&job, get_i64(&row, "revision")?)
+            .await?;
+        let task = match (step.line, step.spec.sleep) {
+            (0, Some(s)) => Some(Task::Sleep(s)),
+            (line, _) => node_at(&def.tree, line).map(|n| n.task.clone()),
+        };
+        let mut env: Vec<(String, String)> = cfg
+            .base_env
+            .iter()
+            .filter(|(k, _)| kondate_apps::PASSED_ENV.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+        }
+        let scheduled = kondate_core::clock::ms_to_rfc3339(get_i64(&row, "scheduled_at")?);
+        env.extend([
+            ("KONDATE_JOB".to_string(), job.clone()),
+            ("KONDATE_INSTANCE_ID".to_string(), step.instance.to_string()),
+            ("KONDATE_SCHEDULED_AT".to_string(), scheduled),
+            ("KONDATE_STEP".to_string(), step.key.clone()),
+        ]);
+        // The launch's own variables (`jobs launch -e`), then the script's, in order.
+        if let Some(launch_env) = get_opt_string(&row, "env") {
+            let pairs: Vec<(String, String)> =
+                serde_json::from_str(&launch_env).unwrap_or_default();
+            env.extend(pairs);
+        }
+        env.extend(step.spec.env.iter().cloned());
+        // Later values win, as a shell's would.
+        let mut seen = std::collections::HashSet::new();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        env.reverse();
+
+        std::fs::create_dir_all(&cfg.spool).map_err(|e| JobsError::Io {
+            path: cfg.spool.display().to_string(),
+            source: e,
+        })?;
+        let spool = cfg.spool.join(format!("step-{}.log", step.id));
+        let file = std::fs::File::create(&spool).map_err(|e| JobsError::Io {
+            path: spool.display().to_string(),
+            source: e,
+        })?;
+        let log = Arc::new(kondate_apps::LogWriter::new(Box::new(file)));
+        let (result, exit_code, peak): (Result<(), String>, Option<i64>, Option<i64>) = match task {
+            None => (
+                Err(format!(
+                    "line {} of the job's script is not a task (the revision changed?)",
+                    step.line
+                )),
+                None,
+                None,
+            ),
+            Some(Task::Noop) | Some(Task::Sleep(_)) => (Ok(()), None, None),
+            Some(Task::Echo(text)) => {
+                let _ = log.note(kondate_apps::Stream::Stdout, &text);
+                (Ok(()), None, None)
+            }
+            Some(Task::Execute(command)) => {
+                let spec = kondate_apps::LocalSpec {
+                    run_id: format!("job-{}-{}", step.instance, step.id),
+                    argv: vec!["sh".into(), "-c".into(), command.clone()],
+                    cwd: cfg.cwd.clone(),
+                    env,
+                    memory_limit: None,
+                    use_cgroup: false,
+                    timeout: step
+                        .spec
+                        .timeout_minutes
+                        .map(|m| Duration::from_secs(u64::from(m) * 60)),
+                    grace: cfg.grace,
+                    masker: kondate_apps::Masker::new([]),
+                    protect: cfg.protect.clone(),
+                };
+                let (_tx, cancel) = tokio::sync::watch::channel(None);
+                let o = kondate_apps::run_local(spec, log.clone(), None, cancel).await;
+                let code = Some(i64::from(o.exit.code()));
+                let peak = o.peak_memory_bytes.map(|b| b as i64);
+                let result = match &o.exit {
+                    kondate_apps::Exit::Code(0) => Ok(()),
+                    kondate_apps::Exit::Code(c) => Err(format!("`{command}` exited with {c}")),
+                    kondate_apps::Exit::TimedOut => Err(format!(
+                        "`{command}` was stopped after its timeout of {} min",
+                        step.spec.timeout_minutes.unwrap_or_default()
+                    )),
+                    kondate_apps::Exit::Signal(s) | kondate_apps::Exit::Cancelled(s) => {
+                        Err(format!("`{command}` was killed by signal {s}"))
+                    }
+                    kondate_apps::Exit::FailedToStart(why) => {
+                        Err(format!("`{command}` could not start: {why}"))
+                    }
+                };
+                (result, code, peak)
+            }
+            Some(other) => match &self.actions {
+                Some(actions) => (
+                    actions.run(&other, step.instance, &env, &log).await,
+                    None,
+                    None,
+                ),
+                None => (
+                    Err(format!(
+                        "`{}` needs a worker that runs kondate's own tasks (`kondate worker`)",
+                        describe(&other)
+                    )),
+                    None,
+                    None,
+                ),
+            },
+        };
+        if let Err(e) = &result {
+            let _ = log.note(kondate_apps::Stream::Stderr, &format!("kondate: {e}"));
+        }
+        let _ = log.flush();
+        drop(log);
+        let key = format!("jobs/{}/{}.log", step.instance, step.id);
+        let stored = self.store.put_file(&key, &spool, true).await;
+        let _ = std::fs::remove_file(&spool);
+        let error = match (&result, &stored) {
+            (Err(e), Ok(_)) => Some(e.clone()),
+            (Err(e), Err(s)) => Some(format!("{e}; the log could not be stored: {s}")),
+            (Ok(()), Err(s)) => Some(format!("the log could not be stored: {s}")),
+            (Ok(()), Ok(_)) => None,
+        };
+        let now = clock.now();
+        self.db
+            .execute(
+                "UPDATE kondate_job_steps SET status = ?, finished_at = ?, exit_code = ?, \
+                 peak_memory_bytes = ?, log_key = ?, error = ? WHERE id = ? AND status = ?",
+                &[
+                    Value::Text(if result.is_ok() { SUCCESS } else { ERROR }.into()),
+                    Value::Int(ms(now)),
+                    exit_code.map_or(Value::NullOf(kondate_db::ColumnType::Integer), Value::Int),
+                    peak.map_or(Value::NullOf(kondate_db::ColumnType::Integer), Value::Int),
+                    match stored {
+                        Ok(_) => Value::Text(key),
+                        Err(_) => Value::Null,
+                    },
+                    error.map_or(Value::Null, Value::Text),
+                    Value::Int(step.id),
+                    Value::Text(WORKING.into()),
+                ],
+            )
+            .await?;
+        self.advance(step.instance, now).await?;
+        Ok(())
+    }
+
+    /// Claim and run one step; false when there was none to run.
+    pub async fn work_once(
+        &self,
+        cfg: &WorkerConfig,
+        clock: &dyn kondate_core::Clock,
+    ) -> Result<bool, JobsError> {
+        match self.claim(&cfg.worker, &cfg.queues, clock.now()).await? {
+            Some(step) => {
+                self.run(cfg, step, clock).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The failed step of instance `id`, which must be in ERROR.
+    async fn failed_step(&self, id: i64) -> Result<i64, JobsError> {
+        let status = self.status(id).await?;
+        if status != ERROR {
+            return Err(JobsError::Invalid(format!(
+                "instance {id} is {status}; only an instance in error can be retried or skipped"
+            )));
+        }
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT id FROM kondate_job_steps WHERE instance = ? AND status = ? \
+                 ORDER BY id DESC LIMIT 1",
+                &[Value::Int(id), Value::Text(ERROR.into())],
+            )
+            .await?
+            .ok_or_else(|| DbError::missing_row("finding the failed step"))?;
+        Ok(get_i64(&row, "id")?)
+    }
+
+    async fn status(&self, id: i64) -> Result<String, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT status FROM kondate_job_instances WHERE id = ?",
+                &[Value::Int(id)],
+            )
+            .await?
+            .ok_or(JobsError::NoSuchInstance(id))?;
+        Ok(get_string(&row, "status")?)
+    }
+
+    /// Run instance `id`'s failed step again (a new attempt), and the rest after it.
+    pub async fn retry(&self, id: i64, now: DateTime<Utc>) -> Result<(), JobsError> {
+        self.reopen(id, PENDING, now).await
+    }
+
+    /// Go on after instance `id`'s failed step as if it had succeeded.
+    pub async fn skip(&self, id: i64, now: DateTime<Utc>) -> Result<(), JobsError> {
+        self.reopen(id, SKIPPED, now).await
+    }
+
+    async fn reopen(
+        &self,
+        id: i64,
+        step_status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobsError> {
+        let step = self.failed_step(id).await?;
+        let mut tx = self.db.begin().await?;
+        use kondate_db::Session;
+        tx.execute(
+            "UPDATE kondate_job_steps SET status = ?, attempt = attempt + 1, worker = NULL, \
+             not_before = NULL, started_at = NULL, finished_at = NULL, exit_code = NULL, \
+             error = NULL WHERE id = ? AND status = ?",
+            &[
+                Value::Text(step_status.into()),
+                Value::Int(step),
+                Value::Text(ERROR.into()),
+            ],
+        )
+        .await?;
+        let moved = tx
+            .execute(
+                "UPDATE kondate_job_instances SET status = ?, error = NULL WHERE id = ? AND status = ?",
+                &[
+                    Value::Text(WORKING.into()),
+                    Value::Int(id),
+                    Value::Text(ERROR.into()),
+                ],
+            )
+            .await?;
+        if moved != 1 {
+            return Err(JobsError::Invalid(format!(
+                "instance {id} changed while it was being reopened; try again"
+            )));
+        }
+        tx.commit().await?;
+        self.advance(id, now).await?;
+        Ok(())
+    }
+
+    /// Cancel instance `id` (not yet ended): it ends CANCEL and its steps not yet run are
+    /// cancelled; a step already running runs to its end.
+    pub async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<(), JobsError> {
+        let moved = self
+            .db
+            .execute(
+                "UPDATE kondate_job_instances SET status = ?, finished_at = ? \
+                 WHERE id = ? AND status IN (?, ?)",
+                &[
+                    Value::Text(CANCEL.into()),
+                    Value::Int(ms(now)),
+                    Value::Int(id),
+                    Value::Text(WORKING.into()),
+                    Value::Text(ERROR.into()),
+                ],
+            )
+            .await?;
+        if moved == 0 {
+            let status = self.status(id).await?;
+            return Err(JobsError::Invalid(format!(
+                "instance {id} is {status}; only a working or failed instance can be cancelled"
+            )));
+        }
+        self.db
+            .execute(
+                "UPDATE kondate_job_steps SET status = ?, finished_at = ? WHERE instance = ? \
+                 AND status = ?",
+                &[
+                    Value::Text(CANCEL.into()),
+                    Value::Int(ms(now)),
+                    Value::Int(id),
+                    Value::Text(PENDING.into()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Instance `id`'s steps, in the order they were recorded.
+    pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT id, step_key, task, queue, status, attempt, worker, exit_code, \
+                 peak_memory_bytes, log_key, error FROM kondate_job_steps WHERE instance = ? \
+                 ORDER BY id",
+                &[Value::Int(id)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRow {
+                    id: get_i64(r, "id")?,
+                    key: get_string(r, "step_key")?,
+                    task: get_string(r, "task")?,
+                    queue: get_string(r, "queue")?,
+                    status: get_string(r, "status")?,
+                    attempt: get_i64(r, "attempt")?,
+                    worker: get_opt_string(r, "worker"),
+                    exit_code: get_opt_i64(r, "exit_code"),
+                    peak_memory_bytes: get_opt_i64(r, "peak_memory_bytes"),
+                    log_key: get_opt_string(r, "log_key"),
+                    error: get_opt_string(r, "error"),
+                })
+            })
+            .collect()
+    }
+
+    /// The stored log of a step, as the store holds it (lines of `time stream text`).
+    pub async fn step_log(&self, step: &StepRow) -> Result<Option<Vec<u8>>, JobsError> {
+        match &step.log_key {
+            None => Ok(None),
+            Some(k) => Ok(Some(self.store.get(k).await?.to_vec())),
+        }
+    }
+}
+
+/// One step as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRow {
+    pub id: i64,
+    pub key: String,
+    pub task: String,
+    pub queue: String,
+    pub status: String,
+    pub attempt: i64,
+    pub worker: Option<String>,
+    pub exit_code: Option<i64>,
+    pub peak_memory_bytes: Option<i64>,
+    pub log_key: Option<String>,
+    pub error: Option<String>,
+}

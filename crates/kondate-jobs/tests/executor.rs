@@ -1,0 +1,332 @@
+//! Instances run for real: `execute:` steps as shell processes with their scoped
+//! environments, forks and parallel forks across two workers (each step run once), logs in
+//! the store, a failure that puts the instance in ERROR and a retry or skip that goes on
+//! from there, retry blocks and cancelling — on SQLite here, PostgreSQL and MariaDB in CI.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kondate_core::SystemClock;
+use kondate_db::Database;
+use kondate_jobs::definition::from_json;
+use kondate_jobs::executor::{Executor, WorkerConfig};
+use kondate_jobs::scheduler::{CANCEL, ERROR, SUCCESS, WORKING};
+use kondate_jobs::{Loaded, Scheduler};
+use kondate_store::{Store, UrlSigner};
+use serde_json::json;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+async fn state(var: Option<&str>, tag: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match var {
+        None => format!("sqlite://{}/state.db", dir.path().display()),
+        Some(var) => {
+            let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+            kondate_db::isolated_test_database(&base, tag)
+                .await
+                .unwrap()
+        }
+    };
+    let db = Database::connect(&url).await.unwrap();
+    kondate_db::state::migrate(&db).await.unwrap();
+    db.close().await;
+    Fixture { dir, url }
+}
+
+/// A process's view: its own connections to the state database, the shared store.
+async fn executor(f: &Fixture) -> (Scheduler, Executor) {
+    let db = Database::connect(&f.url).await.unwrap();
+    let store = Store::local(
+        &f.dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://x"),
+    )
+    .unwrap();
+    let scheduler = Scheduler::new(db.clone());
+    let executor = Executor::new(db, store, scheduler.clone(), None);
+    (scheduler, executor)
+}
+
+fn worker(f: &Fixture, name: &str) -> WorkerConfig {
+    WorkerConfig {
+        worker: name.to_string(),
+        queues: vec!["default".into()],
+        cwd: f.dir.path().to_path_buf(),
+        spool: f.dir.path().join(format!("spool-{name}")),
+        protect: None,
+        base_env: std::env::vars().collect(),
+        grace: Duration::from_millis(300),
+    }
+}
+
+async fn load(s: &Scheduler, name: &str, script: &str) {
+    let def = from_json(
+        &format!("jobs/{name}.jsonnet"),
+        name,
+        json!({ "script": script }),
+    )
+    .unwrap();
+    s.load(&[Loaded::Ok(Box::new(def))], Utc::now())
+        .await
+        .unwrap();
+}
+
+/// Run `workers` until instance `id` is no longer WORKING (or nothing is left to run).
+async fn drain(f: &Fixture, id: i64, workers: usize) -> String {
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (_, ex) = executor(f).await;
+        let cfg = worker(f, &format!("w{w}"));
+        tasks.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 40 {
+                if ex.work_once(&cfg, &SystemClock).await.unwrap() {
+                    idle = 0;
+                } else {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (s, _) = executor(f).await;
+    s.instance(id).await.unwrap().status
+}
+
+fn lines(log: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(log)
+        .lines()
+        .filter_map(|l| kondate_apps::parse_line(l.as_bytes()).map(|l| l.text))
+        .collect()
+}
+
+async fn a_script_runs_with_scoped_env_forks_and_logs(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let out = f.dir.path().join("out.txt");
+    let script = format!(
+        "\
+env: GREETING=hello OUT={out}
+execute: echo \"$GREETING from $KONDATE_JOB $KONDATE_INSTANCE_ID at $KONDATE_SCHEDULED_AT\"
+fork:
+  execute: echo a >> $OUT
+  sequence:
+    env: GREETING=branch
+    execute: echo \"$GREETING\" >> $OUT
+parallel_fork: 3
+  execute: echo \"shard $KONDATE_PARALLEL_FORK_INDEX/$KONDATE_PARALLEL_FORK_SIZE\" >> $OUT
+echo: all shards done
+execute: echo \"$GREETING again $LAUNCHED\" >> $OUT
+",
+        out = out.display()
+    );
+    load(&s, "pipeline", &script).await;
+    let id = s
+        .launch(
+            "pipeline",
+            &[("LAUNCHED".into(), "by-hand".into())],
+            "manual",
+            None,
+            Some("alice@example.com"),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ex.advance(id, Utc::now()).await.unwrap(), WORKING);
+    assert_eq!(drain(&f, id, 2).await, SUCCESS);
+    // Each step ran once (two workers), with its block's env and nothing leaking out.
+    let mut got: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last = got.pop().unwrap();
+    assert_eq!(last, "hello again by-hand");
+    got.sort();
+    assert_eq!(got, ["a", "branch", "shard 0/3", "shard 1/3", "shard 2/3"]);
+    let steps = ex.steps(id).await.unwrap();
+    assert_eq!(steps.len(), 8, "{steps:#?}");
+    assert!(steps.iter().all(|s| s.status == SUCCESS), "{steps:#?}");
+    let workers: std::collections::HashSet<_> =
+        steps.iter().filter_map(|s| s.worker.clone()).collect();
+    assert!(!workers.is_empty());
+    // The first step's log, from the store: its line with the job, instance and time.
+    let first = ex.step_log(&steps[0]).await.unwrap().unwrap();
+    let text = lines(&first);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(
+        text[0].starts_with(&format!("hello from pipeline {id} at 20")),
+        "{text:?}"
+    );
+    assert!(steps[0].peak_memory_bytes.unwrap_or(0) > 0);
+    let echo = steps
+        .iter()
+        .find(|s| s.task == "echo: all shards done")
+        .unwrap();
+    assert_eq!(echo.worker, None, "an echo ends as it is recorded");
+}
+
+async fn a_failure_is_retried_or_skipped_from_its_step(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let marker = f.dir.path().join("marker");
+    let count = f.dir.path().join("count");
+    let script = format!(
+        "execute: echo once >> {count}\nexecute: test -f {marker} || exit 3\nexecute: echo after >> {count}\n",
+        count = count.display(),
+        marker = marker.display()
+    );
+    load(&s, "flaky", &script).await;
+    let id = s
+        .launch("flaky", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 1).await, ERROR);
+    let instance = s.instance(id).await.unwrap();
+    assert!(
+        instance
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("step L2: `test -f"),
+        "{instance:?}"
+    );
+    let steps = ex.steps(id).await.unwrap();
+    assert_eq!(steps[1].exit_code, Some(3));
+    let log = lines(&ex.step_log(&steps[1]).await.unwrap().unwrap());
+    assert!(log.iter().any(|l| l.contains("exited with 3")), "{log:?}");
+    // Retry: the failed step runs again (a new attempt), then the rest; the first step is
+    // not run again.
+    std::fs::write(&marker, "").unwrap();
+    ex.retry(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 1).await, SUCCESS);
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "once\nafter\n");
+    assert_eq!(ex.steps(id).await.unwrap()[1].attempt, 1);
+    // Only an instance in ERROR can be retried.
+    let e = ex.retry(id, Utc::now()).await.unwrap_err().to_string();
+    assert!(e.contains("is success"), "{e}");
+
+    // Skip: the failed step is passed over.
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::write(&count, "").unwrap();
+    let id = s
+        .launch("flaky", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 1).await, ERROR);
+    ex.skip(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 1).await, SUCCESS);
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "once\nafter\n");
+    assert_eq!(ex.steps(id).await.unwrap()[1].status, "skipped");
+}
+
+async fn retries_and_cancel(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let tries = f.dir.path().join("tries");
+    // Fails twice, then succeeds (a retry block with a 1 s wait between attempts).
+    let script = format!(
+        "retry: count=3 sleep_time=1\n  execute: echo x >> {t}; test $(wc -l < {t}) -ge 3\n",
+        t = tries.display()
+    );
+    load(&s, "retrying", &script).await;
+    let id = s
+        .launch("retrying", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 1).await, SUCCESS);
+    let keys: Vec<String> = ex
+        .steps(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["L1@0/L2", "L1@0/sleep", "L1@1/L2", "L1@1/sleep", "L1@2/L2"]
+    );
+    load(&s, "slow", "execute: sleep 300\n").await;
+    let id = s
+        .launch("slow", &[], "manual", Some("once"), None, Utc::now())
+        .await
+        .unwrap();
+    // The same key launches once.
+    assert_eq!(
+        s.launch("slow", &[], "manual", Some("once"), None, Utc::now())
+            .await
+            .unwrap(),
+        id
+    );
+    ex.advance(id, Utc::now()).await.unwrap();
+    // Cancel before a worker takes it: the instance ends CANCEL and its step never runs.
+    ex.cancel(id, Utc::now()).await.unwrap();
+    assert_eq!(s.instance(id).await.unwrap().status, CANCEL);
+    assert_eq!(ex.steps(id).await.unwrap()[0].status, CANCEL);
+    assert!(!ex.work_once(&worker(&f, "w"), &SystemClock).await.unwrap());
+    let e = ex.cancel(id, Utc::now()).await.unwrap_err().to_string();
+    assert!(e.contains("is cancel"), "{e}");
+    // Unknown jobs and instances are named.
+    let e = s
+        .launch("nope", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no job named `nope`"), "{e}");
+    assert!(
+        ex.retry(999_999, Utc::now())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no instance 999999")
+    );
+}
+
+macro_rules! on_every_state_database {
+    ($name:ident, $run:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $run(state(None, "").await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+            async fn postgres() {
+                $run(
+                    state(
+                        Some("KONDATE_TEST_POSTGRES_URL"),
+                        concat!("jobx_", stringify!($name)),
+                    )
+                    .await,
+                )
+                .await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs MariaDB/MySQL: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+            async fn mysql() {
+                $run(
+                    state(
+                        Some("KONDATE_TEST_MYSQL_URL"),
+                        concat!("jobx_", stringify!($name)),
+                    )
+                    .await,
+                )
+                .await
+            }
+        }
+    };
+}
+
+on_every_state_database!(pipeline, a_script_runs_with_scoped_env_forks_and_logs);
+on_every_state_database!(retry_skip, a_failure_is_retried_or_skipped_from_its_step);
+on_every_state_database!(retries_cancel, retries_and_cancel);
