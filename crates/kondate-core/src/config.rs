@@ -25,6 +25,7 @@ pub struct Config {
     pub store: StoreSection,
     pub warehouse: WarehouseSection,
     pub query: QuerySection,
+    pub jobs: JobsSection,
     /// Label sets declared inline as `[labels.NAME]` (the same keys as `labels/NAME.toml`);
     /// parsed by kondate-labels.
     pub labels: BTreeMap<String, toml::Value>,
@@ -254,6 +255,40 @@ pub struct QuerySection {
     pub allow_anonymous: bool,
 }
 
+/// The scheduler and its workers (docs/jobs.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// Whether `kondate serve` runs the scheduler: loads `jobs/` and launches due slots.
+    /// Any number of servers may (each slot is launched once).
+    pub scheduler: bool,
+    /// Workers `kondate serve` runs itself, taking steps of the `default` queue; 0 leaves
+    /// the steps to `kondate worker` processes.
+    pub workers: usize,
+    /// How often the scheduler looks for due slots, and an idle worker for steps.
+    #[serde(with = "human_duration")]
+    pub poll: Duration,
+    /// How often the scheduler reads `jobs/` again (a changed definition is a new revision).
+    #[serde(with = "human_duration")]
+    pub reload: Duration,
+    /// How old a slot may be and still count as due now (`catchup: 'none'`, and a job seen
+    /// for the first time).
+    #[serde(with = "human_duration")]
+    pub grace: Duration,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            scheduler: true,
+            workers: 1,
+            poll: Duration::from_secs(2),
+            reload: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Default for ProjectSection {
     fn default() -> Self {
         Self {
@@ -343,6 +378,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "warehouse",
     "query",
+    "jobs",
 ];
 
 /// `KONDATE_*` variables that kondate reads outside the configuration (the client's
@@ -363,6 +399,13 @@ pub const NON_SETTING_VARS: &[&str] = &[
     "KONDATE_APP",
     "KONDATE_ATTEMPT",
     "KONDATE_CPUS",
+    // The contract of a job's step (docs/jobs.md), for kondate commands inside a step.
+    "KONDATE_JOB",
+    "KONDATE_INSTANCE_ID",
+    "KONDATE_SCHEDULED_AT",
+    "KONDATE_STEP",
+    "KONDATE_PARALLEL_FORK_INDEX",
+    "KONDATE_PARALLEL_FORK_SIZE",
     crate::FAILPOINT_VAR,
 ];
 

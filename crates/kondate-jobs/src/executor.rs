@@ -9,8 +9,9 @@
 //! a clean environment (kondate's PATH, HOME, USER, LANG… plus the script's `env` and
 //! `KONDATE_JOB`, `KONDATE_INSTANCE_ID`, `KONDATE_SCHEDULED_AT`, `KONDATE_STEP`), the
 //! step's `timeout` (then SIGTERM, then SIGKILL to the group), its peak memory — and its
-//! output goes line by line into a log stored at `jobs/INSTANCE/STEP.log`. `noop` and
-//! `echo` end when recorded; `sleep` (and a retry's wait) when its time has come. The tasks
+//! output goes line by line into a log stored at `jobs/INSTANCE/STEP.log`. `noop` ends when
+//! recorded; `echo` writes its line into its log; `sleep` (and a retry's wait) ends when its
+//! time has come. The tasks
 //! that reach other parts of kondate (`app`, `labels_sync`, `results_export`,
 //! `sub_process`, `wait`) go through [`StepActions`], which the binary implements; a
 //! worker without it fails such a step saying so.
@@ -175,7 +176,7 @@ impl Executor {
             .scheduler
             .definition(&job, get_i64(&row, "revision")?)
             .await?;
-        // Steps that end as they are recorded (noop, echo) let the walk go on at once.
+        // Steps that end as they are recorded (noop) let the walk go on at once.
         for _ in 0..10_000 {
             let mut outcomes = HashMap::new();
             for r in self
@@ -233,14 +234,14 @@ impl Executor {
     }
 
     /// Record step `spec` of instance `id` (once: another process may record it too);
-    /// true when it ended as it was recorded (noop, echo).
+    /// true when it ended as it was recorded (noop).
     async fn record(
         &self,
         id: i64,
         spec: &StepSpec,
         now: DateTime<Utc>,
     ) -> Result<bool, JobsError> {
-        let instant = matches!(spec.task, Task::Noop | Task::Echo(_));
+        let instant = matches!(spec.task, Task::Noop);
         let sleep = match spec.task {
             Task::Sleep(s) => Some(s),
             _ => None,
@@ -652,6 +653,64 @@ impl Executor {
             )
             .await?;
         Ok(())
+    }
+
+    /// Fail the steps whose worker is gone — stopped, or silent past `lost_after` (the one
+    /// verdict of `kondate_db::processes::gone_reason`) — each with a message naming the
+    /// worker and when it was last heard from, and put their instances in ERROR, from where
+    /// they can be retried. Returns how many steps it failed. Nothing stays WORKING because
+    /// the process running it died.
+    pub async fn release_lost(
+        &self,
+        now: DateTime<Utc>,
+        lost_after: Duration,
+    ) -> Result<usize, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT id, instance, worker FROM kondate_job_steps WHERE status = ?",
+                &[Value::Text(WORKING.into())],
+            )
+            .await?;
+        let mut verdicts: HashMap<String, Option<String>> = HashMap::new();
+        let mut failed = 0;
+        for r in rows {
+            let Some(worker) = get_opt_string(&r, "worker") else {
+                continue;
+            };
+            if !verdicts.contains_key(&worker) {
+                let p = kondate_db::processes::get(&self.db, &worker).await?;
+                let gone =
+                    kondate_db::processes::gone_reason(&worker, p.as_ref(), ms(now), lost_after);
+                verdicts.insert(worker.clone(), gone);
+            }
+            let Some(Some(why)) = verdicts.get(&worker) else {
+                continue;
+            };
+            let (id, instance) = (get_i64(&r, "id")?, get_i64(&r, "instance")?);
+            let moved = self
+                .db
+                .execute(
+                    "UPDATE kondate_job_steps SET status = ?, finished_at = ?, error = ? \
+                     WHERE id = ? AND status = ? AND worker = ?",
+                    &[
+                        Value::Text(ERROR.into()),
+                        Value::Int(ms(now)),
+                        Value::Text(format!(
+                            "its worker is gone: {why}; retry the instance to run the step again"
+                        )),
+                        Value::Int(id),
+                        Value::Text(WORKING.into()),
+                        Value::Text(worker.clone()),
+                    ],
+                )
+                .await?;
+            if moved == 1 {
+                failed += 1;
+                self.advance(instance, now).await?;
+            }
+        }
+        Ok(failed)
     }
 
     /// Instance `id`'s steps, in the order they were recorded.

@@ -13,6 +13,58 @@ use crate::{CmdResult, Failure, ListFormat};
 
 #[derive(Subcommand)]
 pub enum JobsCmd {
+    /// Launch a job now (its definition in jobs/ is loaded first); prints the instance.
+    /// Its steps are run by `kondate serve`'s workers or `kondate worker`.
+    #[command(
+        after_help = "Examples:\n  kondate jobs launch train\n  kondate jobs launch train -e EPOCHS=3 --wait\n  kondate jobs launch export --key 2026-12-01   # launched once for this key"
+    )]
+    Launch {
+        name: String,
+        /// A variable for every step, NAME=VALUE (repeatable; recorded with the instance).
+        #[arg(short = 'e', long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// Launch once for this key: the same key again gives the same instance.
+        #[arg(long)]
+        key: Option<String>,
+        /// Wait until the instance ends (or fails); exit code 1 if it did not succeed.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// A job's instances, newest first.
+    #[command(after_help = "Example:\n  kondate jobs instances train --limit 5 --format json")]
+    Instances {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// An instance with its steps: state, worker, exit code, peak memory, error.
+    #[command(after_help = "Example:\n  kondate jobs instance 42 --format json")]
+    Instance {
+        id: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// The logs of an instance's steps, in order, each line with its step.
+    #[command(after_help = "Example:\n  kondate jobs logs 42")]
+    Logs {
+        id: i64,
+        /// json: one object per line {step, time, stream, text}.
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Run an instance's failed step again, and the rest after it.
+    #[command(after_help = "Example:\n  kondate jobs retry 42")]
+    Retry { id: i64 },
+    /// Go on after an instance's failed step as if it had succeeded.
+    #[command(after_help = "Example:\n  kondate jobs skip 42")]
+    Skip { id: i64 },
+    /// Cancel an instance: steps not yet run never run.
+    #[command(after_help = "Example:\n  kondate jobs cancel 42")]
+    Cancel { id: i64 },
     /// List the jobs in jobs/ with their schedules and next fire time; a definition that
     /// does not load is listed with its error.
     #[command(after_help = "Examples:\n  kondate jobs list\n  kondate jobs list --format json")]
@@ -42,10 +94,73 @@ pub enum JobsCmd {
 }
 
 impl JobsCmd {
-    /// What the command needs (see `cli_access`): these read the project's own files.
+    /// What the command needs (see `cli_access`): definitions are the project's own files;
+    /// instances are records (reading them `jobs:read`, launching `jobs:launch` on the job,
+    /// acting on them `jobs:operate`).
     pub fn need(&self) -> CliNeed {
-        CliNeed::none()
+        use kondate_access::ScopeKind::*;
+        match self {
+            JobsCmd::List { .. } | JobsCmd::Check { .. } | JobsCmd::Next { .. } => CliNeed::none(),
+            JobsCmd::Launch { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.launch"),
+            JobsCmd::Instances { name, .. } => CliNeed::on(JobsRead, name),
+            JobsCmd::Instance { .. } | JobsCmd::Logs { .. } => CliNeed::every(JobsRead),
+            JobsCmd::Retry { id } => {
+                CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.retry")
+            }
+            JobsCmd::Skip { id } => {
+                CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.skip")
+            }
+            JobsCmd::Cancel { id } => {
+                CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.cancel")
+            }
+        }
     }
+}
+
+/// Options of `kondate worker`.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// A queue to take steps from (repeatable); `queue: NAME` in a script sends its steps
+    /// there.
+    #[arg(long = "queue", value_name = "NAME", default_value = "default")]
+    queues: Vec<String>,
+    /// Run the steps waiting now, then exit (for scripts and tests).
+    #[arg(long)]
+    until_idle: bool,
+}
+
+impl WorkerArgs {
+    /// A worker runs any job's commands: the operator's (admin's), as `serve`.
+    pub fn need(&self) -> CliNeed {
+        CliNeed::every(kondate_access::ScopeKind::Admin)
+    }
+}
+
+/// `kondate worker`: take steps until SIGTERM/SIGINT (the running step ends first).
+pub async fn worker(services: &Services, args: WorkerArgs) -> CmdResult {
+    let (_, executor) = services.jobs().await?;
+    let cfg = services.worker_config(args.queues).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::cli::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let queues = cfg.queues.join(", ");
+    if !args.until_idle {
+        eprintln!("kondate worker {} taking steps of: {queues}", cfg.worker);
+    }
+    let ran = crate::jobs_loop::worker(
+        executor,
+        cfg,
+        services.clock.clone(),
+        services.project.config.jobs.poll,
+        services.project.config.state.lost_after,
+        args.until_idle,
+        stopped,
+    )
+    .await;
+    eprintln!("kondate worker: ran {ran} steps");
+    Ok(())
 }
 
 fn failure(e: JobsError) -> Failure {
@@ -126,9 +241,189 @@ fn summary(def: &JobDefinition, now: DateTime<Utc>) -> serde_json::Value {
     })
 }
 
+fn time(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".to_string(), kondate_core::clock::ms_to_rfc3339)
+}
+
+fn instance_json(i: &kondate_jobs::scheduler::Instance) -> serde_json::Value {
+    serde_json::json!({
+        "id": i.id, "job": i.job, "revision": i.revision, "reason": i.reason,
+        "scheduled_at": time(Some(i.scheduled_at)), "status": i.status,
+        "created_at": time(Some(i.created_at)), "finished_at": i.finished_at.map(|t| time(Some(t))),
+        "error": i.error,
+    })
+}
+
 pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
     let now = services.clock.now();
     match cmd {
+        JobsCmd::Launch {
+            name,
+            env,
+            key,
+            wait,
+            format,
+        } => {
+            let env = env
+                .iter()
+                .map(|e| kondate_apps::parse_env_arg(e))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::invalid(e.to_string()))?;
+            let (scheduler, executor) = services.jobs().await?;
+            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
+                .await
+                .map_err(failure)?;
+            let id = scheduler
+                .launch(
+                    &name,
+                    &env,
+                    "manual",
+                    key.as_deref(),
+                    Some(&crate::cli_access::actor()),
+                    now,
+                )
+                .await
+                .map_err(failure)?;
+            executor
+                .advance(id, services.clock.now())
+                .await
+                .map_err(failure)?;
+            if !wait {
+                let i = scheduler.instance(id).await.map_err(failure)?;
+                if format == ListFormat::Json {
+                    println!("{}", serde_json::to_string_pretty(&instance_json(&i))?);
+                } else {
+                    println!("launched `{name}`: instance {id} ({})", i.status);
+                }
+                return Ok(());
+            }
+            let i = loop {
+                let i = scheduler.instance(id).await.map_err(failure)?;
+                if i.status != kondate_jobs::scheduler::WORKING {
+                    break i;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            };
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&instance_json(&i))?);
+            } else {
+                println!("instance {id} of `{name}`: {}", i.status);
+            }
+            if i.status != kondate_jobs::scheduler::SUCCESS {
+                return Err(Failure::from(format!(
+                    "instance {id} ended {}{}; `kondate jobs logs {id}` shows its steps' output",
+                    i.status,
+                    i.error.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        JobsCmd::Instances {
+            name,
+            limit,
+            format,
+        } => {
+            let (scheduler, _) = services.jobs().await?;
+            let list = scheduler.instances(&name, limit).await.map_err(failure)?;
+            if format == ListFormat::Json {
+                let rows: Vec<_> = list.iter().map(instance_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no instances of `{name}` yet");
+            } else {
+                println!(
+                    "{:>8} {:<9} {:<8} {:<26} ERROR",
+                    "ID", "STATUS", "REASON", "SCHEDULED"
+                );
+                for i in &list {
+                    println!(
+                        "{:>8} {:<9} {:<8} {:<26} {}",
+                        i.id,
+                        i.status,
+                        i.reason,
+                        time(Some(i.scheduled_at)),
+                        i.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+        JobsCmd::Instance { id, format } => {
+            let (scheduler, executor) = services.jobs().await?;
+            let i = scheduler.instance(id).await.map_err(failure)?;
+            let steps = executor.steps(id).await.map_err(failure)?;
+            if format == ListFormat::Json {
+                let mut v = instance_json(&i);
+                v["steps"] = serde_json::to_value(&steps)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "instance {id} of `{}` ({}), scheduled at {}: {}{}",
+                    i.job,
+                    i.reason,
+                    time(Some(i.scheduled_at)),
+                    i.status,
+                    i.error
+                        .as_deref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
+                );
+                for s in &steps {
+                    println!(
+                        "  {:<14} {:<8} {:<9} exit {:<4} {}{}",
+                        s.key,
+                        s.queue,
+                        s.status,
+                        s.exit_code.map_or("-".into(), |c| c.to_string()),
+                        s.task,
+                        s.error
+                            .as_deref()
+                            .map(|e| format!(" — {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        JobsCmd::Logs { id, format } => {
+            let (scheduler, executor) = services.jobs().await?;
+            scheduler.instance(id).await.map_err(failure)?;
+            for s in executor.steps(id).await.map_err(failure)? {
+                let Some(log) = executor.step_log(&s).await.map_err(failure)? else {
+                    continue;
+                };
+                for line in log.split(|b| *b == b'\n') {
+                    let Some(l) = kondate_apps::parse_line(line) else {
+                        continue;
+                    };
+                    if format == ListFormat::Json {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "step": s.key, "time": l.time, "stream": l.stream, "text": l.text,
+                            })
+                        );
+                    } else {
+                        println!("[{}] {}", s.key, l.text);
+                    }
+                }
+            }
+            Ok(())
+        }
+        JobsCmd::Retry { id } | JobsCmd::Skip { id } | JobsCmd::Cancel { id } => {
+            let (_, executor) = services.jobs().await?;
+            let what = match &cmd {
+                JobsCmd::Retry { .. } => executor.retry(id, now).await.map(|()| "retried"),
+                JobsCmd::Skip { .. } => executor
+                    .skip(id, now)
+                    .await
+                    .map(|()| "skipped its failed step"),
+                _ => executor.cancel(id, now).await.map(|()| "cancelled"),
+            }
+            .map_err(failure)?;
+            println!("instance {id}: {what}");
+            Ok(())
+        }
         JobsCmd::List { format } => {
             let rows: Vec<serde_json::Value> = load_all(services)?
                 .into_iter()

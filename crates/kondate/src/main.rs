@@ -8,6 +8,7 @@ mod cli_access;
 mod demo;
 mod demo_data;
 mod jobs_cmd;
+mod jobs_loop;
 mod labels_cmd;
 mod models_cmd;
 mod output;
@@ -87,6 +88,12 @@ enum Command {
     /// zone (the scheduler that launches them is being built; docs/jobs.md).
     #[command(subcommand)]
     Jobs(jobs_cmd::JobsCmd),
+    /// Run job steps: take steps of the given queues from the state database and run them
+    /// until SIGTERM/SIGINT (the step running then runs to its end).
+    #[command(
+        after_help = "Examples:\n  kondate worker\n  kondate worker --queue gpu --queue default\n  kondate worker --until-idle   # run the steps waiting now, then exit"
+    )]
+    Worker(jobs_cmd::WorkerArgs),
     /// Result tables: inference output upserted into the service database, stamped with the
     /// model and run that produced it.
     #[command(subcommand)]
@@ -145,6 +152,7 @@ fn need(command: &Command) -> CliNeed {
         Command::Models(cmd) => cmd.need(),
         Command::Apps(cmd) => cmd.need(),
         Command::Jobs(cmd) => cmd.need(),
+        Command::Worker(args) => args.need(),
         Command::Results(cmd) => cmd.need(),
         Command::Warehouse(cmd) => cmd.need(),
         Command::Tokens(cmd) => cmd.need(),
@@ -195,6 +203,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Jobs(cmd) => {
             let services = Services::new(load_project(project)?);
             guarded(&services, need, jobs_cmd::run(&services, cmd)).await
+        }
+        Command::Worker(args) => {
+            let services = Services::new(load_project(project)?);
+            guarded(&services, need, jobs_cmd::worker(&services, args)).await
         }
         Command::Results(cmd) => {
             let services = Services::new(load_project(project)?);

@@ -19,7 +19,14 @@ pub async fn run(services: &Services) -> CmdResult {
         project.root.display()
     );
     let queries = state.service.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let jobs = start_jobs(services, &stopped).await?;
     let served = kondate_web::serve(listener, state, crate::cli::shutdown_signal()).await;
+    // The scheduler stops; each worker finishes the step it runs.
+    let _ = stop.send(true);
+    for task in jobs {
+        let _ = task.await;
+    }
     // No new connections now; the queries this server runs get `server.drain_timeout` to
     // finish (still heartbeating), so that a rolling restart fails none that can finish.
     let deadline = project.config.server.drain_timeout;
@@ -36,4 +43,44 @@ pub async fn run(services: &Services) -> CmdResult {
     services.stop_process().await;
     served?;
     Ok(())
+}
+
+/// The scheduler (`jobs.scheduler`) and `jobs.workers` workers on the `default` queue.
+async fn start_jobs(
+    services: &Services,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::Failure> {
+    let cfg = &services.project.config;
+    let mut tasks = Vec::new();
+    if !cfg.jobs.scheduler && cfg.jobs.workers == 0 {
+        return Ok(tasks);
+    }
+    let (scheduler, executor) = services.jobs().await?;
+    if cfg.jobs.scheduler {
+        let run = crate::jobs_loop::SchedulerLoop {
+            scheduler,
+            executor: executor.clone(),
+            root: services.project.root.clone(),
+            clock: services.clock.clone(),
+            jobs: cfg.jobs.clone(),
+            lost_after: cfg.state.lost_after,
+        };
+        tasks.push(tokio::spawn(run.run(stop.clone())));
+    }
+    for _ in 0..cfg.jobs.workers {
+        let worker = services
+            .worker_config(vec![kondate_jobs::engine::DEFAULT_QUEUE.to_string()])
+            .await?;
+        let (executor, clock, poll, lost_after, stop) = (
+            executor.clone(),
+            services.clock.clone(),
+            cfg.jobs.poll,
+            cfg.state.lost_after,
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            crate::jobs_loop::worker(executor, worker, clock, poll, lost_after, false, stop).await;
+        }));
+    }
+    Ok(tasks)
 }

@@ -233,6 +233,32 @@ impl Services {
         })
     }
 
+    /// The scheduler's state and the executor of job instances (steps' logs in the store).
+    pub async fn jobs(&self) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+        let db = self.state_db().await?.clone();
+        let scheduler = kondate_jobs::Scheduler::new(db.clone());
+        let executor =
+            kondate_jobs::Executor::new(db, self.store().await?.clone(), scheduler.clone(), None);
+        Ok((scheduler, executor))
+    }
+
+    /// A worker's settings: this process, `queues`, the project's folder.
+    pub async fn worker_config(
+        &self,
+        queues: Vec<String>,
+    ) -> Result<kondate_jobs::WorkerConfig, Failure> {
+        let root = &self.project.root;
+        Ok(kondate_jobs::WorkerConfig {
+            worker: self.process().await?.id.clone(),
+            queues,
+            cwd: root.clone(),
+            spool: self.project.state_dir().join("jobs"),
+            protect: Some(self.project.state_dir()),
+            base_env: std::env::vars().collect(),
+            grace: Duration::from_secs(10),
+        })
+    }
+
     /// The result tables.
     pub async fn results(&self) -> Result<kondate_results::Results, Failure> {
         Ok(kondate_results::Results::new(

@@ -104,3 +104,202 @@ fn jobs_are_checked_listed_and_their_next_times_shown_in_their_zones() {
     let o = kondate(&root, &["jobs", "next", "../x"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A job launched by hand, run by `kondate worker` processes: its output in `jobs logs`, a
+/// failure shown with its step and retried, `--wait` returning with the instance's end.
+#[test]
+fn jobs_launch_run_by_workers_fail_retry_and_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["init", "p"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let root = dir.path().join("p");
+    let marker = root.join("marker");
+    std::fs::write(
+        root.join("jobs/pipe.jsonnet"),
+        format!(
+            "{{ script: |||\n  env: WHO=world\n  execute: echo \"hello $WHO $X from $KONDATE_JOB\"\n  \
+             execute: test -f {} || (echo 'no marker' >&2; exit 4)\n  echo: finished\n||| }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let o = kondate(
+        &root,
+        &["jobs", "launch", "pipe", "-e", "X=1", "--format", "json"],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let launched: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = launched["id"].as_i64().unwrap();
+    assert_eq!(launched["status"], "working");
+    let id_text = id.to_string();
+
+    // A worker runs what waits, then exits: the second step fails.
+    let o = kondate(&root, &["worker", "--until-idle"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "instance", &id_text, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "error", "{i}");
+    assert!(i["error"].as_str().unwrap().contains("step L3"), "{i}");
+    assert_eq!(i["steps"][1]["exit_code"], 4);
+    let o = kondate(&root, &["jobs", "logs", &id_text]);
+    let logs = text(&o.stdout);
+    assert!(logs.contains("[L2] hello world 1 from pipe"), "{logs}");
+    assert!(logs.contains("[L3] no marker"), "{logs}");
+
+    // Retried once the cause is fixed: the failed step and the rest run; the first not again.
+    std::fs::write(&marker, "").unwrap();
+    let o = kondate(&root, &["jobs", "retry", &id_text]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["worker", "--until-idle"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "instances", "pipe", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["status"], "success", "{list}");
+    let o = kondate(&root, &["jobs", "logs", &id_text, "--format", "json"]);
+    let lines: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["step"] == "L2" && l["stream"] == "stdout")
+            .count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["step"] == "L4" && l["text"] == "finished")
+    );
+
+    // --wait with a worker running beside: returns when the instance ends; the worker
+    // stops on SIGTERM.
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["worker"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .env("KONDATE_JOBS_POLL", "100ms")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = kondate(&root, &["jobs", "launch", "pipe", "--wait"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains(": success"), "{}", text(&o.stdout));
+    std::fs::remove_file(&marker).unwrap();
+    let o = kondate(&root, &["jobs", "launch", "pipe", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("ended error: step L3"),
+        "{}",
+        text(&o.stderr)
+    );
+    // SAFETY: signals a child of this test.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // Operating on what is not there, or not in ERROR, says so (exit 2).
+    let o = kondate(&root, &["jobs", "retry", "999"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("no instance 999"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = kondate(&root, &["jobs", "skip", &id_text]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("is success"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = kondate(&root, &["jobs", "launch", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A worker SIGKILLed mid-step: once it has been silent past `state.lost_after`, another
+/// worker fails the step, naming the lost worker, and the instance is in ERROR — then
+/// succeeds on retry. Nothing stays WORKING.
+#[test]
+fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["init", "p"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let root = dir.path().join("p");
+    let (started, marker) = (root.join("started"), root.join("marker"));
+    std::fs::write(
+        root.join("jobs/long.jsonnet"),
+        format!(
+            "{{ script: 'execute: touch {s}; test -f {m} || sleep 60\\n' }}",
+            s = started.display(),
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let o = kondate(&root, &["jobs", "launch", "long", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let fast = [
+        ("KONDATE_STATE_HEARTBEAT", "200ms"),
+        ("KONDATE_STATE_LOST_AFTER", "1s"),
+        ("KONDATE_JOBS_POLL", "100ms"),
+    ];
+    let mut victim = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .arg("worker")
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .envs(fast)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "working", "{i}");
+    assert_eq!(i["steps"][0]["status"], "working", "{i}");
+
+    // Past lost_after, another worker (finding nothing to run) fails the step.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["worker", "--until-idle"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .envs(fast)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "error", "{i}");
+    let error = i["error"].as_str().unwrap();
+    assert!(
+        error.contains("its worker is gone") && error.contains("was last heard from"),
+        "{error}"
+    );
+
+    // Retried: runs again and succeeds.
+    std::fs::write(&marker, "").unwrap();
+    assert!(kondate(&root, &["jobs", "retry", &id]).status.success());
+    let o = kondate(&root, &["worker", "--until-idle"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "success", "{i}");
+    assert_eq!(i["steps"][0]["attempt"], 1, "{i}");
+}

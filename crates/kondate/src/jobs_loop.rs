@@ -1,0 +1,183 @@
+//! The scheduler and worker loops that `kondate serve` and `kondate worker` run: reading
+//! `jobs/` into the scheduler's state, launching due slots on the clock, sweeping steps
+//! whose worker is gone, and taking steps to run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kondate_core::Clock;
+use kondate_jobs::{Executor, Loaded, Scheduler, WorkerConfig};
+use tokio::sync::watch;
+
+/// Every definition in `root/jobs`, loaded, or its error (which keeps the job on its last
+/// good revision).
+pub fn read_definitions(root: &Path) -> Vec<Loaded> {
+    let dir = root.join("jobs");
+    let files = match kondate_jobs::definition::files(&dir) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the jobs folder");
+            return Vec::new();
+        }
+    };
+    files
+        .iter()
+        .map(|path| match kondate_jobs::definition::load(path) {
+            Ok(d) => Loaded::Ok(Box::new(d)),
+            Err(e) => Loaded::Failed {
+                name: path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                error: e.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// Load the project's definitions into the scheduler's state, logging what changed and,
+/// loudly, what failed.
+pub async fn reload(
+    scheduler: &Scheduler,
+    root: &Path,
+    clock: &dyn Clock,
+) -> Result<(), kondate_jobs::JobsError> {
+    let loaded = read_definitions(root);
+    let report = scheduler.load(&loaded, clock.now()).await?;
+    for (job, revision) in &report.revised {
+        tracing::info!(%job, revision, "job definition loaded");
+    }
+    for (job, revision, error) in &report.failed {
+        match revision {
+            Some(r) => tracing::error!(%job, revision = r, %error,
+                "job definition failed to load; its last good revision keeps running"),
+            None => tracing::error!(%job, %error,
+                "job definition failed to load; the job is not scheduled until it loads"),
+        }
+    }
+    for job in &report.removed {
+        tracing::warn!(%job, "job definition removed; the job is no longer scheduled");
+    }
+    Ok(())
+}
+
+/// Sleep `d`, or less if `stop` turns true; true when stopping.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// What the scheduler needs to run.
+pub struct SchedulerLoop {
+    pub scheduler: Scheduler,
+    pub executor: Executor,
+    pub root: std::path::PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub jobs: kondate_core::config::JobsSection,
+    pub lost_after: Duration,
+}
+
+impl SchedulerLoop {
+    /// Pass after pass until `stop`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut reloaded: Option<tokio::time::Instant> = None;
+        let grace = chrono::Duration::from_std(self.jobs.grace).unwrap_or_default();
+        loop {
+            if reloaded.is_none_or(|t| t.elapsed() >= self.jobs.reload) {
+                if let Err(e) = reload(&self.scheduler, &self.root, &*self.clock).await {
+                    tracing::warn!(error = %e, "could not load the job definitions; will retry");
+                } else {
+                    reloaded = Some(tokio::time::Instant::now());
+                }
+            }
+            match self.scheduler.pass(self.clock.now(), grace).await {
+                Ok(report) => {
+                    for (job, slot, id) in &report.launched {
+                        tracing::info!(%job, %slot, instance = id, "launched");
+                        if let Err(e) = self.executor.advance(*id, self.clock.now()).await {
+                            tracing::warn!(instance = id, error = %e, "could not start the instance; a worker's pass will");
+                        }
+                    }
+                    for (job, slot) in &report.prevented {
+                        tracing::info!(%job, %slot, "not launched: an instance is still working or failed (prevent_multi)");
+                    }
+                    if report.missed > 0 {
+                        tracing::warn!(
+                            slots = report.missed,
+                            "slots passed without a launch (catch-up)"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "scheduling pass failed; will retry"),
+            }
+            match self
+                .executor
+                .release_lost(self.clock.now(), self.lost_after)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::error!(steps = n, "steps failed: their worker is gone"),
+                Err(e) => tracing::warn!(error = %e, "could not look for lost workers"),
+            }
+            if pause(&mut stop, self.jobs.poll).await {
+                break;
+            }
+        }
+    }
+}
+
+/// Take steps and run them until `stop` (a step running then runs to its end), or, with
+/// `until_idle`, until none is left to take. Whenever it finds nothing to take, it also
+/// fails the steps of workers that are gone (past `lost_after`), as the scheduler does, so
+/// that a deployment of workers alone leaves nothing WORKING forever. Returns how many
+/// steps it ran.
+pub async fn worker(
+    executor: Executor,
+    cfg: WorkerConfig,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    lost_after: Duration,
+    until_idle: bool,
+    mut stop: watch::Receiver<bool>,
+) -> usize {
+    // An idle worker asks for a step once per poll: a few statements a second at most for
+    // a fleet of idle processes (docs/BENCHMARKS.md's idle cost).
+    let idle_wait = poll;
+    let mut ran = 0;
+    let mut swept: Option<tokio::time::Instant> = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if swept.is_none_or(|t| t.elapsed() >= poll) {
+            swept = Some(tokio::time::Instant::now());
+            match executor.release_lost(clock.now(), lost_after).await {
+                Ok(0) => {}
+                Ok(n) => tracing::error!(steps = n, "steps failed: their worker is gone"),
+                Err(e) => tracing::warn!(error = %e, "could not look for lost workers"),
+            }
+        }
+        match executor.work_once(&cfg, &*clock).await {
+            Ok(true) => {
+                ran += 1;
+                continue;
+            }
+            Ok(false) if until_idle => break,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(worker = %cfg.worker, error = %e, "step failed to run; will retry")
+            }
+        }
+        if pause(&mut stop, idle_wait).await {
+            break;
+        }
+    }
+    ran
+}
