@@ -137,8 +137,8 @@ impl WorkerArgs {
 }
 
 /// `kondate worker`: take steps until SIGTERM/SIGINT (the running step ends first).
-pub async fn worker(services: &Services, args: WorkerArgs) -> CmdResult {
-    let (_, executor) = services.jobs().await?;
+pub async fn worker(services: &std::sync::Arc<Services>, args: WorkerArgs) -> CmdResult {
+    let (_, executor) = services.working_jobs().await?;
     let cfg = services.worker_config(args.queues).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

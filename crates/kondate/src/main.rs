@@ -7,6 +7,7 @@ mod cli;
 mod cli_access;
 mod demo;
 mod demo_data;
+mod job_actions;
 mod jobs_cmd;
 mod jobs_loop;
 mod labels_cmd;
@@ -184,7 +185,7 @@ async fn run(cli: Cli) -> CmdResult {
             if let Some(l) = listen {
                 p.config.server.listen = l;
             }
-            let services = Services::new(p);
+            let services = std::sync::Arc::new(Services::new(p));
             guarded(&services, need, serve_cmd::run(&services)).await
         }
         Command::Query(args) => query_cmd::run(project, args, need).await,
@@ -205,7 +206,7 @@ async fn run(cli: Cli) -> CmdResult {
             guarded(&services, need, jobs_cmd::run(&services, cmd)).await
         }
         Command::Worker(args) => {
-            let services = Services::new(load_project(project)?);
+            let services = std::sync::Arc::new(Services::new(load_project(project)?));
             guarded(&services, need, jobs_cmd::worker(&services, args)).await
         }
         Command::Results(cmd) => {

@@ -3,7 +3,7 @@
 use crate::CmdResult;
 use crate::services::Services;
 
-pub async fn run(services: &Services) -> CmdResult {
+pub async fn run(services: &std::sync::Arc<Services>) -> CmdResult {
     let project = &services.project;
     let addr = project
         .config
@@ -47,7 +47,7 @@ pub async fn run(services: &Services) -> CmdResult {
 
 /// The scheduler (`jobs.scheduler`) and `jobs.workers` workers on the `default` queue.
 async fn start_jobs(
-    services: &Services,
+    services: &std::sync::Arc<Services>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::Failure> {
     let cfg = &services.project.config;
@@ -55,7 +55,7 @@ async fn start_jobs(
     if !cfg.jobs.scheduler && cfg.jobs.workers == 0 {
         return Ok(tasks);
     }
-    let (scheduler, executor) = services.jobs().await?;
+    let (scheduler, executor) = services.working_jobs().await?;
     if cfg.jobs.scheduler {
         let run = crate::jobs_loop::SchedulerLoop {
             scheduler,

@@ -233,13 +233,33 @@ impl Services {
         })
     }
 
-    /// The scheduler's state and the executor of job instances (steps' logs in the store).
-    pub async fn jobs(&self) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+    /// The scheduler's state and the executor of job instances (steps' logs in the store);
+    /// `actions` runs kondate's own tasks (a worker's; None where no step runs).
+    pub async fn jobs_with(
+        &self,
+        actions: Option<Arc<dyn kondate_jobs::StepActions>>,
+    ) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
         let db = self.state_db().await?.clone();
         let scheduler = kondate_jobs::Scheduler::new(db.clone());
-        let executor =
-            kondate_jobs::Executor::new(db, self.store().await?.clone(), scheduler.clone(), None);
+        let store = self.store().await?.clone();
+        let executor = kondate_jobs::Executor::new(db, store, scheduler.clone(), actions);
         Ok((scheduler, executor))
+    }
+
+    /// [`Services::jobs_with`] for commands that run no step.
+    pub async fn jobs(&self) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+        self.jobs_with(None).await
+    }
+
+    /// The executor of a process that runs steps: kondate's own tasks through these
+    /// services.
+    pub async fn working_jobs(
+        self: &Arc<Self>,
+    ) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+        let actions = crate::job_actions::JobActions {
+            services: self.clone(),
+        };
+        self.jobs_with(Some(Arc::new(actions))).await
     }
 
     /// A worker's settings: this process, `queues`, the project's folder.

@@ -303,3 +303,88 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
     assert_eq!(i["status"], "success", "{i}");
     assert_eq!(i["steps"][0]["attempt"], 1, "{i}");
 }
+
+/// kondate's own tasks in a script, run by a worker: a label set synced, an app run
+/// (recorded, with the step's arguments added to its command and the step's variables), a
+/// result table exported to the warehouse.
+#[test]
+fn a_script_syncs_labels_runs_an_app_and_exports_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["init", "p"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let root = dir.path().join("p");
+    std::fs::write(
+        root.join("labels/recipe_category.toml"),
+        "table = \"recipe_category_labels\"\nkey = [\"recipe_id\"]\n[source]\ntype = \"csv\"\n\
+         path = \"recipe_category.csv\"\n[columns]\nrecipe_id = { type = \"integer\", required = true }\n\
+         category = { type = \"string\", required = true }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("recipe_category.csv"),
+        "recipe_id,category\n1,主菜\n2,副菜\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("apps/hello.jsonnet"),
+        "{ app: { command: ['sh', '-c', 'echo \"hello $0 $MODEL\"'] } }",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("results/recipe_categories.toml"),
+        "key = [\"recipe_id\"]\nwarehouse_table = \"ml.recipe_categories\"\n[columns]\n\
+         recipe_id = { type = \"integer\" }\ncategory = { type = \"string\" }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("r.csv"), "recipe_id,category\n1,主菜\n2,副菜\n").unwrap();
+    let o = kondate(&root, &["results", "write", "recipe_categories", "r.csv"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    std::fs::write(
+        root.join("jobs/daily.jsonnet"),
+        "{ script: |||\n  labels_sync: recipe_category\n  env: MODEL=v1\n  app: hello from-job\n  \
+         results_export: recipe_categories\n||| }\n",
+    )
+    .unwrap();
+    let o = kondate(&root, &["jobs", "launch", "daily", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let o = kondate(&root, &["worker", "--until-idle"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "success", "{i}");
+
+    // The label set has its first revision; the app's run is recorded with its output.
+    let o = kondate(
+        &root,
+        &["labels", "history", "recipe_category", "--format", "json"],
+    );
+    let history: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    let o = kondate(&root, &["apps", "runs", "hello", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "succeeded", "{runs}");
+    let run_id = runs[0]["id"].as_str().unwrap();
+    let o = kondate(&root, &["apps", "logs", run_id]);
+    assert!(
+        text(&o.stdout).contains("hello from-job v1"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = kondate(&root, &["jobs", "logs", &id]);
+    let logs = text(&o.stdout);
+    assert!(logs.contains(&format!("run {run_id} succeeded")), "{logs}");
+    assert!(
+        logs.contains("exported 2 row(s) of recipe_categories"),
+        "{logs}"
+    );
+    // The exported rows are in the warehouse.
+    let o = kondate(
+        &root,
+        &["query", "SELECT count(*) AS n FROM ml.recipe_categories"],
+    );
+    assert_eq!(text(&o.stdout).trim(), "n\n2", "{}", text(&o.stderr));
+}

@@ -1,0 +1,174 @@
+//! kondate's own tasks in a job's script, as a worker runs them: `app:` through the apps
+//! runner (a recorded run with its scoped token), `labels_sync:` and `results_export:` as
+//! `kondate labels sync` and `kondate results export` do them (recorded as work of this
+//! process). Each writes what it did into the step's log; a failure is the step's.
+
+use std::sync::Arc;
+
+use kondate_apps::{LogWriter, RunRequest, RunStatus, Stream};
+use kondate_jobs::script::Task;
+
+use crate::services::Services;
+
+/// The worker's way into the rest of kondate.
+pub struct JobActions {
+    pub services: Arc<Services>,
+}
+
+fn note(log: &LogWriter, text: &str) {
+    let _ = log.note(Stream::Stdout, text);
+}
+
+impl JobActions {
+    async fn app(
+        &self,
+        name: &str,
+        args: &[String],
+        instance: i64,
+        env: &[(String, String)],
+        log: &LogWriter,
+    ) -> Result<(), String> {
+        let s = &self.services;
+        let apps = kondate_apps::Apps::new(s.project.root.join("apps"));
+        let def = apps.load(name, false).map_err(|e| e.to_string())?;
+        // `app: NAME ARGS…` adds the arguments to the app's command.
+        let command = match (args.is_empty(), &def.app.command) {
+            (true, _) => None,
+            (false, Some(c)) => Some(c.iter().chain(args).cloned().collect()),
+            (false, None) => {
+                return Err(format!(
+                    "`app: {name} {}`: the app has no command to add the arguments to",
+                    args.join(" ")
+                ));
+            }
+        };
+        // The step's variables but kondate's own environment, which the runner passes.
+        let env = env
+            .iter()
+            .filter(|(k, _)| !kondate_apps::PASSED_ENV.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let runs = s
+            .runs(crate::cli_access::principal_now())
+            .await
+            .map_err(|f| f.message)?;
+        let req = RunRequest {
+            app: name.to_string(),
+            env,
+            command,
+            runner: None,
+            actor: format!("{} (job instance {instance})", crate::actor()),
+        };
+        let (_keep, cancel) = tokio::sync::watch::channel(None);
+        let info = runs
+            .run(&req, None, cancel)
+            .await
+            .map_err(|e| e.to_string())?;
+        note(
+            log,
+            &format!(
+                "app `{name}`: run {} {} (exit {}); its output: kondate apps logs {}",
+                info.id,
+                info.status.as_str(),
+                info.exit_code.map_or("-".into(), |c| c.to_string()),
+                info.id
+            ),
+        );
+        if info.status == RunStatus::Succeeded {
+            Ok(())
+        } else {
+            Err(format!(
+                "app `{name}` run {} {}{}",
+                info.id,
+                info.status.as_str(),
+                info.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ))
+        }
+    }
+
+    async fn labels_sync(&self, name: &str, log: &LogWriter) -> Result<(), String> {
+        let s = &self.services;
+        let set = kondate_labels::find(&s.project, name).map_err(|e| e.to_string())?;
+        let labels = s.labels().await.map_err(|f| f.message)?;
+        let grid = kondate_labels::read_source(&set)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_work, _) = s
+            .begin_work("labels sync", name)
+            .await
+            .map_err(|f| f.message)?;
+        let opts = kondate_labels::SyncOptions {
+            dry_run: false,
+            skip_invalid: false,
+            migrate: false,
+            force: false,
+            actor: crate::actor(),
+        };
+        let report = labels
+            .sync(&set, &grid, &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        note(
+            log,
+            &format!(
+                "labels `{name}`: {}",
+                serde_json::to_string(&report).unwrap_or_default()
+            ),
+        );
+        Ok(())
+    }
+
+    async fn results_export(&self, name: &str, log: &LogWriter) -> Result<(), String> {
+        let s = &self.services;
+        let results = s.results().await.map_err(|f| f.message)?;
+        let decl = results.declaration(name).map_err(|e| e.to_string())?;
+        let sink = s.export_sink(&decl).await.map_err(|f| f.message)?;
+        let tmp = s.project.state_dir();
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let (_work, _) = s
+            .begin_work("results export", name)
+            .await
+            .map_err(|f| f.message)?;
+        let report = results
+            .export(
+                &decl,
+                &sink,
+                kondate_results::ExportOptions {
+                    since_ms: None,
+                    full: false,
+                },
+                &tmp,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        note(
+            log,
+            &format!(
+                "exported {} row(s) of {} to {} ({})",
+                report.rows, report.name, report.target, report.mode
+            ),
+        );
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl kondate_jobs::StepActions for JobActions {
+    async fn run(
+        &self,
+        task: &Task,
+        instance: i64,
+        env: &[(String, String)],
+        log: &LogWriter,
+    ) -> Result<(), String> {
+        match task {
+            Task::App { name, args } => self.app(name, args, instance, env, log).await,
+            Task::LabelsSync(name) => self.labels_sync(name, log).await,
+            Task::ResultsExport(name) => self.results_export(name, log).await,
+            other => Err(format!(
+                "{other:?} is not run by this version of kondate's workers yet (issue 17: \
+                 sub_process and wait are being built)"
+            )),
+        }
+    }
+}
