@@ -33,9 +33,54 @@ const DEMO_USER: &str = "demo@localhost";
 /// Recipes the demo's annotators have labelled.
 const LABELLED: u64 = 5_000;
 
+/// The reference project's jobs, in the order the demo runs them once.
+const DEMO_JOBS: [&str; 3] = ["weekly_training", "daily_inference", "daily_export"];
+
+/// Launch `job` and take its steps here until it ends; its id and how it ended.
+async fn run_job(
+    scheduler: &kondate_jobs::Scheduler,
+    executor: &kondate_jobs::Executor,
+    worker: &kondate_jobs::WorkerConfig,
+    services: &Services,
+    job: &str,
+) -> Result<(i64, kondate_jobs::scheduler::Instance), Failure> {
+    let fail = |e: kondate_jobs::JobsError| Failure::from(e.to_string());
+    let now = services.clock.now();
+    let id = scheduler
+        .launch(job, &[], "demo", None, Some("demo"), now)
+        .await
+        .map_err(fail)?;
+    executor.advance(id, now).await.map_err(fail)?;
+    loop {
+        let ran = executor
+            .work_once(worker, &*services.clock)
+            .await
+            .map_err(fail)?;
+        let instance = scheduler.instance(id).await.map_err(fail)?;
+        if instance.status != kondate_jobs::scheduler::WORKING {
+            return Ok((id, instance));
+        }
+        if !ran {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// The reference project's files (examples/recipes), written into the demo's project when
 /// missing (a file the user edited is kept).
 const PROJECT_FILES: &[(&str, &str)] = &[
+    (
+        "jobs/weekly_training.jsonnet",
+        include_str!("../../../examples/recipes/jobs/weekly_training.jsonnet"),
+    ),
+    (
+        "jobs/daily_inference.jsonnet",
+        include_str!("../../../examples/recipes/jobs/daily_inference.jsonnet"),
+    ),
+    (
+        "jobs/daily_export.jsonnet",
+        include_str!("../../../examples/recipes/jobs/daily_export.jsonnet"),
+    ),
     (
         "labels/recipe_category.toml",
         include_str!("../../../examples/recipes/labels/recipe_category.toml"),
@@ -105,7 +150,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     if project.config.server.public_url.is_none() {
         project.config.server.public_url = Some(endpoint.clone());
     }
-    let services = Services::new(project.clone());
+    let services = std::sync::Arc::new(Services::new(project.clone()));
 
     // 1. Data into the embedded warehouse (replacing the tables, so a re-run is idempotent).
     let data_dir = project.state_dir().join("demo");
@@ -258,32 +303,57 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         n as f64 / secs
     );
 
-    // 5. Training and inference as apps, through the API with their own run tokens; then
-    // the result table copied into the warehouse.
-    let runs = services.runs(crate::cli_access::principal_now()).await?;
+    // 5. Training, inference and the daily export as the reference project's jobs
+    // (jobs/*.jsonnet), run once through the scheduler: each launched as an instance whose
+    // steps a worker here takes — the apps run with their own run tokens, through the API.
     let exe = std::env::current_exe()?.display().to_string();
-    let mut finished = Vec::new();
-    for app in ["train", "infer", "normalise"] {
-        let req = kondate_apps::RunRequest {
-            app: app.into(),
-            env: vec![("DEMO_KONDATE_BIN".into(), exe.clone())],
-            actor: "demo".into(),
-            ..Default::default()
-        };
-        let (_cancel_tx, cancel_rx) = tokio::sync::watch::channel(None);
-        let spinner = crate::output::spinner(&format!("running apps/{app}.jsonnet"));
-        let run = runs.run(&req, None, cancel_rx).await;
+    let (scheduler, executor) = services
+        .working_jobs_with(vec![("DEMO_KONDATE_BIN".to_string(), exe)])
+        .await?;
+    crate::jobs_loop::reload(&scheduler, &project.root, &*services.clock)
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?;
+    let worker = services
+        .worker_config(vec![kondate_jobs::engine::DEFAULT_QUEUE.to_string()])
+        .await?;
+    let mut ran_jobs = Vec::new();
+    for job in DEMO_JOBS {
+        let t = Instant::now();
+        let spinner = crate::output::spinner(&format!("running jobs/{job}.jsonnet"));
+        let ended = run_job(&scheduler, &executor, &worker, &services, job).await;
         spinner.finish_and_clear();
-        let run = run.map_err(|e| Failure::from(e.to_string()))?;
-        if run.status != kondate_apps::RunStatus::Succeeded {
+        let (id, instance) = ended?;
+        if instance.status != kondate_jobs::scheduler::SUCCESS {
             return Err(Failure::from(format!(
-                "the demo's {app} app failed ({}); see `kondate apps logs {}`",
-                run.error.unwrap_or_default(),
-                run.id
+                "the demo's {job} job ended {}{}; see `kondate jobs logs {id}`",
+                instance.status,
+                instance.error.map(|e| format!(": {e}")).unwrap_or_default()
             )));
         }
-        finished.push(run);
+        ran_jobs.push((job, id, t.elapsed().as_secs_f64()));
     }
+    let runs = services.runs(crate::cli_access::principal_now()).await?;
+    let mut finished = Vec::new();
+    for app in ["train", "infer", "normalise"] {
+        let latest = runs
+            .list(Some(app), 1)
+            .await
+            .map_err(|e| Failure::from(e.to_string()))?;
+        finished.push(
+            latest
+                .into_iter()
+                .next()
+                .ok_or_else(|| Failure::from(format!("the demo's jobs ran no `{app}` app")))?,
+        );
+    }
+    println!(
+        "  jobs       {} through the scheduler",
+        ran_jobs
+            .iter()
+            .map(|(job, id, secs)| format!("{job} (instance {id}, {secs:.1}s)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let models = services.models().await?;
     let model = models
         .show(&kondate_core::artifact::ModelRef::parse(
@@ -316,25 +386,23 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         metric("baseline_accuracy")
     );
     let service = services.service_db().await?.clone();
-    let mut exports = Vec::new();
-    for name in ["recipe_categories", "ingredient_canonical_names"] {
-        let results = services.results().await?;
-        let decl = results
+    let results = services.results().await?;
+    let table_of = |name: &str| {
+        results
             .declaration(name)
-            .map_err(|e| Failure::invalid(e.to_string()))?;
-        let sink = services.export_sink(&decl).await?;
-        let export = results
-            .export(&decl, &sink, Default::default(), &project.state_dir())
-            .await
-            .map_err(|e| Failure::from(e.to_string()))?;
-        exports.push((decl, export));
-    }
+            .map(|d| d.table)
+            .map_err(|e| Failure::invalid(e.to_string()))
+    };
+    let (categories_table, names_table) = (
+        table_of("recipe_categories")?,
+        table_of("ingredient_canonical_names")?,
+    );
     println!(
         "  infer      apps/infer.jsonnet in {:.1}s (run {}): {} recipes classified into {} (service database)",
         finished[1].duration_ms.unwrap_or(0) as f64 / 1000.0,
         finished[1].id,
         args.rows,
-        exports[0].0.table
+        categories_table
     );
     let normaliser = models
         .show(&kondate_core::artifact::ModelRef::parse(
@@ -378,7 +446,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         finished[2].duration_ms.unwrap_or(0) as f64 / 1000.0,
         finished[2].id,
         sheet + model_mapped,
-        exports[1].0.table,
+        names_table,
         sheet,
         model_mapped,
         right,
@@ -389,11 +457,50 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             .copied()
             .unwrap_or(f64::NAN)
     );
-    for (decl, export) in &exports {
-        println!(
-            "  export     {} row(s) copied to the warehouse table {} ({})",
-            export.rows, decl.warehouse_table, export.mode
-        );
+    // The export job's steps say what they copied.
+    let export_id = ran_jobs.last().map(|(_, id, _)| *id).unwrap_or_default();
+    for step in executor
+        .steps(export_id)
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?
+    {
+        let log = executor
+            .step_log(&step)
+            .await
+            .map_err(|e| Failure::from(e.to_string()))?
+            .unwrap_or_default();
+        for line in log.split(|b| *b == b'\n') {
+            if let Some(l) = kondate_apps::parse_line(line)
+                && l.text.starts_with("exported ")
+            {
+                println!("  export     {}", l.text);
+            }
+        }
+    }
+    let now = services.clock.now();
+    for job in DEMO_JOBS {
+        let def = scheduler
+            .job_row(job)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|j| j.revision)
+            .map(|r| scheduler.definition(job, r));
+        if let Some(def) = def
+            && let Ok(def) = def.await
+            && let Some(next) = kondate_jobs::plan::next_slots(&def, now, 1).first()
+        {
+            let zone = def.schedules.first().map_or(chrono_tz::Tz::UTC, |s| s.zone);
+            println!(
+                "  scheduled  {job} next at {} ({})",
+                next.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z"),
+                def.schedules
+                    .iter()
+                    .map(|s| format!("{} {}", s.expression, s.zone.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     println!("  store      {}", services.store().await?.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
@@ -405,8 +512,36 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         token.name, token.secret
     );
     if args.serve {
-        println!("\nServing until Ctrl-C.");
+        // The jobs stay scheduled: the scheduler and a worker run until Ctrl-C.
+        let (stop_jobs, stopped) = tokio::sync::watch::channel(false);
+        let cfg = &project.config;
+        let looping = crate::jobs_loop::SchedulerLoop {
+            scheduler,
+            executor: executor.clone(),
+            root: project.root.clone(),
+            clock: services.clock.clone(),
+            jobs: cfg.jobs.clone(),
+            lost_after: cfg.state.lost_after,
+        };
+        let jobs = [
+            tokio::spawn(looping.run(stopped.clone())),
+            tokio::spawn({
+                let (clock, poll, lost_after) =
+                    (services.clock.clone(), cfg.jobs.poll, cfg.state.lost_after);
+                async move {
+                    crate::jobs_loop::worker(
+                        executor, worker, clock, poll, lost_after, false, stopped,
+                    )
+                    .await;
+                }
+            }),
+        ];
+        println!("\nServing, with the jobs scheduled, until Ctrl-C.");
         crate::cli::shutdown_signal().await;
+        let _ = stop_jobs.send(true);
+        for j in jobs {
+            let _ = j.await;
+        }
     } else {
         println!("\n(`kondate demo --serve` keeps the server running so that you can try this.)");
     }

@@ -13,6 +13,9 @@ use crate::services::Services;
 /// The worker's way into the rest of kondate.
 pub struct JobActions {
     pub services: Arc<Services>,
+    /// Variables added to every app run of this worker (`kondate demo`'s way to the
+    /// example jobs built into kondate).
+    pub app_env: Vec<(String, String)>,
 }
 
 fn note(log: &LogWriter, text: &str) {
@@ -46,6 +49,7 @@ impl JobActions {
         let env = env
             .iter()
             .filter(|(k, _)| !kondate_apps::PASSED_ENV.contains(&k.as_str()))
+            .chain(&self.app_env)
             .cloned()
             .collect();
         let runs = s

@@ -256,8 +256,17 @@ impl Services {
     pub async fn working_jobs(
         self: &Arc<Self>,
     ) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+        self.working_jobs_with(Vec::new()).await
+    }
+
+    /// [`Services::working_jobs`], adding `app_env` to every app run.
+    pub async fn working_jobs_with(
+        self: &Arc<Self>,
+        app_env: Vec<(String, String)>,
+    ) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
         let actions = crate::job_actions::JobActions {
             services: self.clone(),
+            app_env,
         };
         self.jobs_with(Some(Arc::new(actions))).await
     }
