@@ -47,6 +47,18 @@ impl Database {
         self.kind != DbKind::MySql
     }
 
+    /// The clause that makes a `SELECT … FOR UPDATE` pass over rows other transactions have
+    /// locked — ` FOR UPDATE SKIP LOCKED` on PostgreSQL and MySQL/MariaDB (10.6+) — so
+    /// that workers claiming rows from one queue each take a different row without waiting
+    /// for one another; None on SQLite, whose one writer at a time makes a conditional
+    /// `UPDATE` the claim.
+    pub fn skip_locked(&self) -> Option<&'static str> {
+        match self.kind {
+            DbKind::Sqlite => None,
+            DbKind::Postgres | DbKind::MySql => Some(" FOR UPDATE SKIP LOCKED"),
+        }
+    }
+
     /// Whether [`Database::copy_stage`] is available (PostgreSQL).
     pub fn has_copy_stage(&self) -> bool {
         self.kind == DbKind::Postgres

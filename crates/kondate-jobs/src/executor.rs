@@ -3,7 +3,9 @@
 //! claiming one runnable step of its queues, running it, recording how it ended. Every
 //! process sharing the state database can do either; a step's record is unique by
 //! (instance, key), and a claim moves a step from `pending` to `working` only if it still is
-//! pending, so each step is run by exactly one worker.
+//! pending — on PostgreSQL and MariaDB the row is first taken with `FOR UPDATE SKIP LOCKED`,
+//! so concurrent workers each get another step without waiting — so each step is run by
+//! exactly one worker.
 //!
 //! `execute:` runs `sh -c COMMAND` through the apps' local runner — its own process group,
 //! a clean environment (kondate's PATH, HOME, USER, LANG… plus the script's `env` and
@@ -305,48 +307,64 @@ impl Executor {
         let mut params = vec![Value::Text(PENDING.into())];
         params.extend(queues.iter().map(|q| Value::Text(q.clone())));
         params.push(Value::Int(ms(now)));
-        let candidates = self
-            .db
-            .fetch_all(
-                &format!(
-                    "SELECT id, instance, step_key, line, spec FROM kondate_job_steps \
-                     WHERE status = ? AND queue IN ({marks}) \
-                     AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT 16"
-                ),
-                &params,
+        let select = |limit: u32, suffix: &str| {
+            format!(
+                "SELECT id, instance, step_key, line, spec FROM kondate_job_steps \
+                 WHERE status = ? AND queue IN ({marks}) \
+                 AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT {limit}{suffix}"
             )
-            .await?;
-        for r in candidates {
-            let id = get_i64(&r, "id")?;
-            let moved = self
-                .db
-                .execute(
-                    "UPDATE kondate_job_steps SET status = ?, worker = ?, started_at = ? \
-                     WHERE id = ? AND status = ?",
-                    &[
-                        Value::Text(WORKING.into()),
-                        Value::Text(worker.to_string()),
-                        Value::Int(ms(now)),
-                        Value::Int(id),
-                        Value::Text(PENDING.into()),
-                    ],
-                )
-                .await?;
+        };
+        const TAKE: &str = "UPDATE kondate_job_steps SET status = ?, worker = ?, started_at = ? \
+                            WHERE id = ? AND status = ?";
+        let with_id = |id: i64| {
+            vec![
+                Value::Text(WORKING.into()),
+                Value::Text(worker.to_string()),
+                Value::Int(ms(now)),
+                Value::Int(id),
+                Value::Text(PENDING.into()),
+            ]
+        };
+        if let Some(skip_locked) = self.db.skip_locked() {
+            // PostgreSQL, MariaDB: the first pending row no other claim holds, locked until
+            // this transaction marks it taken.
+            use kondate_db::Session;
+            let mut tx = self.db.begin().await?;
+            let rows = tx.fetch_all(&select(1, skip_locked), &params).await?;
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            let moved = tx.execute(TAKE, &with_id(get_i64(r, "id")?)).await?;
+            let claimed = if moved == 1 {
+                Some(Self::claimed(r)?)
+            } else {
+                None
+            };
+            tx.commit().await?;
+            return Ok(claimed);
+        }
+        // SQLite: one writer at a time; the conditional update is the claim.
+        for r in self.db.fetch_all(&select(16, ""), &params).await? {
+            let moved = self.db.execute(TAKE, &with_id(get_i64(&r, "id")?)).await?;
             if moved == 1 {
-                let spec: SpecJson =
-                    serde_json::from_str(&get_string(&r, "spec")?).map_err(|e| {
-                        JobsError::Invalid(format!("step {id}: its record is not readable: {e}"))
-                    })?;
-                return Ok(Some(Claimed {
-                    id,
-                    instance: get_i64(&r, "instance")?,
-                    key: get_string(&r, "step_key")?,
-                    line: get_i64(&r, "line")? as usize,
-                    spec,
-                }));
+                return Ok(Some(Self::claimed(&r)?));
             }
         }
         Ok(None)
+    }
+
+    fn claimed(r: &kondate_db::AnyRow) -> Result<Claimed, JobsError> {
+        let id = get_i64(r, "id")?;
+        let spec: SpecJson = serde_json::from_str(&get_string(r, "spec")?).map_err(|e| {
+            JobsError::Invalid(format!("step {id}: its record is not readable: {e}"))
+        })?;
+        Ok(Claimed {
+            id,
+            instance: get_i64(r, "instance")?,
+            key: get_string(r, "step_key")?,
+            line: get_i64(r, "line")? as usize,
+            spec,
+        })
     }
 
     /// Run a claimed step to its end, record it, and advance its instance.

@@ -291,6 +291,38 @@ async fn retries_and_cancel(f: Fixture) {
     );
 }
 
+/// Forty steps ready at once, four workers claiming: each step runs exactly once.
+async fn many_workers_claim_each_step_once(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let out = f.dir.path().join("claims.txt");
+    load(
+        &s,
+        "wide",
+        &format!(
+            "parallel_fork: 40\n  execute: echo $KONDATE_PARALLEL_FORK_INDEX >> {}\n",
+            out.display()
+        ),
+    )
+    .await;
+    let id = s
+        .launch("wide", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 4).await, SUCCESS);
+    let mut got: Vec<u32> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    let steps = ex.steps(id).await.unwrap();
+    let workers: std::collections::HashSet<_> =
+        steps.iter().filter_map(|s| s.worker.clone()).collect();
+    assert!(workers.len() > 1, "one worker took every step: {workers:?}");
+}
+
 macro_rules! on_every_state_database {
     ($name:ident, $run:expr) => {
         mod $name {
@@ -333,3 +365,4 @@ macro_rules! on_every_state_database {
 on_every_state_database!(pipeline, a_script_runs_with_scoped_env_forks_and_logs);
 on_every_state_database!(retry_skip, a_failure_is_retried_or_skipped_from_its_step);
 on_every_state_database!(retries_cancel, retries_and_cancel);
+on_every_state_database!(claims, many_workers_claim_each_step_once);
