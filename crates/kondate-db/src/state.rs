@@ -248,6 +248,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         error {text} NULL
     );
     CREATE UNIQUE INDEX kondate_job_steps_key ON kondate_job_steps (instance, step_key);
+    CREATE TABLE IF NOT EXISTS kondate_job_cursors (
+        name VARCHAR(64) NOT NULL PRIMARY KEY,
+        position BIGINT NOT NULL
+    );
     CREATE INDEX kondate_job_steps_queue ON kondate_job_steps (status, queue)",
     ),
 ];

@@ -211,7 +211,10 @@ impl Executor {
                 Walk::Done => (SUCCESS, None),
                 Walk::Failed { key, message } => (ERROR, Some(format!("step {key}: {message}"))),
             };
-            self.db
+            // The instance ends once, with its event (a success triggers `job.succeeded`).
+            use kondate_db::Session;
+            let mut tx = self.db.begin().await?;
+            let moved = tx
                 .execute(
                     "UPDATE kondate_job_instances SET status = ?, finished_at = ?, error = ? \
                      WHERE id = ? AND status = ?",
@@ -222,12 +225,29 @@ impl Executor {
                         } else {
                             Value::NullOf(kondate_db::ColumnType::Integer)
                         },
-                        error.map_or(Value::Null, Value::Text),
+                        error.clone().map_or(Value::Null, Value::Text),
                         Value::Int(id),
                         Value::Text(WORKING.into()),
                     ],
                 )
                 .await?;
+            if moved == 1 {
+                let kind = if end == SUCCESS {
+                    "job.succeeded"
+                } else {
+                    "job.failed"
+                };
+                let payload = serde_json::json!({ "job": job, "instance": id, "error": error });
+                kondate_db::state::record_event_tx(
+                    &mut tx,
+                    kind,
+                    &job,
+                    &payload.to_string(),
+                    ms(now),
+                )
+                .await?;
+            }
+            tx.commit().await?;
             return Ok(end.into());
         }
         Err(JobsError::Invalid(format!(

@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use kondate_db::{Database, DbError, Value, get_i64, get_opt_i64, get_opt_string, get_string};
 
 use crate::JobsError;
-use crate::definition::{Catchup, JobDefinition, PreventMulti, from_json};
+use crate::definition::{Catchup, JobDefinition, PreventMulti, Trigger, from_json};
 use crate::plan;
 
 /// What the project's `jobs/` folder gave for one job.
@@ -94,6 +94,24 @@ pub struct PassReport {
     /// Slots passed and not launched (catch-up), and skipped by suspend schedules.
     pub missed: u64,
     pub suspended: u64,
+    /// (job, event id, instance id) launched by a trigger in this pass.
+    pub triggered: Vec<(String, i64, i64)>,
+}
+
+/// The events that can trigger a job.
+const TRIGGER_EVENTS: [&str; 3] = ["labels.changed", "model.alias_moved", "job.succeeded"];
+
+/// Whether `trigger` fires on event `kind` about `subject` (`payload` its JSON).
+fn fires(trigger: &Trigger, kind: &str, subject: &str, payload: &serde_json::Value) -> bool {
+    match trigger {
+        Trigger::LabelsChanged(set) => {
+            kind == "labels.changed" && payload["label_set"].as_str() == Some(set.as_str())
+        }
+        Trigger::ModelAliasMoved { model, alias } => {
+            kind == "model.alias_moved" && subject == format!("{model}@{alias}")
+        }
+        Trigger::JobSucceeded(job) => kind == "job.succeeded" && subject == job,
+    }
 }
 
 /// The scheduler's state; cheap to clone.
@@ -388,9 +406,11 @@ impl Scheduler {
     }
 
     /// One scheduling pass at `now` over every scheduled job (see the module); `grace` is how
-    /// old a slot may be and still count as due now.
+    /// old a slot may be and still count as due now. Then the events since the last pass
+    /// launch the jobs they trigger.
     pub async fn pass(&self, now: DateTime<Utc>, grace: Duration) -> Result<PassReport, JobsError> {
         let mut report = PassReport::default();
+        let mut scheduled = Vec::new();
         for job in self.jobs().await? {
             let (false, Some(revision)) = (job.removed, job.revision) else {
                 continue;
@@ -398,8 +418,106 @@ impl Scheduler {
             let def = self.definition(&job.name, revision).await?;
             self.pass_job(&job, revision, &def, now, grace, &mut report)
                 .await?;
+            scheduled.push((job.name, revision, def));
         }
+        self.triggers(&scheduled, now, &mut report).await?;
         Ok(report)
+    }
+
+    /// Launch the jobs the events after the trigger cursor trigger, each once per event
+    /// (launch key `trigger/JOB/EVENT`), and move the cursor past them. The first pass on a
+    /// database starts at its newest event: the past triggers nothing.
+    async fn triggers(
+        &self,
+        jobs: &[(String, i64, Arc<JobDefinition>)],
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<(), JobsError> {
+        const CURSOR: &str = "events";
+        let position = self
+            .db
+            .fetch_optional(
+                "SELECT position FROM kondate_job_cursors WHERE name = ?",
+                &[Value::Text(CURSOR.into())],
+            )
+            .await?
+            .map(|r| get_i64(&r, "position"))
+            .transpose()?;
+        let Some(position) = position else {
+            let newest = self
+                .db
+                .fetch_optional("SELECT MAX(id) AS m FROM kondate_events", &[])
+                .await?
+                .and_then(|r| get_opt_i64(&r, "m"))
+                .unwrap_or(0);
+            match self
+                .db
+                .execute(
+                    "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
+                    &[Value::Text(CURSOR.into()), Value::Int(newest)],
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(());
+        };
+        let marks = vec!["?"; TRIGGER_EVENTS.len()].join(", ");
+        let mut params = vec![Value::Int(position)];
+        params.extend(TRIGGER_EVENTS.iter().map(|k| Value::Text((*k).into())));
+        let events = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT id, kind, subject, payload FROM kondate_events WHERE id > ? \
+                     AND kind IN ({marks}) ORDER BY id LIMIT 1000"
+                ),
+                &params,
+            )
+            .await?;
+        let Some(last) = events.last().map(|r| get_i64(r, "id")).transpose()? else {
+            return Ok(());
+        };
+        for e in &events {
+            let (id, kind, subject) = (
+                get_i64(e, "id")?,
+                get_string(e, "kind")?,
+                get_string(e, "subject")?,
+            );
+            let payload: serde_json::Value =
+                serde_json::from_str(&get_string(e, "payload")?).unwrap_or_default();
+            for (name, revision, def) in jobs {
+                if def.suspended
+                    || !def
+                        .triggers
+                        .iter()
+                        .any(|t| fires(t, &kind, &subject, &payload))
+                {
+                    continue;
+                }
+                let key = format!("trigger/{name}/{id}");
+                if let Some(instance) = self
+                    .insert_instance(name, *revision, &key, "trigger", now, None, None, now)
+                    .await?
+                {
+                    report.triggered.push((name.clone(), id, instance));
+                }
+            }
+        }
+        // Forward only, from what this pass read (another may have moved it already).
+        self.db
+            .execute(
+                "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
+                &[
+                    Value::Int(last),
+                    Value::Text(CURSOR.into()),
+                    Value::Int(position),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn pass_job(

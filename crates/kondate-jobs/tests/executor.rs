@@ -139,6 +139,20 @@ execute: echo \"$GREETING again $LAUNCHED\" >> $OUT
         .unwrap();
     assert_eq!(ex.advance(id, Utc::now()).await.unwrap(), WORKING);
     assert_eq!(drain(&f, id, 2).await, SUCCESS);
+    // Its end is an event (what `job.succeeded` triggers read).
+    let db = Database::connect(&f.url).await.unwrap();
+    let events = db
+        .fetch_all(
+            "SELECT subject FROM kondate_events WHERE kind = 'job.succeeded'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        kondate_db::get_string(&events[0], "subject").unwrap(),
+        "pipeline"
+    );
     // Each step ran once (two workers), with its block's env and nothing leaking out.
     let mut got: Vec<String> = std::fs::read_to_string(&out)
         .unwrap()

@@ -284,6 +284,82 @@ async fn concurrent_passes_launch_each_slot_once(f: Fixture, slots: i64) {
     assert_eq!(at, want);
 }
 
+/// Events launch the jobs they trigger, once per event, from the first pass on (the past
+/// triggers nothing), also when two schedulers pass at once.
+async fn triggers_launch_once_per_event(f: Fixture) {
+    let s = scheduler(&f).await;
+    let now = t("2026-06-01T00:00:00Z");
+    s.load(
+        &[
+            def("train", json!({ "triggers": ["labels.changed: tags"] })),
+            def(
+                "infer",
+                json!({ "triggers": ["job.succeeded: train", "model.alias_moved: clf@production"],
+                        "prevent_multi": "allow" }),
+            ),
+            def(
+                "quiet",
+                json!({ "triggers": ["labels.changed: tags"], "suspended": true }),
+            ),
+        ],
+        now,
+    )
+    .await
+    .unwrap();
+    let db = Database::connect(&f.url).await.unwrap();
+    let event = |kind: &'static str, subject: &'static str, payload: serde_json::Value| {
+        let db = db.clone();
+        async move {
+            kondate_db::state::record_event(&db, kind, subject, &payload.to_string(), 1)
+                .await
+                .unwrap()
+        }
+    };
+    event(
+        "labels.changed",
+        "tags@1",
+        json!({ "label_set": "tags", "revision": 1 }),
+    )
+    .await;
+    let p = s.pass(now, GRACE).await.unwrap();
+    assert!(p.triggered.is_empty(), "the past triggers nothing: {p:?}");
+
+    event(
+        "labels.changed",
+        "tags@2",
+        json!({ "label_set": "tags", "revision": 2 }),
+    )
+    .await;
+    event(
+        "labels.changed",
+        "other@1",
+        json!({ "label_set": "other", "revision": 1 }),
+    )
+    .await;
+    event("model.pushed", "clf@3", json!({})).await;
+    let (a, b) = (scheduler(&f).await, scheduler(&f).await);
+    let (pa, pb) = tokio::join!(a.pass(now, GRACE), b.pass(now, GRACE));
+    let triggered: Vec<_> = pa
+        .unwrap()
+        .triggered
+        .into_iter()
+        .chain(pb.unwrap().triggered)
+        .map(|(job, _, _)| job)
+        .collect();
+    assert_eq!(triggered, ["train"]);
+    let train = s.instances("train", 10).await.unwrap();
+    assert_eq!((train.len(), train[0].reason.as_str()), (1, "trigger"));
+    assert!(s.instances("quiet", 10).await.unwrap().is_empty());
+
+    event("model.alias_moved", "clf@production", json!({ "to": 3 })).await;
+    event("model.alias_moved", "clf@staging", json!({ "to": 4 })).await;
+    event("job.succeeded", "train", json!({ "instance": train[0].id })).await;
+    let p = s.pass(now, GRACE).await.unwrap();
+    let jobs: Vec<_> = p.triggered.iter().map(|(j, _, _)| j.as_str()).collect();
+    assert_eq!(jobs, ["infer", "infer"]);
+    assert!(s.pass(now, GRACE).await.unwrap().triggered.is_empty());
+}
+
 async fn concurrent_passes_over_two_hours(f: Fixture) {
     concurrent_passes_launch_each_slot_once(f, 120).await
 }
@@ -330,3 +406,4 @@ macro_rules! on_every_state_database {
 on_every_state_database!(revisions, revisions_and_load_errors);
 on_every_state_database!(passes, passes_launch_due_slots_and_respect_prevent_multi);
 on_every_state_database!(exactly_once, concurrent_passes_over_two_hours);
+on_every_state_database!(triggers, triggers_launch_once_per_event);

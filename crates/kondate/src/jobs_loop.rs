@@ -105,6 +105,12 @@ impl SchedulerLoop {
                             tracing::warn!(instance = id, error = %e, "could not start the instance; a worker's pass will");
                         }
                     }
+                    for (job, event, id) in &report.triggered {
+                        tracing::info!(%job, event, instance = id, "launched by a trigger");
+                        if let Err(e) = self.executor.advance(*id, self.clock.now()).await {
+                            tracing::warn!(instance = id, error = %e, "could not start the instance; a worker's pass will");
+                        }
+                    }
                     for (job, slot) in &report.prevented {
                         tracing::info!(%job, %slot, "not launched: an instance is still working or failed (prevent_multi)");
                     }
