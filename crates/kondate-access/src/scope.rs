@@ -31,7 +31,6 @@ pub enum ScopeKind {
     RunsRead,
     RunsLaunch,
     CatalogEdit,
-    /// Reserved for the scheduler.
     JobsRead,
     JobsLaunch,
     JobsOperate,
@@ -102,9 +101,9 @@ impl ScopeKind {
             ScopeKind::RunsRead => "list app runs and read their logs",
             ScopeKind::RunsLaunch => "launch app runs",
             ScopeKind::CatalogEdit => "edit catalog descriptions",
-            ScopeKind::JobsRead => "read scheduled jobs (scheduler)",
-            ScopeKind::JobsLaunch => "launch scheduled jobs (scheduler)",
-            ScopeKind::JobsOperate => "retry, skip and cancel job instances (scheduler)",
+            ScopeKind::JobsRead => "read jobs, their instances and logs",
+            ScopeKind::JobsLaunch => "launch a job now",
+            ScopeKind::JobsOperate => "retry, skip and cancel a job's instances",
             ScopeKind::Admin => "users, tokens, the audit trail, and everything else",
         }
     }

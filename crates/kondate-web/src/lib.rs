@@ -9,6 +9,7 @@ mod audit;
 mod body;
 mod connection;
 mod host;
+mod jobs;
 mod labels;
 mod metrics;
 mod models;
@@ -64,6 +65,9 @@ pub struct AppParts {
     pub runs: kondate_apps::Runs,
     /// The result tables (on the service database).
     pub results: kondate_results::Results,
+    /// The scheduler's jobs and instances, and the executor that acts on instances.
+    pub jobs: kondate_jobs::Scheduler,
+    pub executor: kondate_jobs::Executor,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from
@@ -232,6 +236,63 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             Any(RunsRead),
             None,
             get(runs::logs),
+        )
+        .add("get", "/v1/jobs", Any(JobsRead), None, get(jobs::list))
+        .add(
+            "get",
+            "/v1/jobs/{name}",
+            Named(JobsRead),
+            None,
+            get(jobs::show),
+        )
+        .add(
+            "get",
+            "/v1/jobs/{name}/instances",
+            Named(JobsRead),
+            None,
+            get(jobs::instances),
+        )
+        .add(
+            "post",
+            "/v1/jobs/{name}/instances",
+            Named(JobsLaunch),
+            Some("jobs.launch"),
+            post(jobs::launch),
+        )
+        .add(
+            "get",
+            "/v1/instances/{id}",
+            Any(JobsRead),
+            None,
+            get(jobs::instance),
+        )
+        .add(
+            "get",
+            "/v1/instances/{id}/logs",
+            Any(JobsRead),
+            None,
+            get(jobs::logs),
+        )
+        .add(
+            "post",
+            "/v1/instances/{id}/retry",
+            Any(JobsRead),
+            Some("jobs.retry"),
+            post(jobs::retry),
+        )
+        .add(
+            "post",
+            "/v1/instances/{id}/skip",
+            Any(JobsRead),
+            Some("jobs.skip"),
+            post(jobs::skip),
+        )
+        .add(
+            "post",
+            "/v1/instances/{id}/cancel",
+            Any(JobsRead),
+            Some("jobs.cancel"),
+            post(jobs::cancel),
         )
         .add("get", "/v1/audit", Every(Admin), None, get(audit::list))
         .add(

@@ -132,6 +132,68 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "responses": {
                     "200": {"description": "the log", "content": {"text/plain": {}}},
                     "404": error_response("no such run")}}}));
+    let instance_id =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    let job_name =
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    paths.insert("/v1/jobs".into(), json!({"get": {
+                "summary": "Every job the caller may read: revision, load error, schedules, next fire time",
+                "responses": {
+                    "200": {"description": "`{jobs: [Job]}`", "content": {"application/json": {}}}}}}));
+    paths.insert(
+        "/v1/jobs/{name}".into(),
+        json!({"get": {
+                "summary": "One job, with its next five fire times",
+                "parameters": [job_name],
+                "responses": {
+                    "200": {"description": "the job", "content": {"application/json": {}}},
+                    "404": error_response("no such job")}}}),
+    );
+    paths.insert("/v1/jobs/{name}/instances".into(), json!({
+        "get": {
+                "summary": "The job's instances, newest first",
+                "parameters": [job_name, {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 50, "minimum": 1, "maximum": 10000}}],
+                "responses": {
+                    "200": {"description": "`{instances: [Instance]}`", "content": {"application/json": {}}},
+                    "400": error_response("a bad job name or limit")}},
+        "post": {
+                "summary": "Launch the job now: `{env: {NAME: value}, key}` (the same key launches once)",
+                "parameters": [job_name],
+                "requestBody": {"required": false, "content": {"application/json": {}}},
+                "responses": {
+                    "201": {"description": "the instance", "content": {"application/json": {}}},
+                    "400": error_response("a bad body, variable name or key"),
+                    "404": error_response("no such job"),
+                    "409": error_response("the job's definition has never loaded")}}}));
+    paths.insert("/v1/instances/{id}".into(), json!({"get": {
+                "summary": "An instance (working|error|success|cancel) with its steps: key, task, queue, status, attempt, worker, exit code, peak memory, log key, error",
+                "parameters": [instance_id],
+                "responses": {
+                    "200": {"description": "the instance", "content": {"application/json": {}}},
+                    "404": error_response("no such instance")}}}));
+    paths.insert("/v1/instances/{id}/logs".into(), json!({"get": {
+                "summary": "Its steps' stored logs in order: one line per output line, `STEP TIME out|err TEXT`",
+                "parameters": [instance_id],
+                "responses": {
+                    "200": {"description": "the logs", "content": {"text/plain": {}}},
+                    "404": error_response("no such instance")}}}));
+    for (action, summary) in [
+        (
+            "retry",
+            "Run the instance's failed step again (a new attempt), then the rest",
+        ),
+        ("skip", "Go on after the instance's failed step"),
+        ("cancel", "Cancel the instance: steps not yet run never run"),
+    ] {
+        paths.insert(format!("/v1/instances/{{id}}/{action}"), json!({"post": {
+                "summary": format!("{summary}. Needs `jobs:operate` on the job, or being one of its owners"),
+                "parameters": [instance_id],
+                "responses": {
+                    "200": {"description": "the instance", "content": {"application/json": {}}},
+                    "403": error_response("neither `jobs:operate` on the job nor one of its owners"),
+                    "404": error_response("no such instance"),
+                    "409": error_response("the instance is not in a state this applies to")}}}));
+    }
     paths.insert("/v1/models".into(), json!({"get": {
                 "summary": "Every model the caller may read, with its latest version and aliases",
                 "responses": {

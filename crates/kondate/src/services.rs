@@ -318,6 +318,7 @@ impl Services {
             .heartbeat
             .clamp(Duration::from_millis(100), Duration::from_secs(60));
         tokio::spawn(query.clone().run_sweeper(every, lost_after));
+        let (jobs, executor) = self.jobs().await?;
         Ok(kondate_web::AppState::new(kondate_web::AppParts {
             access: self.access().await?.clone(),
             store: self.store().await?.clone(),
@@ -332,6 +333,8 @@ impl Services {
             results: self.results().await?,
             project: self.project.clone(),
             service: query,
+            jobs,
+            executor,
         }))
     }
 

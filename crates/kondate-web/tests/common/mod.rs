@@ -110,6 +110,13 @@ pub async fn app_state(
             root: dir.to_path_buf(),
             config: config.clone(),
         },
+        jobs: kondate_jobs::Scheduler::new(opened.db.clone()),
+        executor: kondate_jobs::Executor::new(
+            opened.db.clone(),
+            opened.store.clone(),
+            kondate_jobs::Scheduler::new(opened.db.clone()),
+            None,
+        ),
     })
 }
 

@@ -1,0 +1,323 @@
+//! `/v1/jobs…` and `/v1/instances…`: the scheduler's jobs and their instances. Reading needs
+//! `jobs:read` on the job, launching `jobs:launch` on it; retrying, skipping and cancelling
+//! an instance need `jobs:operate` on its job — or being one of the job's `owners` (with
+//! `jobs:read` on it): owners act on their jobs' instances without a broader scope.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kondate_access::{Principal, PrincipalKind, ScopeKind};
+use kondate_jobs::JobsError;
+use kondate_jobs::scheduler::Instance;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::access::{Caller, audited};
+use crate::api::{ApiError, ApiQuery};
+use crate::body::ApiBytes;
+
+impl From<JobsError> for ApiError {
+    fn from(e: JobsError) -> Self {
+        let message = e.to_string();
+        match e {
+            JobsError::NoSuchJob(_) | JobsError::NoSuchInstance(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            JobsError::Invalid(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            e if e.is_invalid_input() => ApiError::invalid(message),
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+fn time(ms: i64) -> String {
+    kondate_core::clock::ms_to_rfc3339(ms)
+}
+
+fn instance_json(i: &Instance) -> Value {
+    json!({
+        "id": i.id, "job": i.job, "revision": i.revision, "reason": i.reason,
+        "scheduled_at": time(i.scheduled_at), "status": i.status,
+        "created_at": time(i.created_at), "finished_at": i.finished_at.map(time),
+        "error": i.error,
+    })
+}
+
+fn instance_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::invalid(format!("`{id}` is not an instance id (a number)")))
+}
+
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    kondate_core::names::validate_name("job name", name)
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// A job as listed: its current revision's schedules and next fire time, or why it does
+/// not load.
+async fn job_json(state: &AppState, job: &kondate_jobs::scheduler::JobRow, next: usize) -> Value {
+    let def = match job.revision {
+        Some(r) => state.jobs.definition(&job.name, r).await.ok(),
+        None => None,
+    };
+    let now = chrono::Utc::now();
+    json!({
+        "name": job.name,
+        "revision": job.revision,
+        "digest": job.digest,
+        "revised_at": job.revised_at.map(time),
+        "load_error": job.load_error,
+        "removed": job.removed,
+        "description": def.as_ref().map(|d| d.description.clone()),
+        "schedules": def.as_ref().map(|d| d.schedules.iter().map(|s| json!({
+            "cron": s.expression, "time_zone": s.zone.name(),
+        })).collect::<Vec<_>>()),
+        "suspended": def.as_ref().map(|d| d.suspended),
+        "owners": def.as_ref().map(|d| d.owners.clone()),
+        "tags": def.as_ref().map(|d| d.tags.clone()),
+        "next": def.as_ref().map(|d| kondate_jobs::plan::next_slots(d, now, next)
+            .into_iter().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect::<Vec<_>>()),
+    })
+}
+
+/// `GET /v1/jobs`: every job the caller may read.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for job in state.jobs.jobs().await? {
+        if caller.allows(ScopeKind::JobsRead, Some(&job.name)) && !job.removed {
+            out.push(job_json(&state, &job, 1).await);
+        }
+    }
+    Ok(Json(json!({ "jobs": out })))
+}
+
+/// `GET /v1/jobs/{name}`: one job, with its next five fire times.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    valid_name(&name)?;
+    let job = state
+        .jobs
+        .job_row(&name)
+        .await?
+        .ok_or_else(|| JobsError::NoSuchJob(name.clone()))?;
+    Ok(Json(job_json(&state, &job, 5).await))
+}
+
+#[derive(Deserialize)]
+pub struct InstancesParams {
+    limit: Option<i64>,
+}
+
+/// `GET /v1/jobs/{name}/instances?limit=N`: the job's instances, newest first.
+pub async fn instances(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(p): ApiQuery<InstancesParams>,
+) -> Result<Json<Value>, ApiError> {
+    valid_name(&name)?;
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 10000"));
+    }
+    let list = state.jobs.instances(&name, limit).await?;
+    Ok(Json(
+        json!({ "instances": list.iter().map(instance_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LaunchBody {
+    /// Variables for every step.
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    /// Launch once for this key.
+    key: Option<String>,
+}
+
+/// `POST /v1/jobs/{name}/instances` with `{env: {K: V}, key}`: launch the job now (201).
+pub async fn launch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Caller(caller): Caller,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response, ApiError> {
+    valid_name(&name)?;
+    let req: LaunchBody = if body.is_empty() {
+        LaunchBody {
+            env: Default::default(),
+            key: None,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(format!(
+                "the body must be {{\"env\": {{\"NAME\": \"value\"}}, \"key\": \"…\"}}: {e}"
+            ))
+        })?
+    };
+    for k in req.env.keys() {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ApiError::invalid(format!(
+                "env: `{k}` is not a variable name (letters, digits and `_`)"
+            )));
+        }
+    }
+    if let Some(k) = &req.key
+        && (k.is_empty() || k.len() > 128 || k.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "key: 1–128 characters, no control characters",
+        ));
+    }
+    let env: Vec<(String, String)> = req.env.into_iter().collect();
+    let now = chrono::Utc::now();
+    let id = state
+        .jobs
+        .launch(
+            &name,
+            &env,
+            "api",
+            req.key.as_deref(),
+            Some(&caller.actor()),
+            now,
+        )
+        .await?;
+    state.executor.advance(id, now).await?;
+    let instance = state.jobs.instance(id).await?;
+    let names: Vec<&String> = env.iter().map(|(k, _)| k).collect();
+    Ok(audited(
+        (StatusCode::CREATED, Json(instance_json(&instance))).into_response(),
+        json!({ "instance": id, "env": names, "key": req.key }),
+    ))
+}
+
+/// The instance `id`, if the caller may read its job.
+async fn readable(state: &AppState, caller: &Principal, id: i64) -> Result<Instance, ApiError> {
+    let i = state.jobs.instance(id).await?;
+    caller.require(ScopeKind::JobsRead, Some(&i.job))?;
+    Ok(i)
+}
+
+/// `GET /v1/instances/{id}`: an instance with its steps.
+pub async fn instance(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let id = instance_id(&id)?;
+    let i = readable(&state, &caller, id).await?;
+    let mut v = instance_json(&i);
+    v["steps"] = json!(state.executor.steps(id).await?);
+    Ok(Json(v))
+}
+
+/// `GET /v1/instances/{id}/logs`: its steps' stored logs, in order, one line per output
+/// line: `STEP TIME out|err TEXT`.
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let id = instance_id(&id)?;
+    readable(&state, &caller, id).await?;
+    let mut out = String::new();
+    for step in state.executor.steps(id).await? {
+        let Some(log) = state.executor.step_log(&step).await? else {
+            continue;
+        };
+        for line in log.split(|b| *b == b'\n') {
+            if let Some(l) = kondate_apps::parse_line(line) {
+                let stream = match l.stream {
+                    kondate_apps::Stream::Stdout => "out",
+                    kondate_apps::Stream::Stderr => "err",
+                };
+                out.push_str(&format!("{} {} {stream} {}\n", step.key, l.time, l.text));
+            }
+        }
+    }
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// Whether `caller` is one of the job's owners (a person, or a token owned by one).
+async fn owns(state: &AppState, caller: &Principal, i: &Instance) -> bool {
+    let person = match caller.kind {
+        PrincipalKind::User => Some(caller.name.as_str()),
+        _ => caller.owner.as_deref(),
+    };
+    let Some(person) = person else {
+        return false;
+    };
+    match state.jobs.definition(&i.job, i.revision).await {
+        Ok(d) => d.owners.iter().any(|o| o.eq_ignore_ascii_case(person)),
+        Err(_) => false,
+    }
+}
+
+/// Retry, skip or cancel: `jobs:operate` on the job, or an owner of it who may read it.
+async fn act(
+    state: AppState,
+    caller: Principal,
+    id: i64,
+    what: &'static str,
+) -> Result<Response, ApiError> {
+    let i = readable(&state, &caller, id).await?;
+    if !caller.allows(ScopeKind::JobsOperate, Some(&i.job)) && !owns(&state, &caller, &i).await {
+        caller.require(ScopeKind::JobsOperate, Some(&i.job))?;
+    }
+    let now = chrono::Utc::now();
+    match what {
+        "retry" => state.executor.retry(id, now).await?,
+        "skip" => state.executor.skip(id, now).await?,
+        _ => state.executor.cancel(id, now).await?,
+    }
+    let i = state.jobs.instance(id).await?;
+    Ok(audited(
+        Json(instance_json(&i)).into_response(),
+        json!({ "instance": id, "job": i.job }),
+    ))
+}
+
+/// `POST /v1/instances/{id}/retry`: run its failed step again, and the rest.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    act(state, caller, instance_id(&id)?, "retry").await
+}
+
+/// `POST /v1/instances/{id}/skip`: go on after its failed step.
+pub async fn skip(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    act(state, caller, instance_id(&id)?, "skip").await
+}
+
+/// `POST /v1/instances/{id}/cancel`: its steps not yet run never run.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    act(state, caller, instance_id(&id)?, "cancel").await
+}
