@@ -654,6 +654,29 @@ impl Scheduler {
         })
     }
 
+    /// Launch job `name` for its past `slot` (a backfill): under the slot's own launch key, so
+    /// a slot the scheduler launched — or an earlier backfill — is not launched again (None),
+    /// and with the slot as its scheduled time (`KONDATE_SCHEDULED_AT`).
+    pub async fn launch_slot(
+        &self,
+        name: &str,
+        slot: DateTime<Utc>,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, JobsError> {
+        let job = self
+            .job_row(name)
+            .await?
+            .filter(|j| !j.removed)
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        let revision = job
+            .revision
+            .ok_or_else(|| JobsError::Invalid(format!("job `{name}` has never loaded")))?;
+        let key = format!("schedule/{name}/{}", ms(slot));
+        self.insert_instance(name, revision, &key, "backfill", slot, None, by, now)
+            .await
+    }
+
     /// Job `name`'s instances, newest first, at most `limit`.
     pub async fn instances(&self, name: &str, limit: i64) -> Result<Vec<Instance>, JobsError> {
         let rows = self

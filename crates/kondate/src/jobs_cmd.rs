@@ -32,6 +32,25 @@ pub enum JobsCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Launch a job for each of its schedules' slots from --from to --to (inclusive), oldest
+    /// first, at most --concurrency at once, each with its slot as KONDATE_SCHEDULED_AT; a
+    /// slot already launched (by the scheduler or an earlier backfill) is left alone. The
+    /// steps are run by `kondate serve`'s workers or `kondate worker`; this waits for them.
+    #[command(
+        after_help = "Example:\n  kondate jobs backfill daily_export --from 2026-11-01T00:00:00+09:00 --to 2026-11-30T23:59:59+09:00 --concurrency 2"
+    )]
+    Backfill {
+        name: String,
+        /// The first time (RFC 3339) whose slots are launched.
+        #[arg(long)]
+        from: String,
+        /// The last time (RFC 3339).
+        #[arg(long)]
+        to: String,
+        /// Instances of the backfill working at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
     /// A job's instances, newest first.
     #[command(after_help = "Example:\n  kondate jobs instances train --limit 5 --format json")]
     Instances {
@@ -102,6 +121,7 @@ impl JobsCmd {
         match self {
             JobsCmd::List { .. } | JobsCmd::Check { .. } | JobsCmd::Next { .. } => CliNeed::none(),
             JobsCmd::Launch { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.launch"),
+            JobsCmd::Backfill { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.backfill"),
             JobsCmd::Instances { name, .. } => CliNeed::on(JobsRead, name),
             JobsCmd::Instance { .. } | JobsCmd::Logs { .. } => CliNeed::every(JobsRead),
             JobsCmd::Retry { id } => {
@@ -314,6 +334,124 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                     "instance {id} ended {}{}; `kondate jobs logs {id}` shows its steps' output",
                     i.status,
                     i.error.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        JobsCmd::Backfill {
+            name,
+            from,
+            to,
+            concurrency,
+        } => {
+            let parse = |what: &str, t: &str| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        Failure::invalid(format!(
+                            "--{what} `{t}`: {e}; write an RFC 3339 time such as 2026-11-01T00:00:00+09:00"
+                        ))
+                    })
+            };
+            let (from, to) = (parse("from", &from)?, parse("to", &to)?);
+            if from > to {
+                return Err(Failure::invalid("--from is after --to"));
+            }
+            if !(1..=64).contains(&concurrency) {
+                return Err(Failure::invalid("--concurrency must be from 1 to 64"));
+            }
+            let (scheduler, executor) = services.jobs().await?;
+            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
+                .await
+                .map_err(failure)?;
+            let job = scheduler
+                .job_row(&name)
+                .await
+                .map_err(failure)?
+                .filter(|j| !j.removed)
+                .ok_or_else(|| failure(JobsError::NoSuchJob(name.clone())))?;
+            let revision = job.revision.ok_or_else(|| {
+                Failure::invalid(format!(
+                    "job `{name}` does not load: {}",
+                    job.load_error.unwrap_or_default()
+                ))
+            })?;
+            let def = scheduler
+                .definition(&name, revision)
+                .await
+                .map_err(failure)?;
+            const MAX: usize = 10_000;
+            let slots: Vec<DateTime<Utc>> =
+                plan::next_slots(&def, from - chrono::Duration::milliseconds(1), MAX + 1)
+                    .into_iter()
+                    .take_while(|t| *t <= to)
+                    .collect();
+            if slots.len() > MAX {
+                return Err(Failure::invalid(format!(
+                    "more than {MAX} slots of `{name}` lie between --from and --to; backfill a shorter span"
+                )));
+            }
+            if slots.is_empty() {
+                println!("`{name}` has no slot between --from and --to");
+                return Ok(());
+            }
+            let by = crate::cli_access::actor();
+            let (mut launched, mut already, mut failed) = (0usize, 0usize, 0usize);
+            let mut working: Vec<i64> = Vec::new();
+            for slot in slots {
+                // Bounded: wait until fewer than `concurrency` of this backfill work.
+                loop {
+                    let mut still = Vec::new();
+                    for id in working.drain(..) {
+                        let i = scheduler.instance(id).await.map_err(failure)?;
+                        match i.status.as_str() {
+                            kondate_jobs::scheduler::WORKING => still.push(id),
+                            kondate_jobs::scheduler::SUCCESS => {}
+                            _ => failed += 1,
+                        }
+                    }
+                    working = still;
+                    if working.len() < concurrency {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                let now = services.clock.now();
+                match scheduler
+                    .launch_slot(&name, slot, Some(&by), now)
+                    .await
+                    .map_err(failure)?
+                {
+                    Some(id) => {
+                        executor.advance(id, now).await.map_err(failure)?;
+                        println!("{}: instance {id}", in_zone(&def, slot));
+                        launched += 1;
+                        working.push(id);
+                    }
+                    None => {
+                        println!("{}: launched before, left alone", in_zone(&def, slot));
+                        already += 1;
+                    }
+                }
+            }
+            for id in working {
+                let i = loop {
+                    let i = scheduler.instance(id).await.map_err(failure)?;
+                    if i.status != kondate_jobs::scheduler::WORKING {
+                        break i;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                };
+                if i.status != kondate_jobs::scheduler::SUCCESS {
+                    failed += 1;
+                }
+            }
+            println!(
+                "backfilled `{name}`: {launched} launched, {already} launched before, {failed} did not succeed"
+            );
+            if failed > 0 {
+                return Err(Failure::from(format!(
+                    "{failed} backfilled instance(s) of `{name}` did not succeed; `kondate jobs instances {name}` lists them"
                 )));
             }
             Ok(())

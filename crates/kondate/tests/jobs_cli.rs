@@ -388,3 +388,87 @@ fn a_script_syncs_labels_runs_an_app_and_exports_results() {
     );
     assert_eq!(text(&o.stdout).trim(), "n\n2", "{}", text(&o.stderr));
 }
+
+/// A backfill launches one instance per past slot, oldest first, bounded, each knowing its
+/// slot; a second backfill of the same span launches nothing again.
+#[test]
+fn a_backfill_launches_each_past_slot_once_with_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = kondate(dir.path(), &["init", "p"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let root = dir.path().join("p");
+    let out = root.join("slots.txt");
+    std::fs::write(
+        root.join("jobs/hourly.jsonnet"),
+        format!(
+            "{{ script: 'execute: echo $KONDATE_SCHEDULED_AT >> {}\\n', schedules: ['0 * * * *'] }}",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["worker"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("KONDATE_JOBS_POLL", "100ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let span = [
+        "jobs",
+        "backfill",
+        "hourly",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2026-01-01T05:00:00Z",
+        "--concurrency",
+        "2",
+    ];
+    let o = kondate(&root, &span);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("6 launched, 0 launched before, 0 did not succeed"),
+        "{}",
+        text(&o.stdout)
+    );
+    let mut slots: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    slots.sort();
+    let want: Vec<String> = (0..6)
+        .map(|h| format!("2026-01-01T{h:02}:00:00.000Z"))
+        .collect();
+    assert_eq!(slots, want);
+    let o = kondate(&root, &span);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("0 launched, 6 launched before"),
+        "{}",
+        text(&o.stdout)
+    );
+    // SAFETY: signals a child of this test.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    assert!(worker.wait().unwrap().success());
+    let o = kondate(
+        &root,
+        &[
+            "jobs",
+            "backfill",
+            "hourly",
+            "--from",
+            "yesterday",
+            "--to",
+            "2026-01-01T05:00:00Z",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--from `yesterday`"),
+        "{}",
+        text(&o.stderr)
+    );
+}
