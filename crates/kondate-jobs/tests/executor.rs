@@ -3,9 +3,12 @@
 //! the store, a failure that puts the instance in ERROR and a retry or skip that goes on
 //! from there, retry blocks and cancelling — on SQLite here, PostgreSQL and MariaDB in CI.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::Utc;
+use common::Fixture;
 use kondate_core::SystemClock;
 use kondate_db::Database;
 use kondate_jobs::definition::from_json;
@@ -14,28 +17,6 @@ use kondate_jobs::scheduler::{CANCEL, ERROR, SUCCESS, WORKING};
 use kondate_jobs::{Loaded, Scheduler};
 use kondate_store::{Store, UrlSigner};
 use serde_json::json;
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-async fn state(var: Option<&str>, tag: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = match var {
-        None => format!("sqlite://{}/state.db", dir.path().display()),
-        Some(var) => {
-            let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-            kondate_db::isolated_test_database(&base, tag)
-                .await
-                .unwrap()
-        }
-    };
-    let db = Database::connect(&url).await.unwrap();
-    kondate_db::state::migrate(&db).await.unwrap();
-    db.close().await;
-    Fixture { dir, url }
-}
 
 /// A process's view: its own connections to the state database, the shared store.
 async fn executor(f: &Fixture) -> (Scheduler, Executor) {
@@ -337,46 +318,15 @@ async fn many_workers_claim_each_step_once(f: Fixture) {
     assert!(workers.len() > 1, "one worker took every step: {workers:?}");
 }
 
-macro_rules! on_every_state_database {
-    ($name:ident, $run:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $run(state(None, "").await).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
-            async fn postgres() {
-                $run(
-                    state(
-                        Some("KONDATE_TEST_POSTGRES_URL"),
-                        concat!("jobx_", stringify!($name)),
-                    )
-                    .await,
-                )
-                .await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs MariaDB/MySQL: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
-            async fn mysql() {
-                $run(
-                    state(
-                        Some("KONDATE_TEST_MYSQL_URL"),
-                        concat!("jobx_", stringify!($name)),
-                    )
-                    .await,
-                )
-                .await
-            }
-        }
-    };
-}
-
-on_every_state_database!(pipeline, a_script_runs_with_scoped_env_forks_and_logs);
-on_every_state_database!(retry_skip, a_failure_is_retried_or_skipped_from_its_step);
-on_every_state_database!(retries_cancel, retries_and_cancel);
-on_every_state_database!(claims, many_workers_claim_each_step_once);
+on_every_state_database!(
+    "jobx_",
+    pipeline,
+    a_script_runs_with_scoped_env_forks_and_logs
+);
+on_every_state_database!(
+    "jobx_",
+    retry_skip,
+    a_failure_is_retried_or_skipped_from_its_step
+);
+on_every_state_database!("jobx_", retries_cancel, retries_and_cancel);
+on_every_state_database!("jobx_", claims, many_workers_claim_each_step_once);

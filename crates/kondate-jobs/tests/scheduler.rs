@@ -2,53 +2,23 @@
 //! CI's service step: revisions and load errors, passes on a clock the test moves, exactly
 //! one launch per slot when several schedulers pass at once, `prevent_multi` and catch-up.
 
-use chrono::{DateTime, Duration, Utc};
+mod common;
+
+use chrono::Duration;
+use common::Fixture;
 use kondate_db::Database;
-use kondate_jobs::definition::from_json;
 use kondate_jobs::scheduler::{ERROR, SUCCESS};
 use kondate_jobs::{Loaded, Scheduler};
 use serde_json::json;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-/// A migrated state database: SQLite in a temporary folder, or an isolated database on the
-/// server `var` names.
-async fn state(var: Option<&str>, tag: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = match var {
-        None => format!("sqlite://{}/state.db", dir.path().display()),
-        Some(var) => {
-            let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-            kondate_db::isolated_test_database(&base, tag)
-                .await
-                .unwrap()
-        }
-    };
-    let db = Database::connect(&url).await.unwrap();
-    kondate_db::state::migrate(&db).await.unwrap();
-    db.close().await;
-    Fixture { _dir: dir, url }
-}
 
 async fn scheduler(f: &Fixture) -> Scheduler {
     Scheduler::new(Database::connect(&f.url).await.unwrap())
 }
 
-fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
+use common::t;
 
 fn def(name: &str, fields: serde_json::Value) -> Loaded {
-    let mut json = json!({ "script": "noop:\n" });
-    for (k, v) in fields.as_object().unwrap() {
-        json[k] = v.clone();
-    }
-    Loaded::Ok(Box::new(
-        from_json(&format!("jobs/{name}.jsonnet"), name, json).unwrap(),
-    ))
+    common::def_with(name, "noop:\n", fields)
 }
 
 const GRACE: Duration = Duration::minutes(1);
@@ -364,46 +334,11 @@ async fn concurrent_passes_over_two_hours(f: Fixture) {
     concurrent_passes_launch_each_slot_once(f, 120).await
 }
 
-macro_rules! on_every_state_database {
-    ($name:ident, $run:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $run(state(None, "").await).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
-            async fn postgres() {
-                $run(
-                    state(
-                        Some("KONDATE_TEST_POSTGRES_URL"),
-                        concat!("jobs_", stringify!($name)),
-                    )
-                    .await,
-                )
-                .await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[ignore = "needs MariaDB/MySQL: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
-            async fn mysql() {
-                $run(
-                    state(
-                        Some("KONDATE_TEST_MYSQL_URL"),
-                        concat!("jobs_", stringify!($name)),
-                    )
-                    .await,
-                )
-                .await
-            }
-        }
-    };
-}
-
-on_every_state_database!(revisions, revisions_and_load_errors);
-on_every_state_database!(passes, passes_launch_due_slots_and_respect_prevent_multi);
-on_every_state_database!(exactly_once, concurrent_passes_over_two_hours);
-on_every_state_database!(triggers, triggers_launch_once_per_event);
+on_every_state_database!("jobs_", revisions, revisions_and_load_errors);
+on_every_state_database!(
+    "jobs_",
+    passes,
+    passes_launch_due_slots_and_respect_prevent_multi
+);
+on_every_state_database!("jobs_", exactly_once, concurrent_passes_over_two_hours);
+on_every_state_database!("jobs_", triggers, triggers_launch_once_per_event);
