@@ -32,6 +32,9 @@ use crate::engine::{self, Outcome, StepSpec, Walk};
 use crate::scheduler::{CANCEL, ERROR, SUCCESS, Scheduler, WORKING};
 use crate::script::{Node, Task};
 
+/// How often a worker looks whether the step it runs was force-cancelled.
+const FORCE_CANCEL_POLL: Duration = Duration::from_secs(1);
+
 /// Step states besides the instance's: a step waits `pending`, runs `working`, ends
 /// `success` or `error`, or is `skipped` by an operator, or `cancel`led with its instance.
 pub const PENDING: &str = "pending";
@@ -484,8 +487,32 @@ impl Executor {
                     masker: kondate_apps::Masker::new([]),
                     protect: cfg.protect.clone(),
                 };
-                let (_tx, cancel) = tokio::sync::watch::channel(None);
+                // A force-cancel marks the running step `cancel`: its worker sees it here and
+                // stops the step's process group (SIGTERM, then SIGKILL after the grace).
+                let (stop, cancel) = tokio::sync::watch::channel(None);
+                let watch = {
+                    let (db, id) = (self.db.clone(), step.id);
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(FORCE_CANCEL_POLL).await;
+                            let status = db
+                                .fetch_optional(
+                                    "SELECT status FROM kondate_job_steps WHERE id = ?",
+                                    &[Value::Int(id)],
+                                )
+                                .await
+                                .ok()
+                                .flatten()
+                                .and_then(|r| get_string(&r, "status").ok());
+                            if status.as_deref() == Some(CANCEL) {
+                                let _ = stop.send(Some(libc::SIGTERM));
+                                return;
+                            }
+                        }
+                    })
+                };
                 let o = kondate_apps::run_local(spec, log.clone(), None, cancel).await;
+                watch.abort();
                 let code = Some(i64::from(o.exit.code()));
                 let peak = o.peak_memory_bytes.map(|b| b as i64);
                 let result = match &o.exit {
@@ -495,7 +522,10 @@ impl Executor {
                         "`{command}` was stopped after its timeout of {} min",
                         step.spec.timeout_minutes.unwrap_or_default()
                     )),
-                    kondate_apps::Exit::Signal(s) | kondate_apps::Exit::Cancelled(s) => {
+                    kondate_apps::Exit::Cancelled(_) => Err(format!(
+                        "`{command}` was stopped: its instance was force-cancelled"
+                    )),
+                    kondate_apps::Exit::Signal(s) => {
                         Err(format!("`{command}` was killed by signal {s}"))
                     }
                     kondate_apps::Exit::FailedToStart(why) => {
@@ -537,9 +567,12 @@ impl Executor {
         let now = clock.now();
         self.db
             .execute(
-                "UPDATE kondate_job_steps SET status = ?, finished_at = ?, exit_code = ?, \
-                 peak_memory_bytes = ?, log_key = ?, error = ? WHERE id = ? AND status = ?",
+                "UPDATE kondate_job_steps SET status = CASE WHEN status = ? THEN status ELSE ? END, \
+                 finished_at = ?, exit_code = ?, peak_memory_bytes = ?, log_key = ?, error = ? \
+                 WHERE id = ? AND status IN (?, ?)",
                 &[
+                    // A force-cancelled step stays `cancel`, with how it ended.
+                    Value::Text(CANCEL.into()),
                     Value::Text(if result.is_ok() { SUCCESS } else { ERROR }.into()),
                     Value::Int(ms(now)),
                     exit_code.map_or(Value::NullOf(kondate_db::ColumnType::Integer), Value::Int),
@@ -551,6 +584,7 @@ impl Executor {
                     error.map_or(Value::Null, Value::Text),
                     Value::Int(step.id),
                     Value::Text(WORKING.into()),
+                    Value::Text(CANCEL.into()),
                 ],
             )
             .await?;
@@ -658,6 +692,19 @@ impl Executor {
     /// Cancel instance `id` (not yet ended): it ends CANCEL and its steps not yet run are
     /// cancelled; a step already running runs to its end.
     pub async fn cancel(&self, id: i64, now: DateTime<Utc>) -> Result<(), JobsError> {
+        self.cancel_with(id, false, now).await
+    }
+
+    /// [`Executor::cancel`]; with `force`, the steps running now are stopped too: their
+    /// workers kill each one's whole process group (SIGTERM, then SIGKILL after the
+    /// grace), and they end `cancel`. (`execute:` steps; kondate's own tasks run to their
+    /// end.)
+    pub async fn cancel_with(
+        &self,
+        id: i64,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobsError> {
         let moved = self
             .db
             .execute(
@@ -690,6 +737,18 @@ impl Executor {
                 ],
             )
             .await?;
+        if force {
+            self.db
+                .execute(
+                    "UPDATE kondate_job_steps SET status = ? WHERE instance = ? AND status = ?",
+                    &[
+                        Value::Text(CANCEL.into()),
+                        Value::Int(id),
+                        Value::Text(WORKING.into()),
+                    ],
+                )
+                .await?;
+        }
         Ok(())
     }
 

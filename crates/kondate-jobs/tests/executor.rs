@@ -286,6 +286,69 @@ async fn retries_and_cancel(f: Fixture) {
     );
 }
 
+/// Force-cancel: the step running now is stopped with its whole process group (a child it
+/// started too) and ends `cancel`; a plain cancel leaves a running step to finish.
+async fn force_cancel_stops_the_running_step(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let (started, child_pid) = (f.dir.path().join("started"), f.dir.path().join("child.pid"));
+    load(
+        &s,
+        "stuck",
+        &format!(
+            "execute: sleep 300 & echo $! > {c}; touch {s}; wait\n",
+            c = child_pid.display(),
+            s = started.display()
+        ),
+    )
+    .await;
+    let id = s
+        .launch("stuck", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    let cfg = worker(&f, "w");
+    let running = {
+        let ex = ex.clone();
+        tokio::spawn(async move { ex.work_once(&cfg, &SystemClock).await.unwrap() })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = std::time::Instant::now();
+    ex.cancel_with(id, true, Utc::now()).await.unwrap();
+    assert!(running.await.unwrap());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(s.instance(id).await.unwrap().status, CANCEL);
+    let step = &ex.steps(id).await.unwrap()[0];
+    assert_eq!(step.status, CANCEL, "{step:?}");
+    assert!(
+        step.error.as_deref().unwrap().contains("force-cancelled"),
+        "{step:?}"
+    );
+    // The background child went with the group.
+    let pid: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.split_whitespace().nth(2) == Some("Z"))
+    });
+    assert!(gone, "the step's child {pid} outlived the force-cancel");
+}
+
 /// Forty steps ready at once, four workers claiming: each step runs exactly once.
 async fn many_workers_claim_each_step_once(f: Fixture) {
     let (s, ex) = executor(&f).await;
@@ -330,3 +393,4 @@ on_every_state_database!(
 );
 on_every_state_database!("jobx_", retries_cancel, retries_and_cancel);
 on_every_state_database!("jobx_", claims, many_workers_claim_each_step_once);
+on_every_state_database!("jobx_", force_cancel, force_cancel_stops_the_running_step);

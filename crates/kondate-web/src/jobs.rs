@@ -286,6 +286,7 @@ async fn act(
     match what {
         "retry" => state.executor.retry(id, now).await?,
         "skip" => state.executor.skip(id, now).await?,
+        "force-cancel" => state.executor.cancel_with(id, true, now).await?,
         _ => state.executor.cancel(id, now).await?,
     }
     let i = state.jobs.instance(id).await?;
@@ -313,11 +314,20 @@ pub async fn skip(
     act(state, caller, instance_id(&id)?, "skip").await
 }
 
-/// `POST /v1/instances/{id}/cancel`: its steps not yet run never run.
+#[derive(Deserialize)]
+pub struct CancelParams {
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /v1/instances/{id}/cancel?force=true`: its steps not yet run never run; with
+/// `force`, the running ones are stopped too.
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<CancelParams>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    act(state, caller, instance_id(&id)?, "cancel").await
+    let what = if p.force { "force-cancel" } else { "cancel" };
+    act(state, caller, instance_id(&id)?, what).await
 }

@@ -185,9 +185,14 @@ fn written_paths() -> serde_json::Map<String, Value> {
         ("skip", "Go on after the instance's failed step"),
         ("cancel", "Cancel the instance: steps not yet run never run"),
     ] {
+        let mut parameters = vec![instance_id.clone()];
+        if action == "cancel" {
+            parameters.push(json!({"name": "force", "in": "query", "schema": {"type": "boolean"},
+                "description": "also stop the steps running now (their process groups: SIGTERM, then SIGKILL)"}));
+        }
         paths.insert(format!("/v1/instances/{{id}}/{action}"), json!({"post": {
                 "summary": format!("{summary}. Needs `jobs:operate` on the job, or being one of its owners"),
-                "parameters": [instance_id],
+                "parameters": parameters,
                 "responses": {
                     "200": {"description": "the instance", "content": {"application/json": {}}},
                     "403": error_response("neither `jobs:operate` on the job nor one of its owners"),

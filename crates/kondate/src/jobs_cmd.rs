@@ -81,9 +81,14 @@ pub enum JobsCmd {
     /// Go on after an instance's failed step as if it had succeeded.
     #[command(after_help = "Example:\n  kondate jobs skip 42")]
     Skip { id: i64 },
-    /// Cancel an instance: steps not yet run never run.
-    #[command(after_help = "Example:\n  kondate jobs cancel 42")]
-    Cancel { id: i64 },
+    /// Cancel an instance: steps not yet run never run; with --force the steps running now
+    /// are stopped too (each one's whole process group: SIGTERM, then SIGKILL).
+    #[command(after_help = "Examples:\n  kondate jobs cancel 42\n  kondate jobs cancel 42 --force")]
+    Cancel {
+        id: i64,
+        #[arg(long)]
+        force: bool,
+    },
     /// List the jobs in jobs/ with their schedules and next fire time; a definition that
     /// does not load is listed with its error.
     #[command(after_help = "Examples:\n  kondate jobs list\n  kondate jobs list --format json")]
@@ -130,7 +135,7 @@ impl JobsCmd {
             JobsCmd::Skip { id } => {
                 CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.skip")
             }
-            JobsCmd::Cancel { id } => {
+            JobsCmd::Cancel { id, .. } => {
                 CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.cancel")
             }
         }
@@ -548,7 +553,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             }
             Ok(())
         }
-        JobsCmd::Retry { id } | JobsCmd::Skip { id } | JobsCmd::Cancel { id } => {
+        JobsCmd::Retry { id } | JobsCmd::Skip { id } | JobsCmd::Cancel { id, .. } => {
             let (_, executor) = services.jobs().await?;
             let what = match &cmd {
                 JobsCmd::Retry { .. } => executor.retry(id, now).await.map(|()| "retried"),
@@ -556,6 +561,10 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                     .skip(id, now)
                     .await
                     .map(|()| "skipped its failed step"),
+                JobsCmd::Cancel { force: true, .. } => executor
+                    .cancel_with(id, true, now)
+                    .await
+                    .map(|()| "cancelled; its running steps are being stopped"),
                 _ => executor.cancel(id, now).await.map(|()| "cancelled"),
             }
             .map_err(failure)?;
