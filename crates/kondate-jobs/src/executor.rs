@@ -32,6 +32,58 @@ use crate::engine::{self, Outcome, StepSpec, Walk};
 use crate::scheduler::{CANCEL, ERROR, SUCCESS, Scheduler, WORKING};
 use crate::script::{Node, Task};
 
+/// The period around `at` (in `zone`) that a `wait` looks in: [start, end).
+fn period_of(
+    at: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+    period: crate::script::Period,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    use crate::script::Period;
+    use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
+    let local = at.with_timezone(&zone).naive_local();
+    let (start, end) = match period {
+        Period::Hourly => {
+            let s = local
+                .date()
+                .and_hms_opt(local.hour(), 0, 0)
+                .unwrap_or(local);
+            (s, s + chrono::Duration::hours(1))
+        }
+        Period::Daily => {
+            let s = local.date().and_hms_opt(0, 0, 0).unwrap_or(local);
+            (s, s + chrono::Duration::days(1))
+        }
+        Period::Weekly => {
+            let monday = local.date()
+                - chrono::Duration::days(i64::from(local.weekday().num_days_from_monday()));
+            let s = monday.and_hms_opt(0, 0, 0).unwrap_or(local);
+            (s, s + chrono::Duration::days(7))
+        }
+        Period::Monthly => {
+            let first =
+                NaiveDate::from_ymd_opt(local.year(), local.month(), 1).unwrap_or(local.date());
+            let next = if local.month() == 12 {
+                NaiveDate::from_ymd_opt(local.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(local.year(), local.month() + 1, 1)
+            }
+            .unwrap_or(first);
+            (
+                first.and_hms_opt(0, 0, 0).unwrap_or(local),
+                next.and_hms_opt(0, 0, 0).unwrap_or(local),
+            )
+        }
+    };
+    // A boundary the clock skips or repeats: its earliest reading.
+    let utc = |n: chrono::NaiveDateTime| {
+        zone.from_local_datetime(&n)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&n))
+    };
+    (utc(start), utc(end))
+}
+
 /// How often a worker looks whether the step it runs was force-cancelled.
 const FORCE_CANCEL_POLL: Duration = Duration::from_secs(1);
 
@@ -72,6 +124,8 @@ pub struct WorkerConfig {
     pub base_env: Vec<(String, String)>,
     /// Between SIGTERM and SIGKILL when a step times out.
     pub grace: Duration,
+    /// How soon a `wait` or `sub_process` step that cannot say yet is looked at again.
+    pub recheck: Duration,
 }
 
 /// A step a worker claimed.
@@ -81,6 +135,8 @@ pub struct Claimed {
     pub instance: i64,
     pub key: String,
     pub line: usize,
+    /// When the step was recorded (a `wait`'s timeout counts from there).
+    pub created_at: i64,
     spec: SpecJson,
 }
 
@@ -332,7 +388,7 @@ impl Executor {
         params.push(Value::Int(ms(now)));
         let select = |limit: u32, suffix: &str| {
             format!(
-                "SELECT id, instance, step_key, line, spec FROM kondate_job_steps \
+                "SELECT id, instance, step_key, line, spec, created_at FROM kondate_job_steps \
                  WHERE status = ? AND queue IN ({marks}) \
                  AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT {limit}{suffix}"
             )
@@ -386,6 +442,7 @@ impl Executor {
             instance: get_i64(r, "instance")?,
             key: get_string(r, "step_key")?,
             line: get_i64(r, "line")? as usize,
+            created_at: get_i64(r, "created_at")?,
             spec,
         })
     }
@@ -415,6 +472,66 @@ impl Executor {
             (0, Some(s)) => Some(Task::Sleep(s)),
             (line, _) => node_at(&def.tree, line).map(|n| n.task.clone()),
         };
+        // `wait` and `sub_process` watch other instances: until they can say, the step goes
+        // back to its queue and is looked at again after `cfg.recheck`.
+        let waited = match &task {
+            Some(Task::Wait {
+                jobs,
+                timeout_minutes,
+            }) => Some(
+                self.wait_for(
+                    &def,
+                    get_i64(&row, "scheduled_at")?,
+                    jobs,
+                    *timeout_minutes,
+                    &step,
+                    clock,
+                )
+                .await?,
+            ),
+            Some(Task::SubProcess(child)) => {
+                let launch_env: Vec<(String, String)> = get_opt_string(&row, "env")
+                    .and_then(|e| serde_json::from_str(&e).ok())
+                    .unwrap_or_default();
+                Some(self.sub_process(child, &launch_env, &step, clock).await?)
+            }
+            _ => None,
+        };
+        if let Some(verdict) = waited {
+            let Some(result) = verdict else {
+                let again =
+                    clock.now() + chrono::Duration::from_std(cfg.recheck).unwrap_or_default();
+                self.db
+                    .execute(
+                        "UPDATE kondate_job_steps SET status = ?, worker = NULL, not_before = ? \
+                         WHERE id = ? AND status = ?",
+                        &[
+                            Value::Text(PENDING.into()),
+                            Value::Int(ms(again)),
+                            Value::Int(step.id),
+                            Value::Text(WORKING.into()),
+                        ],
+                    )
+                    .await?;
+                return Ok(());
+            };
+            let now = clock.now();
+            self.db
+                .execute(
+                    "UPDATE kondate_job_steps SET status = ?, finished_at = ?, error = ? \
+                     WHERE id = ? AND status = ?",
+                    &[
+                        Value::Text(if result.is_ok() { SUCCESS } else { ERROR }.into()),
+                        Value::Int(ms(now)),
+                        result.err().map_or(Value::Null, Value::Text),
+                        Value::Int(step.id),
+                        Value::Text(WORKING.into()),
+                    ],
+                )
+                .await?;
+            self.advance(step.instance, now).await?;
+            return Ok(());
+        }
         let mut env: Vec<(String, String)> = cfg
             .base_env
             .iter()
@@ -590,6 +707,88 @@ impl Executor {
             .await?;
         self.advance(step.instance, now).await?;
         Ok(())
+    }
+
+    /// `wait: JOB/PERIOD …`: Some(Ok) once each job has an instance that succeeded with its
+    /// scheduled time in the same period (hour, day, ISO week, month) as this instance's —
+    /// periods read in the zone of this job's first schedule, else UTC —, Some(Err) once
+    /// `timeout_minutes` have passed since the step was recorded, None while it waits.
+    async fn wait_for(
+        &self,
+        def: &crate::JobDefinition,
+        scheduled_at: i64,
+        jobs: &[(String, crate::script::Period)],
+        timeout_minutes: u32,
+        step: &Claimed,
+        clock: &dyn kondate_core::Clock,
+    ) -> Result<Option<Result<(), String>>, JobsError> {
+        let zone = def.schedules.first().map_or(chrono_tz::Tz::UTC, |s| s.zone);
+        let at = DateTime::from_timestamp_millis(scheduled_at).unwrap_or_default();
+        let mut missing = Vec::new();
+        for (job, period) in jobs {
+            let (from, to) = period_of(at, zone, *period);
+            let done = self
+                .db
+                .fetch_optional(
+                    "SELECT id FROM kondate_job_instances WHERE job = ? AND status = ? \
+                     AND scheduled_at >= ? AND scheduled_at < ? LIMIT 1",
+                    &[
+                        Value::Text(job.clone()),
+                        Value::Text(SUCCESS.into()),
+                        Value::Int(ms(from)),
+                        Value::Int(ms(to)),
+                    ],
+                )
+                .await?
+                .is_some();
+            if !done {
+                missing.push(format!("{job} ({period:?} from {from})").to_lowercase());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(Some(Ok(())));
+        }
+        let waited_ms = ms(clock.now()) - step.created_at;
+        if waited_ms >= i64::from(timeout_minutes) * 60_000 {
+            return Ok(Some(Err(format!(
+                "waited {timeout_minutes} min; no successful instance yet of {}",
+                missing.join(", ")
+            ))));
+        }
+        Ok(None)
+    }
+
+    /// `sub_process: JOB`: launch it once for this step (launch key
+    /// `sub_process/JOB/INSTANCE-STEP`, with this instance's launch variables), then Some(Ok)
+    /// when it succeeded, Some(Err) when it failed or was cancelled, None while it works.
+    async fn sub_process(
+        &self,
+        child: &str,
+        env: &[(String, String)],
+        step: &Claimed,
+        clock: &dyn kondate_core::Clock,
+    ) -> Result<Option<Result<(), String>>, JobsError> {
+        let now = clock.now();
+        let key = format!("{}-{}", step.instance, step.id);
+        let id = match self
+            .scheduler
+            .launch(child, env, "sub_process", Some(&key), None, now)
+            .await
+        {
+            Ok(id) => id,
+            Err(e @ (JobsError::NoSuchJob(_) | JobsError::Invalid(_))) => {
+                return Ok(Some(Err(e.to_string())));
+            }
+            Err(e) => return Err(e),
+        };
+        let status = self.advance(id, now).await?;
+        Ok(match status.as_str() {
+            SUCCESS => Some(Ok(())),
+            WORKING => None,
+            other => Some(Err(format!(
+                "sub-process `{child}` (instance {id}) ended {other}"
+            ))),
+        })
     }
 
     /// Claim and run one step; false when there was none to run.

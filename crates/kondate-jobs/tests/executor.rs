@@ -40,6 +40,7 @@ fn worker(f: &Fixture, name: &str) -> WorkerConfig {
         protect: None,
         base_env: std::env::vars().collect(),
         grace: Duration::from_millis(300),
+        recheck: Duration::from_millis(200),
     }
 }
 
@@ -349,6 +350,100 @@ async fn force_cancel_stops_the_running_step(f: Fixture) {
     assert!(gone, "the step's child {pid} outlived the force-cancel");
 }
 
+/// `sub_process:` runs another job to its end (once, however often its step is looked at);
+/// `wait:` goes on once the awaited job has succeeded in the same period, and fails past
+/// its timeout naming what it waited for.
+async fn sub_process_and_wait(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let out = f.dir.path().join("order.txt");
+    let o = out.display();
+    // All four at once: loading is what the project's folder holds now.
+    let scripts = [
+        ("child", format!("execute: echo child $FROM >> {o}\n")),
+        (
+            "parent",
+            format!(
+                "execute: echo before >> {o}\nsub_process: child\nexecute: echo after >> {o}\n"
+            ),
+        ),
+        (
+            "waiter",
+            format!("wait: child/daily timeout=1\nexecute: echo waited >> {o}\n"),
+        ),
+        ("late", "wait: nobody/hourly timeout=0\n".to_string()),
+    ];
+    let defs: Vec<Loaded> = scripts
+        .iter()
+        .map(|(name, script)| {
+            Loaded::Ok(Box::new(
+                from_json(
+                    &format!("jobs/{name}.jsonnet"),
+                    name,
+                    json!({ "script": script }),
+                )
+                .unwrap(),
+            ))
+        })
+        .collect();
+    s.load(&defs, Utc::now()).await.unwrap();
+    let id = s
+        .launch(
+            "parent",
+            &[("FROM".into(), "parent".into())],
+            "manual",
+            None,
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, id, 2).await, SUCCESS);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "before\nchild parent\nafter\n"
+    );
+    let children = s.instances("child", 10).await.unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(
+        (children[0].reason.as_str(), children[0].status.as_str()),
+        ("sub_process", SUCCESS)
+    );
+
+    // wait: the awaited job has not succeeded today → the step waits (goes back to its
+    // queue); once it has, the waiting instance goes on.
+    let later = Utc::now() + chrono::Duration::days(3);
+    let w = s
+        .launch_slot("waiter", later, None, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    ex.advance(w, Utc::now()).await.unwrap();
+    let cfg = worker(&f, "w");
+    assert!(ex.work_once(&cfg, &SystemClock).await.unwrap());
+    assert_eq!(s.instance(w).await.unwrap().status, "working");
+    assert_eq!(ex.steps(w).await.unwrap()[0].status, "pending");
+    // The child succeeds in the same day as the waiter's slot.
+    let c = s
+        .launch_slot("child", later, None, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    ex.advance(c, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, c, 1).await, SUCCESS);
+    assert_eq!(drain(&f, w, 1).await, SUCCESS);
+    assert!(std::fs::read_to_string(&out).unwrap().ends_with("waited\n"));
+    // Past its timeout: the step fails, naming what it waited for.
+    let l = s
+        .launch("late", &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(l, Utc::now()).await.unwrap();
+    assert_eq!(drain(&f, l, 1).await, ERROR);
+    let e = s.instance(l).await.unwrap().error.unwrap();
+    assert!(e.contains("waited 0 min") && e.contains("nobody"), "{e}");
+}
+
 /// Forty steps ready at once, four workers claiming: each step runs exactly once.
 async fn many_workers_claim_each_step_once(f: Fixture) {
     let (s, ex) = executor(&f).await;
@@ -394,3 +489,4 @@ on_every_state_database!(
 on_every_state_database!("jobx_", retries_cancel, retries_and_cancel);
 on_every_state_database!("jobx_", claims, many_workers_claim_each_step_once);
 on_every_state_database!("jobx_", force_cancel, force_cancel_stops_the_running_step);
+on_every_state_database!("jobx_", sub_process_wait, sub_process_and_wait);

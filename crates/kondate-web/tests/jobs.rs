@@ -145,6 +145,7 @@ async fn jobs_api_lists_launches_and_acts_with_scopes_and_owners() {
         protect: None,
         base_env: std::env::vars().collect(),
         grace: Duration::from_millis(200),
+        recheck: Duration::from_millis(200),
     };
     while executor.work_once(&cfg, &SystemClock).await.unwrap() {}
     let (status, text) = call("GET", &format!("/v1/instances/{id}"), &reader, None).await;

@@ -285,6 +285,7 @@ impl Services {
             protect: Some(self.project.state_dir()),
             base_env: std::env::vars().collect(),
             grace: Duration::from_secs(10),
+            recheck: Duration::from_secs(10),
         })
     }
 
