@@ -41,6 +41,15 @@ pub struct Schedule {
     pub zone: Tz,
 }
 
+impl Schedule {
+    /// Whether it fires at `t` (a whole minute), read in its zone.
+    pub fn fires_at(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        self.cron
+            .next_after(self.zone, t - chrono::Duration::minutes(1))
+            == Some(t)
+    }
+}
+
 /// What happens to the slots that passed while no scheduler ran (or before it looked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Catchup {
@@ -147,14 +156,29 @@ pub fn files(dir: &Path) -> Result<Vec<std::path::PathBuf>, JobsError> {
     })
 }
 
+/// The name of the job defined at `path`: the file's stem.
+pub fn name_of(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A job's name and its definition, or why it did not load.
+pub type Named = (String, Result<JobDefinition, JobsError>);
+
+/// Every definition of the `jobs/` folder `dir`, by name: loaded, or why not.
+pub fn load_dir(dir: &Path) -> Result<Vec<Named>, JobsError> {
+    Ok(files(dir)?
+        .iter()
+        .map(|path| (name_of(path), load(path)))
+        .collect())
+}
+
 /// Evaluate and check the definition at `path`; the job's name is the file's stem.
 pub fn load(path: &Path) -> Result<JobDefinition, JobsError> {
     let file = path.display().to_string();
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default()
-        .to_string();
+    let name = name_of(path);
     kondate_core::names::validate_name("job name", &name).map_err(|e| JobsError::Definition {
         location: file.clone(),
         message: format!("{e} (the job's name is its file's name)"),

@@ -48,9 +48,18 @@ fn next_slot(schedules: &[Schedule], after: DateTime<Utc>) -> Option<DateTime<Ut
 
 /// Whether one of `suspend` fires at `slot` (in its own zone).
 fn suspended_at(suspend: &[Schedule], slot: DateTime<Utc>) -> bool {
-    suspend
+    suspend.iter().any(|s| s.fires_at(slot))
+}
+
+/// `slot` on the clock of the schedule of `job` that fires at it (UTC when none does), for
+/// showing a fire time as the job's author wrote it.
+pub fn local_time(job: &JobDefinition, slot: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
+    let zone = job
+        .schedules
         .iter()
-        .any(|s| s.cron.next_after(s.zone, slot - Duration::minutes(1)) == Some(slot))
+        .find(|s| s.fires_at(slot))
+        .map_or(chrono_tz::Tz::UTC, |s| s.zone);
+    slot.with_timezone(&zone)
 }
 
 /// The pass for `job`, last looked at up to `cursor` (None: never), at `now`.

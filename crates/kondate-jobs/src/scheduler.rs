@@ -76,6 +76,19 @@ pub struct Instance {
     pub error: Option<String>,
 }
 
+impl Instance {
+    /// As the CLI and the API show it (times in RFC 3339).
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = kondate_core::clock::ms_to_rfc3339;
+        serde_json::json!({
+            "id": self.id, "job": self.job, "revision": self.revision, "reason": self.reason,
+            "scheduled_at": time(self.scheduled_at), "status": self.status,
+            "created_at": time(self.created_at), "finished_at": self.finished_at.map(time),
+            "error": self.error,
+        })
+    }
+}
+
 /// The instance states (kuroko2's): WORKING and ERROR are not final.
 pub const WORKING: &str = "working";
 pub const ERROR: &str = "error";
@@ -583,6 +596,22 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The revision job `name` runs on now: NoSuchJob when the project has no such job,
+    /// Invalid when its definition has never loaded (saying why).
+    pub async fn current_revision(&self, name: &str) -> Result<i64, JobsError> {
+        let job = self
+            .job_row(name)
+            .await?
+            .filter(|j| !j.removed)
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        job.revision.ok_or_else(|| {
+            JobsError::Invalid(format!(
+                "job `{name}` has never loaded: {}; `kondate jobs check` says where",
+                job.load_error.as_deref().unwrap_or("no definition")
+            ))
+        })
+    }
+
     /// Launch job `name` now, by hand or by a trigger (`reason`): an instance of its
     /// current revision scheduled at `now`, with `env` added to every step's. `key` makes the
     /// launch idempotent (a client retrying launches once); without one each call launches.
@@ -596,17 +625,7 @@ impl Scheduler {
         by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<i64, JobsError> {
-        let job = self
-            .job_row(name)
-            .await?
-            .filter(|j| !j.removed)
-            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
-        let revision = job.revision.ok_or_else(|| {
-            JobsError::Invalid(format!(
-                "job `{name}` has never loaded: {}",
-                job.load_error.as_deref().unwrap_or("no definition")
-            ))
-        })?;
+        let revision = self.current_revision(name).await?;
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let key = match key {
             Some(k) => format!("{reason}/{name}/{k}"),
@@ -664,14 +683,7 @@ impl Scheduler {
         by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, JobsError> {
-        let job = self
-            .job_row(name)
-            .await?
-            .filter(|j| !j.removed)
-            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
-        let revision = job
-            .revision
-            .ok_or_else(|| JobsError::Invalid(format!("job `{name}` has never loaded")))?;
+        let revision = self.current_revision(name).await?;
         let key = format!("schedule/{name}/{}", ms(slot));
         self.insert_instance(name, revision, &key, "backfill", slot, None, by, now)
             .await

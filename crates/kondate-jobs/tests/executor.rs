@@ -56,6 +56,16 @@ async fn load(s: &Scheduler, name: &str, script: &str) {
         .unwrap();
 }
 
+/// Launch `job` by hand and record its first steps; the instance.
+async fn launched(s: &Scheduler, ex: &Executor, job: &str) -> i64 {
+    let id = s
+        .launch(job, &[], "manual", None, None, Utc::now())
+        .await
+        .unwrap();
+    ex.advance(id, Utc::now()).await.unwrap();
+    id
+}
+
 /// Run `workers` until instance `id` is no longer WORKING (or nothing is left to run).
 async fn drain(f: &Fixture, id: i64, workers: usize) -> String {
     let mut tasks = Vec::new();
@@ -180,11 +190,7 @@ async fn a_failure_is_retried_or_skipped_from_its_step(f: Fixture) {
         marker = marker.display()
     );
     load(&s, "flaky", &script).await;
-    let id = s
-        .launch("flaky", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(id, Utc::now()).await.unwrap();
+    let id = launched(&s, &ex, "flaky").await;
     assert_eq!(drain(&f, id, 1).await, ERROR);
     let instance = s.instance(id).await.unwrap();
     assert!(
@@ -213,11 +219,7 @@ async fn a_failure_is_retried_or_skipped_from_its_step(f: Fixture) {
     // Skip: the failed step is passed over.
     std::fs::remove_file(&marker).unwrap();
     std::fs::write(&count, "").unwrap();
-    let id = s
-        .launch("flaky", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(id, Utc::now()).await.unwrap();
+    let id = launched(&s, &ex, "flaky").await;
     assert_eq!(drain(&f, id, 1).await, ERROR);
     ex.skip(id, Utc::now()).await.unwrap();
     assert_eq!(drain(&f, id, 1).await, SUCCESS);
@@ -234,11 +236,7 @@ async fn retries_and_cancel(f: Fixture) {
         t = tries.display()
     );
     load(&s, "retrying", &script).await;
-    let id = s
-        .launch("retrying", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(id, Utc::now()).await.unwrap();
+    let id = launched(&s, &ex, "retrying").await;
     assert_eq!(drain(&f, id, 1).await, SUCCESS);
     let keys: Vec<String> = ex
         .steps(id)
@@ -302,11 +300,7 @@ async fn force_cancel_stops_the_running_step(f: Fixture) {
         ),
     )
     .await;
-    let id = s
-        .launch("stuck", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(id, Utc::now()).await.unwrap();
+    let id = launched(&s, &ex, "stuck").await;
     let cfg = worker(&f, "w");
     let running = {
         let ex = ex.clone();
@@ -371,6 +365,7 @@ async fn sub_process_and_wait(f: Fixture) {
             format!("wait: child/daily timeout=1\nexecute: echo waited >> {o}\n"),
         ),
         ("late", "wait: nobody/hourly timeout=0\n".to_string()),
+        ("orphan", "sub_process: missing\n".to_string()),
     ];
     let defs: Vec<Loaded> = scripts
         .iter()
@@ -434,14 +429,15 @@ async fn sub_process_and_wait(f: Fixture) {
     assert_eq!(drain(&f, w, 1).await, SUCCESS);
     assert!(std::fs::read_to_string(&out).unwrap().ends_with("waited\n"));
     // Past its timeout: the step fails, naming what it waited for.
-    let l = s
-        .launch("late", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(l, Utc::now()).await.unwrap();
+    let l = launched(&s, &ex, "late").await;
     assert_eq!(drain(&f, l, 1).await, ERROR);
     let e = s.instance(l).await.unwrap().error.unwrap();
     assert!(e.contains("waited 0 min") && e.contains("nobody"), "{e}");
+    // A sub-process of a job the project does not have fails its step, saying so.
+    let o = launched(&s, &ex, "orphan").await;
+    assert_eq!(drain(&f, o, 1).await, ERROR);
+    let e = s.instance(o).await.unwrap().error.unwrap();
+    assert!(e.contains("no job named `missing`"), "{e}");
 }
 
 /// Forty steps ready at once, four workers claiming: each step runs exactly once.
@@ -457,11 +453,7 @@ async fn many_workers_claim_each_step_once(f: Fixture) {
         ),
     )
     .await;
-    let id = s
-        .launch("wide", &[], "manual", None, None, Utc::now())
-        .await
-        .unwrap();
-    ex.advance(id, Utc::now()).await.unwrap();
+    let id = launched(&s, &ex, "wide").await;
     assert_eq!(drain(&f, id, 4).await, SUCCESS);
     let mut got: Vec<u32> = std::fs::read_to_string(&out)
         .unwrap()

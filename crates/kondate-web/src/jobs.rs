@@ -32,19 +32,6 @@ impl From<JobsError> for ApiError {
     }
 }
 
-fn time(ms: i64) -> String {
-    kondate_core::clock::ms_to_rfc3339(ms)
-}
-
-fn instance_json(i: &Instance) -> Value {
-    json!({
-        "id": i.id, "job": i.job, "revision": i.revision, "reason": i.reason,
-        "scheduled_at": time(i.scheduled_at), "status": i.status,
-        "created_at": time(i.created_at), "finished_at": i.finished_at.map(time),
-        "error": i.error,
-    })
-}
-
 fn instance_id(id: &str) -> Result<i64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::invalid(format!("`{id}` is not an instance id (a number)")))
@@ -67,7 +54,7 @@ async fn job_json(state: &AppState, job: &kondate_jobs::scheduler::JobRow, next:
         "name": job.name,
         "revision": job.revision,
         "digest": job.digest,
-        "revised_at": job.revised_at.map(time),
+        "revised_at": job.revised_at.map(kondate_core::clock::ms_to_rfc3339),
         "load_error": job.load_error,
         "removed": job.removed,
         "description": def.as_ref().map(|d| d.description.clone()),
@@ -129,7 +116,7 @@ pub async fn instances(
     }
     let list = state.jobs.instances(&name, limit).await?;
     Ok(Json(
-        json!({ "instances": list.iter().map(instance_json).collect::<Vec<_>>() }),
+        json!({ "instances": list.iter().map(Instance::to_json).collect::<Vec<_>>() }),
     ))
 }
 
@@ -194,7 +181,7 @@ pub async fn launch(
     let instance = state.jobs.instance(id).await?;
     let names: Vec<&String> = env.iter().map(|(k, _)| k).collect();
     Ok(audited(
-        (StatusCode::CREATED, Json(instance_json(&instance))).into_response(),
+        (StatusCode::CREATED, Json(instance.to_json())).into_response(),
         json!({ "instance": id, "env": names, "key": req.key }),
     ))
 }
@@ -214,7 +201,7 @@ pub async fn instance(
 ) -> Result<Json<Value>, ApiError> {
     let id = instance_id(&id)?;
     let i = readable(&state, &caller, id).await?;
-    let mut v = instance_json(&i);
+    let mut v = i.to_json();
     v["steps"] = json!(state.executor.steps(id).await?);
     Ok(Json(v))
 }
@@ -291,7 +278,7 @@ async fn act(
     }
     let i = state.jobs.instance(id).await?;
     Ok(audited(
-        Json(instance_json(&i)).into_response(),
+        Json(i.to_json()).into_response(),
         json!({ "instance": id, "job": i.job }),
     ))
 }

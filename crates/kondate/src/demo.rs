@@ -490,10 +490,9 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             && let Ok(def) = def.await
             && let Some(next) = kondate_jobs::plan::next_slots(&def, now, 1).first()
         {
-            let zone = def.schedules.first().map_or(chrono_tz::Tz::UTC, |s| s.zone);
             println!(
                 "  scheduled  {job} next at {} ({})",
-                next.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z"),
+                kondate_jobs::plan::local_time(&def, *next).format("%Y-%m-%d %H:%M %:z"),
                 def.schedules
                     .iter()
                     .map(|s| format!("{} {}", s.expression, s.zone.name()))

@@ -196,24 +196,9 @@ fn failure(e: JobsError) -> Failure {
     }
 }
 
-/// A job's name and its definition, or why it did not load.
-type LoadedJob = (String, Result<JobDefinition, JobsError>);
-
 /// Every definition file of the project's `jobs/`, loaded (or its error), by name.
-fn load_all(services: &Services) -> Result<Vec<LoadedJob>, Failure> {
-    let dir = services.project.root.join("jobs");
-    let files = definition::files(&dir).map_err(failure)?;
-    Ok(files
-        .iter()
-        .map(|path| {
-            let name = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            (name, definition::load(path))
-        })
-        .collect())
+fn load_all(services: &Services) -> Result<Vec<definition::Named>, Failure> {
+    definition::load_dir(&services.project.root.join("jobs")).map_err(failure)
 }
 
 fn catchup_text(c: Catchup) -> String {
@@ -233,14 +218,9 @@ fn prevent_text(p: PreventMulti) -> &'static str {
     }
 }
 
-/// `t` in the zone of the job's first schedule that fires at it (UTC when none does).
+/// `t` on the clock of the job's schedule that fires at it (RFC 3339 with its offset).
 fn in_zone(def: &JobDefinition, t: DateTime<Utc>) -> String {
-    let zone = def
-        .schedules
-        .iter()
-        .find(|s| s.cron.next_after(s.zone, t - chrono::Duration::minutes(1)) == Some(t))
-        .map_or(chrono_tz::Tz::UTC, |s| s.zone);
-    t.with_timezone(&zone)
+    plan::local_time(def, t)
         .format("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
 }
@@ -263,19 +243,6 @@ fn summary(def: &JobDefinition, now: DateTime<Utc>) -> serde_json::Value {
         "next": next,
         "digest": def.digest,
         "error": null,
-    })
-}
-
-fn time(ms: Option<i64>) -> String {
-    ms.map_or_else(|| "-".to_string(), kondate_core::clock::ms_to_rfc3339)
-}
-
-fn instance_json(i: &kondate_jobs::scheduler::Instance) -> serde_json::Value {
-    serde_json::json!({
-        "id": i.id, "job": i.job, "revision": i.revision, "reason": i.reason,
-        "scheduled_at": time(Some(i.scheduled_at)), "status": i.status,
-        "created_at": time(Some(i.created_at)), "finished_at": i.finished_at.map(|t| time(Some(t))),
-        "error": i.error,
     })
 }
 
@@ -316,7 +283,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             if !wait {
                 let i = scheduler.instance(id).await.map_err(failure)?;
                 if format == ListFormat::Json {
-                    println!("{}", serde_json::to_string_pretty(&instance_json(&i))?);
+                    println!("{}", serde_json::to_string_pretty(&i.to_json())?);
                 } else {
                     println!("launched `{name}`: instance {id} ({})", i.status);
                 }
@@ -330,7 +297,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             };
             if format == ListFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&instance_json(&i))?);
+                println!("{}", serde_json::to_string_pretty(&i.to_json())?);
             } else {
                 println!("instance {id} of `{name}`: {}", i.status);
             }
@@ -469,7 +436,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             let (scheduler, _) = services.jobs().await?;
             let list = scheduler.instances(&name, limit).await.map_err(failure)?;
             if format == ListFormat::Json {
-                let rows: Vec<_> = list.iter().map(instance_json).collect();
+                let rows: Vec<_> = list.iter().map(|i| i.to_json()).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if list.is_empty() {
                 println!("no instances of `{name}` yet");
@@ -484,7 +451,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                         i.id,
                         i.status,
                         i.reason,
-                        time(Some(i.scheduled_at)),
+                        kondate_core::clock::ms_to_rfc3339(i.scheduled_at),
                         i.error.as_deref().unwrap_or("")
                     );
                 }
@@ -496,7 +463,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             let i = scheduler.instance(id).await.map_err(failure)?;
             let steps = executor.steps(id).await.map_err(failure)?;
             if format == ListFormat::Json {
-                let mut v = instance_json(&i);
+                let mut v = i.to_json();
                 v["steps"] = serde_json::to_value(&steps)?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -504,7 +471,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                     "instance {id} of `{}` ({}), scheduled at {}: {}{}",
                     i.job,
                     i.reason,
-                    time(Some(i.scheduled_at)),
+                    kondate_core::clock::ms_to_rfc3339(i.scheduled_at),
                     i.status,
                     i.error
                         .as_deref()

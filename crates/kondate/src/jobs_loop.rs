@@ -13,28 +13,22 @@ use tokio::sync::watch;
 /// Every definition in `root/jobs`, loaded, or its error (which keeps the job on its last
 /// good revision).
 pub fn read_definitions(root: &Path) -> Vec<Loaded> {
-    let dir = root.join("jobs");
-    let files = match kondate_jobs::definition::files(&dir) {
-        Ok(f) => f,
+    match kondate_jobs::definition::load_dir(&root.join("jobs")) {
+        Ok(all) => all
+            .into_iter()
+            .map(|(name, d)| match d {
+                Ok(d) => Loaded::Ok(Box::new(d)),
+                Err(e) => Loaded::Failed {
+                    name,
+                    error: e.to_string(),
+                },
+            })
+            .collect(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the jobs folder");
-            return Vec::new();
+            Vec::new()
         }
-    };
-    files
-        .iter()
-        .map(|path| match kondate_jobs::definition::load(path) {
-            Ok(d) => Loaded::Ok(Box::new(d)),
-            Err(e) => Loaded::Failed {
-                name: path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                error: e.to_string(),
-            },
-        })
-        .collect()
+    }
 }
 
 /// Load the project's definitions into the scheduler's state, logging what changed and,

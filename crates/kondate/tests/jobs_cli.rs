@@ -1,6 +1,8 @@
 //! `kondate jobs` as a user runs it: definitions checked with file and field, listed with
 //! their next fire times in their zones, a bad one exiting 2 and naming where it is wrong.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -20,10 +22,7 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn jobs_are_checked_listed_and_their_next_times_shown_in_their_zones() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kondate(dir.path(), &["init", "p"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let root = dir.path().join("p");
+    let (_dir, root) = common::init_project();
     std::fs::write(
         root.join("jobs/train.jsonnet"),
         "{\n  description: 'Weekly training',\n  script: |||\n    retry: count=2 sleep_time=60\n      \
@@ -109,10 +108,7 @@ fn jobs_are_checked_listed_and_their_next_times_shown_in_their_zones() {
 /// failure shown with its step and retried, `--wait` returning with the instance's end.
 #[test]
 fn jobs_launch_run_by_workers_fail_retry_and_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kondate(dir.path(), &["init", "p"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let root = dir.path().join("p");
+    let (_dir, root) = common::init_project();
     let marker = root.join("marker");
     std::fs::write(
         root.join("jobs/pipe.jsonnet"),
@@ -225,10 +221,7 @@ fn jobs_launch_run_by_workers_fail_retry_and_wait() {
 /// succeeds on retry. Nothing stays WORKING.
 #[test]
 fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kondate(dir.path(), &["init", "p"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let root = dir.path().join("p");
+    let (_dir, root) = common::init_project();
     let (started, marker) = (root.join("started"), root.join("marker"));
     std::fs::write(
         root.join("jobs/long.jsonnet"),
@@ -309,10 +302,7 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
 /// result table exported to the warehouse.
 #[test]
 fn a_script_syncs_labels_runs_an_app_and_exports_results() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kondate(dir.path(), &["init", "p"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let root = dir.path().join("p");
+    let (_dir, root) = common::init_project();
     std::fs::write(
         root.join("labels/recipe_category.toml"),
         "table = \"recipe_category_labels\"\nkey = [\"recipe_id\"]\n[source]\ntype = \"csv\"\n\
@@ -393,10 +383,7 @@ fn a_script_syncs_labels_runs_an_app_and_exports_results() {
 /// slot; a second backfill of the same span launches nothing again.
 #[test]
 fn a_backfill_launches_each_past_slot_once_with_its_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = kondate(dir.path(), &["init", "p"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let root = dir.path().join("p");
+    let (_dir, root) = common::init_project();
     let out = root.join("slots.txt");
     std::fs::write(
         root.join("jobs/hourly.jsonnet"),
