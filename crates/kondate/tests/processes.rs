@@ -681,6 +681,27 @@ async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // The pid file is written after the line, but the supervisor reads the line from a pipe
+    // on its own time: wait until its log holds it, since only what the supervisor has read
+    // before it dies can be in "the log written so far".
+    let runs: serde_json::Value =
+        serde_json::from_str(&ok(&root, env, &["apps", "runs", "--format", "json"])).unwrap();
+    let a_id = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["app"] == "a")
+        .unwrap_or_else(|| panic!("no run of a: {runs}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    while !ok(&root, env, &["apps", "logs", &a_id]).contains(" out started a") {
+        assert!(
+            Instant::now() < deadline,
+            "run a's log never got its first line"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A's supervisor is killed; what it ran is no longer supervised (and is stopped here).
     supervisors[0].kill().unwrap();
     supervisors[0].wait().unwrap();
