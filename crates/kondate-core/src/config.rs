@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::CoreError;
 
@@ -26,6 +26,7 @@ pub struct Config {
     pub warehouse: WarehouseSection,
     pub query: QuerySection,
     pub jobs: JobsSection,
+    pub notifications: NotificationsSection,
     /// Label sets declared inline as `[labels.NAME]` (the same keys as `labels/NAME.toml`);
     /// parsed by kondate-labels.
     pub labels: BTreeMap<String, toml::Value>,
@@ -277,6 +278,113 @@ pub struct JobsSection {
     pub grace: Duration,
 }
 
+/// Where the scheduler's notifications go (docs/jobs.md#notifications).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsSection {
+    /// Destinations of every job whose definition names none, and of label and model
+    /// events; in the environment a comma-separated list.
+    #[serde(deserialize_with = "names_list")]
+    pub default: Vec<String>,
+    /// Send label and model events (a label set changed, a model pushed or its alias
+    /// moved) to the default destinations.
+    pub label_and_model_events: bool,
+    /// How often an instance that stays in ERROR is brought up again ("still failing").
+    #[serde(with = "human_duration")]
+    pub remind_every: Duration,
+    /// Tries of a notification that cannot be sent, with backoff between them.
+    pub attempts: u32,
+    /// Last lines of a failed step's log that a notification shows.
+    pub log_lines: usize,
+    /// The destinations, by name: `[notifications.destinations.NAME]`.
+    pub destinations: BTreeMap<String, Destination>,
+}
+
+impl Default for NotificationsSection {
+    fn default() -> Self {
+        Self {
+            default: Vec::new(),
+            label_and_model_events: true,
+            remind_every: Duration::from_secs(24 * 3600),
+            attempts: 8,
+            log_lines: 20,
+            destinations: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    /// A Slack incoming webhook (Block Kit).
+    Slack,
+    /// Any HTTP endpoint: JSON signed with HMAC-SHA256.
+    Webhook,
+    /// E-mail over SMTP.
+    Email,
+}
+
+/// One notification destination. Secrets (a Slack webhook URL, a webhook's signing key, an
+/// SMTP password) come from the environment (`*_env`: a variable's name) or a file
+/// (`*_file`), never from kondate.toml itself.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    #[serde(rename = "type")]
+    pub kind: DestinationKind,
+    /// Webhook: the URL (not secret). Slack's URLs are secrets: `url_env` or `url_file`.
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    /// Webhook: the HMAC key.
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// E-mail: `smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS) or
+    /// `smtps://host:465` (TLS).
+    pub smtp: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names where secrets live, never a secret (an inline webhook URL is not one).
+        f.debug_struct("Destination")
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
+            .field("secret_env", &self.secret_env)
+            .field("smtp", &self.smtp.as_deref().map(redact_url))
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A list of names, written as a TOML array or (from the environment) `a,b`.
+fn names_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Names::deserialize(d)? {
+        Names::List(v) => v,
+        Names::Text(t) => t
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    })
+}
+
 impl Default for JobsSection {
     fn default() -> Self {
         Self {
@@ -379,6 +487,7 @@ const SECTIONS: &[&str] = &[
     "warehouse",
     "query",
     "jobs",
+    "notifications",
 ];
 
 /// `KONDATE_*` variables that kondate reads outside the configuration (the client's
@@ -529,6 +638,153 @@ impl Config {
                 "is required for Redshift: UNLOAD writes to S3 with this role".into(),
             ));
         }
+        self.validate_notifications()
+    }
+
+    fn validate_notifications(&self) -> Result<(), CoreError> {
+        let n = &self.notifications;
+        let bad = |field: String, message: String| CoreError::Config {
+            location: format!("notifications.{field}"),
+            message,
+        };
+        for name in &n.default {
+            if !n.destinations.contains_key(name) {
+                return Err(bad(
+                    "default".into(),
+                    format!(
+                        "names `{name}`, which is not a destination; add \
+                         [notifications.destinations.{name}] (known: {})",
+                        known(n.destinations.keys())
+                    ),
+                ));
+            }
+        }
+        if n.attempts == 0 {
+            return Err(bad("attempts".into(), "must be at least 1".into()));
+        }
+        for (name, d) in &n.destinations {
+            crate::names::validate_name("destination", name)
+                .map_err(|e| bad(format!("destinations.{name}"), e.to_string()))?;
+            let field = |f: &str| format!("destinations.{name}.{f}");
+            let one_of = |label: &str, set: &[bool]| -> Result<(), CoreError> {
+                match set.iter().filter(|b| **b).count() {
+                    1 => Ok(()),
+                    0 => Err(bad(
+                        field(label),
+                        format!("is required: set {label}_env (a variable's name) or {label}_file"),
+                    )),
+                    _ => Err(bad(
+                        field(label),
+                        format!("is given twice; keep one of {label}_env and {label}_file"),
+                    )),
+                }
+            };
+            let unused = |fields: &[(&str, bool)]| -> Result<(), CoreError> {
+                match fields.iter().find(|(_, set)| *set) {
+                    Some((f, _)) => Err(bad(
+                        field(f),
+                        format!("does not apply to a {:?} destination", d.kind).to_lowercase(),
+                    )),
+                    None => Ok(()),
+                }
+            };
+            match d.kind {
+                DestinationKind::Slack => {
+                    if d.url.is_some() {
+                        return Err(bad(
+                            field("url"),
+                            "is a secret for Slack (anyone with it can post); secrets never go in \
+                             kondate.toml — set url_env = \"VARIABLE\" or url_file instead"
+                                .into(),
+                        ));
+                    }
+                    one_of("url", &[d.url_env.is_some(), d.url_file.is_some()])?;
+                    unused(&[
+                        ("secret_env", d.secret_env.is_some()),
+                        ("secret_file", d.secret_file.is_some()),
+                        ("smtp", d.smtp.is_some()),
+                        ("from", d.from.is_some()),
+                        ("to", !d.to.is_empty()),
+                    ])?;
+                }
+                DestinationKind::Webhook => {
+                    match [d.url.is_some(), d.url_env.is_some(), d.url_file.is_some()]
+                        .iter()
+                        .filter(|b| **b)
+                        .count()
+                    {
+                        1 => {}
+                        0 => return Err(bad(field("url"), "is required".into())),
+                        _ => {
+                            return Err(bad(
+                                field("url"),
+                                "is given twice; keep one of url, url_env and url_file".into(),
+                            ));
+                        }
+                    }
+                    if let Some(u) = &d.url
+                        && !(u.starts_with("http://") || u.starts_with("https://"))
+                    {
+                        return Err(bad(field("url"), format!("`{u}` is not an http(s) URL")));
+                    }
+                    one_of("secret", &[d.secret_env.is_some(), d.secret_file.is_some()])?;
+                    unused(&[
+                        ("smtp", d.smtp.is_some()),
+                        ("from", d.from.is_some()),
+                        ("to", !d.to.is_empty()),
+                    ])?;
+                }
+                DestinationKind::Email => {
+                    let Some(smtp) = &d.smtp else {
+                        return Err(bad(
+                            field("smtp"),
+                            "is required: smtp://host:25, smtp://host:587?tls=required or \
+                             smtps://host:465"
+                                .into(),
+                        ));
+                    };
+                    if !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+                        return Err(bad(
+                            field("smtp"),
+                            format!("`{}` is not an smtp:// or smtps:// URL", redact_url(smtp)),
+                        ));
+                    }
+                    if url_has_password(smtp) {
+                        return Err(bad(
+                            field("smtp"),
+                            "contains a password; secrets never go in kondate.toml — set \
+                             username here and password_env or password_file"
+                                .into(),
+                        ));
+                    }
+                    if d.from.is_none() {
+                        return Err(bad(
+                            field("from"),
+                            "is required (the sender's address)".into(),
+                        ));
+                    }
+                    if d.to.is_empty() {
+                        return Err(bad(
+                            field("to"),
+                            "is required: one or more addresses".into(),
+                        ));
+                    }
+                    if d.password_env.is_some() && d.password_file.is_some() {
+                        return Err(bad(
+                            field("password"),
+                            "is given twice; keep one of password_env and password_file".into(),
+                        ));
+                    }
+                    unused(&[
+                        ("url", d.url.is_some()),
+                        ("url_env", d.url_env.is_some()),
+                        ("url_file", d.url_file.is_some()),
+                        ("secret_env", d.secret_env.is_some()),
+                        ("secret_file", d.secret_file.is_some()),
+                    ])?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -563,6 +819,16 @@ impl Config {
                 *url = format!("sqlite://{}", root.join(path).display());
             }
         }
+        for d in self.notifications.destinations.values_mut() {
+            for file in [&mut d.url_file, &mut d.secret_file, &mut d.password_file]
+                .into_iter()
+                .flatten()
+            {
+                if file.is_relative() {
+                    *file = root.join(&*file);
+                }
+            }
+        }
         if !self.store.url.contains("://") && !self.store.url.starts_with('/') {
             self.store.url = root.join(&self.store.url).display().to_string();
         }
@@ -572,6 +838,16 @@ impl Config {
                 .display()
                 .to_string();
         }
+    }
+}
+
+/// `a, b, c` for a message.
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none yet".into()
+    } else {
+        v.join(", ")
     }
 }
 
@@ -968,5 +1244,85 @@ mod tests {
         assert_eq!(c.state.url, "sqlite:///p/.kondate/state.db");
         assert_eq!(c.store.url, "/p/.kondate/store");
         assert_eq!(c.store.signing_key_file, "/p/.kondate/signing.key");
+    }
+
+    const DESTINATIONS: &str = r#"
+        [notifications]
+        default = ["oncall"]
+        [notifications.destinations.oncall]
+        type = "slack"
+        url_env = "KONDATE_SLACK_URL"
+        [notifications.destinations.hook]
+        type = "webhook"
+        url = "https://hooks.example.com/kondate"
+        secret_file = "secrets/hook.key"
+        [notifications.destinations.mail]
+        type = "email"
+        smtp = "smtp://mail.example.com:587?tls=required"
+        username = "kondate"
+        password_env = "KONDATE_SMTP_PASSWORD"
+        from = "kondate@example.com"
+        to = ["ml@example.com"]
+    "#;
+
+    #[test]
+    fn notification_destinations_load_and_the_default_comes_from_the_environment() {
+        let mut c = load(DESTINATIONS, &[]).unwrap();
+        assert_eq!(c.notifications.default, ["oncall"]);
+        assert_eq!(c.notifications.destinations.len(), 3);
+        assert_eq!(
+            c.notifications.destinations["mail"].kind,
+            DestinationKind::Email
+        );
+        c.resolve_paths(Path::new("/p"));
+        assert_eq!(
+            c.notifications.destinations["hook"].secret_file,
+            Some(PathBuf::from("/p/secrets/hook.key"))
+        );
+        let c = load(
+            DESTINATIONS,
+            &[("KONDATE_NOTIFICATIONS_DEFAULT", "hook, mail")],
+        )
+        .unwrap();
+        assert_eq!(c.notifications.default, ["hook", "mail"]);
+    }
+
+    #[test]
+    fn notification_destinations_are_checked_and_keep_secrets_out_of_the_file() {
+        let err = |text: &str| load(text, &[]).unwrap_err().to_string();
+        let e = err("[notifications]\ndefault = ['nope']\n");
+        assert!(
+            e.contains("notifications.default") && e.contains("`nope`"),
+            "{e}"
+        );
+        let e = err(
+            "[notifications.destinations.s]\ntype = 'slack'\nurl = 'https://hooks.slack.com/services/T/B/x'\n",
+        );
+        assert!(
+            e.contains("destinations.s.url") && e.contains("url_env"),
+            "{e}"
+        );
+        let e = err("[notifications.destinations.s]\ntype = 'slack'\n");
+        assert!(e.contains("is required: set url_env"), "{e}");
+        let e = err("[notifications.destinations.w]\ntype = 'webhook'\nurl = 'https://x'\n");
+        assert!(
+            e.contains("destinations.w.secret") && e.contains("secret_env"),
+            "{e}"
+        );
+        let e = err(
+            "[notifications.destinations.m]\ntype = 'email'\nsmtp = 'smtp://u:pw@mail:25'\nfrom = 'a@b'\nto = ['c@d']\n",
+        );
+        assert!(
+            e.contains("contains a password") && !e.contains("pw@"),
+            "{e}"
+        );
+        let e = err(
+            "[notifications.destinations.m]\ntype = 'email'\nsmtp = 'smtp://mail:25'\nfrom = 'a@b'\n",
+        );
+        assert!(e.contains("destinations.m.to"), "{e}");
+        let e = err("[notifications.destinations.x]\ntype = 'pager'\n");
+        assert!(e.contains("pager"), "{e}");
+        let e = err("[notifications.destinations.'a b']\ntype = 'slack'\nurl_env = 'X'\n");
+        assert!(e.contains("a b"), "{e}");
     }
 }

@@ -57,6 +57,17 @@ name = "{name}"
 # max_queued_per_token = 32
 # parts = 4
 # allow_anonymous = false
+
+# [jobs]                                 # jobs/NAME.jsonnet, scheduled by `kondate serve`
+# scheduler = true
+# workers = 1                            # 0: steps run by `kondate worker` processes only
+# poll = "2s"
+
+# [notifications]                        # where jobs' failures (and more) are sent
+# default = ["oncall"]
+# [notifications.destinations.oncall]
+# type = "slack"                         # or "webhook" (url, secret_env) or "email" (smtp, from, to)
+# url_env = "KONDATE_SLACK_URL"          # Slack's URL is a secret: the variable that holds it
 "#;
 
 impl Project {

@@ -254,6 +254,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX kondate_job_steps_queue ON kondate_job_steps (status, queue)",
     ),
+    (
+        10,
+        "ALTER TABLE kondate_job_instances ADD COLUMN error_at BIGINT NULL;
+    ALTER TABLE kondate_job_instances ADD COLUMN noticed_at BIGINT NULL;
+    CREATE TABLE IF NOT EXISTS kondate_notifications (
+        id {id},
+        event_id BIGINT NOT NULL,
+        destination VARCHAR(64) NOT NULL,
+        kind VARCHAR(32) NOT NULL,
+        job VARCHAR(64) NULL,
+        instance BIGINT NULL,
+        notice {text} NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_at BIGINT NOT NULL,
+        claimed_until BIGINT NULL,
+        created_at BIGINT NOT NULL,
+        sent_at BIGINT NULL,
+        error {text} NULL
+    );
+    CREATE UNIQUE INDEX kondate_notifications_key ON kondate_notifications (event_id, destination);
+    CREATE INDEX kondate_notifications_due ON kondate_notifications (status, next_at)",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

@@ -128,6 +128,20 @@ pub struct JobDefinition {
     pub json: Value,
 }
 
+impl JobDefinition {
+    /// Minutes an instance is expected to take: the definition's `expected_time`, else the
+    /// script's first `expected_time:` task (kuroko2 writes it there).
+    pub fn expected_minutes(&self) -> Option<u32> {
+        fn in_tree(n: &crate::Node) -> Option<u32> {
+            if let crate::Task::ExpectedTime(m) = n.task {
+                return Some(m);
+            }
+            n.children.iter().find_map(in_tree)
+        }
+        self.expected_time.or_else(|| in_tree(&self.tree))
+    }
+}
+
 const FIELDS: &[&str] = &[
     "name",
     "description",

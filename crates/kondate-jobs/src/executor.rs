@@ -137,6 +137,7 @@ pub struct Claimed {
     pub line: usize,
     /// When the step was recorded (a `wait`'s timeout counts from there).
     pub created_at: i64,
+    pub queue: String,
     spec: SpecJson,
 }
 
@@ -223,7 +224,7 @@ impl Executor {
         let row = self
             .db
             .fetch_optional(
-                "SELECT job, revision, status FROM kondate_job_instances WHERE id = ?",
+                "SELECT job, revision, status, created_at FROM kondate_job_instances WHERE id = ?",
                 &[Value::Int(id)],
             )
             .await?
@@ -275,14 +276,19 @@ impl Executor {
             let mut tx = self.db.begin().await?;
             let moved = tx
                 .execute(
-                    "UPDATE kondate_job_instances SET status = ?, finished_at = ?, error = ? \
-                     WHERE id = ? AND status = ?",
+                    "UPDATE kondate_job_instances SET status = ?, finished_at = ?, error_at = ?, \
+                     noticed_at = NULL, error = ? WHERE id = ? AND status = ?",
                     &[
                         Value::Text(end.into()),
                         if end == SUCCESS {
                             Value::Int(ms(now))
                         } else {
                             Value::NullOf(kondate_db::ColumnType::Integer)
+                        },
+                        if end == SUCCESS {
+                            Value::NullOf(kondate_db::ColumnType::Integer)
+                        } else {
+                            Value::Int(ms(now))
                         },
                         error.clone().map_or(Value::Null, Value::Text),
                         Value::Int(id),
@@ -291,12 +297,29 @@ impl Executor {
                 )
                 .await?;
             if moved == 1 {
+                let m = crate::metrics::observed();
+                m.instances_ended
+                    .get_or_create(&crate::metrics::JobStatus {
+                        job: job.clone(),
+                        status: end.into(),
+                    })
+                    .inc();
+                let took = ms(now) - get_i64(&row, "created_at")?;
+                m.instance_seconds
+                    .get_or_create(&crate::metrics::JobLabel { job: job.clone() })
+                    .observe(took.max(0) as f64 / 1000.0);
                 let kind = if end == SUCCESS {
                     "job.succeeded"
                 } else {
                     "job.failed"
                 };
-                let payload = serde_json::json!({ "job": job, "instance": id, "error": error });
+                let failed_step = match &error {
+                    Some(_) => self.failed_step_key(id).await?,
+                    None => None,
+                };
+                let payload = serde_json::json!({
+                    "job": job, "instance": id, "error": error, "step": failed_step,
+                });
                 kondate_db::state::record_event_tx(
                     &mut tx,
                     kind,
@@ -388,7 +411,7 @@ impl Executor {
         params.push(Value::Int(ms(now)));
         let select = |limit: u32, suffix: &str| {
             format!(
-                "SELECT id, instance, step_key, line, spec, created_at FROM kondate_job_steps \
+                "SELECT id, instance, step_key, line, spec, created_at, queue FROM kondate_job_steps \
                  WHERE status = ? AND queue IN ({marks}) \
                  AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT {limit}{suffix}"
             )
@@ -443,6 +466,7 @@ impl Executor {
             key: get_string(r, "step_key")?,
             line: get_i64(r, "line")? as usize,
             created_at: get_i64(r, "created_at")?,
+            queue: get_string(r, "queue")?,
             spec,
         })
     }
@@ -454,6 +478,7 @@ impl Executor {
         step: Claimed,
         clock: &dyn kondate_core::Clock,
     ) -> Result<(), JobsError> {
+        let started = std::time::Instant::now();
         let row = self
             .db
             .fetch_optional(
@@ -705,6 +730,13 @@ impl Executor {
                 ],
             )
             .await?;
+        crate::metrics::observed()
+            .step_seconds
+            .get_or_create(&crate::metrics::QueueStatus {
+                queue: step.queue.clone(),
+                status: if result.is_ok() { SUCCESS } else { ERROR }.into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
         self.advance(step.instance, now).await?;
         Ok(())
     }
@@ -806,6 +838,31 @@ impl Executor {
         }
     }
 
+    /// The key of instance `id`'s last failed step, if one failed.
+    async fn failed_step_key(&self, id: i64) -> Result<Option<String>, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT step_key FROM kondate_job_steps WHERE instance = ? AND status = ? \
+                 ORDER BY id DESC LIMIT 1",
+                &[Value::Int(id), Value::Text(ERROR.into())],
+            )
+            .await?;
+        Ok(row.map(|r| get_string(&r, "step_key")).transpose()?)
+    }
+
+    /// Record event `kind` about instance `id` of `job` (what notifications are made of).
+    async fn event(
+        tx: &mut kondate_db::Tx,
+        kind: &str,
+        job: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), JobsError> {
+        kondate_db::state::record_event_tx(tx, kind, job, &payload.to_string(), ms(now)).await?;
+        Ok(())
+    }
+
     /// The failed step of instance `id`, which must be in ERROR.
     async fn failed_step(&self, id: i64) -> Result<i64, JobsError> {
         let status = self.status(id).await?;
@@ -824,6 +881,30 @@ impl Executor {
             .await?
             .ok_or_else(|| DbError::missing_row("finding the failed step"))?;
         Ok(get_i64(&row, "id")?)
+    }
+
+    async fn job_of(&self, id: i64) -> Result<String, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT job FROM kondate_job_instances WHERE id = ?",
+                &[Value::Int(id)],
+            )
+            .await?
+            .ok_or(JobsError::NoSuchInstance(id))?;
+        Ok(get_string(&row, "job")?)
+    }
+
+    async fn step_key(&self, step: i64) -> Result<String, JobsError> {
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT step_key FROM kondate_job_steps WHERE id = ?",
+                &[Value::Int(step)],
+            )
+            .await?
+            .ok_or_else(|| DbError::missing_row("reading a step"))?;
+        Ok(get_string(&row, "step_key")?)
     }
 
     async fn status(&self, id: i64) -> Result<String, JobsError> {
@@ -855,6 +936,7 @@ impl Executor {
         now: DateTime<Utc>,
     ) -> Result<(), JobsError> {
         let step = self.failed_step(id).await?;
+        let job = self.job_of(id).await?;
         let mut tx = self.db.begin().await?;
         use kondate_db::Session;
         tx.execute(
@@ -870,7 +952,8 @@ impl Executor {
         .await?;
         let moved = tx
             .execute(
-                "UPDATE kondate_job_instances SET status = ?, error = NULL WHERE id = ? AND status = ?",
+                "UPDATE kondate_job_instances SET status = ?, error = NULL, error_at = NULL, \
+                 noticed_at = NULL WHERE id = ? AND status = ?",
                 &[
                     Value::Text(WORKING.into()),
                     Value::Int(id),
@@ -883,6 +966,14 @@ impl Executor {
                 "instance {id} changed while it was being reopened; try again"
             )));
         }
+        let kind = if step_status == SKIPPED {
+            "job.skipped"
+        } else {
+            "job.retried"
+        };
+        let key = self.step_key(step).await?;
+        let payload = serde_json::json!({ "job": job, "instance": id, "step": key });
+        Self::event(&mut tx, kind, &job, payload, now).await?;
         tx.commit().await?;
         self.advance(id, now).await?;
         Ok(())
@@ -904,8 +995,10 @@ impl Executor {
         force: bool,
         now: DateTime<Utc>,
     ) -> Result<(), JobsError> {
-        let moved = self
-            .db
+        let job = self.job_of(id).await?;
+        use kondate_db::Session;
+        let mut tx = self.db.begin().await?;
+        let moved = tx
             .execute(
                 "UPDATE kondate_job_instances SET status = ?, finished_at = ? \
                  WHERE id = ? AND status IN (?, ?)",
@@ -919,35 +1012,37 @@ impl Executor {
             )
             .await?;
         if moved == 0 {
+            drop(tx);
             let status = self.status(id).await?;
             return Err(JobsError::Invalid(format!(
                 "instance {id} is {status}; only a working or failed instance can be cancelled"
             )));
         }
-        self.db
-            .execute(
-                "UPDATE kondate_job_steps SET status = ?, finished_at = ? WHERE instance = ? \
+        let payload = serde_json::json!({ "job": job, "instance": id, "force": force });
+        Self::event(&mut tx, "job.cancelled", &job, payload, now).await?;
+        tx.execute(
+            "UPDATE kondate_job_steps SET status = ?, finished_at = ? WHERE instance = ? \
                  AND status = ?",
+            &[
+                Value::Text(CANCEL.into()),
+                Value::Int(ms(now)),
+                Value::Int(id),
+                Value::Text(PENDING.into()),
+            ],
+        )
+        .await?;
+        if force {
+            tx.execute(
+                "UPDATE kondate_job_steps SET status = ? WHERE instance = ? AND status = ?",
                 &[
                     Value::Text(CANCEL.into()),
-                    Value::Int(ms(now)),
                     Value::Int(id),
-                    Value::Text(PENDING.into()),
+                    Value::Text(WORKING.into()),
                 ],
             )
             .await?;
-        if force {
-            self.db
-                .execute(
-                    "UPDATE kondate_job_steps SET status = ? WHERE instance = ? AND status = ?",
-                    &[
-                        Value::Text(CANCEL.into()),
-                        Value::Int(id),
-                        Value::Text(WORKING.into()),
-                    ],
-                )
-                .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -984,8 +1079,11 @@ impl Executor {
                 continue;
             };
             let (id, instance) = (get_i64(&r, "id")?, get_i64(&r, "instance")?);
-            let moved = self
-                .db
+            let job = self.job_of(instance).await?;
+            let key = self.step_key(id).await?;
+            use kondate_db::Session;
+            let mut tx = self.db.begin().await?;
+            let moved = tx
                 .execute(
                     "UPDATE kondate_job_steps SET status = ?, finished_at = ?, error = ? \
                      WHERE id = ? AND status = ? AND worker = ?",
@@ -1001,6 +1099,14 @@ impl Executor {
                     ],
                 )
                 .await?;
+            if moved == 1 {
+                let payload = serde_json::json!({
+                    "job": job, "instance": instance, "step": key, "worker": worker,
+                    "error": format!("its worker is gone: {why}"),
+                });
+                Self::event(&mut tx, "job.worker_lost", &job, payload, now).await?;
+            }
+            tx.commit().await?;
             if moved == 1 {
                 failed += 1;
                 self.advance(instance, now).await?;
@@ -1020,11 +1126,14 @@ impl Executor {
                 &[Value::Int(id)],
             )
             .await?;
+        let usual = self.usual_peaks(id).await?;
         rows.iter()
             .map(|r| {
+                let key = get_string(r, "step_key")?;
                 Ok(StepRow {
+                    usual_peak_memory_bytes: usual.get(&key).copied(),
                     id: get_i64(r, "id")?,
-                    key: get_string(r, "step_key")?,
+                    key,
                     task: get_string(r, "task")?,
                     queue: get_string(r, "queue")?,
                     status: get_string(r, "status")?,
@@ -1037,6 +1146,42 @@ impl Executor {
                 })
             })
             .collect()
+    }
+
+    /// The job's usual peak memory of each step key: the median of the step's peaks in
+    /// the job's other instances where it succeeded (the latest 20 of each).
+    async fn usual_peaks(&self, id: i64) -> Result<HashMap<String, i64>, JobsError> {
+        let job = self.job_of(id).await?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT s.step_key, s.peak_memory_bytes FROM kondate_job_steps s \
+                 JOIN kondate_job_instances i ON i.id = s.instance \
+                 WHERE i.job = ? AND i.id <> ? AND s.status = ? \
+                 AND s.peak_memory_bytes IS NOT NULL ORDER BY s.id DESC LIMIT 2000",
+                &[
+                    Value::Text(job),
+                    Value::Int(id),
+                    Value::Text(SUCCESS.into()),
+                ],
+            )
+            .await?;
+        let mut by_key: HashMap<String, Vec<i64>> = HashMap::new();
+        for r in &rows {
+            let peaks = by_key.entry(get_string(r, "step_key")?).or_default();
+            if peaks.len() < 20
+                && let Some(p) = get_opt_i64(r, "peak_memory_bytes")
+            {
+                peaks.push(p);
+            }
+        }
+        Ok(by_key
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_unstable();
+                (k, v[v.len() / 2])
+            })
+            .collect())
     }
 
     /// The stored log of a step, as the store holds it (lines of `time stream text`).
@@ -1060,6 +1205,8 @@ pub struct StepRow {
     pub worker: Option<String>,
     pub exit_code: Option<i64>,
     pub peak_memory_bytes: Option<i64>,
+    /// The median peak of this step in the job's other instances where it succeeded.
+    pub usual_peak_memory_bytes: Option<i64>,
     pub log_key: Option<String>,
     pub error: Option<String>,
 }

@@ -8,9 +8,12 @@
 //! them (issue 17).
 
 pub mod definition;
+pub mod deliver;
 pub mod engine;
 mod error;
 pub mod executor;
+pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod schedule;
 pub mod scheduler;
@@ -19,6 +22,7 @@ pub mod script;
 pub use definition::JobDefinition;
 pub use error::JobsError;
 pub use executor::{Executor, StepActions, WorkerConfig};
+pub use notify::Notifier;
 pub use schedule::Cron;
 pub use scheduler::{Loaded, PassReport, Scheduler};
 pub use script::{Node, ScriptError, Task, parse};

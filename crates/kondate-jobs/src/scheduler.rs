@@ -151,6 +151,11 @@ impl Scheduler {
         }
     }
 
+    /// The state database it works on.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Record what the project's `jobs/` folder holds now (see the module).
     pub async fn load(
         &self,
@@ -181,22 +186,41 @@ impl Scheduler {
                 Loaded::Failed { name, error } => {
                     present.push(name.clone());
                     let row = self.job_row(name).await?;
-                    report.failed.push((
-                        name.clone(),
-                        row.as_ref().and_then(|r| r.revision),
-                        error.clone(),
-                    ));
+                    let revision = row.as_ref().and_then(|r| r.revision);
+                    report.failed.push((name.clone(), revision, error.clone()));
                     self.upsert_job(
                         name,
-                        "load_error = ?, load_error_at = ?, removed_at = NULL, updated_at = ?",
-                        vec![
-                            Value::Text(error.clone()),
-                            Value::Int(now_ms),
-                            Value::Int(now_ms),
-                        ],
+                        "removed_at = NULL, updated_at = ?",
+                        vec![Value::Int(now_ms)],
                         now_ms,
                     )
                     .await?;
+                    // Once per new error, whichever scheduler records it first: the reload
+                    // every `jobs.reload` must not bring the same failure up again.
+                    let changed = self
+                        .db
+                        .execute(
+                            "UPDATE kondate_jobs SET load_error = ?, load_error_at = ? \
+                             WHERE name = ? AND (load_error IS NULL OR load_error <> ?)",
+                            &[
+                                Value::Text(error.clone()),
+                                Value::Int(now_ms),
+                                Value::Text(name.clone()),
+                                Value::Text(error.clone()),
+                            ],
+                        )
+                        .await?;
+                    if changed == 1 {
+                        let payload = serde_json::json!({ "job": name, "error": error, "revision": revision });
+                        kondate_db::state::record_event(
+                            &self.db,
+                            "job.definition_failed",
+                            name,
+                            &payload.to_string(),
+                            now_ms,
+                        )
+                        .await?;
+                    }
                 }
             }
         }
@@ -412,7 +436,33 @@ impl Scheduler {
             )
             .await
         {
-            Ok(id) => Ok(Some(id)),
+            Ok(id) => {
+                let m = crate::metrics::observed();
+                let labels = crate::metrics::Reason {
+                    reason: reason.to_string(),
+                };
+                m.launched.get_or_create(&labels).inc();
+                if reason == "schedule" {
+                    m.launch_delay_seconds
+                        .get_or_create(&labels)
+                        .observe((ms(now) - ms(scheduled_at)).max(0) as f64 / 1000.0);
+                }
+                // After the insert, not with it: a crash in between loses the notice of
+                // this launch, never the launch (the instance runs either way).
+                let payload = serde_json::json!({
+                    "job": job, "instance": id, "reason": reason,
+                    "scheduled_at": ms(scheduled_at), "by": by,
+                });
+                kondate_db::state::record_event(
+                    &self.db,
+                    "job.launched",
+                    job,
+                    &payload.to_string(),
+                    ms(now),
+                )
+                .await?;
+                Ok(Some(id))
+            }
             Err(e) if e.is_unique_violation() => Ok(None),
             Err(e) => Err(e.into()),
         }

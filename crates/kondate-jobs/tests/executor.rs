@@ -468,6 +468,31 @@ async fn many_workers_claim_each_step_once(f: Fixture) {
     assert!(workers.len() > 1, "one worker took every step: {workers:?}");
 }
 
+/// Each step's peak memory is recorded and shown beside the job's usual peak for the same
+/// step: the median of its other instances where the step succeeded.
+async fn a_steps_peak_is_compared_with_its_usual(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    load(&s, "mem", "execute: true\nexecute: exit 1\n").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = launched(&s, &ex, "mem").await;
+        assert_eq!(drain(&f, id, 1).await, ERROR);
+        ids.push(id);
+    }
+    let steps = ex.steps(ids[2]).await.unwrap();
+    let (first, second) = (&steps[0], &steps[1]);
+    assert!(first.peak_memory_bytes.unwrap_or(0) > 0, "{first:?}");
+    let mut others: Vec<i64> = Vec::new();
+    for id in &ids[..2] {
+        others.push(ex.steps(*id).await.unwrap()[0].peak_memory_bytes.unwrap());
+    }
+    others.sort();
+    // Two others: the median is the upper one.
+    assert_eq!(first.usual_peak_memory_bytes, Some(others[1]));
+    // A step that never succeeded has no usual peak.
+    assert_eq!(second.usual_peak_memory_bytes, None, "{second:?}");
+}
+
 on_every_state_database!(
     "jobx_",
     pipeline,
@@ -482,3 +507,4 @@ on_every_state_database!("jobx_", retries_cancel, retries_and_cancel);
 on_every_state_database!("jobx_", claims, many_workers_claim_each_step_once);
 on_every_state_database!("jobx_", force_cancel, force_cancel_stops_the_running_step);
 on_every_state_database!("jobx_", sub_process_wait, sub_process_and_wait);
+on_every_state_database!("jobx_", usual_peak, a_steps_peak_is_compared_with_its_usual);

@@ -161,6 +161,32 @@ async fn jobs_api_lists_launches_and_acts_with_scopes_and_owners() {
         "{logs}"
     );
 
+    // /metrics: the instance in ERROR (a gauge read from the state database), the step's
+    // run time and the instance's end as this process observed them.
+    let m = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("kondate_job_instances{status=\"error\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kondate_job_steps{queue=\"default\",status=\"pending\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kondate_job_step_duration_seconds_count{queue=\"default\",status=\"error\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kondate_job_instances_ended_total{job=\"nightly\",status=\"error\"}"),
+        "{m}"
+    );
+    assert!(m.contains("kondate_jobs{status=\"scheduled\"} 2"), "{m}");
+
     // Retry: refused to a reader who neither operates nor owns the job; allowed to an
     // owner's token (its owner is one of the job's owners).
     let (status, text) = call(

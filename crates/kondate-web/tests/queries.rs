@@ -483,6 +483,21 @@ async fn health_metrics_and_openapi_are_served() {
         ),
         "{m}"
     );
+    // Latency as a histogram; the jobs' gauges from the state database; OpenMetrics' end.
+    assert!(
+        m.contains("kondate_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"POST\",route=\"/v1/queries\"} 1")
+            || m.contains("kondate_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/queries\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kondate_job_instances{status=\"working\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kondate_job_steps{queue=\"default\",status=\"pending\"} 0"),
+        "{m}"
+    );
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
     let spec: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", s.url))
         .await
         .unwrap()

@@ -521,6 +521,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             clock: services.clock.clone(),
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
+            notifier: Some(services.notifier().await?),
         };
         let jobs = [
             tokio::spawn(looping.run(stopped.clone())),

@@ -89,6 +89,27 @@ pub enum JobsCmd {
         #[arg(long)]
         force: bool,
     },
+    /// The notifications recorded (newest first): destination, event, status, tries and the
+    /// last error. `kondate serve` sends them; one that cannot be sent is retried with
+    /// backoff and, after `notifications.attempts` tries, left `failed` here.
+    #[command(
+        after_help = "Examples:\n  kondate jobs notifications\n  kondate jobs notifications --status failed --format json\n  kondate jobs notifications --job weekly_training --limit 5"
+    )]
+    Notifications {
+        /// pending, sent or failed.
+        #[arg(long, value_parser = ["pending", "sent", "failed"])]
+        status: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Send a test notification to a destination of kondate.toml now, to check its setup
+    /// (its URL, key or SMTP server); exit code 1 with the reason when it cannot be sent.
+    #[command(after_help = "Example:\n  kondate jobs notify-test oncall")]
+    NotifyTest { destination: String },
     /// List the jobs in jobs/ with their schedules and next fire time; a definition that
     /// does not load is listed with its error.
     #[command(after_help = "Examples:\n  kondate jobs list\n  kondate jobs list --format json")]
@@ -128,7 +149,12 @@ impl JobsCmd {
             JobsCmd::Launch { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.launch"),
             JobsCmd::Backfill { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.backfill"),
             JobsCmd::Instances { name, .. } => CliNeed::on(JobsRead, name),
-            JobsCmd::Instance { .. } | JobsCmd::Logs { .. } => CliNeed::every(JobsRead),
+            JobsCmd::Instance { .. } | JobsCmd::Logs { .. } | JobsCmd::Notifications { .. } => {
+                CliNeed::every(JobsRead)
+            }
+            JobsCmd::NotifyTest { destination } => {
+                CliNeed::change_every(JobsOperate, Some(destination), "jobs.notify_test")
+            }
             JobsCmd::Retry { id } => {
                 CliNeed::change_every(JobsOperate, Some(&id.to_string()), "jobs.retry")
             }
@@ -428,6 +454,65 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             }
             Ok(())
         }
+        JobsCmd::Notifications {
+            status,
+            job,
+            limit,
+            format,
+        } => {
+            let notifier = services.notifier().await?;
+            let list = notifier
+                .list(status.as_deref(), job.as_deref(), limit)
+                .await
+                .map_err(failure)?;
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no notifications recorded");
+            } else {
+                println!(
+                    "{:>6} {:<16} {:<18} {:<8} {:>5} {:<24} WHAT / ERROR",
+                    "ID", "DESTINATION", "EVENT", "STATUS", "TRIES", "CREATED"
+                );
+                for d in &list {
+                    println!(
+                        "{:>6} {:<16} {:<18} {:<8} {:>5} {:<24} {}",
+                        d.id,
+                        d.destination,
+                        d.kind,
+                        d.status,
+                        d.attempts,
+                        d.created_at,
+                        d.error.as_deref().unwrap_or(&d.title)
+                    );
+                }
+            }
+            Ok(())
+        }
+        JobsCmd::NotifyTest { destination } => {
+            let known = &services.project.config.notifications.destinations;
+            if !known.contains_key(&destination) {
+                return Err(Failure::invalid(format!(
+                    "no destination named `{destination}` in kondate.toml; {}",
+                    if known.is_empty() {
+                        "add one under [notifications.destinations.NAME] (docs/jobs.md#notifications)"
+                            .to_string()
+                    } else {
+                        format!(
+                            "the destinations are: {}",
+                            known.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                )));
+            }
+            let notifier = services.notifier().await?;
+            notifier
+                .send_test(&destination, services.clock.now())
+                .await
+                .map_err(|e| Failure::from(e.to_string()))?;
+            println!("sent a test notification to `{destination}`");
+            Ok(())
+        }
         JobsCmd::Instances {
             name,
             limit,
@@ -480,12 +565,13 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                 );
                 for s in &steps {
                     println!(
-                        "  {:<14} {:<8} {:<9} exit {:<4} {}{}",
+                        "  {:<14} {:<8} {:<9} exit {:<4} {}{}{}",
                         s.key,
                         s.queue,
                         s.status,
                         s.exit_code.map_or("-".into(), |c| c.to_string()),
                         s.task,
+                        peak_text(s.peak_memory_bytes, s.usual_peak_memory_bytes),
                         s.error
                             .as_deref()
                             .map(|e| format!(" — {e}"))
@@ -663,5 +749,29 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             }
             Ok(())
         }
+    }
+}
+
+/// ` [peak 1.2 GiB, usual 800.0 MiB ↑1.5×]`: a step's peak memory beside the job's usual,
+/// the ratio shown when it is 1.5 times or more.
+fn peak_text(peak: Option<i64>, usual: Option<i64>) -> String {
+    let size = |b: i64| {
+        let b = b as f64;
+        if b >= 1024.0 * 1024.0 * 1024.0 {
+            format!("{:.1} GiB", b / (1024.0 * 1024.0 * 1024.0))
+        } else {
+            format!("{:.1} MiB", b / (1024.0 * 1024.0))
+        }
+    };
+    match (peak, usual) {
+        (None, _) => String::new(),
+        (Some(p), None) => format!(" [peak {}]", size(p)),
+        (Some(p), Some(u)) if u > 0 && p as f64 >= 1.5 * u as f64 => format!(
+            " [peak {}, usual {} ↑{:.1}×]",
+            size(p),
+            size(u),
+            p as f64 / u as f64
+        ),
+        (Some(p), Some(u)) => format!(" [peak {}, usual {}]", size(p), size(u)),
     }
 }

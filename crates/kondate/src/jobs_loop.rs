@@ -76,11 +76,49 @@ pub struct SchedulerLoop {
     pub clock: Arc<dyn Clock>,
     pub jobs: kondate_core::config::JobsSection,
     pub lost_after: Duration,
+    /// Sends the notifications of what happens (None: none are sent).
+    pub notifier: Option<kondate_jobs::Notifier>,
+}
+
+/// One round of notifications: long runs and reminders noticed, new events made into
+/// notices, the due ones sent. A failure is logged, never the scheduler's.
+pub async fn notify_round(notifier: &kondate_jobs::Notifier, clock: &dyn Clock) {
+    if let Err(e) = notifier.watch(clock.now()).await {
+        tracing::warn!(error = %e, "could not look for long-running and failing instances");
+    }
+    if let Err(e) = notifier.enqueue(clock.now()).await {
+        tracing::warn!(error = %e, "could not record notifications; will retry");
+    }
+    match notifier.deliver(clock.now()).await {
+        Ok(r) if r.sent + r.retrying + r.failed > 0 => {
+            tracing::info!(
+                sent = r.sent,
+                retrying = r.retrying,
+                failed = r.failed,
+                "notifications"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not send notifications; will retry"),
+    }
 }
 
 impl SchedulerLoop {
     /// Pass after pass until `stop`.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Notices are sent beside the passes, not in them: a slow endpoint must not delay
+        // a launch.
+        let notifying = self.notifier.clone().map(|n| {
+            let (clock, poll, mut stop) = (self.clock.clone(), self.jobs.poll, stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    notify_round(&n, &*clock).await;
+                    if pause(&mut stop, poll).await {
+                        break;
+                    }
+                }
+            })
+        });
         let mut reloaded: Option<tokio::time::Instant> = None;
         let grace = chrono::Duration::from_std(self.jobs.grace).unwrap_or_default();
         loop {
@@ -129,6 +167,9 @@ impl SchedulerLoop {
             if pause(&mut stop, self.jobs.poll).await {
                 break;
             }
+        }
+        if let Some(task) = notifying {
+            let _ = task.await;
         }
     }
 }

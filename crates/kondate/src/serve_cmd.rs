@@ -64,6 +64,7 @@ async fn start_jobs(
             clock: services.clock.clone(),
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
+            notifier: Some(services.notifier().await?),
         };
         tasks.push(tokio::spawn(run.run(stop.clone())));
     }

@@ -246,6 +246,20 @@ impl Services {
         Ok((scheduler, executor))
     }
 
+    /// The notifier of the scheduler's events (notifications in kondate.toml).
+    pub async fn notifier(&self) -> Result<kondate_jobs::Notifier, Failure> {
+        let (scheduler, executor) = self.jobs().await?;
+        let config = &self.project.config;
+        Ok(kondate_jobs::Notifier::new(
+            self.state_db().await?.clone(),
+            scheduler,
+            executor,
+            config.notifications.clone(),
+            config.project.name.clone(),
+            config.public_url(),
+        ))
+    }
+
     /// [`Services::jobs_with`] for commands that run no step.
     pub async fn jobs(&self) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
         self.jobs_with(None).await

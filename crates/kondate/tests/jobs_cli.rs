@@ -459,3 +459,113 @@ fn a_backfill_launches_each_past_slot_once_with_its_time() {
         text(&o.stderr)
     );
 }
+
+/// One HTTP request read off `listener` (headers lower-cased, the body by its length),
+/// answered with `status`.
+fn one_request(
+    listener: std::net::TcpListener,
+    status: &'static str,
+) -> std::thread::JoinHandle<(std::collections::BTreeMap<String, String>, Vec<u8>)> {
+    use std::io::{BufRead, Read, Write};
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let mut r = std::io::BufReader::new(sock.try_clone().unwrap());
+        let mut headers = std::collections::BTreeMap::new();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap();
+            headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+        }
+        let mut body = vec![0; headers["content-length"].parse().unwrap()];
+        r.read_exact(&mut body).unwrap();
+        let mut w = sock;
+        write!(
+            w,
+            "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        )
+        .unwrap();
+        (headers, body)
+    })
+}
+
+/// `kondate jobs notify-test` sends a signed test notice to a destination of kondate.toml
+/// (its key from the environment), and says what is wrong when it cannot: a variable not
+/// set, a destination not named, an endpoint that refuses. `jobs notifications` lists.
+#[test]
+fn notify_test_sends_a_signed_notice_and_says_why_it_cannot() {
+    let (_dir, root) = common::init_project();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut toml = std::fs::read_to_string(root.join("kondate.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[notifications]\ndefault = ['hook']\n[notifications.destinations.hook]\ntype = 'webhook'\n\
+         url = 'http://127.0.0.1:{port}/hook'\nsecret_env = 'KONDATE_TEST_HOOK_KEY'\n"
+    ));
+    std::fs::write(root.join("kondate.toml"), toml).unwrap();
+
+    let got = one_request(listener.try_clone().unwrap(), "200 OK");
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["jobs", "notify-test", "hook"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("KONDATE_TEST_HOOK_KEY", "s3cret-key")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("sent a test notification to `hook`"));
+    let (headers, body) = got.join().unwrap();
+    assert_eq!(
+        headers["x-kondate-signature"],
+        kondate_jobs::deliver::sign(b"s3cret-key", &body)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["event"], "test");
+    assert_eq!(body["id"].as_str().unwrap(), headers["x-kondate-id"]);
+
+    // The key's variable is not set: exit 1, naming it and the field; the secret is not
+    // needed to say so.
+    let o = kondate(&root, &["jobs", "notify-test", "hook"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("KONDATE_TEST_HOOK_KEY")
+            && e.contains("notifications.destinations.hook.secret_env"),
+        "{e}"
+    );
+    // The endpoint refuses: its answer is shown.
+    let got = one_request(listener, "403 Forbidden");
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["jobs", "notify-test", "hook"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("KONDATE_TEST_HOOK_KEY", "s3cret-key")
+        .output()
+        .unwrap();
+    got.join().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("403"), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("s3cret-key"));
+    // A destination kondate.toml does not name.
+    let o = kondate(&root, &["jobs", "notify-test", "pager"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("no destination named `pager`")
+            && text(&o.stderr).contains("hook"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Nothing recorded yet: notify-test sends directly.
+    let o = kondate(&root, &["jobs", "notifications", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}
