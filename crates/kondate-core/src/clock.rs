@@ -43,6 +43,47 @@ impl Clock for ManualClock {
     }
 }
 
+/// A clock that starts at a given time and runs `rate` times faster than the wall clock;
+/// for tests of schedules across real processes (thousands of slots in seconds).
+#[derive(Debug)]
+pub struct ScaledClock {
+    start: DateTime<Utc>,
+    real_start: std::time::Instant,
+    rate: f64,
+}
+
+/// The variable that gives `kondate serve`'s scheduler a [`ScaledClock`] for its slots:
+/// `START@RATE`, e.g. `2026-06-01T00:00:00Z@36000` (kondate's own tests only; nothing else
+/// — heartbeats, expiry, logs — follows it).
+pub const SCHEDULER_CLOCK_VAR: &str = "KONDATE_TEST_SCHEDULER_CLOCK";
+
+impl ScaledClock {
+    pub fn new(start: DateTime<Utc>, rate: f64) -> Self {
+        Self {
+            start,
+            real_start: std::time::Instant::now(),
+            rate,
+        }
+    }
+
+    /// From `START@RATE`; None when the text is not that.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (start, rate) = text.split_once('@')?;
+        let start = DateTime::parse_from_rfc3339(start.trim())
+            .ok()?
+            .with_timezone(&Utc);
+        let rate: f64 = rate.trim().parse().ok()?;
+        (rate.is_finite() && rate > 0.0).then(|| Self::new(start, rate))
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> DateTime<Utc> {
+        let ms = self.real_start.elapsed().as_secs_f64() * self.rate * 1000.0;
+        self.start + chrono::Duration::milliseconds(ms as i64)
+    }
+}
+
 /// Milliseconds since the epoch (as the state tables store times) as RFC 3339 in UTC with
 /// milliseconds, e.g. `2026-11-27T05:17:05.123Z`.
 pub fn ms_to_rfc3339(ms: i64) -> String {

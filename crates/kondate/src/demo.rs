@@ -519,6 +519,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             executor: executor.clone(),
             root: project.root.clone(),
             clock: services.clock.clone(),
+            slot_clock: crate::jobs_loop::slot_clock(services.clock.clone()),
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
             notifier: Some(services.notifier().await?),

@@ -74,10 +74,32 @@ pub struct SchedulerLoop {
     pub executor: Executor,
     pub root: std::path::PathBuf,
     pub clock: Arc<dyn Clock>,
+    /// The clock slots are due by: `clock`, unless a test runs the scheduler fast
+    /// ([`slot_clock`]).
+    pub slot_clock: Arc<dyn Clock>,
     pub jobs: kondate_core::config::JobsSection,
     pub lost_after: Duration,
     /// Sends the notifications of what happens (None: none are sent).
     pub notifier: Option<kondate_jobs::Notifier>,
+}
+
+/// The scheduler's clock for slots: `clock`, or the fast one kondate's tests ask for with
+/// `KONDATE_TEST_SCHEDULER_CLOCK=START@RATE` (refused loudly when malformed).
+pub fn slot_clock(clock: Arc<dyn Clock>) -> Arc<dyn Clock> {
+    use kondate_core::clock::{SCHEDULER_CLOCK_VAR, ScaledClock};
+    match std::env::var(SCHEDULER_CLOCK_VAR) {
+        Ok(v) => match ScaledClock::parse(&v) {
+            Some(c) => {
+                tracing::warn!(clock = %v, "the scheduler runs on a test clock");
+                Arc::new(c)
+            }
+            None => {
+                tracing::error!(value = %v, "{SCHEDULER_CLOCK_VAR} is not START@RATE; ignored");
+                clock
+            }
+        },
+        Err(_) => clock,
+    }
 }
 
 /// One round of notifications: long runs and reminders noticed, new events made into
@@ -129,7 +151,7 @@ impl SchedulerLoop {
                     reloaded = Some(tokio::time::Instant::now());
                 }
             }
-            match self.scheduler.pass(self.clock.now(), grace).await {
+            match self.scheduler.pass(self.slot_clock.now(), grace).await {
                 Ok(report) => {
                     for (job, slot, id) in &report.launched {
                         tracing::info!(%job, %slot, instance = id, "launched");

@@ -62,6 +62,7 @@ async fn start_jobs(
             executor: executor.clone(),
             root: services.project.root.clone(),
             clock: services.clock.clone(),
+            slot_clock: crate::jobs_loop::slot_clock(services.clock.clone()),
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
             notifier: Some(services.notifier().await?),

@@ -742,6 +742,115 @@ async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
     assert!(b["status"] != "running" && b["status"] != "lost", "{b}");
 }
 
+/// Two `kondate serve` processes on one state database, each a scheduler with a worker,
+/// their scheduler clocks running 36,000 times fast: thousands of minutely slots pass, and
+/// each is launched exactly once; the steps of a half-hourly job run once each across the
+/// two workers.
+async fn two_schedulers_launch_each_slot_once(env: Vec<(String, String)>) {
+    let (_dir, root) = common::init_project();
+    let ran = root.join("out").join("ran.txt");
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let every = |cron: &str, script: &str| {
+        format!(
+            "{{ script: {script:?}, schedules: [{cron:?}], catchup: 'all', catchup_max: 10000, \
+             prevent_multi: 'allow' }}"
+        )
+    };
+    std::fs::write(
+        root.join("jobs/tick.jsonnet"),
+        every("* * * * *", "noop:\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("jobs/work.jsonnet"),
+        every(
+            "*/30 * * * *",
+            &format!("execute: echo $KONDATE_INSTANCE_ID >> {}\n", ran.display()),
+        ),
+    )
+    .unwrap();
+    let mut env = env;
+    env.extend(
+        [
+            (
+                kondate_core::clock::SCHEDULER_CLOCK_VAR,
+                "2026-06-01T00:00:00Z@36000",
+            ),
+            ("KONDATE_JOBS_POLL", "200ms"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let servers = [serve(&root, &env), serve(&root, &env)];
+    let db = Database::connect(&state_url(&root, &env)).await.unwrap();
+    let count = |job: &'static str| {
+        let db = db.clone();
+        async move {
+            let r = db
+                .fetch_all(
+                    "SELECT COUNT(*) AS n FROM kondate_job_instances WHERE job = ?",
+                    &[Value::from(job)],
+                )
+                .await
+                .unwrap();
+            kondate_db::get_i64(&r[0], "n").unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("tick").await < 2000 {
+        assert!(Instant::now() < deadline, "2000 slots never launched");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SIGTERM: each stops scheduling, lets its running step end, and deregisters.
+    for s in &servers {
+        unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    }
+    for mut s in servers {
+        s.child.wait().unwrap();
+    }
+    for (job, minutes) in [("tick", 1), ("work", 30)] {
+        let rows = db
+            .fetch_all(
+                "SELECT scheduled_at FROM kondate_job_instances WHERE job = ? ORDER BY scheduled_at",
+                &[Value::from(job)],
+            )
+            .await
+            .unwrap();
+        let at: Vec<i64> = rows
+            .iter()
+            .map(|r| kondate_db::get_i64(r, "scheduled_at").unwrap())
+            .collect();
+        assert!(at.len() > 50, "{job}: {} instances", at.len());
+        // Every slot from the first on, once: no gap, no repeat.
+        for w in at.windows(2) {
+            assert_eq!(
+                w[1] - w[0],
+                minutes * 60_000,
+                "{job}: slots {} and {}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    // Each step of `work` that ran, ran once.
+    let succeeded = db
+        .fetch_all(
+            "SELECT s.instance FROM kondate_job_steps s JOIN kondate_job_instances i \
+             ON i.id = s.instance WHERE i.job = 'work' AND s.status = 'success'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .len();
+    let text = std::fs::read_to_string(&ran).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let all = lines.len();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), all, "a step ran twice");
+    assert!(succeeded > 10, "only {succeeded} steps ran");
+    assert_eq!(all, succeeded);
+}
+
 /// (version, rows) in result table `scores`, on the service database `env` names.
 async fn result_versions(env: &[(String, String)], root: &Path) -> Vec<(String, i64)> {
     let url = env
@@ -833,4 +942,12 @@ on_every_state_database!(
     sqlite_runs_whose_supervisor_is_killed,
     postgres_runs_whose_supervisor_is_killed,
     mariadb_runs_whose_supervisor_is_killed
+);
+
+on_every_state_database!(
+    two_schedulers_launch_each_slot_once,
+    "twosched",
+    sqlite_two_schedulers_launch_each_slot_once,
+    postgres_two_schedulers_launch_each_slot_once,
+    mariadb_two_schedulers_launch_each_slot_once
 );
