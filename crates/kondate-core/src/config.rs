@@ -276,6 +276,10 @@ pub struct JobsSection {
     /// for the first time).
     #[serde(with = "human_duration")]
     pub grace: Duration,
+    /// Finished instances (and their logs and notifications) older than this are removed
+    /// by the scheduler, hourly; instances in ERROR are kept.
+    #[serde(with = "human_duration")]
+    pub retention: Duration,
 }
 
 /// Where the scheduler's notifications go (docs/jobs.md#notifications).
@@ -393,6 +397,7 @@ impl Default for JobsSection {
             poll: Duration::from_secs(2),
             reload: Duration::from_secs(30),
             grace: Duration::from_secs(60),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

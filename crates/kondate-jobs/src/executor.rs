@@ -1115,6 +1115,136 @@ impl Executor {
         Ok(failed)
     }
 
+    /// Remove what is older than `retention` (at most once an `every` across processes:
+    /// the first to move the `retention` cursor does it): finished instances (SUCCESS,
+    /// CANCEL) with their steps, their logs in the store and their notifications; sent or
+    /// failed notifications; events both cursors have passed. An instance in ERROR is kept
+    /// whatever its age — it still asks for a person. None when it was not this process's
+    /// turn.
+    pub async fn prune(
+        &self,
+        now: DateTime<Utc>,
+        retention: Duration,
+        every: Duration,
+    ) -> Result<Option<PruneReport>, JobsError> {
+        const CURSOR: &str = "retention";
+        let now_ms = ms(now);
+        let last = self
+            .db
+            .fetch_optional(
+                "SELECT position FROM kondate_job_cursors WHERE name = ?",
+                &[Value::Text(CURSOR.into())],
+            )
+            .await?
+            .map(|r| get_i64(&r, "position"))
+            .transpose()?;
+        let turn = match last {
+            None => match self
+                .db
+                .execute(
+                    "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
+                    &[Value::Text(CURSOR.into()), Value::Int(now_ms)],
+                )
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.is_unique_violation() => false,
+                Err(e) => return Err(e.into()),
+            },
+            Some(at) if now_ms - at >= every.as_millis() as i64 => self
+                .db
+                .execute(
+                    "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
+                    &[
+                        Value::Int(now_ms),
+                        Value::Text(CURSOR.into()),
+                        Value::Int(at),
+                    ],
+                )
+                .await?
+                == 1,
+            Some(_) => false,
+        };
+        if !turn {
+            return Ok(None);
+        }
+        let before = now_ms - retention.as_millis() as i64;
+        let mut report = PruneReport::default();
+        let old = self
+            .db
+            .fetch_all(
+                "SELECT id FROM kondate_job_instances WHERE status IN (?, ?) \
+                 AND finished_at IS NOT NULL AND finished_at < ? ORDER BY id LIMIT 10000",
+                &[
+                    Value::Text(SUCCESS.into()),
+                    Value::Text(CANCEL.into()),
+                    Value::Int(before),
+                ],
+            )
+            .await?;
+        for r in old {
+            let id = get_i64(&r, "id")?;
+            // The logs first: an instance whose logs cannot be removed stays, to be tried
+            // again, rather than leaving objects nothing points at.
+            match self.store.delete_prefix(&format!("jobs/{id}/")).await {
+                Ok(n) => report.logs += n,
+                Err(e) => {
+                    tracing::warn!(instance = id, error = %e, "cannot remove an old instance's logs; will try again");
+                    continue;
+                }
+            }
+            use kondate_db::Session;
+            let mut tx = self.db.begin().await?;
+            report.steps += tx
+                .execute(
+                    "DELETE FROM kondate_job_steps WHERE instance = ?",
+                    &[Value::Int(id)],
+                )
+                .await? as usize;
+            tx.execute(
+                "DELETE FROM kondate_notifications WHERE instance = ?",
+                &[Value::Int(id)],
+            )
+            .await?;
+            report.instances += tx
+                .execute(
+                    "DELETE FROM kondate_job_instances WHERE id = ?",
+                    &[Value::Int(id)],
+                )
+                .await? as usize;
+            tx.commit().await?;
+        }
+        report.notifications = self
+            .db
+            .execute(
+                "DELETE FROM kondate_notifications WHERE status <> 'pending' AND created_at < ?",
+                &[Value::Int(before)],
+            )
+            .await? as usize;
+        // Events behind every reader (the triggers' and the notifications' cursors).
+        let behind = self
+            .db
+            .fetch_optional(
+                "SELECT MIN(position) AS p FROM kondate_job_cursors WHERE name IN (?, ?)",
+                &[
+                    Value::Text("events".into()),
+                    Value::Text("notifications".into()),
+                ],
+            )
+            .await?
+            .and_then(|r| get_opt_i64(&r, "p"));
+        if let Some(p) = behind {
+            report.events = self
+                .db
+                .execute(
+                    "DELETE FROM kondate_events WHERE id <= ? AND created_at < ?",
+                    &[Value::Int(p), Value::Int(before)],
+                )
+                .await? as usize;
+        }
+        Ok(Some(report))
+    }
+
     /// Instance `id`'s steps, in the order they were recorded.
     pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>, JobsError> {
         let rows = self
@@ -1191,6 +1321,16 @@ impl Executor {
             Some(k) => Ok(Some(self.store.get(k).await?.to_vec())),
         }
     }
+}
+
+/// What [`Executor::prune`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    pub instances: usize,
+    pub steps: usize,
+    pub logs: usize,
+    pub notifications: usize,
+    pub events: usize,
 }
 
 /// One step as recorded.

@@ -493,6 +493,63 @@ async fn a_steps_peak_is_compared_with_its_usual(f: Fixture) {
     assert_eq!(second.usual_peak_memory_bytes, None, "{second:?}");
 }
 
+/// The built-in retention job: finished instances older than the retention go with their
+/// steps and stored logs; one in ERROR stays, however old; it runs once an hour whichever
+/// process gets there first.
+async fn old_finished_instances_are_pruned_with_their_logs(f: Fixture) {
+    let (s, ex) = executor(&f).await;
+    let def = |name: &str, script: &str| {
+        Loaded::Ok(Box::new(
+            from_json(
+                &format!("jobs/{name}.jsonnet"),
+                name,
+                json!({ "script": script }),
+            )
+            .unwrap(),
+        ))
+    };
+    s.load(
+        &[
+            def("done", "execute: echo hello\n"),
+            def("broken", "execute: exit 1\n"),
+        ],
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let done = launched(&s, &ex, "done").await;
+    assert_eq!(drain(&f, done, 1).await, SUCCESS);
+    let broken = launched(&s, &ex, "broken").await;
+    assert_eq!(drain(&f, broken, 1).await, ERROR);
+    let store = Store::local(
+        &f.dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://x"),
+    )
+    .unwrap();
+    assert_eq!(store.list(&format!("jobs/{done}/")).await.unwrap().len(), 1);
+
+    let day = Duration::from_secs(24 * 3600);
+    let hour = Duration::from_secs(3600);
+    // Within the retention: nothing goes (but the hourly turn is taken).
+    let r = ex.prune(Utc::now(), 30 * day, hour).await.unwrap().unwrap();
+    assert_eq!(r.instances, 0);
+    // Not an hour later: not this pass's turn.
+    let later = Utc::now() + chrono::Duration::days(31);
+    assert!(ex.prune(Utc::now(), day, hour).await.unwrap().is_none());
+    let r = ex.prune(later, 30 * day, hour).await.unwrap().unwrap();
+    assert_eq!((r.instances, r.steps, r.logs), (1, 1, 1), "{r:?}");
+    assert!(s.instance(done).await.is_err());
+    assert!(
+        store
+            .list(&format!("jobs/{done}/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.instance(broken).await.unwrap().status, ERROR);
+    assert_eq!(ex.steps(broken).await.unwrap().len(), 1);
+}
+
 on_every_state_database!(
     "jobx_",
     pipeline,
@@ -508,3 +565,8 @@ on_every_state_database!("jobx_", claims, many_workers_claim_each_step_once);
 on_every_state_database!("jobx_", force_cancel, force_cancel_stops_the_running_step);
 on_every_state_database!("jobx_", sub_process_wait, sub_process_and_wait);
 on_every_state_database!("jobx_", usual_peak, a_steps_peak_is_compared_with_its_usual);
+on_every_state_database!(
+    "jobx_",
+    retention,
+    old_finished_instances_are_pruned_with_their_logs
+);

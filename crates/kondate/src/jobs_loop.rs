@@ -68,6 +68,9 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
+/// How often the built-in retention job runs (once across all schedulers).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
 /// What the scheduler needs to run.
 pub struct SchedulerLoop {
     pub scheduler: Scheduler,
@@ -176,6 +179,24 @@ impl SchedulerLoop {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "scheduling pass failed; will retry"),
+            }
+            match self
+                .executor
+                .prune(self.clock.now(), self.jobs.retention, RETENTION_EVERY)
+                .await
+            {
+                Ok(Some(r)) => tracing::info!(
+                    instances = r.instances,
+                    steps = r.steps,
+                    logs = r.logs,
+                    notifications = r.notifications,
+                    events = r.events,
+                    "removed jobs' records older than jobs.retention"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not remove old jobs' records; will retry")
+                }
             }
             match self
                 .executor
