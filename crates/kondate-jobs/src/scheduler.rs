@@ -59,6 +59,9 @@ pub struct JobRow {
     pub cursor_at: Option<i64>,
     pub load_error: Option<String>,
     pub removed: bool,
+    /// Suspended by an operator or owner (`kondate jobs suspend`), by whom; besides a
+    /// definition's own `suspended`.
+    pub suspended_by: Option<String>,
 }
 
 /// One instance of a job.
@@ -149,6 +152,46 @@ impl Scheduler {
             db,
             parsed: Arc::default(),
         }
+    }
+
+    /// Suspend job `name` (`by` whom): it launches nothing — no slot, no trigger — until
+    /// resumed, and the slots that pass meanwhile are not launched afterwards. Instances
+    /// already working go on.
+    pub async fn suspend(&self, name: &str, by: &str, now: DateTime<Utc>) -> Result<(), JobsError> {
+        self.job_row(name)
+            .await?
+            .filter(|j| !j.removed)
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        self.db
+            .execute(
+                "UPDATE kondate_jobs SET suspended_at = COALESCE(suspended_at, ?), \
+                 suspended_by = COALESCE(suspended_by, ?), updated_at = ? WHERE name = ?",
+                &[
+                    Value::Int(ms(now)),
+                    Value::Text(by.to_string()),
+                    Value::Int(ms(now)),
+                    Value::Text(name.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Resume job `name` suspended by [`Scheduler::suspend`] (a definition's own
+    /// `suspended: true` stays until its file changes).
+    pub async fn resume(&self, name: &str, now: DateTime<Utc>) -> Result<(), JobsError> {
+        self.job_row(name)
+            .await?
+            .filter(|j| !j.removed)
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        self.db
+            .execute(
+                "UPDATE kondate_jobs SET suspended_at = NULL, suspended_by = NULL, updated_at = ? \
+                 WHERE name = ?",
+                &[Value::Int(ms(now)), Value::Text(name.to_string())],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The state database it works on.
@@ -315,7 +358,7 @@ impl Scheduler {
     }
 
     const JOB_COLUMNS: &'static str = "j.name, j.revision, j.cursor_at, j.load_error, \
-        j.removed_at, r.digest, r.loaded_at FROM kondate_jobs j LEFT JOIN kondate_job_revisions r \
+        j.removed_at, j.suspended_at, j.suspended_by, r.digest, r.loaded_at FROM kondate_jobs j LEFT JOIN kondate_job_revisions r \
         ON r.id = j.revision";
 
     fn job_of(row: &kondate_db::AnyRow) -> Result<JobRow, JobsError> {
@@ -327,6 +370,8 @@ impl Scheduler {
             cursor_at: get_opt_i64(row, "cursor_at"),
             load_error: get_opt_string(row, "load_error"),
             removed: get_opt_i64(row, "removed_at").is_some(),
+            suspended_by: get_opt_i64(row, "suspended_at")
+                .map(|_| get_opt_string(row, "suspended_by").unwrap_or_default()),
         })
     }
 
@@ -478,7 +523,13 @@ impl Scheduler {
             let (false, Some(revision)) = (job.removed, job.revision) else {
                 continue;
             };
-            let def = self.definition(&job.name, revision).await?;
+            let mut def = self.definition(&job.name, revision).await?;
+            if job.suspended_by.is_some() && !def.suspended {
+                // Suspended at run time: as if its definition said so.
+                let mut d = (*def).clone();
+                d.suspended = true;
+                def = Arc::new(d);
+            }
             self.pass_job(&job, revision, &def, now, grace, &mut report)
                 .await?;
             scheduled.push((job.name, revision, def));

@@ -342,3 +342,65 @@ on_every_state_database!(
 );
 on_every_state_database!("jobs_", exactly_once, concurrent_passes_over_two_hours);
 on_every_state_database!("jobs_", triggers, triggers_launch_once_per_event);
+
+/// A job suspended at run time launches nothing — no slot, no trigger — and, resumed,
+/// launches from then on, not the slots that passed meanwhile.
+async fn suspended_jobs_launch_nothing_and_resume_from_now(f: Fixture) {
+    let s = scheduler(&f).await;
+    let start = t("2026-06-01T00:00:00Z");
+    s.load(
+        &[def(
+            "hourly",
+            json!({ "schedules": ["0 * * * *"], "catchup": "all", "catchup_max": 100, "prevent_multi": "allow",
+                    "triggers": ["job.succeeded: other"] }),
+        )],
+        start,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.pass(start, GRACE).await.unwrap().launched.len(), 1);
+    s.suspend("hourly", "user:ana@example.com", start)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.job_row("hourly")
+            .await
+            .unwrap()
+            .unwrap()
+            .suspended_by
+            .as_deref(),
+        Some("user:ana@example.com")
+    );
+    let db = Database::connect(&f.url).await.unwrap();
+    kondate_db::state::record_event(&db, "job.succeeded", "other", "{}", 1)
+        .await
+        .unwrap();
+    let r = s.pass(start + Duration::hours(3), GRACE).await.unwrap();
+    assert!(r.launched.is_empty() && r.triggered.is_empty(), "{r:?}");
+    // Resumed at 03:30: the 01:00–03:00 slots stay passed; 04:00 launches.
+    s.resume("hourly", start + Duration::minutes(210))
+        .await
+        .unwrap();
+    assert!(
+        s.job_row("hourly")
+            .await
+            .unwrap()
+            .unwrap()
+            .suspended_by
+            .is_none()
+    );
+    let r = s.pass(start + Duration::minutes(210), GRACE).await.unwrap();
+    assert!(r.launched.is_empty(), "{r:?}");
+    let r = s.pass(start + Duration::hours(4), GRACE).await.unwrap();
+    assert_eq!(r.launched.len(), 1);
+    assert_eq!(r.launched[0].1, start + Duration::hours(4));
+    assert!(matches!(
+        s.suspend("nope", "x", start).await,
+        Err(kondate_jobs::JobsError::NoSuchJob(_))
+    ));
+}
+on_every_state_database!(
+    "jobs_",
+    suspend,
+    suspended_jobs_launch_nothing_and_resume_from_now
+);

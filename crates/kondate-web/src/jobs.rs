@@ -1,7 +1,8 @@
 //! `/v1/jobs…` and `/v1/instances…`: the scheduler's jobs and their instances. Reading needs
 //! `jobs:read` on the job, launching `jobs:launch` on it; retrying, skipping and cancelling
-//! an instance need `jobs:operate` on its job — or being one of the job's `owners` (with
-//! `jobs:read` on it): owners act on their jobs' instances without a broader scope.
+//! an instance, and suspending or resuming a job, need `jobs:operate` on the job — or being
+//! one of the job's `owners` (with `jobs:read` on it): owners act on their jobs without a
+//! broader scope. Editing or deleting a job is a change to its file (`jobs/NAME.jsonnet`).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -61,7 +62,8 @@ async fn job_json(state: &AppState, job: &kondate_jobs::scheduler::JobRow, next:
         "schedules": def.as_ref().map(|d| d.schedules.iter().map(|s| json!({
             "cron": s.expression, "time_zone": s.zone.name(),
         })).collect::<Vec<_>>()),
-        "suspended": def.as_ref().map(|d| d.suspended),
+        "suspended": def.as_ref().map(|d| d.suspended || job.suspended_by.is_some()),
+        "suspended_by": job.suspended_by,
         "owners": def.as_ref().map(|d| d.owners.clone()),
         "tags": def.as_ref().map(|d| d.tags.clone()),
         "next": def.as_ref().map(|d| kondate_jobs::plan::next_slots(d, now, next)
@@ -243,8 +245,9 @@ pub async fn logs(
         .into_response())
 }
 
-/// Whether `caller` is one of the job's owners (a person, or a token owned by one).
-async fn owns(state: &AppState, caller: &Principal, i: &Instance) -> bool {
+/// Whether `caller` is one of the owners of revision `revision` of `job` (a person, or a
+/// token owned by one).
+async fn owns(state: &AppState, caller: &Principal, job: &str, revision: i64) -> bool {
     let person = match caller.kind {
         PrincipalKind::User => Some(caller.name.as_str()),
         _ => caller.owner.as_deref(),
@@ -252,10 +255,68 @@ async fn owns(state: &AppState, caller: &Principal, i: &Instance) -> bool {
     let Some(person) = person else {
         return false;
     };
-    match state.jobs.definition(&i.job, i.revision).await {
+    match state.jobs.definition(job, revision).await {
         Ok(d) => d.owners.iter().any(|o| o.eq_ignore_ascii_case(person)),
         Err(_) => false,
     }
+}
+
+/// Suspend or resume: `jobs:operate` on the job, or one of its owners (by its current
+/// revision) who may read it.
+async fn set_suspended(
+    state: AppState,
+    caller: Principal,
+    name: String,
+    suspend: bool,
+) -> Result<Response, ApiError> {
+    valid_name(&name)?;
+    caller.require(ScopeKind::JobsRead, Some(&name))?;
+    let job = state
+        .jobs
+        .job_row(&name)
+        .await?
+        .filter(|j| !j.removed)
+        .ok_or_else(|| JobsError::NoSuchJob(name.clone()))?;
+    let owner = match job.revision {
+        Some(r) => owns(&state, &caller, &name, r).await,
+        None => false,
+    };
+    if !owner {
+        caller.require(ScopeKind::JobsOperate, Some(&name))?;
+    }
+    let now = chrono::Utc::now();
+    if suspend {
+        state.jobs.suspend(&name, &caller.actor(), now).await?;
+    } else {
+        state.jobs.resume(&name, now).await?;
+    }
+    let job = state
+        .jobs
+        .job_row(&name)
+        .await?
+        .ok_or_else(|| JobsError::NoSuchJob(name.clone()))?;
+    Ok(audited(
+        Json(job_json(&state, &job, 1).await).into_response(),
+        json!({ "job": name }),
+    ))
+}
+
+/// `POST /v1/jobs/{name}/suspend`: launch nothing until resumed.
+pub async fn suspend(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    set_suspended(state, caller, name, true).await
+}
+
+/// `POST /v1/jobs/{name}/resume`: launch its slots again, from now on.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    set_suspended(state, caller, name, false).await
 }
 
 /// Retry, skip or cancel: `jobs:operate` on the job, or an owner of it who may read it.
@@ -266,7 +327,9 @@ async fn act(
     what: &'static str,
 ) -> Result<Response, ApiError> {
     let i = readable(&state, &caller, id).await?;
-    if !caller.allows(ScopeKind::JobsOperate, Some(&i.job)) && !owns(&state, &caller, &i).await {
+    if !caller.allows(ScopeKind::JobsOperate, Some(&i.job))
+        && !owns(&state, &caller, &i.job, i.revision).await
+    {
         caller.require(ScopeKind::JobsOperate, Some(&i.job))?;
     }
     let now = chrono::Utc::now();

@@ -260,6 +260,20 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             post(jobs::launch),
         )
         .add(
+            "post",
+            "/v1/jobs/{name}/suspend",
+            Named(JobsRead),
+            Some("jobs.suspend"),
+            post(jobs::suspend),
+        )
+        .add(
+            "post",
+            "/v1/jobs/{name}/resume",
+            Named(JobsRead),
+            Some("jobs.resume"),
+            post(jobs::resume),
+        )
+        .add(
             "get",
             "/v1/instances/{id}",
             Any(JobsRead),

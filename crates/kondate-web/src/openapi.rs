@@ -179,6 +179,24 @@ fn written_paths() -> serde_json::Map<String, Value> {
                     "404": error_response("no such instance")}}}));
     for (action, summary) in [
         (
+            "suspend",
+            "Suspend the job: it launches nothing (no slot, no trigger) until resumed; slots passing meanwhile are not launched later",
+        ),
+        (
+            "resume",
+            "Resume a job suspended here (a definition's own `suspended: true` stays until its file changes)",
+        ),
+    ] {
+        paths.insert(format!("/v1/jobs/{{name}}/{action}"), json!({"post": {
+                "summary": format!("{summary}. Needs `jobs:operate` on the job, or being one of its owners"),
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the job, with `suspended` and `suspended_by`", "content": {"application/json": {}}},
+                    "403": error_response("neither `jobs:operate` on the job nor one of its owners"),
+                    "404": error_response("no such job")}}}));
+    }
+    for (action, summary) in [
+        (
             "retry",
             "Run the instance's failed step again (a new attempt), then the rest",
         ),

@@ -206,6 +206,40 @@ async fn jobs_api_lists_launches_and_acts_with_scopes_and_owners() {
     assert_eq!(status, 200);
     let (status, text) = call("POST", &format!("/v1/instances/{id}/cancel"), &reader, None).await;
     assert_eq!(status, 409, "{text}");
+    // Suspend: refused to the stranger; an owner's token may; the job shows who; resume.
+    let (status, text) = call("POST", "/v1/jobs/nightly/suspend", &stranger, None).await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = call("POST", "/v1/jobs/nightly/suspend", &reader, None).await;
+    assert_eq!(status, 200, "{text}");
+    let job = json_of(&text);
+    assert_eq!(job["suspended"], true, "{job}");
+    assert_eq!(job["suspended_by"], "token:reader", "{job}");
+    assert_eq!(
+        call("POST", "/v1/jobs/secret/suspend", &reader, None)
+            .await
+            .0,
+        403
+    );
+    let (status, text) = call("POST", "/v1/jobs/nightly/resume", &reader, None).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json_of(&text)["suspended"], false);
+    let audit = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            action: Some("jobs.suspend".into()),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = audit.iter().map(|r| r.entry.outcome).collect();
+    assert!(
+        outcomes.contains(&kondate_access::Outcome::Ok)
+            && outcomes.contains(&kondate_access::Outcome::Denied),
+        "{audit:?}"
+    );
+
     // Bad and unknown ids.
     assert_eq!(call("GET", "/v1/instances/abc", &reader, None).await.0, 400);
     assert_eq!(

@@ -89,6 +89,14 @@ pub enum JobsCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Suspend a job: it launches nothing — no slot, no trigger — until resumed, and the
+    /// slots that pass meanwhile are not launched afterwards; instances working go on.
+    #[command(after_help = "Example:\n  kondate jobs suspend weekly_training")]
+    Suspend { name: String },
+    /// Resume a job suspended with `kondate jobs suspend` (a definition's own
+    /// `suspended: true` stays until its file changes).
+    #[command(after_help = "Example:\n  kondate jobs resume weekly_training")]
+    Resume { name: String },
     /// The notifications recorded (newest first): destination, event, status, tries and the
     /// last error. `kondate serve` sends them; one that cannot be sent is retried with
     /// backoff and, after `notifications.attempts` tries, left `failed` here.
@@ -147,6 +155,8 @@ impl JobsCmd {
         match self {
             JobsCmd::List { .. } | JobsCmd::Check { .. } | JobsCmd::Next { .. } => CliNeed::none(),
             JobsCmd::Launch { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.launch"),
+            JobsCmd::Suspend { name } => CliNeed::change(JobsOperate, name, "jobs.suspend"),
+            JobsCmd::Resume { name } => CliNeed::change(JobsOperate, name, "jobs.resume"),
             JobsCmd::Backfill { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.backfill"),
             JobsCmd::Instances { name, .. } => CliNeed::on(JobsRead, name),
             JobsCmd::Instance { .. } | JobsCmd::Logs { .. } | JobsCmd::Notifications { .. } => {
@@ -454,6 +464,30 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             }
             Ok(())
         }
+        cmd @ (JobsCmd::Suspend { .. } | JobsCmd::Resume { .. }) => {
+            let (suspend, name) = match cmd {
+                JobsCmd::Suspend { name } => (true, name),
+                JobsCmd::Resume { name } => (false, name),
+                _ => unreachable!("matched above"),
+            };
+            let (scheduler, _) = services.jobs().await?;
+            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
+                .await
+                .map_err(failure)?;
+            if suspend {
+                scheduler
+                    .suspend(&name, &crate::cli_access::actor(), now)
+                    .await
+                    .map_err(failure)?;
+                println!(
+                    "suspended `{name}`: it launches nothing until `kondate jobs resume {name}`"
+                );
+            } else {
+                scheduler.resume(&name, now).await.map_err(failure)?;
+                println!("resumed `{name}`: its slots launch again from now on");
+            }
+            Ok(())
+        }
         JobsCmd::Notifications {
             status,
             job,
@@ -625,13 +659,27 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             Ok(())
         }
         JobsCmd::List { format } => {
-            let rows: Vec<serde_json::Value> = load_all(services)?
+            let mut rows: Vec<serde_json::Value> = load_all(services)?
                 .into_iter()
                 .map(|(name, d)| match d {
                     Ok(d) => summary(&d, now),
                     Err(e) => serde_json::json!({ "name": name, "error": e.to_string() }),
                 })
                 .collect();
+            // Suspended at run time (`kondate jobs suspend`), as the state database says.
+            let (scheduler, _) = services.jobs().await?;
+            for r in &mut rows {
+                let name = r["name"].as_str().unwrap_or_default().to_string();
+                if let Some(by) = scheduler
+                    .job_row(&name)
+                    .await
+                    .map_err(failure)?
+                    .and_then(|j| j.suspended_by)
+                {
+                    r["suspended"] = true.into();
+                    r["suspended_by"] = by.into();
+                }
+            }
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
@@ -659,10 +707,10 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                             )
                         })
                         .collect();
-                    let state = if r["suspended"] == true {
-                        "suspended"
-                    } else {
-                        "ok"
+                    let state = match (r["suspended"] == true, r["suspended_by"].as_str()) {
+                        (true, Some(by)) => format!("suspended by {by}"),
+                        (true, None) => "suspended".to_string(),
+                        _ => "ok".to_string(),
                     };
                     println!(
                         "{name:<24} {:<26} {state:<26} {}",

@@ -569,3 +569,39 @@ fn notify_test_sends_a_signed_notice_and_says_why_it_cannot() {
         serde_json::json!([])
     );
 }
+
+/// `kondate jobs suspend` and `resume`: the list says who suspended the job; an unknown job
+/// is refused naming it.
+#[test]
+fn jobs_are_suspended_and_resumed_from_the_cli() {
+    let (_dir, root) = common::init_project();
+    std::fs::write(
+        root.join("jobs/train.jsonnet"),
+        "{ script: 'noop:\\n', schedules: ['0 9 * * 1'] }\n",
+    )
+    .unwrap();
+    let o = kondate(&root, &["jobs", "suspend", "train"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "list", "--format", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(jobs[0]["suspended"], true, "{jobs}");
+    assert!(jobs[0]["suspended_by"].as_str().is_some(), "{jobs}");
+    let o = kondate(&root, &["jobs", "list"]);
+    assert!(
+        text(&o.stdout).contains("suspended by "),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = kondate(&root, &["jobs", "resume", "train"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = kondate(&root, &["jobs", "list", "--format", "json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(jobs[0]["suspended"], false, "{jobs}");
+    let o = kondate(&root, &["jobs", "suspend", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no job named `nope`"),
+        "{}",
+        text(&o.stderr)
+    );
+}
