@@ -112,6 +112,8 @@ pub struct PassReport {
     pub suspended: u64,
     /// (job, event id, instance id) launched by a trigger in this pass.
     pub triggered: Vec<(String, i64, i64)>,
+    /// The earliest slot after now of any scheduled job: when the next pass has work.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// The events that can trigger a job.
@@ -532,6 +534,11 @@ impl Scheduler {
             }
             self.pass_job(&job, revision, &def, now, grace, &mut report)
                 .await?;
+            if !def.suspended
+                && let Some(next) = plan::next_slots(&def, now, 1).first()
+            {
+                report.next_due = Some(report.next_due.map_or(*next, |d| d.min(*next)));
+            }
             scheduled.push((job.name, revision, def));
         }
         self.triggers(&scheduled, now, &mut report).await?;
@@ -644,6 +651,7 @@ impl Scheduler {
         report: &mut PassReport,
     ) -> Result<(), JobsError> {
         let plan = plan::due(def, job.cursor_at.map(from_ms), now, grace);
+        let plan_found = !plan.launch.is_empty() || plan.missed > 0 || plan.suspended > 0;
         report.missed += plan.missed;
         report.suspended += plan.suspended;
         let mut cursor = plan.cursor;
@@ -679,8 +687,12 @@ impl Scheduler {
                 busy.push(WORKING.into());
             }
         }
+        // A pass that found no slot leaves the cursor where it is: the next pass looks from
+        // there and finds the same nothing, and a pass over 10,000 jobs writes nothing
+        // between their fire times. A suspended job's cursor follows now (its slots pass).
+        let found = plan_found || def.suspended || job.cursor_at.is_none();
         // Forward only, and only from what this pass read (another pass may have moved it).
-        if Some(ms(cursor)) > job.cursor_at {
+        if found && Some(ms(cursor)) > job.cursor_at {
             let (cond, mut params) = match job.cursor_at {
                 Some(c) => ("cursor_at = ?", vec![Value::Int(c)]),
                 None => ("cursor_at IS NULL", vec![]),

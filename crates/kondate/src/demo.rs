@@ -514,6 +514,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         // The jobs stay scheduled: the scheduler and a worker run until Ctrl-C.
         let (stop_jobs, stopped) = tokio::sync::watch::channel(false);
         let cfg = &project.config;
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let looping = crate::jobs_loop::SchedulerLoop {
             scheduler,
             executor: executor.clone(),
@@ -523,17 +524,22 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
             notifier: Some(services.notifier().await?),
+            wake: wake.clone(),
         };
         let jobs = [
             tokio::spawn(looping.run(stopped.clone())),
             tokio::spawn({
-                let (clock, poll, lost_after) =
-                    (services.clock.clone(), cfg.jobs.poll, cfg.state.lost_after);
+                let working = crate::jobs_loop::WorkerLoop {
+                    executor,
+                    cfg: worker,
+                    clock: services.clock.clone(),
+                    poll: cfg.jobs.poll,
+                    lost_after: cfg.state.lost_after,
+                    until_idle: false,
+                    wake: Some(wake),
+                };
                 async move {
-                    crate::jobs_loop::worker(
-                        executor, worker, clock, poll, lost_after, false, stopped,
-                    )
-                    .await;
+                    working.run(stopped).await;
                 }
             }),
         ];

@@ -210,15 +210,16 @@ pub async fn worker(services: &std::sync::Arc<Services>, args: WorkerArgs) -> Cm
     if !args.until_idle {
         eprintln!("kondate worker {} taking steps of: {queues}", cfg.worker);
     }
-    let ran = crate::jobs_loop::worker(
+    let ran = crate::jobs_loop::WorkerLoop {
         executor,
         cfg,
-        services.clock.clone(),
-        services.project.config.jobs.poll,
-        services.project.config.state.lost_after,
-        args.until_idle,
-        stopped,
-    )
+        clock: services.clock.clone(),
+        poll: services.project.config.jobs.poll,
+        lost_after: services.project.config.state.lost_after,
+        until_idle: args.until_idle,
+        wake: None,
+    }
+    .run(stopped)
     .await;
     eprintln!("kondate worker: ran {ran} steps");
     Ok(())

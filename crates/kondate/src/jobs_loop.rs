@@ -84,6 +84,9 @@ pub struct SchedulerLoop {
     pub lost_after: Duration,
     /// Sends the notifications of what happens (None: none are sent).
     pub notifier: Option<kondate_jobs::Notifier>,
+    /// Woken after a pass launched something: this process's idle workers look for steps
+    /// at once rather than at their next poll.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The scheduler's clock for slots: `clock`, or the fast one kondate's tests ask for with
@@ -154,8 +157,10 @@ impl SchedulerLoop {
                     reloaded = Some(tokio::time::Instant::now());
                 }
             }
+            let mut next_due = None;
             match self.scheduler.pass(self.slot_clock.now(), grace).await {
                 Ok(report) => {
+                    next_due = report.next_due;
                     for (job, slot, id) in &report.launched {
                         tracing::info!(%job, %slot, instance = id, "launched");
                         if let Err(e) = self.executor.advance(*id, self.clock.now()).await {
@@ -167,6 +172,9 @@ impl SchedulerLoop {
                         if let Err(e) = self.executor.advance(*id, self.clock.now()).await {
                             tracing::warn!(instance = id, error = %e, "could not start the instance; a worker's pass will");
                         }
+                    }
+                    if !report.launched.is_empty() || !report.triggered.is_empty() {
+                        self.wake.notify_waiters();
                     }
                     for (job, slot) in &report.prevented {
                         tracing::info!(%job, %slot, "not launched: an instance is still working or failed (prevent_multi)");
@@ -207,7 +215,14 @@ impl SchedulerLoop {
                 Ok(n) => tracing::error!(steps = n, "steps failed: their worker is gone"),
                 Err(e) => tracing::warn!(error = %e, "could not look for lost workers"),
             }
-            if pause(&mut stop, self.jobs.poll).await {
+            // Until the next pass has work — a slot falls due — but at least once a poll
+            // (triggers, retries, lost workers): a slot launches within milliseconds of its
+            // time, not up to a poll late.
+            let until_due = next_due
+                .and_then(|d| (d - self.slot_clock.now()).to_std().ok())
+                .map(|d| d + Duration::from_millis(5))
+                .unwrap_or(self.jobs.poll);
+            if pause(&mut stop, until_due.min(self.jobs.poll)).await {
                 break;
             }
         }
@@ -222,46 +237,67 @@ impl SchedulerLoop {
 /// fails the steps of workers that are gone (past `lost_after`), as the scheduler does, so
 /// that a deployment of workers alone leaves nothing WORKING forever. Returns how many
 /// steps it ran.
-pub async fn worker(
-    executor: Executor,
-    cfg: WorkerConfig,
-    clock: Arc<dyn Clock>,
-    poll: Duration,
-    lost_after: Duration,
-    until_idle: bool,
-    mut stop: watch::Receiver<bool>,
-) -> usize {
-    // An idle worker asks for a step once per poll: a few statements a second at most for
-    // a fleet of idle processes (docs/BENCHMARKS.md's idle cost).
-    let idle_wait = poll;
-    let mut ran = 0;
-    let mut swept: Option<tokio::time::Instant> = None;
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        if swept.is_none_or(|t| t.elapsed() >= poll) {
-            swept = Some(tokio::time::Instant::now());
-            match executor.release_lost(clock.now(), lost_after).await {
-                Ok(0) => {}
-                Ok(n) => tracing::error!(steps = n, "steps failed: their worker is gone"),
-                Err(e) => tracing::warn!(error = %e, "could not look for lost workers"),
+pub struct WorkerLoop {
+    pub executor: Executor,
+    pub cfg: WorkerConfig,
+    pub clock: Arc<dyn Clock>,
+    pub poll: Duration,
+    pub lost_after: Duration,
+    pub until_idle: bool,
+    /// Woken by this process's scheduler when it launched something.
+    pub wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl WorkerLoop {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> usize {
+        let WorkerLoop {
+            executor,
+            cfg,
+            clock,
+            poll,
+            lost_after,
+            until_idle,
+            wake,
+        } = self;
+        // An idle worker asks for a step once per poll: a few statements a second at most for
+        // a fleet of idle processes (docs/BENCHMARKS.md's idle cost).
+        let idle_wait = poll;
+        let mut ran = 0;
+        let mut swept: Option<tokio::time::Instant> = None;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if swept.is_none_or(|t| t.elapsed() >= poll) {
+                swept = Some(tokio::time::Instant::now());
+                match executor.release_lost(clock.now(), lost_after).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::error!(steps = n, "steps failed: their worker is gone"),
+                    Err(e) => tracing::warn!(error = %e, "could not look for lost workers"),
+                }
+            }
+            match executor.work_once(&cfg, &*clock).await {
+                Ok(true) => {
+                    ran += 1;
+                    continue;
+                }
+                Ok(false) if until_idle => break,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(worker = %cfg.worker, error = %e, "step failed to run; will retry")
+                }
+            }
+            let woken = async {
+                match &wake {
+                    Some(w) => w.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                stopping = pause(&mut stop, idle_wait) => if stopping { break },
+                _ = woken => {}
             }
         }
-        match executor.work_once(&cfg, &*clock).await {
-            Ok(true) => {
-                ran += 1;
-                continue;
-            }
-            Ok(false) if until_idle => break,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(worker = %cfg.worker, error = %e, "step failed to run; will retry")
-            }
-        }
-        if pause(&mut stop, idle_wait).await {
-            break;
-        }
+        ran
     }
-    ran
 }

@@ -56,6 +56,7 @@ async fn start_jobs(
         return Ok(tasks);
     }
     let (scheduler, executor) = services.working_jobs().await?;
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     if cfg.jobs.scheduler {
         let run = crate::jobs_loop::SchedulerLoop {
             scheduler,
@@ -66,6 +67,7 @@ async fn start_jobs(
             jobs: cfg.jobs.clone(),
             lost_after: cfg.state.lost_after,
             notifier: Some(services.notifier().await?),
+            wake: wake.clone(),
         };
         tasks.push(tokio::spawn(run.run(stop.clone())));
     }
@@ -73,15 +75,18 @@ async fn start_jobs(
         let worker = services
             .worker_config(vec![kondate_jobs::engine::DEFAULT_QUEUE.to_string()])
             .await?;
-        let (executor, clock, poll, lost_after, stop) = (
-            executor.clone(),
-            services.clock.clone(),
-            cfg.jobs.poll,
-            cfg.state.lost_after,
-            stop.clone(),
-        );
+        let looping = crate::jobs_loop::WorkerLoop {
+            executor: executor.clone(),
+            cfg: worker,
+            clock: services.clock.clone(),
+            poll: cfg.jobs.poll,
+            lost_after: cfg.state.lost_after,
+            until_idle: false,
+            wake: Some(wake.clone()),
+        };
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            crate::jobs_loop::worker(executor, worker, clock, poll, lost_after, false, stop).await;
+            looping.run(stop).await;
         }));
     }
     Ok(tasks)
