@@ -258,6 +258,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         "ALTER TABLE kondate_job_instances ADD COLUMN error_at BIGINT NULL;
     ALTER TABLE kondate_job_instances ADD COLUMN noticed_at BIGINT NULL;
+    ALTER TABLE kondate_job_steps ADD COLUMN log_spool VARCHAR(1024) NULL;
     ALTER TABLE kondate_jobs ADD COLUMN suspended_at BIGINT NULL;
     ALTER TABLE kondate_jobs ADD COLUMN suspended_by VARCHAR(255) NULL;
     CREATE TABLE IF NOT EXISTS kondate_notifications (

@@ -598,6 +598,16 @@ impl Executor {
             path: spool.display().to_string(),
             source: e,
         })?;
+        // Where the log grows while the step runs: followers on this host read it live.
+        self.db
+            .execute(
+                "UPDATE kondate_job_steps SET log_spool = ? WHERE id = ?",
+                &[
+                    Value::Text(spool.display().to_string()),
+                    Value::Int(step.id),
+                ],
+            )
+            .await?;
         let log = Arc::new(kondate_apps::LogWriter::new(Box::new(file)));
         let (result, exit_code, peak): (Result<(), String>, Option<i64>, Option<i64>) = match task {
             None => (
@@ -1251,8 +1261,8 @@ impl Executor {
             .db
             .fetch_all(
                 "SELECT id, step_key, task, queue, status, attempt, worker, exit_code, \
-                 peak_memory_bytes, log_key, error FROM kondate_job_steps WHERE instance = ? \
-                 ORDER BY id",
+                 peak_memory_bytes, log_key, log_spool, error FROM kondate_job_steps \
+                 WHERE instance = ? ORDER BY id",
                 &[Value::Int(id)],
             )
             .await?;
@@ -1272,6 +1282,7 @@ impl Executor {
                     exit_code: get_opt_i64(r, "exit_code"),
                     peak_memory_bytes: get_opt_i64(r, "peak_memory_bytes"),
                     log_key: get_opt_string(r, "log_key"),
+                    log_spool: get_opt_string(r, "log_spool"),
                     error: get_opt_string(r, "error"),
                 })
             })
@@ -1314,6 +1325,102 @@ impl Executor {
             .collect())
     }
 
+    /// Instance `id`'s steps' logs as lines `STEP TIME out|err TEXT`, in chunks: what is
+    /// stored, and — with `follow` — what running steps write, as they write it (read from
+    /// the worker's spool file where this process can reach it, else once the step's log
+    /// is stored), until no step runs and none waits. Without `follow`, what there is now.
+    pub fn log_stream(
+        &self,
+        id: i64,
+        follow: bool,
+    ) -> impl futures::Stream<Item = Result<String, JobsError>> + Send + 'static {
+        struct State {
+            ex: Executor,
+            id: i64,
+            follow: bool,
+            offsets: HashMap<i64, usize>,
+            finished: std::collections::HashSet<i64>,
+            ended: bool,
+        }
+        let state = State {
+            ex: self.clone(),
+            id,
+            follow,
+            offsets: HashMap::new(),
+            finished: Default::default(),
+            ended: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            if st.ended {
+                return None;
+            }
+            loop {
+                let chunk = async {
+                    let status = st.ex.status(st.id).await?;
+                    let steps = st.ex.steps(st.id).await?;
+                    let mut out = String::new();
+                    let mut running = false;
+                    for step in &steps {
+                        if st.finished.contains(&step.id) {
+                            continue;
+                        }
+                        let from = st.offsets.get(&step.id).copied().unwrap_or(0);
+                        let (bytes, done) = match (&step.log_key, &step.log_spool) {
+                            (Some(_), _) => (st.ex.step_log(step).await?.unwrap_or_default(), true),
+                            (None, Some(spool)) if step.status == WORKING => {
+                                (std::fs::read(spool).unwrap_or_default(), false)
+                            }
+                            _ => (
+                                Vec::new(),
+                                !matches!(step.status.as_str(), WORKING | PENDING),
+                            ),
+                        };
+                        running |= !done;
+                        let mut upto = bytes.len();
+                        if !done {
+                            // Whole lines only: the rest comes with the next read.
+                            upto = memchr_last_newline(&bytes).map_or(0, |i| i + 1);
+                        }
+                        if upto > from {
+                            for line in bytes[from..upto].split(|b| *b == b'\n') {
+                                if let Some(l) = kondate_apps::parse_line(line) {
+                                    let stream = match l.stream {
+                                        kondate_apps::Stream::Stdout => "out",
+                                        kondate_apps::Stream::Stderr => "err",
+                                    };
+                                    out.push_str(&format!(
+                                        "{} {} {stream} {}\n",
+                                        step.key, l.time, l.text
+                                    ));
+                                }
+                            }
+                            st.offsets.insert(step.id, upto);
+                        }
+                        if done {
+                            st.finished.insert(step.id);
+                        }
+                    }
+                    let over = !st.follow || (status != WORKING && !running);
+                    Ok::<_, JobsError>((out, over))
+                }
+                .await;
+                match chunk {
+                    Err(e) => {
+                        st.ended = true;
+                        return Some((Err(e), st));
+                    }
+                    Ok((out, over)) => {
+                        st.ended = over;
+                        if !out.is_empty() || over {
+                            return Some((Ok(out), st));
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                }
+            }
+        })
+    }
+
     /// The stored log of a step, as the store holds it (lines of `time stream text`).
     pub async fn step_log(&self, step: &StepRow) -> Result<Option<Vec<u8>>, JobsError> {
         match &step.log_key {
@@ -1321,6 +1428,10 @@ impl Executor {
             Some(k) => Ok(Some(self.store.get(k).await?.to_vec())),
         }
     }
+}
+
+fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|b| *b == b'\n')
 }
 
 /// What [`Executor::prune`] removed.
@@ -1348,5 +1459,8 @@ pub struct StepRow {
     /// The median peak of this step in the job's other instances where it succeeded.
     pub usual_peak_memory_bytes: Option<i64>,
     pub log_key: Option<String>,
+    /// Where the worker writes the log while the step runs (on the worker's host).
+    #[serde(skip)]
+    pub log_spool: Option<String>,
     pub error: Option<String>,
 }

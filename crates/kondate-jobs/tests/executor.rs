@@ -550,6 +550,60 @@ async fn old_finished_instances_are_pruned_with_their_logs(f: Fixture) {
     assert_eq!(ex.steps(broken).await.unwrap().len(), 1);
 }
 
+/// Following an instance's logs: a running step's lines arrive while it runs (from the
+/// worker's spool), the rest once it ends, the next step's after; the stream ends with the
+/// instance.
+async fn logs_are_followed_live(f: Fixture) {
+    use futures::StreamExt;
+    let (s, ex) = executor(&f).await;
+    let go = f.dir.path().join("go");
+    let script = format!(
+        "execute: echo first; while ! test -f {go}; do sleep 0.05; done; echo second >&2\necho: done\n",
+        go = go.display()
+    );
+    load(&s, "live", &script).await;
+    let id = launched(&s, &ex, "live").await;
+    let (_, worker_ex) = executor(&f).await;
+    let cfg = worker(&f, "w");
+    let running =
+        tokio::spawn(
+            async move { while worker_ex.work_once(&cfg, &SystemClock).await.unwrap() {} },
+        );
+    let mut stream = std::pin::pin!(ex.log_stream(id, true));
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("a line while the step runs")
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.starts_with("L1 ") && first.trim_end().ends_with(" out first"),
+        "{first}"
+    );
+    assert_eq!(s.instance(id).await.unwrap().status, WORKING);
+    std::fs::write(&go, "").unwrap();
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("the stream ends with the instance")
+    {
+        rest.push_str(&chunk.unwrap());
+    }
+    running.await.unwrap();
+    assert!(
+        rest.contains("L1 ") && rest.contains(" err second\n"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("L2 ") && rest.contains(" out done\n"),
+        "{rest}"
+    );
+    assert!(!rest.contains("first"), "a line twice: {rest}");
+    assert_eq!(s.instance(id).await.unwrap().status, SUCCESS);
+    // Not following: what there is, at once.
+    let all: Vec<String> = ex.log_stream(id, false).map(|c| c.unwrap()).collect().await;
+    assert_eq!(all.concat().lines().count(), 3, "{all:?}");
+}
+
 on_every_state_database!(
     "jobx_",
     pipeline,
@@ -570,3 +624,4 @@ on_every_state_database!(
     retention,
     old_finished_instances_are_pruned_with_their_logs
 );
+on_every_state_database!("jobx_", follow, logs_are_followed_live);

@@ -213,25 +213,16 @@ pub async fn instance(
 pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<LogParams>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
+    use futures::StreamExt;
     let id = instance_id(&id)?;
     readable(&state, &caller, id).await?;
-    let mut out = String::new();
-    for step in state.executor.steps(id).await? {
-        let Some(log) = state.executor.step_log(&step).await? else {
-            continue;
-        };
-        for line in log.split(|b| *b == b'\n') {
-            if let Some(l) = kondate_apps::parse_line(line) {
-                let stream = match l.stream {
-                    kondate_apps::Stream::Stdout => "out",
-                    kondate_apps::Stream::Stderr => "err",
-                };
-                out.push_str(&format!("{} {} {stream} {}\n", step.key, l.time, l.text));
-            }
-        }
-    }
+    let body = state
+        .executor
+        .log_stream(id, p.follow)
+        .map(|chunk| chunk.map_err(std::io::Error::other));
     Ok((
         [
             (
@@ -240,9 +231,15 @@ pub async fn logs(
             ),
             (axum::http::header::CACHE_CONTROL, "no-store"),
         ],
-        out,
+        axum::body::Body::from_stream(body),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LogParams {
+    #[serde(default)]
+    follow: bool,
 }
 
 /// Whether `caller` is one of the owners of revision `revision` of `job` (a person, or a

@@ -172,8 +172,9 @@ fn written_paths() -> serde_json::Map<String, Value> {
                     "200": {"description": "the instance", "content": {"application/json": {}}},
                     "404": error_response("no such instance")}}}));
     paths.insert("/v1/instances/{id}/logs".into(), json!({"get": {
-                "summary": "Its steps' stored logs in order: one line per output line, `STEP TIME out|err TEXT`",
-                "parameters": [instance_id],
+                "summary": "Its steps' logs in order: one line per output line, `STEP TIME out|err TEXT`; with `follow=true` the response stays open, streaming what running steps write, until no step runs or waits",
+                "parameters": [instance_id, {"name": "follow", "in": "query", "schema": {"type": "boolean"},
+                    "description": "keep streaming while the instance runs"}],
                 "responses": {
                     "200": {"description": "the logs", "content": {"text/plain": {}}},
                     "404": error_response("no such instance")}}}));

@@ -67,10 +67,15 @@ pub enum JobsCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
-    /// The logs of an instance's steps, in order, each line with its step.
-    #[command(after_help = "Example:\n  kondate jobs logs 42")]
+    /// The logs of an instance's steps, in order, each line with its step; --follow prints
+    /// what running steps write as they write it, until no step runs or waits.
+    #[command(after_help = "Examples:\n  kondate jobs logs 42\n  kondate jobs logs 42 --follow")]
     Logs {
         id: i64,
+        /// Keep printing while the instance runs (live from the worker's spool on this
+        /// host; from the store once a step ends elsewhere).
+        #[arg(long)]
+        follow: bool,
         /// json: one object per line {step, time, stream, text}.
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
@@ -616,26 +621,32 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             }
             Ok(())
         }
-        JobsCmd::Logs { id, format } => {
+        JobsCmd::Logs { id, follow, format } => {
+            use futures::StreamExt;
             let (scheduler, executor) = services.jobs().await?;
             scheduler.instance(id).await.map_err(failure)?;
-            for s in executor.steps(id).await.map_err(failure)? {
-                let Some(log) = executor.step_log(&s).await.map_err(failure)? else {
-                    continue;
-                };
-                for line in log.split(|b| *b == b'\n') {
-                    let Some(l) = kondate_apps::parse_line(line) else {
-                        continue;
-                    };
+            let mut chunks = std::pin::pin!(executor.log_stream(id, follow));
+            while let Some(chunk) = chunks.next().await {
+                for line in chunk.map_err(failure)?.lines() {
+                    // `STEP TIME out|err TEXT`
+                    let mut parts = line.splitn(4, ' ');
+                    let (step, time, stream, text) = (
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                    );
                     if format == ListFormat::Json {
                         println!(
                             "{}",
                             serde_json::json!({
-                                "step": s.key, "time": l.time, "stream": l.stream, "text": l.text,
+                                "step": step, "time": time,
+                                "stream": if stream == "err" { "stderr" } else { "stdout" },
+                                "text": text,
                             })
                         );
                     } else {
-                        println!("[{}] {}", s.key, l.text);
+                        println!("[{step}] {text}");
                     }
                 }
             }
