@@ -278,7 +278,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         error {text} NULL
     );
     CREATE UNIQUE INDEX kondate_notifications_key ON kondate_notifications (event_id, destination);
-    CREATE INDEX kondate_notifications_due ON kondate_notifications (status, next_at)",
+    CREATE INDEX kondate_notifications_due ON kondate_notifications (status, next_at);
+    CREATE INDEX kondate_events_subject ON kondate_events (subject, kind)",
     ),
 ];
 

@@ -29,7 +29,7 @@ use kondate_store::Store;
 
 use crate::JobsError;
 use crate::engine::{self, Outcome, StepSpec, Walk};
-use crate::scheduler::{CANCEL, ERROR, SUCCESS, Scheduler, WORKING};
+use crate::scheduler::{CANCEL, ERROR, SUCCESS, Scheduler, WORKING, cursor};
 use crate::script::{Node, Task};
 
 /// The period around `at` (in `zone`) that a `wait` looks in: [start, end).
@@ -894,15 +894,7 @@ impl Executor {
     }
 
     async fn job_of(&self, id: i64) -> Result<String, JobsError> {
-        let row = self
-            .db
-            .fetch_optional(
-                "SELECT job FROM kondate_job_instances WHERE id = ?",
-                &[Value::Int(id)],
-            )
-            .await?
-            .ok_or(JobsError::NoSuchInstance(id))?;
-        Ok(get_string(&row, "job")?)
+        self.instance_text(id, "job").await
     }
 
     async fn step_key(&self, step: i64) -> Result<String, JobsError> {
@@ -918,15 +910,20 @@ impl Executor {
     }
 
     async fn status(&self, id: i64) -> Result<String, JobsError> {
+        self.instance_text(id, "status").await
+    }
+
+    /// Column `column` (one of this module's literals) of instance `id`.
+    async fn instance_text(&self, id: i64, column: &'static str) -> Result<String, JobsError> {
         let row = self
             .db
             .fetch_optional(
-                "SELECT status FROM kondate_job_instances WHERE id = ?",
+                &format!("SELECT {column} FROM kondate_job_instances WHERE id = ?"),
                 &[Value::Int(id)],
             )
             .await?
             .ok_or(JobsError::NoSuchInstance(id))?;
-        Ok(get_string(&row, "status")?)
+        Ok(get_string(&row, column)?)
     }
 
     /// Run instance `id`'s failed step again (a new attempt), and the rest after it.
@@ -1139,40 +1136,11 @@ impl Executor {
     ) -> Result<Option<PruneReport>, JobsError> {
         const CURSOR: &str = "retention";
         let now_ms = ms(now);
-        let last = self
-            .db
-            .fetch_optional(
-                "SELECT position FROM kondate_job_cursors WHERE name = ?",
-                &[Value::Text(CURSOR.into())],
-            )
-            .await?
-            .map(|r| get_i64(&r, "position"))
-            .transpose()?;
-        let turn = match last {
-            None => match self
-                .db
-                .execute(
-                    "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
-                    &[Value::Text(CURSOR.into()), Value::Int(now_ms)],
-                )
-                .await
-            {
-                Ok(_) => true,
-                Err(e) if e.is_unique_violation() => false,
-                Err(e) => return Err(e.into()),
-            },
-            Some(at) if now_ms - at >= every.as_millis() as i64 => self
-                .db
-                .execute(
-                    "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
-                    &[
-                        Value::Int(now_ms),
-                        Value::Text(CURSOR.into()),
-                        Value::Int(at),
-                    ],
-                )
-                .await?
-                == 1,
+        let turn = match cursor::get(&self.db, CURSOR).await? {
+            None => cursor::create(&self.db, CURSOR, now_ms).await?,
+            Some(at) if now_ms - at >= every.as_millis() as i64 => {
+                cursor::advance(&self.db, CURSOR, at, now_ms).await?
+            }
             Some(_) => false,
         };
         if !turn {

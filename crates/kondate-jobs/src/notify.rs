@@ -29,7 +29,7 @@ use crate::JobsError;
 use crate::definition::NotifyOn;
 use crate::deliver::{Notice, SendError, Sender};
 use crate::executor::Executor;
-use crate::scheduler::{ERROR, Scheduler, WORKING};
+use crate::scheduler::{ERROR, Scheduler, WORKING, cursor};
 
 /// The events notices are made of.
 const EVENTS: [&str; 14] = [
@@ -141,34 +141,7 @@ impl Notifier {
     /// Record notices for the events after the cursor (see the module); returns how many.
     pub async fn enqueue(&self, now: DateTime<Utc>) -> Result<usize, JobsError> {
         const CURSOR: &str = "notifications";
-        let position = self
-            .db
-            .fetch_optional(
-                "SELECT position FROM kondate_job_cursors WHERE name = ?",
-                &[Value::Text(CURSOR.into())],
-            )
-            .await?
-            .map(|r| get_i64(&r, "position"))
-            .transpose()?;
-        let Some(position) = position else {
-            let newest = self
-                .db
-                .fetch_optional("SELECT MAX(id) AS m FROM kondate_events", &[])
-                .await?
-                .and_then(|r| get_opt_i64(&r, "m"))
-                .unwrap_or(0);
-            match self
-                .db
-                .execute(
-                    "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
-                    &[Value::Text(CURSOR.into()), Value::Int(newest)],
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_unique_violation() => {}
-                Err(e) => return Err(e.into()),
-            }
+        let Some(position) = cursor::events(&self.db, CURSOR).await? else {
             return Ok(0);
         };
         let marks = vec!["?"; EVENTS.len()].join(", ");
@@ -213,16 +186,7 @@ impl Notifier {
                 recorded += self.record(id, &dest, &notice, now).await? as usize;
             }
         }
-        self.db
-            .execute(
-                "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
-                &[
-                    Value::Int(last),
-                    Value::Text(CURSOR.into()),
-                    Value::Int(position),
-                ],
-            )
-            .await?;
+        cursor::advance(&self.db, CURSOR, position, last).await?;
         Ok(recorded)
     }
 

@@ -148,6 +148,68 @@ fn from_ms(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(v).unwrap_or_default()
 }
 
+/// Named positions in the state database (`kondate_job_cursors`), shared by every
+/// process: where the triggers and the notifications have read the events to, when the
+/// retention job last ran. Moved only by compare-and-set.
+pub(crate) mod cursor {
+    use kondate_db::{Database, Value, get_i64, get_opt_i64};
+
+    use crate::JobsError;
+
+    /// The cursor `name`, if set.
+    pub async fn get(db: &Database, name: &str) -> Result<Option<i64>, JobsError> {
+        Ok(db
+            .fetch_optional(
+                "SELECT position FROM kondate_job_cursors WHERE name = ?",
+                &[Value::Text(name.into())],
+            )
+            .await?
+            .map(|r| get_i64(&r, "position"))
+            .transpose()?)
+    }
+
+    /// Set cursor `name` to `position` if it is not set; true when this call set it.
+    pub async fn create(db: &Database, name: &str, position: i64) -> Result<bool, JobsError> {
+        match db
+            .execute(
+                "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
+                &[Value::Text(name.into()), Value::Int(position)],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A reader's position in the events: None the first time, when the cursor is set to
+    /// the newest event (a new reader does not replay the past).
+    pub async fn events(db: &Database, name: &str) -> Result<Option<i64>, JobsError> {
+        if let Some(p) = get(db, name).await? {
+            return Ok(Some(p));
+        }
+        let newest = db
+            .fetch_optional("SELECT MAX(id) AS m FROM kondate_events", &[])
+            .await?
+            .and_then(|r| get_opt_i64(&r, "m"))
+            .unwrap_or(0);
+        create(db, name, newest).await?;
+        Ok(None)
+    }
+
+    /// Move cursor `name` from `from` to `to`; false when another process moved it first.
+    pub async fn advance(db: &Database, name: &str, from: i64, to: i64) -> Result<bool, JobsError> {
+        Ok(db
+            .execute(
+                "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
+                &[Value::Int(to), Value::Text(name.into()), Value::Int(from)],
+            )
+            .await?
+            == 1)
+    }
+}
+
 impl Scheduler {
     pub fn new(db: Database) -> Scheduler {
         Scheduler {
@@ -555,34 +617,7 @@ impl Scheduler {
         report: &mut PassReport,
     ) -> Result<(), JobsError> {
         const CURSOR: &str = "events";
-        let position = self
-            .db
-            .fetch_optional(
-                "SELECT position FROM kondate_job_cursors WHERE name = ?",
-                &[Value::Text(CURSOR.into())],
-            )
-            .await?
-            .map(|r| get_i64(&r, "position"))
-            .transpose()?;
-        let Some(position) = position else {
-            let newest = self
-                .db
-                .fetch_optional("SELECT MAX(id) AS m FROM kondate_events", &[])
-                .await?
-                .and_then(|r| get_opt_i64(&r, "m"))
-                .unwrap_or(0);
-            match self
-                .db
-                .execute(
-                    "INSERT INTO kondate_job_cursors (name, position) VALUES (?, ?)",
-                    &[Value::Text(CURSOR.into()), Value::Int(newest)],
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.is_unique_violation() => {}
-                Err(e) => return Err(e.into()),
-            }
+        let Some(position) = cursor::events(&self.db, CURSOR).await? else {
             return Ok(());
         };
         let marks = vec!["?"; TRIGGER_EVENTS.len()].join(", ");
@@ -628,16 +663,7 @@ impl Scheduler {
             }
         }
         // Forward only, from what this pass read (another may have moved it already).
-        self.db
-            .execute(
-                "UPDATE kondate_job_cursors SET position = ? WHERE name = ? AND position = ?",
-                &[
-                    Value::Int(last),
-                    Value::Text(CURSOR.into()),
-                    Value::Int(position),
-                ],
-            )
-            .await?;
+        cursor::advance(&self.db, CURSOR, position, last).await?;
         Ok(())
     }
 
