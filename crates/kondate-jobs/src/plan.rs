@@ -32,6 +32,8 @@ pub struct Plan {
     pub suspended: u64,
     /// Where the next pass starts (exclusive): now.
     pub cursor: DateTime<Utc>,
+    /// The first slot after now, when the pass looked that far (the next pass with work).
+    pub next: Option<DateTime<Utc>>,
 }
 
 /// The slots one pass looks through at most; a job whose cursor is further behind (a
@@ -74,6 +76,7 @@ pub fn due(
         missed: 0,
         suspended: 0,
         cursor: now,
+        next: None,
     };
     if job.suspended || job.schedules.is_empty() {
         return plan;
@@ -93,6 +96,7 @@ pub fn due(
     let mut seen = 0u64;
     while let Some(slot) = next_slot(&job.schedules, at) {
         if slot > now {
+            plan.next = Some(slot);
             break;
         }
         at = slot;

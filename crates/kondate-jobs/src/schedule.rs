@@ -145,8 +145,12 @@ impl Cron {
         use chrono::{Offset, Timelike};
         let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
         let fixed = offset(after);
-        // Clock changes are hours apart: an hourly look finds any in the window.
-        if (-3..=25).any(|h| offset(after + Duration::hours(h)) != fixed) {
+        // A zone's clock changes are months apart, so within these 28 hours there is at
+        // most one, and the offsets at the window's ends differ if there is (UTC has none).
+        if tz != Tz::UTC
+            && (offset(after - Duration::hours(3)) != fixed
+                || offset(after + Duration::hours(25)) != fixed)
+        {
             return None;
         }
         let local = after.naive_utc() + Duration::seconds(i64::from(fixed.local_minus_utc()));

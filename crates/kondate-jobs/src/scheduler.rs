@@ -596,11 +596,6 @@ impl Scheduler {
             }
             self.pass_job(&job, revision, &def, now, grace, &mut report)
                 .await?;
-            if !def.suspended
-                && let Some(next) = plan::next_slots(&def, now, 1).first()
-            {
-                report.next_due = Some(report.next_due.map_or(*next, |d| d.min(*next)));
-            }
             scheduled.push((job.name, revision, def));
         }
         self.triggers(&scheduled, now, &mut report).await?;
@@ -677,6 +672,15 @@ impl Scheduler {
         report: &mut PassReport,
     ) -> Result<(), JobsError> {
         let plan = plan::due(def, job.cursor_at.map(from_ms), now, grace);
+        // The next slot: the plan saw it, or (a cursor ahead of now) it is looked up.
+        let next = match plan.next {
+            Some(n) => Some(n),
+            None if def.suspended || def.schedules.is_empty() => None,
+            None => plan::next_slots(def, now, 1).first().copied(),
+        };
+        if let Some(n) = next {
+            report.next_due = Some(report.next_due.map_or(n, |d| d.min(n)));
+        }
         let plan_found = !plan.launch.is_empty() || plan.missed > 0 || plan.suspended > 0;
         report.missed += plan.missed;
         report.suspended += plan.suspended;
