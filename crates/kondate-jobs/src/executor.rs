@@ -1333,24 +1333,30 @@ impl Executor {
                             continue;
                         }
                         let from = st.offsets.get(&step.id).copied().unwrap_or(0);
-                        let (bytes, done) = match (&step.log_key, &step.log_spool) {
-                            (Some(_), _) => (st.ex.step_log(step).await?.unwrap_or_default(), true),
+                        // `bytes` is the log from byte `base` on: the stored log whole,
+                        // a running step's spool only past what was already read.
+                        let (bytes, base, done) = match (&step.log_key, &step.log_spool) {
+                            (Some(_), _) => {
+                                (st.ex.step_log(step).await?.unwrap_or_default(), 0, true)
+                            }
                             (None, Some(spool)) if step.status == WORKING => {
-                                (std::fs::read(spool).unwrap_or_default(), false)
+                                (read_from(spool, from), from, false)
                             }
                             _ => (
                                 Vec::new(),
+                                from,
                                 !matches!(step.status.as_str(), WORKING | PENDING),
                             ),
                         };
                         running |= !done;
-                        let mut upto = bytes.len();
-                        if !done {
+                        let upto = if done {
+                            base + bytes.len()
+                        } else {
                             // Whole lines only: the rest comes with the next read.
-                            upto = memchr_last_newline(&bytes).map_or(0, |i| i + 1);
-                        }
+                            memchr::memrchr(b'\n', &bytes).map_or(base, |i| base + i + 1)
+                        };
                         if upto > from {
-                            for line in bytes[from..upto].split(|b| *b == b'\n') {
+                            for line in bytes[from - base..upto - base].split(|b| *b == b'\n') {
                                 if let Some(l) = kondate_apps::parse_line(line) {
                                     let stream = match l.stream {
                                         kondate_apps::Stream::Stdout => "out",
@@ -1398,8 +1404,17 @@ impl Executor {
     }
 }
 
-fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().rposition(|b| *b == b'\n')
+/// The file at `path` from byte `from` on (empty when it cannot be read: the step's log
+/// then comes from the store once it ends).
+fn read_from(path: &str, from: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(from as u64)).is_ok()
+    {
+        let _ = f.read_to_end(&mut out);
+    }
+    out
 }
 
 /// What [`Executor::prune`] removed.

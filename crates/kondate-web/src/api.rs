@@ -502,6 +502,30 @@ pub async fn get_object(
         .into_response())
 }
 
+/// A streamed `text/plain` response (a log), never cached; an error from the stream ends
+/// the body.
+pub fn text_stream<S, T, E>(body: S) -> axum::response::Response
+where
+    S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+    T: Into<bytes::Bytes> + 'static,
+    E: std::fmt::Display + Send + Sync + 'static,
+{
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    let body = body.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

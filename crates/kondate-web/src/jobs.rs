@@ -216,24 +216,11 @@ pub async fn logs(
     ApiQuery(p): ApiQuery<LogParams>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    use futures::StreamExt;
     let id = instance_id(&id)?;
     readable(&state, &caller, id).await?;
-    let body = state
-        .executor
-        .log_stream(id, p.follow)
-        .map(|chunk| chunk.map_err(std::io::Error::other));
-    Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; charset=utf-8",
-            ),
-            (axum::http::header::CACHE_CONTROL, "no-store"),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response())
+    Ok(crate::api::text_stream(
+        state.executor.log_stream(id, p.follow),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -3,11 +3,9 @@
 //! text); with `follow=true` the response stays open until the run ends.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::http::StatusCode;
+use axum::response::Response;
 use kondate_apps::AppsError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -88,16 +86,7 @@ pub async fn logs(
     // Unknown runs are a 404, and other apps' runs a 403, before the body starts.
     let run = state.runs.get(&id).await?;
     caller.require(ScopeKind::RunsRead, Some(&run.app))?;
-    let body = state
-        .runs
-        .log_stream(&id, p.offset, p.follow)
-        .map(|chunk| chunk.map_err(std::io::Error::other));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(crate::api::text_stream(
+        state.runs.log_stream(&id, p.offset, p.follow),
+    ))
 }
