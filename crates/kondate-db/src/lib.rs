@@ -10,6 +10,7 @@ mod bulk;
 pub mod processes;
 mod sqlite;
 pub mod state;
+pub mod wake;
 
 pub use bulk::CopyStage;
 

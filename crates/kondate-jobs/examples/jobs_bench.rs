@@ -2,13 +2,15 @@
 //! temporary folder, or the one `BENCH_STATE_URL` names (an empty database):
 //!
 //! 1. 10,000 job definitions with minutely schedules (`BENCH_JOBS`): the time of loading
-//!    them, of a scheduling pass with nothing due (the passes between fire times), and of
-//!    the pass at a minute, which launches one instance per job.
+//!    them, of a scheduling pass with nothing due (the passes between fire times), of the
+//!    reload with nothing changed and with one job changed (its schedule every two minutes
+//!    from then on), of the pass after that change (it reads every job again), and of the
+//!    pass at a minute, which launches one instance per job (but the changed one).
 //! 2. The same minute's pass split between two schedulers at once (each its own
 //!    connections): the time until every slot is launched, and that each was launched once.
 //! 3. Instances completed per minute: `noop` instances (launched and advanced, as the
-//!    scheduler does), and `echo` instances run through a worker (claimed, run, logged to
-//!    the store, advanced), for `BENCH_SECONDS` (10) each.
+//!    scheduler does) by one scheduler and by two at once, and `echo` instances run through
+//!    a worker (claimed, run, logged to the store, advanced), for `BENCH_SECONDS` (10) each.
 //! 4. With `jobs_bench KONDATE_BINARY`: launch latency — `BENCH_LATENCY_JOBS` (50) minutely
 //!    jobs of `execute: true` in a project served by a real `kondate serve` (its scheduler
 //!    and `BENCH_WORKERS` (2) workers) across `BENCH_MINUTES` (2) fire times: from each
@@ -97,11 +99,27 @@ async fn main() {
         idle.push(ms(started.elapsed()));
     }
     idle.sort_by(f64::total_cmp);
+    // The reload every `jobs.reload` with nothing changed, then with one job changed and
+    // the pass after it (which reads every job again).
+    let started = Instant::now();
+    let r = s.load(&defs, t0).await.expect("load");
+    let reload_unchanged = started.elapsed();
+    assert!(r.revised.is_empty());
+    let mut changed = definitions(jobs, "noop:\n", "* * * * *");
+    changed[0] = definitions(1, "noop:\n", "*/2 * * * *").remove(0);
+    let started = Instant::now();
+    s.load(&changed, t0).await.expect("load");
+    let reload_one_changed = started.elapsed();
+    let started = Instant::now();
+    s.pass(t0 + chrono::Duration::seconds(22), grace)
+        .await
+        .expect("pass");
+    let pass_after_change = started.elapsed();
     let minute = t0 + chrono::Duration::seconds(30);
     let started = Instant::now();
     let r = s.pass(minute, grace).await.expect("pass");
     let launch_pass = started.elapsed();
-    assert_eq!(r.launched.len(), jobs);
+    assert_eq!(r.launched.len(), jobs - 1);
 
     // 2. The next minute's pass by two schedulers at once.
     let two: Vec<Scheduler> = vec![
@@ -122,6 +140,7 @@ async fn main() {
         elsewhere += r.launched_elsewhere;
     }
     let two_pass = started.elapsed();
+    // 00:02: the changed job's slot too.
     assert_eq!(launched, jobs, "each slot launched once");
     let rows = db
         .fetch_all(
@@ -138,7 +157,7 @@ async fn main() {
         UrlSigner::new(vec![1; 32], "http://x"),
     )
     .expect("store");
-    let ex = Executor::new(db.clone(), store, s.clone(), None);
+    let ex = Executor::new(db.clone(), store.clone(), s.clone(), None);
     let mut defs = definitions(jobs, "noop:\n", "* * * * *");
     for (name, script) in [("noop_job", "noop:\n"), ("echo_job", "echo: hello\n")] {
         defs.push(Loaded::Ok(Box::new(
@@ -185,6 +204,36 @@ async fn main() {
         );
     }
 
+    // noop instances by two schedulers at once, each with its own connections.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let db = Database::connect(&url).await.expect("state database");
+        let s = Scheduler::new(db.clone());
+        let ex = Executor::new(db, store.clone(), s.clone(), None);
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while started.elapsed() < Duration::from_secs(seconds) {
+                let id = s
+                    .launch("noop_job", &[], "manual", None, None, Utc::now())
+                    .await
+                    .expect("launch");
+                ex.advance(id, Utc::now()).await.expect("advance");
+                assert_eq!(s.instance(id).await.unwrap().status, "success");
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.unwrap();
+    }
+    per_minute.insert(
+        "noop_two_schedulers".into(),
+        json!((done as f64 * 60.0 / started.elapsed().as_secs_f64()).round()),
+    );
+
     let latency = match std::env::args().nth(1) {
         Some(bin) => latency(&bin).await,
         None => json!(null),
@@ -196,6 +245,9 @@ async fn main() {
             "jobs": jobs,
             "load_ms": ms(load),
             "pass_nothing_due_ms": { "p50": percentile(&idle, 0.5), "max": idle.last() },
+            "reload_unchanged_ms": ms(reload_unchanged),
+            "reload_one_changed_ms": ms(reload_one_changed),
+            "pass_after_a_change_ms": ms(pass_after_change),
             "pass_launching_every_job_ms": ms(launch_pass),
             "two_schedulers_launching_every_job_ms": ms(two_pass),
             "two_schedulers_launched_elsewhere": elsewhere,

@@ -12,6 +12,10 @@ pub enum JobsError {
     /// Bad input that is not a definition error.
     #[error("{0}")]
     Invalid(String),
+    /// A notification that could not be delivered (the destination refused it or was not
+    /// reached); the message names the destination and why.
+    #[error("{0}")]
+    Delivery(String),
     #[error("{path}: {source}")]
     Io {
         path: String,

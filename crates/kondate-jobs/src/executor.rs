@@ -84,6 +84,9 @@ fn period_of(
     (utc(start), utc(end))
 }
 
+/// The channel on which idle workers are woken when a step is waiting (PostgreSQL).
+pub const STEPS_CHANNEL: &str = "kondate_job_steps";
+
 /// How often a worker looks whether the step it runs was force-cancelled.
 const FORCE_CANCEL_POLL: Duration = Duration::from_secs(1);
 
@@ -95,15 +98,17 @@ pub const SKIPPED: &str = "skipped";
 /// What a step that reaches another part of kondate does; the binary implements it.
 #[async_trait::async_trait]
 pub trait StepActions: Send + Sync {
-    /// Run `task` (an `app`, `labels_sync`, `results_export`, `sub_process` or `wait`) of
-    /// instance `instance` with `env`, writing what it says into `log`; Err says why it
-    /// failed.
+    /// Run `task` (an `app`, `labels_sync` or `results_export`) of instance `instance` with
+    /// `env`, writing what it says into `log`; Err says why it failed. `cancel` turns to a
+    /// signal when the instance is force-cancelled: the task stops (an app's process group
+    /// is sent the signal, then SIGKILL after the grace) and returns.
     async fn run(
         &self,
         task: &Task,
         instance: i64,
         env: &[(String, String)],
         log: &kondate_apps::LogWriter,
+        cancel: tokio::sync::watch::Receiver<Option<i32>>,
     ) -> Result<(), String>;
 }
 
@@ -388,7 +393,12 @@ impl Executor {
             )
             .await;
         match result {
-            Ok(_) => Ok(instant),
+            Ok(_) => {
+                if !instant {
+                    self.wake_workers().await;
+                }
+                Ok(instant)
+            }
             Err(e) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -639,30 +649,7 @@ impl Executor {
                     masker: kondate_apps::Masker::new([]),
                     protect: cfg.protect.clone(),
                 };
-                // A force-cancel marks the running step `cancel`: its worker sees it here and
-                // stops the step's process group (SIGTERM, then SIGKILL after the grace).
-                let (stop, cancel) = tokio::sync::watch::channel(None);
-                let watch = {
-                    let (db, id) = (self.db.clone(), step.id);
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(FORCE_CANCEL_POLL).await;
-                            let status = db
-                                .fetch_optional(
-                                    "SELECT status FROM kondate_job_steps WHERE id = ?",
-                                    &[Value::Int(id)],
-                                )
-                                .await
-                                .ok()
-                                .flatten()
-                                .and_then(|r| get_string(&r, "status").ok());
-                            if status.as_deref() == Some(CANCEL) {
-                                let _ = stop.send(Some(libc::SIGTERM));
-                                return;
-                            }
-                        }
-                    })
-                };
+                let (watch, cancel) = self.watch_force_cancel(step.id);
                 let o = kondate_apps::run_local(spec, log.clone(), None, cancel).await;
                 watch.abort();
                 let code = Some(i64::from(o.exit.code()));
@@ -687,11 +674,21 @@ impl Executor {
                 (result, code, peak)
             }
             Some(other) => match &self.actions {
-                Some(actions) => (
-                    actions.run(&other, step.instance, &env, &log).await,
-                    None,
-                    None,
-                ),
+                Some(actions) => {
+                    let (watch, cancel) = self.watch_force_cancel(step.id);
+                    let result = actions
+                        .run(&other, step.instance, &env, &log, cancel.clone())
+                        .await;
+                    watch.abort();
+                    let result = match *cancel.borrow() {
+                        Some(_) => Err(format!(
+                            "`{}` was stopped: its instance was force-cancelled",
+                            describe(&other)
+                        )),
+                        None => result,
+                    };
+                    (result, None, None)
+                }
                 None => (
                     Err(format!(
                         "`{}` needs a worker that runs kondate's own tasks (`kondate worker`)",
@@ -749,6 +746,53 @@ impl Executor {
             .observe(started.elapsed().as_secs_f64());
         self.advance(step.instance, now).await?;
         Ok(())
+    }
+
+    /// The state database it works on.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Tell idle workers elsewhere that a step is waiting (PostgreSQL's NOTIFY on
+    /// [`STEPS_CHANNEL`]); on other databases they find it at their next poll. A failure
+    /// only delays the step until then, so it is logged, not returned.
+    async fn wake_workers(&self) {
+        if let Err(e) = self.db.notify(STEPS_CHANNEL).await {
+            tracing::warn!(error = %e, "could not wake the workers; they find the step at their next poll");
+        }
+    }
+
+    /// A force-cancel marks the running step `cancel`: the task that watches it (until
+    /// aborted) turns the receiver to SIGTERM, and the step's process group is stopped
+    /// (SIGTERM, then SIGKILL after the grace) or kondate's own task given up.
+    fn watch_force_cancel(
+        &self,
+        step: i64,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Receiver<Option<i32>>,
+    ) {
+        let (stop, cancel) = tokio::sync::watch::channel(None);
+        let db = self.db.clone();
+        let watch = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FORCE_CANCEL_POLL).await;
+                let status = db
+                    .fetch_optional(
+                        "SELECT status FROM kondate_job_steps WHERE id = ?",
+                        &[Value::Int(step)],
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| get_string(&r, "status").ok());
+                if status.as_deref() == Some(CANCEL) {
+                    let _ = stop.send(Some(libc::SIGTERM));
+                    return;
+                }
+            }
+        });
+        (watch, cancel)
     }
 
     /// `wait: JOB/PERIOD …`: Some(Ok) once each job has an instance that succeeded with its
@@ -983,6 +1027,7 @@ impl Executor {
         Self::event(&mut tx, kind, &job, payload, now).await?;
         tx.commit().await?;
         self.advance(id, now).await?;
+        self.wake_workers().await;
         Ok(())
     }
 

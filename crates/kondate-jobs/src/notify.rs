@@ -686,15 +686,19 @@ impl Notifier {
 
     /// Send a test notice to destination `name` now (not recorded): for checking a setup.
     pub async fn send_test(&self, name: &str, now: DateTime<Utc>) -> Result<(), JobsError> {
-        let dest = self.config.destinations.get(name).ok_or_else(|| {
+        let known = &self.config.destinations;
+        let dest = known.get(name).ok_or_else(|| {
             JobsError::Invalid(format!(
-                "no destination named `{name}` in kondate.toml; the destinations are: {}",
-                self.config
-                    .destinations
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "no destination named `{name}` in kondate.toml; {}",
+                if known.is_empty() {
+                    "add one under [notifications.destinations.NAME] (docs/jobs.md#notifications)"
+                        .to_string()
+                } else {
+                    format!(
+                        "the destinations are: {}",
+                        known.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
             ))
         })?;
         let notice = self.make(
@@ -715,7 +719,7 @@ impl Notifier {
                 now,
             )
             .await
-            .map_err(|e| JobsError::Invalid(format!("destination `{name}`: {e}")))
+            .map_err(|e| JobsError::Delivery(format!("destination `{name}`: {e}")))
     }
 
     /// Recorded notifications, newest first; `status` and `job` filter.

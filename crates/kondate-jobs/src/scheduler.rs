@@ -132,13 +132,44 @@ fn fires(trigger: &Trigger, kind: &str, subject: &str, payload: &serde_json::Val
     }
 }
 
-/// The scheduler's state; cheap to clone.
+/// The scheduler's state; cheap to clone (clones share what they keep in memory).
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     db: Database,
     /// Definitions read back from their revisions, by revision id (revisions never change).
     parsed: Arc<Mutex<HashMap<i64, Arc<JobDefinition>>>>,
+    /// The scheduled jobs as the last pass left them (see [`Scheduler::pass`]); a tokio
+    /// mutex, held across a pass, so one process's passes do not overlap.
+    known: Arc<tokio::sync::Mutex<Known>>,
 }
+
+/// What passes keep of the scheduled jobs between them: the rows as of `version` of the
+/// jobs' change counter, each with when it next has work. A pass whose counter reads the
+/// same evaluates only the jobs that are due, so a pass between fire times costs a few
+/// reads however many jobs there are.
+#[derive(Debug, Default)]
+struct Known {
+    version: Option<i64>,
+    jobs: Vec<KnownJob>,
+}
+
+#[derive(Debug)]
+struct KnownJob {
+    row: JobRow,
+    revision: i64,
+    /// Its definition, `suspended` when an operator suspended it.
+    def: Arc<JobDefinition>,
+    /// When a pass next has work for it: None never (suspended, or no schedules); a time
+    /// before the first pass's for a job just read.
+    due: Option<DateTime<Utc>>,
+}
+
+/// The jobs' change counter (a row of `kondate_job_cursors`): every change to what a pass
+/// schedules — a new revision, a job added, removed, suspended or resumed — adds one, after
+/// the change, so a pass that reads the counter before the rows never keeps a stale row
+/// past the next pass. Cursors moved by passes do not count: a pass may work from an older
+/// cursor than the database holds, which only makes it find slots already launched.
+const JOBS_VERSION: &str = "jobs.version";
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -198,6 +229,22 @@ pub(crate) mod cursor {
         Ok(None)
     }
 
+    /// Add one to counter `name` (creating it at 1).
+    pub async fn bump(db: &Database, name: &str) -> Result<(), JobsError> {
+        let params = [Value::Text(name.into())];
+        let add = || {
+            db.execute(
+                "UPDATE kondate_job_cursors SET position = position + 1 WHERE name = ?",
+                &params,
+            )
+        };
+        if add().await? == 0 && !create(db, name, 1).await? {
+            // Created by another process between the two statements.
+            add().await?;
+        }
+        Ok(())
+    }
+
     /// Move cursor `name` from `from` to `to`; false when another process moved it first.
     pub async fn advance(db: &Database, name: &str, from: i64, to: i64) -> Result<bool, JobsError> {
         Ok(db
@@ -215,6 +262,7 @@ impl Scheduler {
         Scheduler {
             db,
             parsed: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -238,11 +286,13 @@ impl Scheduler {
                 ],
             )
             .await?;
+        cursor::bump(&self.db, JOBS_VERSION).await?;
         Ok(())
     }
 
     /// Resume job `name` suspended by [`Scheduler::suspend`] (a definition's own
-    /// `suspended: true` stays until its file changes).
+    /// `suspended: true` stays until its file changes). Its cursor moves to `now`: what
+    /// passed while it was suspended is not launched.
     pub async fn resume(&self, name: &str, now: DateTime<Utc>) -> Result<(), JobsError> {
         self.job_row(name)
             .await?
@@ -250,11 +300,18 @@ impl Scheduler {
             .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
         self.db
             .execute(
-                "UPDATE kondate_jobs SET suspended_at = NULL, suspended_by = NULL, updated_at = ? \
-                 WHERE name = ?",
-                &[Value::Int(ms(now)), Value::Text(name.to_string())],
+                "UPDATE kondate_jobs SET suspended_at = NULL, suspended_by = NULL, updated_at = ?, \
+                 cursor_at = CASE WHEN cursor_at IS NULL OR cursor_at < ? THEN ? ELSE cursor_at END \
+                 WHERE name = ? AND suspended_at IS NOT NULL",
+                &[
+                    Value::Int(ms(now)),
+                    Value::Int(ms(now)),
+                    Value::Int(ms(now)),
+                    Value::Text(name.to_string()),
+                ],
             )
             .await?;
+        cursor::bump(&self.db, JOBS_VERSION).await?;
         Ok(())
     }
 
@@ -263,7 +320,9 @@ impl Scheduler {
         &self.db
     }
 
-    /// Record what the project's `jobs/` folder holds now (see the module).
+    /// Record what the project's `jobs/` folder holds now (see the module). A job whose
+    /// definition is the one recorded costs nothing: the reload every `jobs.reload` of
+    /// thousands of unchanged jobs is one read.
     pub async fn load(
         &self,
         loaded: &[Loaded],
@@ -271,40 +330,72 @@ impl Scheduler {
     ) -> Result<LoadReport, JobsError> {
         let mut report = LoadReport::default();
         let now_ms = ms(now);
-        let mut present = Vec::new();
+        let rows = self.jobs().await?;
+        let by_name: HashMap<&str, &JobRow> = rows.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut present = std::collections::HashSet::new();
+        // Whether what a pass schedules changed (the jobs' change counter is bumped).
+        let mut changed = false;
         for l in loaded {
             match l {
                 Loaded::Ok(def) => {
-                    present.push(def.name.clone());
+                    present.insert(def.name.as_str());
+                    let row = by_name.get(def.name.as_str()).copied();
+                    if row.is_some_and(|r| {
+                        r.digest.as_deref() == Some(def.digest.as_str())
+                            && !r.removed
+                            && r.load_error.is_none()
+                    }) {
+                        continue;
+                    }
                     let id = self.revision(def, now_ms).await?;
-                    let row = self.job_row(&def.name).await?;
-                    if row.as_ref().and_then(|r| r.revision) != Some(id) {
+                    let old = row.and_then(|r| r.revision);
+                    if old != Some(id) {
                         report.revised.push((def.name.clone(), id));
                     }
-                    self.upsert_job(
-                        &def.name,
-                        "revision = ?, load_error = NULL, load_error_at = NULL, removed_at = NULL, \
-                         updated_at = ?",
-                        vec![Value::Int(id), Value::Int(now_ms)],
-                        now_ms,
-                    )
-                    .await?;
+                    changed |= old != Some(id) || row.is_none_or(|r| r.removed);
+                    let mut set = "revision = ?, load_error = NULL, load_error_at = NULL, \
+                                   removed_at = NULL, updated_at = ?"
+                        .to_string();
+                    let mut params = vec![Value::Int(id), Value::Int(now_ms)];
+                    // A definition that no longer says `suspended`: what passed while it
+                    // did is not launched (as after `kondate jobs resume`).
+                    let was_suspended = match old {
+                        Some(o) if o != id && !def.suspended => {
+                            self.definition(&def.name, o).await?.suspended
+                        }
+                        _ => false,
+                    };
+                    if was_suspended {
+                        set.push_str(
+                            ", cursor_at = CASE WHEN cursor_at IS NULL OR cursor_at < ? \
+                             THEN ? ELSE cursor_at END",
+                        );
+                        params.extend([Value::Int(now_ms), Value::Int(now_ms)]);
+                    }
+                    self.upsert_job(&def.name, &set, params, now_ms).await?;
                 }
                 Loaded::Failed { name, error } => {
-                    present.push(name.clone());
-                    let row = self.job_row(name).await?;
-                    let revision = row.as_ref().and_then(|r| r.revision);
+                    present.insert(name.as_str());
+                    let row = by_name.get(name.as_str()).copied();
+                    let revision = row.and_then(|r| r.revision);
                     report.failed.push((name.clone(), revision, error.clone()));
-                    self.upsert_job(
-                        name,
-                        "removed_at = NULL, updated_at = ?",
-                        vec![Value::Int(now_ms)],
-                        now_ms,
-                    )
-                    .await?;
+                    if row.is_none_or(|r| r.removed) {
+                        // Back after being removed: on its last good revision, if any.
+                        self.upsert_job(
+                            name,
+                            "removed_at = NULL, updated_at = ?",
+                            vec![Value::Int(now_ms)],
+                            now_ms,
+                        )
+                        .await?;
+                        changed |= revision.is_some();
+                    }
+                    if row.is_some_and(|r| r.load_error.as_deref() == Some(error.as_str())) {
+                        continue;
+                    }
                     // Once per new error, whichever scheduler records it first: the reload
                     // every `jobs.reload` must not bring the same failure up again.
-                    let changed = self
+                    let recorded = self
                         .db
                         .execute(
                             "UPDATE kondate_jobs SET load_error = ?, load_error_at = ? \
@@ -317,7 +408,7 @@ impl Scheduler {
                             ],
                         )
                         .await?;
-                    if changed == 1 {
+                    if recorded == 1 {
                         let payload = serde_json::json!({ "job": name, "error": error, "revision": revision });
                         kondate_db::state::record_event(
                             &self.db,
@@ -331,8 +422,8 @@ impl Scheduler {
                 }
             }
         }
-        for job in self.jobs().await? {
-            if !job.removed && !present.contains(&job.name) {
+        for job in &rows {
+            if !job.removed && !present.contains(job.name.as_str()) {
                 self.db
                     .execute(
                         "UPDATE kondate_jobs SET removed_at = ?, updated_at = ? WHERE name = ? \
@@ -344,8 +435,12 @@ impl Scheduler {
                         ],
                     )
                     .await?;
-                report.removed.push(job.name);
+                report.removed.push(job.name.clone());
+                changed = true;
             }
+        }
+        if changed {
+            cursor::bump(&self.db, JOBS_VERSION).await?;
         }
         Ok(report)
     }
@@ -580,26 +675,61 @@ impl Scheduler {
     /// One scheduling pass at `now` over every scheduled job (see the module); `grace` is how
     /// old a slot may be and still count as due now. Then the events since the last pass
     /// launch the jobs they trigger.
+    ///
+    /// The jobs' rows are read again only when the jobs' change counter moved; otherwise
+    /// only the jobs with a slot due by `now` are looked at (see [`Known`]).
     pub async fn pass(&self, now: DateTime<Utc>, grace: Duration) -> Result<PassReport, JobsError> {
         let mut report = PassReport::default();
-        let mut scheduled = Vec::new();
-        for job in self.jobs().await? {
-            let (false, Some(revision)) = (job.removed, job.revision) else {
+        let mut known = self.known.lock().await;
+        // The counter before the rows: a change made after this read moves it again.
+        let version = cursor::get(&self.db, JOBS_VERSION).await?.unwrap_or(0);
+        if known.version != Some(version) {
+            known.jobs = self.scheduled_jobs().await?;
+            known.version = Some(version);
+        }
+        for job in known.jobs.iter_mut() {
+            if job.due.is_none_or(|d| d > now) {
+                if let Some(d) = job.due {
+                    report.next_due = Some(report.next_due.map_or(d, |n| n.min(d)));
+                }
+                continue;
+            }
+            job.due = self.pass_job(job, now, grace, &mut report).await?;
+        }
+        let scheduled: Vec<_> = known
+            .jobs
+            .iter()
+            .map(|j| (j.row.name.clone(), j.revision, j.def.clone()))
+            .collect();
+        drop(known);
+        self.triggers(&scheduled, now, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The jobs a pass schedules (not removed, with a revision), as the database has them
+    /// now, each due at the next pass.
+    async fn scheduled_jobs(&self) -> Result<Vec<KnownJob>, JobsError> {
+        let mut out = Vec::new();
+        for row in self.jobs().await? {
+            let (false, Some(revision)) = (row.removed, row.revision) else {
                 continue;
             };
-            let mut def = self.definition(&job.name, revision).await?;
-            if job.suspended_by.is_some() && !def.suspended {
+            let mut def = self.definition(&row.name, revision).await?;
+            if row.suspended_by.is_some() && !def.suspended {
                 // Suspended at run time: as if its definition said so.
                 let mut d = (*def).clone();
                 d.suspended = true;
                 def = Arc::new(d);
             }
-            self.pass_job(&job, revision, &def, now, grace, &mut report)
-                .await?;
-            scheduled.push((job.name, revision, def));
+            let due = (!def.suspended && !def.schedules.is_empty()).then_some(DateTime::UNIX_EPOCH);
+            out.push(KnownJob {
+                row,
+                revision,
+                def,
+                due,
+            });
         }
-        self.triggers(&scheduled, now, &mut report).await?;
-        Ok(report)
+        Ok(out)
     }
 
     /// Launch the jobs the events after the trigger cursor trigger, each once per event
@@ -662,21 +792,37 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The pass for one due job: launch its due slots, move its cursor. Returns when the
+    /// job next has work: its next slot, or `now` when a backlog waits (`prevent_multi`
+    /// under `catchup: 'all'`).
     async fn pass_job(
         &self,
-        job: &JobRow,
-        revision: i64,
-        def: &JobDefinition,
+        job: &mut KnownJob,
         now: DateTime<Utc>,
         grace: Duration,
         report: &mut PassReport,
-    ) -> Result<(), JobsError> {
-        let plan = plan::due(def, job.cursor_at.map(from_ms), now, grace);
+    ) -> Result<Option<DateTime<Utc>>, JobsError> {
+        let (def, name) = (job.def.clone(), job.row.name.clone());
+        let mut cursor_at = job.row.cursor_at;
+        let mut plan = plan::due(&def, cursor_at.map(from_ms), now, grace);
+        if !plan.launch.is_empty() && cursor_at.is_some() {
+            // About to launch: from the cursor as it is now, not as this process last saw
+            // it — another scheduler may have launched these slots already (its instances
+            // would otherwise read as `prevent_multi` refusing them).
+            let current = self.job_row(&name).await?.and_then(|r| r.cursor_at);
+            if current != cursor_at {
+                cursor_at = current;
+                job.row.cursor_at = current;
+                plan = plan::due(&def, cursor_at.map(from_ms), now, grace);
+            }
+        }
         // The next slot: the plan saw it, or (a cursor ahead of now) it is looked up.
         let next = match plan.next {
             Some(n) => Some(n),
             None if def.suspended || def.schedules.is_empty() => None,
-            None => plan::next_slots(def, now, 1).first().copied(),
+            None => plan::next_slots(&def, plan.cursor.max(now), 1)
+                .first()
+                .copied(),
         };
         if let Some(n) = next {
             report.next_due = Some(report.next_due.map_or(n, |d| d.min(n)));
@@ -685,10 +831,11 @@ impl Scheduler {
         report.missed += plan.missed;
         report.suspended += plan.suspended;
         let mut cursor = plan.cursor;
+        let mut due = next;
         if !plan.launch.is_empty() {
             let mut busy = match def.prevent_multi {
                 PreventMulti::Allow => Vec::new(),
-                _ => self.unfinished(&job.name).await?,
+                _ => self.unfinished(&name).await?,
             };
             for slot in plan.launch {
                 let blocked = match def.prevent_multi {
@@ -698,20 +845,21 @@ impl Scheduler {
                     PreventMulti::Error => busy.iter().any(|s| s == ERROR),
                 };
                 if blocked {
-                    report.prevented.push((job.name.clone(), slot));
+                    report.prevented.push((name.clone(), slot));
                     if matches!(def.catchup, Catchup::All { .. }) {
                         // The backlog waits: the next pass starts just before this slot.
                         cursor = slot - Duration::milliseconds(1);
+                        due = Some(now);
                         break;
                     }
                     continue;
                 }
-                let key = format!("schedule/{}/{}", job.name, ms(slot));
+                let key = format!("schedule/{name}/{}", ms(slot));
                 match self
-                    .insert_instance(&job.name, revision, &key, "schedule", slot, None, None, now)
+                    .insert_instance(&name, job.revision, &key, "schedule", slot, None, None, now)
                     .await?
                 {
-                    Some(id) => report.launched.push((job.name.clone(), slot, id)),
+                    Some(id) => report.launched.push((name.clone(), slot, id)),
                     None => report.launched_elsewhere += 1,
                 }
                 busy.push(WORKING.into());
@@ -719,24 +867,31 @@ impl Scheduler {
         }
         // A pass that found no slot leaves the cursor where it is: the next pass looks from
         // there and finds the same nothing, and a pass over 10,000 jobs writes nothing
-        // between their fire times. A suspended job's cursor follows now (its slots pass).
-        let found = plan_found || def.suspended || job.cursor_at.is_none();
+        // between their fire times.
+        let found = plan_found || cursor_at.is_none();
         // Forward only, and only from what this pass read (another pass may have moved it).
-        if found && Some(ms(cursor)) > job.cursor_at {
-            let (cond, mut params) = match job.cursor_at {
+        if found && Some(ms(cursor)) > cursor_at {
+            let (cond, mut params) = match cursor_at {
                 Some(c) => ("cursor_at = ?", vec![Value::Int(c)]),
                 None => ("cursor_at IS NULL", vec![]),
             };
             params.insert(0, Value::Int(ms(cursor)));
-            params.push(Value::Text(job.name.clone()));
-            self.db
+            params.push(Value::Text(name.clone()));
+            let moved = self
+                .db
                 .execute(
                     &format!("UPDATE kondate_jobs SET cursor_at = ? WHERE {cond} AND name = ?"),
                     &params,
                 )
                 .await?;
+            job.row.cursor_at = if moved == 1 {
+                Some(ms(cursor))
+            } else {
+                // Another scheduler moved it: work from where it did.
+                self.job_row(&name).await?.and_then(|r| r.cursor_at)
+            };
         }
-        Ok(())
+        Ok(due)
     }
 
     /// The revision job `name` runs on now: NoSuchJob when the project has no such job,

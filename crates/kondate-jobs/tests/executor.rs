@@ -12,37 +12,13 @@ use common::Fixture;
 use kondate_core::SystemClock;
 use kondate_db::Database;
 use kondate_jobs::definition::from_json;
-use kondate_jobs::executor::{Executor, WorkerConfig};
+use kondate_jobs::executor::Executor;
 use kondate_jobs::scheduler::{CANCEL, ERROR, SUCCESS, WORKING};
 use kondate_jobs::{Loaded, Scheduler};
 use kondate_store::{Store, UrlSigner};
 use serde_json::json;
 
-/// A process's view: its own connections to the state database, the shared store.
-async fn executor(f: &Fixture) -> (Scheduler, Executor) {
-    let db = Database::connect(&f.url).await.unwrap();
-    let store = Store::local(
-        &f.dir.path().join("store"),
-        UrlSigner::new(vec![1; 32], "http://x"),
-    )
-    .unwrap();
-    let scheduler = Scheduler::new(db.clone());
-    let executor = Executor::new(db, store, scheduler.clone(), None);
-    (scheduler, executor)
-}
-
-fn worker(f: &Fixture, name: &str) -> WorkerConfig {
-    WorkerConfig {
-        worker: name.to_string(),
-        queues: vec!["default".into()],
-        cwd: f.dir.path().to_path_buf(),
-        spool: f.dir.path().join(format!("spool-{name}")),
-        protect: None,
-        base_env: std::env::vars().collect(),
-        grace: Duration::from_millis(300),
-        recheck: Duration::from_millis(200),
-    }
-}
+use common::{process as executor, worker};
 
 async fn load(s: &Scheduler, name: &str, script: &str) {
     let def = from_json(

@@ -9,18 +9,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::Fixture;
 use kondate_core::SystemClock;
 use kondate_core::config::{Destination, DestinationKind, NotificationsSection};
-use kondate_db::Database;
-use kondate_jobs::definition::from_json;
 use kondate_jobs::executor::{Executor, WorkerConfig};
 use kondate_jobs::scheduler::{ERROR, SUCCESS};
 use kondate_jobs::{Loaded, Notifier, Scheduler};
-use kondate_store::{Store, UrlSigner};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -204,16 +200,9 @@ fn config(f: &Fixture, http: &str, smtp: &str, default: &[&str]) -> Notification
 
 /// A process's view: its scheduler, executor and notifier.
 async fn process(f: &Fixture, cfg: &NotificationsSection) -> (Scheduler, Executor, Notifier) {
-    let db = Database::connect(&f.url).await.unwrap();
-    let store = Store::local(
-        &f.dir.path().join("store"),
-        UrlSigner::new(vec![1; 32], "http://x"),
-    )
-    .unwrap();
-    let scheduler = Scheduler::new(db.clone());
-    let executor = Executor::new(db.clone(), store, scheduler.clone(), None);
+    let (scheduler, executor) = common::process(f).await;
     let notifier = Notifier::new(
-        db,
+        scheduler.database().clone(),
         scheduler.clone(),
         executor.clone(),
         cfg.clone(),
@@ -224,27 +213,10 @@ async fn process(f: &Fixture, cfg: &NotificationsSection) -> (Scheduler, Executo
 }
 
 fn worker(f: &Fixture) -> WorkerConfig {
-    WorkerConfig {
-        worker: "w".into(),
-        queues: vec!["default".into()],
-        cwd: f.dir.path().to_path_buf(),
-        spool: f.dir.path().join("spool"),
-        protect: None,
-        base_env: std::env::vars().collect(),
-        grace: Duration::from_millis(300),
-        recheck: Duration::from_millis(200),
-    }
+    common::worker(f, "w")
 }
 
-fn job(name: &str, script: &str, fields: serde_json::Value) -> Loaded {
-    let mut json = json!({ "script": script });
-    for (k, v) in fields.as_object().unwrap() {
-        json[k] = v.clone();
-    }
-    Loaded::Ok(Box::new(
-        from_json(&format!("jobs/{name}.jsonnet"), name, json).unwrap(),
-    ))
-}
+use common::def_with as job;
 
 /// Launch `name` by hand and run it to its end.
 async fn run(f: &Fixture, s: &Scheduler, ex: &Executor, name: &str) -> (i64, String) {

@@ -404,3 +404,85 @@ on_every_state_database!(
     suspend,
     suspended_jobs_launch_nothing_and_resume_from_now
 );
+
+/// A scheduler keeps the jobs in memory between passes: what another process changes —
+/// a new revision, a suspension, a resume, a definition that stops saying `suspended` — is
+/// what its next pass schedules; and a slot another scheduler launched first is counted as
+/// launched elsewhere, not as refused by `prevent_multi`.
+async fn passes_see_what_other_processes_change(f: Fixture) {
+    let (a, b) = (scheduler(&f).await, scheduler(&f).await);
+    let start = t("2026-06-01T00:00:00Z");
+    let hourly = |fields: serde_json::Value| {
+        let mut j = json!({ "schedules": ["0 * * * *"] });
+        for (k, v) in fields.as_object().unwrap() {
+            j[k] = v.clone();
+        }
+        def("hourly", j)
+    };
+    // Instances end between slots (`prevent_multi` would refuse a slot while one works).
+    let db = Database::connect(&f.url).await.unwrap();
+    let finish = || db.execute("UPDATE kondate_job_instances SET status = 'success'", &[]);
+    b.load(&[hourly(json!({}))], start).await.unwrap();
+    assert_eq!(a.pass(start, GRACE).await.unwrap().launched.len(), 1);
+    finish().await.unwrap();
+    // 01:00: B launches first; A, from the cursor it last saw, finds it launched.
+    let one = start + Duration::hours(1);
+    assert_eq!(b.pass(one, GRACE).await.unwrap().launched.len(), 1);
+    let r = a.pass(one + Duration::seconds(1), GRACE).await.unwrap();
+    assert_eq!((r.launched.len(), r.prevented.len()), (0, 0), "{r:?}");
+    finish().await.unwrap();
+    // A new revision through B: half past, from A's next pass on.
+    b.load(&[hourly(json!({ "schedules": ["30 * * * *"] }))], one)
+        .await
+        .unwrap();
+    let r = a.pass(one + Duration::minutes(30), GRACE).await.unwrap();
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    assert_eq!(r.launched[0].1, one + Duration::minutes(30));
+    // Suspended through B: A launches nothing; resumed: nothing that passed meanwhile.
+    finish().await.unwrap();
+    b.suspend(
+        "hourly",
+        "user:ana@example.com",
+        one + Duration::minutes(40),
+    )
+    .await
+    .unwrap();
+    let r = a.pass(start + Duration::minutes(150), GRACE).await.unwrap();
+    assert!(r.launched.is_empty(), "{r:?}");
+    b.resume("hourly", start + Duration::minutes(200))
+        .await
+        .unwrap();
+    let r = a.pass(start + Duration::minutes(201), GRACE).await.unwrap();
+    assert!(r.launched.is_empty() && r.missed == 0, "{r:?}");
+    let r = a.pass(start + Duration::minutes(210), GRACE).await.unwrap();
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    assert_eq!(r.launched[0].1, start + Duration::minutes(210));
+    finish().await.unwrap();
+    // A definition saying `suspended`, then a revision that does not: the same.
+    let at = |m: i64| start + Duration::minutes(m);
+    b.load(
+        &[hourly(
+            json!({ "schedules": ["30 * * * *"], "suspended": true }),
+        )],
+        at(215),
+    )
+    .await
+    .unwrap();
+    assert!(a.pass(at(270), GRACE).await.unwrap().launched.is_empty());
+    b.load(&[hourly(json!({ "schedules": ["30 * * * *"] }))], at(300))
+        .await
+        .unwrap();
+    let r = a.pass(at(301), GRACE).await.unwrap();
+    assert!(r.launched.is_empty() && r.missed == 0, "{r:?}");
+    assert_eq!(a.pass(at(330), GRACE).await.unwrap().launched.len(), 1);
+    finish().await.unwrap();
+    // Removed through B: no longer scheduled by A.
+    b.load(&[], at(331)).await.unwrap();
+    assert!(a.pass(at(390), GRACE).await.unwrap().launched.is_empty());
+    assert_eq!(b.instances("hourly", 100).await.unwrap().len(), 5);
+}
+on_every_state_database!(
+    "jobs_",
+    other_processes,
+    passes_see_what_other_processes_change
+);

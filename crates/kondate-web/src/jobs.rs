@@ -27,6 +27,9 @@ impl From<JobsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
             JobsError::Invalid(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            JobsError::Delivery(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "delivery_failed", message)
+            }
             e if e.is_invalid_input() => ApiError::invalid(message),
             _ => ApiError::internal(message),
         }

@@ -54,9 +54,9 @@ pub enum ListFormat {
     Json,
 }
 
-/// Logs go to stderr; `KONDATE_LOG` sets the filter (default: `info` for the server, `warn`
-/// for one-shot commands, whose own output is the report) and `KONDATE_LOG_FORMAT=json`
-/// makes them structured.
+/// Logs go to stderr; `KONDATE_LOG` sets the filter (default: `info` for the server and a
+/// worker, `warn` for one-shot commands, whose own output is the report) and
+/// `KONDATE_LOG_FORMAT=json` makes them structured.
 pub fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KONDATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));

@@ -30,6 +30,7 @@ impl JobActions {
         instance: i64,
         env: &[(String, String)],
         log: &LogWriter,
+        cancel: tokio::sync::watch::Receiver<Option<i32>>,
     ) -> Result<(), String> {
         let s = &self.services;
         let apps = kondate_apps::Apps::new(s.project.root.join("apps"));
@@ -63,7 +64,6 @@ impl JobActions {
             runner: None,
             actor: format!("{} (job instance {instance})", crate::actor()),
         };
-        let (_keep, cancel) = tokio::sync::watch::channel(None);
         let info = runs
             .run(&req, None, cancel)
             .await
@@ -156,6 +156,23 @@ impl JobActions {
     }
 }
 
+/// `work`, given up when `cancel` turns (the instance was force-cancelled): its future is
+/// dropped, which rolls back its open transaction — as a killed `kondate labels sync` or
+/// `kondate results export` leaves the previous state, their writes being committed in one
+/// step at the end — and releases its work record with its guard. (A warehouse table lock
+/// is held only for the milliseconds of a manifest's update; one left by a dropped export
+/// is broken after 30 s.)
+async fn unless_cancelled(
+    work: impl Future<Output = Result<(), String>>,
+    mut cancel: tokio::sync::watch::Receiver<Option<i32>>,
+) -> Result<(), String> {
+    tokio::select! {
+        r = work => r,
+        // A sender gone without a signal disables this branch: the work runs to its end.
+        Ok(_) = cancel.wait_for(Option::is_some) => Err("stopped: the instance was force-cancelled".into()),
+    }
+}
+
 #[async_trait::async_trait]
 impl kondate_jobs::StepActions for JobActions {
     async fn run(
@@ -164,11 +181,14 @@ impl kondate_jobs::StepActions for JobActions {
         instance: i64,
         env: &[(String, String)],
         log: &LogWriter,
+        cancel: tokio::sync::watch::Receiver<Option<i32>>,
     ) -> Result<(), String> {
         match task {
-            Task::App { name, args } => self.app(name, args, instance, env, log).await,
-            Task::LabelsSync(name) => self.labels_sync(name, log).await,
-            Task::ResultsExport(name) => self.results_export(name, log).await,
+            Task::App { name, args } => self.app(name, args, instance, env, log, cancel).await,
+            Task::LabelsSync(name) => unless_cancelled(self.labels_sync(name, log), cancel).await,
+            Task::ResultsExport(name) => {
+                unless_cancelled(self.results_export(name, log), cancel).await
+            }
             // The executor runs the others itself.
             other => Err(format!("{other:?} is not one of kondate's own tasks")),
         }

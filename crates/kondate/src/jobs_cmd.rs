@@ -192,7 +192,7 @@ pub struct WorkerArgs {
     queues: Vec<String>,
     /// Run the steps waiting now, then exit (for scripts and tests).
     #[arg(long)]
-    until_idle: bool,
+    pub until_idle: bool,
 }
 
 impl WorkerArgs {
@@ -530,26 +530,11 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             Ok(())
         }
         JobsCmd::NotifyTest { destination } => {
-            let known = &services.project.config.notifications.destinations;
-            if !known.contains_key(&destination) {
-                return Err(Failure::invalid(format!(
-                    "no destination named `{destination}` in kondate.toml; {}",
-                    if known.is_empty() {
-                        "add one under [notifications.destinations.NAME] (docs/jobs.md#notifications)"
-                            .to_string()
-                    } else {
-                        format!(
-                            "the destinations are: {}",
-                            known.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )
-                    }
-                )));
-            }
             let notifier = services.notifier().await?;
             notifier
                 .send_test(&destination, services.clock.now())
                 .await
-                .map_err(|e| Failure::from(e.to_string()))?;
+                .map_err(failure)?;
             println!("sent a test notification to `{destination}`");
             Ok(())
         }

@@ -264,9 +264,30 @@ impl WorkerLoop {
         let idle_wait = poll;
         let mut ran = 0;
         let mut swept: Option<tokio::time::Instant> = None;
+        // On PostgreSQL an idle worker is woken as soon as a step waits, wherever it was
+        // launched; elsewhere (and while the listening connection is down) it polls.
+        let db = executor.database().clone();
+        let mut listener = None;
+        let mut listen_tried: Option<tokio::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if !until_idle
+                && db.can_wake()
+                && listener.is_none()
+                && listen_tried.is_none_or(|t| t.elapsed() >= poll)
+            {
+                listen_tried = Some(tokio::time::Instant::now());
+                match db.listen(kondate_jobs::executor::STEPS_CHANNEL).await {
+                    Ok(l) => {
+                        listener = l;
+                        tracing::info!(worker = %cfg.worker, "listening for waiting steps");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not listen for waiting steps; polling")
+                    }
+                }
             }
             if swept.is_none_or(|t| t.elapsed() >= poll) {
                 swept = Some(tokio::time::Instant::now());
@@ -293,9 +314,22 @@ impl WorkerLoop {
                     None => std::future::pending().await,
                 }
             };
+            tracing::debug!(worker = %cfg.worker, listening = listener.is_some(), "idle: waiting for a step");
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut lost = None;
             tokio::select! {
                 stopping = pause(&mut stop, idle_wait) => if stopping { break },
                 _ = woken => {}
+                r = notified => lost = r.err(),
+            }
+            if let Some(e) = lost {
+                tracing::warn!(error = %e, "lost the connection listening for waiting steps; polling");
+                listener = None;
             }
         }
         ran

@@ -257,11 +257,13 @@ async fn run(cli: Cli) -> CmdResult {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    });
+    // The long-running processes log what they do; a one-shot command's report is its output.
+    let daemon = match &cli.command {
+        Command::Serve { .. } => true,
+        Command::Worker(w) => !w.until_idle,
+        _ => false,
+    };
+    init_logging(if daemon { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -605,3 +605,78 @@ fn jobs_are_suspended_and_resumed_from_the_cli() {
         text(&o.stderr)
     );
 }
+
+/// Force-cancel reaches kondate's own tasks too: an `app:` step's run is stopped with its
+/// process group, recorded as cancelled, and the step ends `cancel` saying so.
+#[test]
+fn force_cancel_stops_an_app_step_and_its_run() {
+    let (_dir, root) = common::init_project();
+    // Below the project folder: an app run may not create files straight in it (Landlock).
+    std::fs::create_dir_all(root.join("out")).unwrap();
+    let pid_file = root.join("out").join("app.pid");
+    std::fs::write(
+        root.join("apps/slow.jsonnet"),
+        format!(
+            "{{ app: {{ command: ['sh', '-c', 'sleep 300 & echo $! > {}; wait'] }} }}",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("jobs/stuck.jsonnet"),
+        "{ script: 'app: slow\\n' }\n",
+    )
+    .unwrap();
+    let o = kondate(&root, &["jobs", "launch", "stuck", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(["worker", "--until-idle"])
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid: i32 = loop {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = kondate(&root, &["jobs", "cancel", &id, "--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The worker finishes the step (and, with nothing left, exits) well before the sleep.
+    let started = std::time::Instant::now();
+    let status = worker.wait().unwrap();
+    assert!(status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+    let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(i["status"], "cancel", "{i}");
+    assert_eq!(i["steps"][0]["status"], "cancel", "{i}");
+    let error = i["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`app: slow` was stopped"), "{i}");
+    let o = kondate(&root, &["apps", "runs", "slow", "--format", "json"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "cancelled", "{runs}");
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.split_whitespace().nth(2) == Some("Z"))
+    });
+    assert!(gone, "the app's child {pid} outlived the force-cancel");
+}

@@ -963,3 +963,68 @@ on_every_state_database!(
     postgres_two_schedulers_launch_each_slot_once,
     mariadb_two_schedulers_launch_each_slot_once
 );
+
+/// On PostgreSQL an idle `kondate worker` — another process, polling only every ten
+/// minutes — is woken by the launch of a step elsewhere (LISTEN/NOTIFY) and starts it at
+/// once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_an_idle_worker_is_woken_by_a_launch() {
+    use std::io::BufRead;
+    let env = state_env("KONDATE_TEST_POSTGRES_URL", "wakeworker").await;
+    let (_dir, root) = common::init_project();
+    let started = root.join("started");
+    std::fs::write(
+        root.join("jobs/now.jsonnet"),
+        format!("{{ script: 'execute: touch {}\\n' }}", started.display()),
+    )
+    .unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .env("KONDATE_JOBS_POLL", "10m")
+        .env("KONDATE_LOG", "kondate=debug")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its log says when it has found nothing to do and waits, listening: a step launched
+    // after that can only be found by being woken (or at the poll ten minutes later). The
+    // rest of the log is drained so that the worker never blocks on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = worker.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("idle: waiting for a step") && line.contains("listening=true") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the worker never waited, listening");
+    let launched = Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .current_dir(&root)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["jobs", "launch", "now"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    while !started.exists() {
+        assert!(
+            launched.elapsed() < Duration::from_secs(30),
+            "the worker was not woken (it polls every 10 minutes)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    worker.wait().unwrap();
+}

@@ -4,10 +4,13 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use kondate_db::Database;
-use kondate_jobs::Loaded;
 use kondate_jobs::definition::from_json;
+use kondate_jobs::{Executor, Loaded, Scheduler, WorkerConfig};
+use kondate_store::{Store, UrlSigner};
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -31,6 +34,33 @@ pub async fn state(var: Option<&str>, tag: &str) -> Fixture {
     kondate_db::state::migrate(&db).await.unwrap();
     db.close().await;
     Fixture { dir, url }
+}
+
+/// A process's view: its own connections to the state database, the shared store.
+pub async fn process(f: &Fixture) -> (Scheduler, Executor) {
+    let db = Database::connect(&f.url).await.unwrap();
+    let store = Store::local(
+        &f.dir.path().join("store"),
+        UrlSigner::new(vec![1; 32], "http://x"),
+    )
+    .unwrap();
+    let scheduler = Scheduler::new(db.clone());
+    let executor = Executor::new(db, store, scheduler.clone(), None);
+    (scheduler, executor)
+}
+
+/// Worker `name`'s settings: the fixture's folder, a spool of its own, short waits.
+pub fn worker(f: &Fixture, name: &str) -> WorkerConfig {
+    WorkerConfig {
+        worker: name.to_string(),
+        queues: vec!["default".into()],
+        cwd: f.dir.path().to_path_buf(),
+        spool: f.dir.path().join(format!("spool-{name}")),
+        protect: None,
+        base_env: std::env::vars().collect(),
+        grace: Duration::from_millis(300),
+        recheck: Duration::from_millis(200),
+    }
 }
 
 pub fn t(s: &str) -> DateTime<Utc> {
