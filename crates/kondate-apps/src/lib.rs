@@ -30,7 +30,7 @@ pub use jsonnet::evaluate as evaluate_definition;
 pub use logs::{LiveSink, LogWriter, Stream, parse_line};
 /// The local runner (a process group with a timeout, signals, peak memory and a captured
 /// log), for other parts that run commands: the scheduler's `execute:` steps.
-pub use runner::{Exit, LocalSpec, Outcome as LocalOutcome, run_local};
+pub use runner::{Exit, LocalSpec, Outcome as LocalOutcome, StartHook, run_local};
 pub use runs::{Credentials, PASSED_ENV, RunInfo, RunRequest, RunStatus, Runs, parse_env_arg};
 pub use secrets::Masker;
 

@@ -49,6 +49,19 @@ pub struct LocalSpec {
     /// A folder the run must not reach (the project's `.kondate/`), kept from it with
     /// Landlock where the kernel has it ([`crate::isolation`]).
     pub protect: Option<PathBuf>,
+    /// Called with the process's pid as soon as it started (it leads its own process
+    /// group), so that the caller can record who it is.
+    pub on_start: Option<StartHook>,
+}
+
+/// A callback given the pid of a process that just started ([`LocalSpec::on_start`]).
+#[derive(Clone)]
+pub struct StartHook(pub std::sync::Arc<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartHook")
+    }
 }
 
 /// How a run ended.
@@ -305,6 +318,9 @@ pub async fn run_local(
         Err(e) => return failed(format!("cannot start `{cmd}`: {e}")),
     };
     let pid = child.id() as i32;
+    if let Some(hook) = &spec.on_start {
+        (hook.0)(pid as u32);
+    }
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     // The child is reaped by `wait_and_reap`, never through `child`.
     drop(child);

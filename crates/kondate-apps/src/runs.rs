@@ -656,6 +656,7 @@ impl Runs {
                 grace: self.grace,
                 masker,
                 protect: (runner == "local").then(|| self.root.join(".kondate")),
+                on_start: None,
             },
             issued,
         ))

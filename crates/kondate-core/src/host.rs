@@ -25,6 +25,68 @@ pub fn pid_alive(pid: i64) -> bool {
         }
 }
 
+/// Who process `pid` is, for as long as it lives: this host, this boot, the pid and its
+/// start time (`HOST/BOOT_ID/PID/START_TICKS`). Two processes never share one: a pid
+/// reused later has another start time, another boot another id. None when the process is
+/// gone (or /proc cannot be read).
+pub fn process_identity(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let start = stat_fields(pid)?.get(19)?.to_string();
+    Some(format!("{}/{}/{pid}/{start}", hostname(), boot.trim()))
+}
+
+/// The fields of /proc/PID/stat after the command name (state first), which may hold
+/// spaces and parentheses: they start after its last `)`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// What became of the process `identity` ([`process_identity`]) names, and of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// It ran on another host (or before this boot): nothing here can say.
+    Elsewhere,
+    /// It is gone (its group may hold no one else: it led it).
+    Gone,
+    /// It was still running, leading its own process group, and the group was sent
+    /// SIGKILL.
+    Killed,
+}
+
+/// Stop what is left of a process group whose supervisor died: if the process `identity`
+/// names still runs on this host as the leader of its own group, SIGKILL the group. A pid
+/// now held by another process (another start time) is left alone.
+pub fn kill_leftover_group(identity: &str) -> Leftover {
+    let mut parts = identity.rsplitn(3, '/');
+    let (Some(start), Some(pid), Some(host_boot)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Leftover::Elsewhere;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return Leftover::Elsewhere;
+    };
+    let here = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| format!("{}/{}", hostname(), b.trim()))
+        .unwrap_or_default();
+    if host_boot != here {
+        return Leftover::Elsewhere;
+    }
+    let Some(fields) = stat_fields(pid) else {
+        return Leftover::Gone;
+    };
+    // fields: state(0) ppid(1) pgrp(2) … starttime(19).
+    let same = fields.get(19).map(String::as_str) == Some(start);
+    let leads = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pid);
+    if !same || !leads || fields.first().map(String::as_str) == Some("Z") {
+        return Leftover::Gone;
+    }
+    // SAFETY: kill(2) with a negative pid signals the process group; no memory involved.
+    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+    Leftover::Killed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +102,30 @@ mod tests {
         assert!(!pid_alive(-1));
         assert!(!pid_alive(i64::MAX));
         assert!(!hostname().is_empty());
+    }
+
+    #[test]
+    fn a_leftover_group_is_killed_only_while_its_leader_is_the_same_process() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = process_identity(child.id()).unwrap();
+        // Another start time: not this process, left alone.
+        let (head, _) = id.rsplit_once('/').unwrap();
+        assert_eq!(kill_leftover_group(&format!("{head}/1")), Leftover::Gone);
+        assert!(child.try_wait().unwrap().is_none());
+        // Another boot or host: nothing to say here.
+        assert_eq!(
+            kill_leftover_group(&format!("elsewhere/x/{}/1", child.id())),
+            Leftover::Elsewhere
+        );
+        assert_eq!(kill_leftover_group(&id), Leftover::Killed);
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(kill_leftover_group(&id), Leftover::Gone);
     }
 }

@@ -281,6 +281,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX kondate_notifications_due ON kondate_notifications (status, next_at);
     CREATE INDEX kondate_events_subject ON kondate_events (subject, kind)",
     ),
+    (
+        11,
+        "ALTER TABLE kondate_job_steps ADD COLUMN process VARCHAR(255) NULL",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

@@ -648,6 +648,7 @@ impl Executor {
                     grace: cfg.grace,
                     masker: kondate_apps::Masker::new([]),
                     protect: cfg.protect.clone(),
+                    on_start: Some(self.record_process(step.id)),
                 };
                 let (watch, cancel) = self.watch_force_cancel(step.id);
                 let o = kondate_apps::run_local(spec, log.clone(), None, cancel).await;
@@ -760,6 +761,29 @@ impl Executor {
         if let Err(e) = self.db.notify(STEPS_CHANNEL).await {
             tracing::warn!(error = %e, "could not wake the workers; they find the step at their next poll");
         }
+    }
+
+    /// A hook recording who the process of step `step` is ([`kondate_core::host::process_identity`]),
+    /// so that if its worker dies, the sweep on this host stops what it left running.
+    fn record_process(&self, step: i64) -> kondate_apps::StartHook {
+        let db = self.db.clone();
+        kondate_apps::StartHook(Arc::new(move |pid| {
+            let Some(identity) = kondate_core::host::process_identity(pid) else {
+                return;
+            };
+            let db = db.clone();
+            tokio::spawn(async move {
+                if let Err(e) = db
+                    .execute(
+                        "UPDATE kondate_job_steps SET process = ? WHERE id = ?",
+                        &[Value::Text(identity), Value::Int(step)],
+                    )
+                    .await
+                {
+                    tracing::warn!(step, error = %e, "could not record a step's process");
+                }
+            });
+        }))
     }
 
     /// A force-cancel marks the running step `cancel`: the task that watches it (until
@@ -1111,7 +1135,7 @@ impl Executor {
         let rows = self
             .db
             .fetch_all(
-                "SELECT id, instance, worker FROM kondate_job_steps WHERE status = ?",
+                "SELECT id, instance, worker, process FROM kondate_job_steps WHERE status = ?",
                 &[Value::Text(WORKING.into())],
             )
             .await?;
@@ -1133,6 +1157,21 @@ impl Executor {
             let (id, instance) = (get_i64(&r, "id")?, get_i64(&r, "instance")?);
             let job = self.job_of(instance).await?;
             let key = self.step_key(id).await?;
+            // What the dead worker started may still run (its own process group): stopped
+            // here when it ran on this host, named otherwise.
+            use kondate_core::host::Leftover;
+            let left = match get_opt_string(&r, "process") {
+                None => String::new(),
+                Some(p) => match kondate_core::host::kill_leftover_group(&p) {
+                    Leftover::Killed => {
+                        format!("; its process group ({p}) was still running and has been killed")
+                    }
+                    Leftover::Gone => String::new(),
+                    Leftover::Elsewhere => {
+                        format!("; its process group ({p}) may still be running on that host")
+                    }
+                },
+            };
             use kondate_db::Session;
             let mut tx = self.db.begin().await?;
             let moved = tx
@@ -1143,7 +1182,7 @@ impl Executor {
                         Value::Text(ERROR.into()),
                         Value::Int(ms(now)),
                         Value::Text(format!(
-                            "its worker is gone: {why}; retry the instance to run the step again"
+                            "its worker is gone: {why}{left}; retry the instance to run the step again"
                         )),
                         Value::Int(id),
                         Value::Text(WORKING.into()),
@@ -1273,7 +1312,7 @@ impl Executor {
         let rows = self
             .db
             .fetch_all(
-                "SELECT id, step_key, task, queue, status, attempt, worker, exit_code, \
+                "SELECT id, step_key, task, queue, status, attempt, worker, process, exit_code, \
                  peak_memory_bytes, log_key, log_spool, error FROM kondate_job_steps \
                  WHERE instance = ? ORDER BY id",
                 &[Value::Int(id)],
@@ -1292,6 +1331,7 @@ impl Executor {
                     status: get_string(r, "status")?,
                     attempt: get_i64(r, "attempt")?,
                     worker: get_opt_string(r, "worker"),
+                    process: get_opt_string(r, "process"),
                     exit_code: get_opt_i64(r, "exit_code"),
                     peak_memory_bytes: get_opt_i64(r, "peak_memory_bytes"),
                     log_key: get_opt_string(r, "log_key"),
@@ -1482,6 +1522,9 @@ pub struct StepRow {
     pub status: String,
     pub attempt: i64,
     pub worker: Option<String>,
+    /// The process it started (`HOST/BOOT_ID/PID/START_TICKS`), leading its own process
+    /// group: where to look for it on the worker's host.
+    pub process: Option<String>,
     pub exit_code: Option<i64>,
     pub peak_memory_bytes: Option<i64>,
     /// The median peak of this step in the job's other instances where it succeeded.

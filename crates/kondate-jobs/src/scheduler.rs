@@ -805,10 +805,14 @@ impl Scheduler {
         let (def, name) = (job.def.clone(), job.row.name.clone());
         let mut cursor_at = job.row.cursor_at;
         let mut plan = plan::due(&def, cursor_at.map(from_ms), now, grace);
-        if !plan.launch.is_empty() && cursor_at.is_some() {
-            // About to launch: from the cursor as it is now, not as this process last saw
-            // it — another scheduler may have launched these slots already (its instances
-            // would otherwise read as `prevent_multi` refusing them).
+        if !plan.launch.is_empty()
+            && cursor_at.is_some()
+            && def.prevent_multi != PreventMulti::Allow
+        {
+            // About to launch under `prevent_multi`: from the cursor as it is now, not as
+            // this process last saw it — another scheduler may have launched these slots
+            // already, and its instances would read as `prevent_multi` refusing them. (With
+            // `allow`, a slot launched elsewhere is found by its launch key.)
             let current = self.job_row(&name).await?.and_then(|r| r.cursor_at);
             if current != cursor_at {
                 cursor_at = current;

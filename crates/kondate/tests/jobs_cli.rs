@@ -222,11 +222,16 @@ fn jobs_launch_run_by_workers_fail_retry_and_wait() {
 #[test]
 fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
     let (_dir, root) = common::init_project();
-    let (started, marker) = (root.join("started"), root.join("marker"));
+    let (started, marker, pid_file) = (
+        root.join("started"),
+        root.join("marker"),
+        root.join("step.pid"),
+    );
     std::fs::write(
         root.join("jobs/long.jsonnet"),
         format!(
-            "{{ script: 'execute: touch {s}; test -f {m} || sleep 60\\n' }}",
+            "{{ script: 'execute: echo $$ > {p}; touch {s}; test -f {m} || sleep 60\\n' }}",
+            p = pid_file.display(),
             s = started.display(),
             m = marker.display()
         ),
@@ -260,12 +265,33 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Killed once the step's process is recorded (the step's `process`).
+    let step_pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    loop {
+        let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
+        let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if let Some(p) = i["steps"][0]["process"].as_str() {
+            assert!(p.contains(&format!("/{step_pid}/")), "{p}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step's process was never recorded: {i}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     victim.kill().unwrap();
     victim.wait().unwrap();
     let o = kondate(&root, &["jobs", "instance", &id, "--format", "json"]);
     let i: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(i["status"], "working", "{i}");
     assert_eq!(i["steps"][0]["status"], "working", "{i}");
+    // What the killed worker started runs on (its own process group) until the sweep.
+    assert!(Path::new(&format!("/proc/{step_pid}")).exists());
 
     // Past lost_after, another worker (finding nothing to run) fails the step.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -285,6 +311,18 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
         error.contains("its worker is gone") && error.contains("was last heard from"),
         "{error}"
     );
+    // The sweep on this host stopped the step's leftover process group.
+    assert!(
+        error.contains("was still running and has been killed"),
+        "{error}"
+    );
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !Path::new(&format!("/proc/{step_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{step_pid}/stat"))
+                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+    });
+    assert!(gone, "the step's process {step_pid} outlived the sweep");
 
     // Retried: runs again and succeeds.
     std::fs::write(&marker, "").unwrap();
