@@ -558,6 +558,86 @@ impl Scheduler {
         row.as_ref().map(Self::job_of).transpose()
     }
 
+    /// Job `job` as the CLI and the API list it: its current revision's schedules and next
+    /// `next` fire times (UTC, RFC 3339), owners, tags, whether suspended (and by whom), or
+    /// why it does not load.
+    pub async fn job_json(
+        &self,
+        job: &JobRow,
+        now: DateTime<Utc>,
+        next: usize,
+    ) -> serde_json::Value {
+        let def = match job.revision {
+            Some(r) => self.definition(&job.name, r).await.ok(),
+            None => None,
+        };
+        let time = kondate_core::clock::ms_to_rfc3339;
+        serde_json::json!({
+            "name": job.name,
+            "revision": job.revision,
+            "digest": job.digest,
+            "revised_at": job.revised_at.map(time),
+            "load_error": job.load_error,
+            "removed": job.removed,
+            "description": def.as_ref().map(|d| d.description.clone()),
+            "schedules": def.as_ref().map(|d| d.schedules.iter().map(|s| serde_json::json!({
+                "cron": s.expression, "time_zone": s.zone.name(),
+            })).collect::<Vec<_>>()),
+            "suspended": def.as_ref().map(|d| d.suspended || job.suspended_by.is_some()),
+            "suspended_by": job.suspended_by,
+            "owners": def.as_ref().map(|d| d.owners.clone()),
+            "tags": def.as_ref().map(|d| d.tags.clone()),
+            "next": def.as_ref().map(|d| plan::next_slots(d, now, next)
+                .into_iter().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .collect::<Vec<_>>()),
+        })
+    }
+
+    /// Job `name` in full (`kondate jobs show`, `GET /v1/jobs/{name}`): [`Scheduler::job_json`]
+    /// with its next five fire times, its current script, its script revisions (newest
+    /// first) and its latest ten instances.
+    pub async fn job_detail(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value, JobsError> {
+        let job = self
+            .job_row(name)
+            .await?
+            .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
+        let mut out = self.job_json(&job, now, 5).await;
+        if let Some(r) = job.revision {
+            out["script"] = self.definition(name, r).await?.script.clone().into();
+        }
+        let revisions = self
+            .db
+            .fetch_all(
+                "SELECT id, digest, loaded_at FROM kondate_job_revisions WHERE job = ? \
+                 ORDER BY id DESC LIMIT 20",
+                &[Value::Text(name.to_string())],
+            )
+            .await?;
+        out["revisions"] = revisions
+            .iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "id": get_i64(r, "id")?,
+                    "digest": get_string(r, "digest")?,
+                    "loaded_at": kondate_core::clock::ms_to_rfc3339(get_i64(r, "loaded_at")?),
+                }))
+            })
+            .collect::<Result<Vec<_>, JobsError>>()?
+            .into();
+        out["instances"] = self
+            .instances(name, 10)
+            .await?
+            .iter()
+            .map(Instance::to_json)
+            .collect::<Vec<_>>()
+            .into();
+        Ok(out)
+    }
+
     /// The definition of revision `id` of job `name`.
     pub async fn definition(&self, name: &str, id: i64) -> Result<Arc<JobDefinition>, JobsError> {
         if let Some(d) = self.parsed.lock().expect("cache lock").get(&id) {

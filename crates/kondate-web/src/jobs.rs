@@ -46,35 +46,6 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(e.to_string()))
 }
 
-/// A job as listed: its current revision's schedules and next fire time, or why it does
-/// not load.
-async fn job_json(state: &AppState, job: &kondate_jobs::scheduler::JobRow, next: usize) -> Value {
-    let def = match job.revision {
-        Some(r) => state.jobs.definition(&job.name, r).await.ok(),
-        None => None,
-    };
-    let now = chrono::Utc::now();
-    json!({
-        "name": job.name,
-        "revision": job.revision,
-        "digest": job.digest,
-        "revised_at": job.revised_at.map(kondate_core::clock::ms_to_rfc3339),
-        "load_error": job.load_error,
-        "removed": job.removed,
-        "description": def.as_ref().map(|d| d.description.clone()),
-        "schedules": def.as_ref().map(|d| d.schedules.iter().map(|s| json!({
-            "cron": s.expression, "time_zone": s.zone.name(),
-        })).collect::<Vec<_>>()),
-        "suspended": def.as_ref().map(|d| d.suspended || job.suspended_by.is_some()),
-        "suspended_by": job.suspended_by,
-        "owners": def.as_ref().map(|d| d.owners.clone()),
-        "tags": def.as_ref().map(|d| d.tags.clone()),
-        "next": def.as_ref().map(|d| kondate_jobs::plan::next_slots(d, now, next)
-            .into_iter().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .collect::<Vec<_>>()),
-    })
-}
-
 /// `GET /v1/jobs`: every job the caller may read.
 pub async fn list(
     State(state): State<AppState>,
@@ -83,24 +54,22 @@ pub async fn list(
     let mut out = Vec::new();
     for job in state.jobs.jobs().await? {
         if caller.allows(ScopeKind::JobsRead, Some(&job.name)) && !job.removed {
-            out.push(job_json(&state, &job, 1).await);
+            out.push(state.jobs.job_json(&job, chrono::Utc::now(), 1).await);
         }
     }
     Ok(Json(json!({ "jobs": out })))
 }
 
-/// `GET /v1/jobs/{name}`: one job, with its next five fire times.
+/// `GET /v1/jobs/{name}`: one job, with its next five fire times, its script, revisions
+/// and latest instances.
 pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     valid_name(&name)?;
-    let job = state
-        .jobs
-        .job_row(&name)
-        .await?
-        .ok_or_else(|| JobsError::NoSuchJob(name.clone()))?;
-    Ok(Json(job_json(&state, &job, 5).await))
+    Ok(Json(
+        state.jobs.job_detail(&name, chrono::Utc::now()).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -283,7 +252,7 @@ async fn set_suspended(
         .await?
         .ok_or_else(|| JobsError::NoSuchJob(name.clone()))?;
     Ok(audited(
-        Json(job_json(&state, &job, 1).await).into_response(),
+        Json(state.jobs.job_json(&job, chrono::Utc::now(), 1).await).into_response(),
         json!({ "job": name }),
     ))
 }

@@ -120,6 +120,14 @@ async fn jobs_api_lists_launches_and_acts_with_scopes_and_owners() {
     let id = launched["id"].as_i64().unwrap();
     let (_, again) = call("POST", "/v1/jobs/nightly/instances", &launcher, Some(body)).await;
     assert_eq!(json_of(&again)["id"], id);
+    // One job in full: its script, its revisions, its instances.
+    let (status, body) = call("GET", "/v1/jobs/nightly", &reader, None).await;
+    assert_eq!(status, 200, "{body}");
+    let job = json_of(&body);
+    assert!(job["script"].as_str().is_some(), "{job}");
+    assert_eq!(job["revisions"].as_array().unwrap().len(), 1, "{job}");
+    assert_eq!(job["instances"][0]["id"], id, "{job}");
+    assert_eq!(job["next"].as_array().unwrap().len(), 5, "{job}");
     let (status, text) = call(
         "POST",
         "/v1/jobs/nightly/instances",

@@ -51,6 +51,16 @@ pub enum JobsCmd {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// A job as the scheduler runs it: its revision, schedules and next fire times, owners,
+    /// whether suspended, its script, its script revisions and its latest instances.
+    #[command(
+        after_help = "Examples:\n  kondate jobs show train\n  kondate jobs show train --format json"
+    )]
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// A job's instances, newest first.
     #[command(after_help = "Example:\n  kondate jobs instances train --limit 5 --format json")]
     Instances {
@@ -163,7 +173,9 @@ impl JobsCmd {
             JobsCmd::Suspend { name } => CliNeed::change(JobsOperate, name, "jobs.suspend"),
             JobsCmd::Resume { name } => CliNeed::change(JobsOperate, name, "jobs.resume"),
             JobsCmd::Backfill { name, .. } => CliNeed::change(JobsLaunch, name, "jobs.backfill"),
-            JobsCmd::Instances { name, .. } => CliNeed::on(JobsRead, name),
+            JobsCmd::Instances { name, .. } | JobsCmd::Show { name, .. } => {
+                CliNeed::on(JobsRead, name)
+            }
             JobsCmd::Instance { .. } | JobsCmd::Logs { .. } | JobsCmd::Notifications { .. } => {
                 CliNeed::every(JobsRead)
             }
@@ -265,6 +277,95 @@ fn in_zone(def: &JobDefinition, t: DateTime<Utc>) -> String {
     plan::local_time(def, t)
         .format("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
+}
+
+/// `kondate jobs show`'s text: [`kondate_jobs::Scheduler::job_detail`] for a person.
+fn show_text(job: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let list = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "job:       {}", text(&job["name"]));
+    if let Some(d) = job["description"].as_str().filter(|d| !d.is_empty()) {
+        let _ = writeln!(out, "about:     {d}");
+    }
+    let _ = writeln!(
+        out,
+        "revision:  {} (loaded {})",
+        job["revision"],
+        text(&job["revised_at"])
+    );
+    if let Some(e) = job["load_error"].as_str() {
+        let _ = writeln!(out, "LOAD ERROR (the revision above keeps running): {e}");
+    }
+    if job["removed"] == true {
+        let _ = writeln!(
+            out,
+            "removed:   its file is gone; it is no longer scheduled"
+        );
+    }
+    let state = match (job["suspended"] == true, job["suspended_by"].as_str()) {
+        (true, Some(by)) => format!("suspended by {by}"),
+        (true, None) => "suspended (by its definition)".into(),
+        _ => "scheduled".into(),
+    };
+    let _ = writeln!(out, "state:     {state}");
+    let schedules: Vec<String> = job["schedules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("{} ({})", text(&s["cron"]), text(&s["time_zone"])))
+        .collect();
+    let _ = writeln!(
+        out,
+        "schedules: {}",
+        if schedules.is_empty() {
+            "(by hand or trigger)".into()
+        } else {
+            schedules.join(", ")
+        }
+    );
+    let _ = writeln!(out, "next:      {}", list(&job["next"]));
+    let _ = writeln!(out, "owners:    {}", list(&job["owners"]));
+    let _ = writeln!(out, "tags:      {}", list(&job["tags"]));
+    if let Some(script) = job["script"].as_str() {
+        let _ = writeln!(out, "script:");
+        for line in script.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    let _ = writeln!(out, "revisions:");
+    for r in job["revisions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {:>6}  {}  {}",
+            r["id"],
+            text(&r["loaded_at"]),
+            text(&r["digest"])
+        );
+    }
+    let _ = writeln!(out, "instances:");
+    let instances = job["instances"].as_array().cloned().unwrap_or_default();
+    if instances.is_empty() {
+        let _ = writeln!(out, "  none yet");
+    }
+    for i in &instances {
+        let _ = writeln!(
+            out,
+            "  {:>6}  {:<8} {:<9} {}  {}",
+            i["id"],
+            text(&i["status"]),
+            text(&i["reason"]),
+            text(&i["scheduled_at"]),
+            i["error"].as_str().unwrap_or("")
+        );
+    }
+    out
 }
 
 fn summary(def: &JobDefinition, now: DateTime<Utc>) -> serde_json::Value {
@@ -536,6 +637,37 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                 .await
                 .map_err(failure)?;
             println!("sent a test notification to `{destination}`");
+            Ok(())
+        }
+        JobsCmd::Show { name, format } => {
+            kondate_core::names::validate_name("job name", &name)
+                .map_err(|e| Failure::invalid(e.to_string()))?;
+            let (scheduler, _) = services.jobs().await?;
+            let job = match scheduler.job_detail(&name, now).await {
+                Ok(j) => j,
+                Err(JobsError::NoSuchJob(_)) => {
+                    return Err(Failure::invalid(format!(
+                        "the scheduler has no job named `{name}`{}",
+                        if services
+                            .project
+                            .root
+                            .join(format!("jobs/{name}.jsonnet"))
+                            .exists()
+                        {
+                            "; its file is in jobs/ but no scheduler has loaded it yet (`kondate serve` \
+                             loads it; `kondate jobs next` reads the file)"
+                        } else {
+                            "; `kondate jobs list` shows the project's jobs"
+                        }
+                    )));
+                }
+                Err(e) => return Err(failure(e)),
+            };
+            if format == ListFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+                return Ok(());
+            }
+            print!("{}", show_text(&job));
             Ok(())
         }
         JobsCmd::Instances {

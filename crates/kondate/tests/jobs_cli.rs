@@ -635,6 +635,25 @@ fn jobs_are_suspended_and_resumed_from_the_cli() {
     let o = kondate(&root, &["jobs", "list", "--format", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(jobs[0]["suspended"], false, "{jobs}");
+
+    // `jobs show`: the job as the scheduler holds it, with its script and revisions.
+    let o = kondate(&root, &["jobs", "show", "train", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let job: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(job["script"], "noop:\n", "{job}");
+    assert_eq!(job["revisions"].as_array().unwrap().len(), 1, "{job}");
+    assert_eq!(job["next"].as_array().unwrap().len(), 5, "{job}");
+    assert_eq!(job["schedules"][0]["cron"], "0 9 * * 1", "{job}");
+    assert!(job["instances"].as_array().unwrap().is_empty(), "{job}");
+    let o = kondate(&root, &["jobs", "show", "train"]);
+    let shown = text(&o.stdout);
+    assert!(
+        shown.contains("schedules: 0 9 * * 1 (UTC)") && shown.contains("script:\n  noop:"),
+        "{shown}"
+    );
+    let o = kondate(&root, &["jobs", "show", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("jobs list"), "{}", text(&o.stderr));
     let o = kondate(&root, &["jobs", "suspend", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(

@@ -27,6 +27,17 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed when the test ends, also by a failed assertion: a process left
+/// running would take the steps of a later run of the test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn serve(root: &Path, env: &[(String, String)]) -> Server {
     let listen = common::free_listen();
     let child = Command::new(env!("CARGO_BIN_EXE_kondate"))
@@ -979,23 +990,27 @@ async fn postgres_an_idle_worker_is_woken_by_a_launch() {
         format!("{{ script: 'execute: touch {}\\n' }}", started.display()),
     )
     .unwrap();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_kondate"))
-        .current_dir(&root)
-        .env_remove("KONDATE_PROJECT")
-        .env("CI", "true")
-        .env("KONDATE_JOBS_POLL", "10m")
-        .env("KONDATE_LOG", "kondate=debug")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .arg("worker")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut worker = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_kondate"))
+            .current_dir(&root)
+            .env_remove("KONDATE_PROJECT")
+            .env("CI", "true")
+            .env("KONDATE_JOBS_POLL", "10m")
+            .env("KONDATE_LOG", "kondate=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Its log says when it has found nothing to do and waits, listening: a step launched
     // after that can only be found by being woken (or at the poll ten minutes later). The
     // rest of the log is drained so that the worker never blocks on it.
     let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = worker.stderr.take().unwrap();
+    let stderr = worker.0.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr)
             .lines()
@@ -1003,6 +1018,9 @@ async fn postgres_an_idle_worker_is_woken_by_a_launch() {
         {
             if line.contains("idle: waiting for a step") && line.contains("listening=true") {
                 let _ = tx.send(());
+            }
+            if !line.contains("sqlx") {
+                kept.lock().unwrap().push(line);
             }
         }
     });
@@ -1021,10 +1039,11 @@ async fn postgres_an_idle_worker_is_woken_by_a_launch() {
     while !started.exists() {
         assert!(
             launched.elapsed() < Duration::from_secs(30),
-            "the worker was not woken (it polls every 10 minutes)"
+            "the worker was not woken (it polls every 10 minutes); its log:\n{}",
+            log.lock().unwrap().join("\n")
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
-    worker.wait().unwrap();
+    unsafe { libc::kill(worker.0.id() as i32, libc::SIGTERM) };
+    worker.0.wait().unwrap();
 }
