@@ -58,6 +58,34 @@ pub struct LocalSpec {
 #[derive(Clone)]
 pub struct StartHook(pub std::sync::Arc<dyn Fn(u32) + Send + Sync>);
 
+impl StartHook {
+    /// A hook that records who the started process is
+    /// ([`kondate_core::host::process_identity`]) with `update`, a statement whose two
+    /// parameters are the identity and `key` — so that when its supervisor dies, whoever
+    /// finds it gone on this host can stop what it left running
+    /// ([`kondate_core::host::kill_leftover_group`]).
+    pub fn recording(
+        db: kondate_db::Database,
+        update: &'static str,
+        key: kondate_db::Value,
+    ) -> StartHook {
+        StartHook(std::sync::Arc::new(move |pid| {
+            let Some(identity) = kondate_core::host::process_identity(pid) else {
+                return;
+            };
+            let (db, key) = (db.clone(), key.clone());
+            tokio::spawn(async move {
+                if let Err(e) = db
+                    .execute(update, &[kondate_db::Value::Text(identity), key])
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record a started process");
+                }
+            });
+        }))
+    }
+}
+
 impl std::fmt::Debug for StartHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StartHook")

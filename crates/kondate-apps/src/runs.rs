@@ -81,6 +81,9 @@ pub struct RunInfo {
     pub actor: String,
     pub host: String,
     pub pid: Option<i64>,
+    /// The process it started (`HOST/BOOT_ID/PID/START_TICKS`), leading its own process
+    /// group.
+    pub process: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
     pub duration_ms: Option<i64>,
@@ -343,7 +346,12 @@ impl Runs {
                 token_issued = prepared.as_ref().is_ok_and(|(_, t)| *t);
                 match prepared {
                     Err(e) => Err(e.to_string()),
-                    Ok((spec, _)) => {
+                    Ok((mut spec, _)) => {
+                        spec.on_start = Some(crate::runner::StartHook::recording(
+                            self.db.clone(),
+                            "UPDATE kondate_runs SET process = ? WHERE id = ?",
+                            Value::from(id.as_str()),
+                        ));
                         let o = run_local(spec, log.clone(), live.clone(), cancel).await;
                         let _ = std::fs::remove_dir_all(run_work_dir(&id));
                         Ok((o, def))
@@ -682,6 +690,7 @@ impl Runs {
             actor: get_string(r, "actor")?,
             host: get_string(r, "host")?,
             pid: get_opt_i64(r, "pid"),
+            process: get_opt_string(r, "process"),
             started_at: ms_to_rfc3339(started),
             ended_at: ended.map(ms_to_rfc3339),
             duration_ms: ended.map(|e| e - started),
@@ -696,7 +705,7 @@ impl Runs {
 
     const COLUMNS: &str = "id, app, attempt, status, runner, command, params, actor, host, \
         supervisor_pid, pid, started_at, ended_at, exit_code, term_signal, peak_memory_bytes, \
-        log_key, log_bytes, error, owner";
+        log_key, log_bytes, error, owner, process";
 
     /// Why the kondate process supervising run row `r` counts as gone, or None while it
     /// lives. A run records its process ([`kondate_db::processes`]): gone when it
@@ -746,6 +755,22 @@ impl Runs {
                 continue;
             };
             let id = get_string(r, "id")?;
+            // What the dead supervisor ran may still run (its own process group): stopped
+            // here when it ran on this host.
+            use kondate_core::host::{Leftover, kill_leftover_group};
+            let why = match get_opt_string(r, "process")
+                .as_deref()
+                .map(kill_leftover_group)
+            {
+                Some(Leftover::Killed) => {
+                    format!("{why}; its process group was still running and has been killed")
+                }
+                Some(Leftover::Elsewhere) => format!(
+                    "{why}; its process group may still be running on {}",
+                    get_string(r, "host")?
+                ),
+                _ => why,
+            };
             let spool = self.spool.join(format!("{id}.log"));
             let key = log_key(&id);
             let (log_key_value, log_bytes, where_log) = if spool.exists() {

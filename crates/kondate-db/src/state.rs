@@ -283,7 +283,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         11,
-        "ALTER TABLE kondate_job_steps ADD COLUMN process VARCHAR(255) NULL",
+        "ALTER TABLE kondate_job_steps ADD COLUMN process VARCHAR(255) NULL;
+    ALTER TABLE kondate_runs ADD COLUMN process VARCHAR(255) NULL",
     ),
 ];
 

@@ -648,7 +648,13 @@ impl Executor {
                     grace: cfg.grace,
                     masker: kondate_apps::Masker::new([]),
                     protect: cfg.protect.clone(),
-                    on_start: Some(self.record_process(step.id)),
+                    // Who it is, so that if this worker dies, the sweep on this host stops
+                    // what it left running.
+                    on_start: Some(kondate_apps::StartHook::recording(
+                        self.db.clone(),
+                        "UPDATE kondate_job_steps SET process = ? WHERE id = ?",
+                        Value::Int(step.id),
+                    )),
                 };
                 let (watch, cancel) = self.watch_force_cancel(step.id);
                 let o = kondate_apps::run_local(spec, log.clone(), None, cancel).await;
@@ -761,29 +767,6 @@ impl Executor {
         if let Err(e) = self.db.notify(STEPS_CHANNEL).await {
             tracing::warn!(error = %e, "could not wake the workers; they find the step at their next poll");
         }
-    }
-
-    /// A hook recording who the process of step `step` is ([`kondate_core::host::process_identity`]),
-    /// so that if its worker dies, the sweep on this host stops what it left running.
-    fn record_process(&self, step: i64) -> kondate_apps::StartHook {
-        let db = self.db.clone();
-        kondate_apps::StartHook(Arc::new(move |pid| {
-            let Some(identity) = kondate_core::host::process_identity(pid) else {
-                return;
-            };
-            let db = db.clone();
-            tokio::spawn(async move {
-                if let Err(e) = db
-                    .execute(
-                        "UPDATE kondate_job_steps SET process = ? WHERE id = ?",
-                        &[Value::Text(identity), Value::Int(step)],
-                    )
-                    .await
-                {
-                    tracing::warn!(step, error = %e, "could not record a step's process");
-                }
-            });
-        }))
     }
 
     /// A force-cancel marks the running step `cancel`: the task that watches it (until

@@ -16,6 +16,16 @@ fn kondate(dir: &Path, args: &[&str]) -> Output {
         .expect("kondate runs")
 }
 
+/// Whether process `pid` is gone (or a zombie) within five seconds.
+fn gone_within_5s(pid: i64) -> bool {
+    (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+    })
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -316,13 +326,10 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
         error.contains("was still running and has been killed"),
         "{error}"
     );
-    let gone = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        !Path::new(&format!("/proc/{step_pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{step_pid}/stat"))
-                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
-    });
-    assert!(gone, "the step's process {step_pid} outlived the sweep");
+    assert!(
+        gone_within_5s(step_pid),
+        "the step's process {step_pid} outlived the sweep"
+    );
 
     // Retried: runs again and succeeds.
     std::fs::write(&marker, "").unwrap();
@@ -729,11 +736,8 @@ fn force_cancel_stops_an_app_step_and_its_run() {
     let o = kondate(&root, &["apps", "runs", "slow", "--format", "json"]);
     let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(runs[0]["status"], "cancelled", "{runs}");
-    let gone = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|st| st.split_whitespace().nth(2) == Some("Z"))
-    });
-    assert!(gone, "the app's child {pid} outlived the force-cancel");
+    assert!(
+        gone_within_5s(pid.into()),
+        "the app's child {pid} outlived the force-cancel"
+    );
 }

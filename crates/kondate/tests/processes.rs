@@ -713,10 +713,31 @@ async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A's supervisor is killed; what it ran is no longer supervised (and is stopped here).
+    // Its process is recorded (host, boot, pid and start time) once it started.
+    loop {
+        let runs: serde_json::Value =
+            serde_json::from_str(&ok(&root, env, &["apps", "runs", "--format", "json"])).unwrap();
+        let a = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == a_id.as_str())
+            .cloned();
+        if let Some(p) = a.as_ref().and_then(|a| a["process"].as_str()) {
+            assert!(p.contains(&format!("/{}/", app_pids[0])), "{p}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run a's process never recorded: {runs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A's supervisor is killed; what it ran is no longer supervised, and the first look at
+    // the runs on this host stops it.
     supervisors[0].kill().unwrap();
     supervisors[0].wait().unwrap();
-    unsafe { libc::kill(app_pids[0], libc::SIGKILL) };
+    assert!(Path::new(&format!("/proc/{}", app_pids[0])).exists());
 
     let runs: serde_json::Value =
         serde_json::from_str(&ok(&root, env, &["apps", "runs", "--format", "json"])).unwrap();
@@ -733,6 +754,22 @@ async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
     assert_eq!(b["status"], "running", "{b}");
     let log = ok(&root, env, &["apps", "logs", a["id"].as_str().unwrap()]);
     assert!(log.contains(" out started a"), "{log}");
+    let error = a["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("its process group was still running and has been killed"),
+        "{a}"
+    );
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !Path::new(&format!("/proc/{}", app_pids[0])).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", app_pids[0]))
+                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+    });
+    assert!(
+        gone,
+        "run a's process {} outlived its lost run",
+        app_pids[0]
+    );
 
     // B's supervisor stops cleanly (SIGTERM): its run ends with a final status, not lost.
     let b_pid = supervisors[1].id() as i32;
