@@ -757,19 +757,12 @@ impl Runs {
             let id = get_string(r, "id")?;
             // What the dead supervisor ran may still run (its own process group): stopped
             // here when it ran on this host.
-            use kondate_core::host::{Leftover, kill_leftover_group};
-            let why = match get_opt_string(r, "process")
-                .as_deref()
-                .map(kill_leftover_group)
-            {
-                Some(Leftover::Killed) => {
-                    format!("{why}; its process group was still running and has been killed")
-                }
-                Some(Leftover::Elsewhere) => format!(
-                    "{why}; its process group may still be running on {}",
-                    get_string(r, "host")?
+            let why = match get_opt_string(r, "process") {
+                Some(p) => format!(
+                    "{why}{}",
+                    kondate_core::host::kill_leftover_group(&p).note(&p)
                 ),
-                _ => why,
+                None => why,
             };
             let spool = self.spool.join(format!("{id}.log"));
             let key = log_key(&id);

@@ -46,13 +46,29 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// What became of the process `identity` ([`process_identity`]) names, and of its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leftover {
-    /// It ran on another host (or before this boot): nothing here can say.
+    /// It ran on another host: nothing here can say.
     Elsewhere,
     /// It is gone (its group may hold no one else: it led it).
     Gone,
     /// It was still running, leading its own process group, and the group was sent
     /// SIGKILL.
     Killed,
+}
+
+impl Leftover {
+    /// What to add to the message of the lost work whose process was `identity`: that its
+    /// leftover group was killed, or where it may still run; nothing when it is gone.
+    pub fn note(self, identity: &str) -> String {
+        match self {
+            Leftover::Killed => {
+                format!("; its process group was still running and has been killed ({identity})")
+            }
+            Leftover::Elsewhere => {
+                format!("; its process group may still be running on its host ({identity})")
+            }
+            Leftover::Gone => String::new(),
+        }
+    }
 }
 
 /// Stop what is left of a process group whose supervisor died: if the process `identity`
@@ -67,11 +83,16 @@ pub fn kill_leftover_group(identity: &str) -> Leftover {
     let Ok(pid) = pid.parse::<u32>() else {
         return Leftover::Elsewhere;
     };
-    let here = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|b| format!("{}/{}", hostname(), b.trim()))
-        .unwrap_or_default();
-    if host_boot != here {
+    let Some((host, boot)) = host_boot.split_once('/') else {
         return Leftover::Elsewhere;
+    };
+    if host != hostname() {
+        return Leftover::Elsewhere;
+    }
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    if boot != this_boot.trim() {
+        // This host, an earlier boot: everything it ran is gone.
+        return Leftover::Gone;
     }
     let Some(fields) = stat_fields(pid) else {
         return Leftover::Gone;
@@ -117,11 +138,18 @@ mod tests {
         let (head, _) = id.rsplit_once('/').unwrap();
         assert_eq!(kill_leftover_group(&format!("{head}/1")), Leftover::Gone);
         assert!(child.try_wait().unwrap().is_none());
-        // Another boot or host: nothing to say here.
+        // Another host: nothing to say here; an earlier boot of this one: gone.
         assert_eq!(
             kill_leftover_group(&format!("elsewhere/x/{}/1", child.id())),
             Leftover::Elsewhere
         );
+        let (_, rest) = id.split_once('/').unwrap();
+        let (_, pid_start) = rest.split_once('/').unwrap();
+        assert_eq!(
+            kill_leftover_group(&format!("{}/earlier-boot/{pid_start}", hostname())),
+            Leftover::Gone
+        );
+        assert!(child.try_wait().unwrap().is_none());
         assert_eq!(kill_leftover_group(&id), Leftover::Killed);
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;

@@ -1142,19 +1142,9 @@ impl Executor {
             let key = self.step_key(id).await?;
             // What the dead worker started may still run (its own process group): stopped
             // here when it ran on this host, named otherwise.
-            use kondate_core::host::Leftover;
-            let left = match get_opt_string(&r, "process") {
-                None => String::new(),
-                Some(p) => match kondate_core::host::kill_leftover_group(&p) {
-                    Leftover::Killed => {
-                        format!("; its process group ({p}) was still running and has been killed")
-                    }
-                    Leftover::Gone => String::new(),
-                    Leftover::Elsewhere => {
-                        format!("; its process group ({p}) may still be running on that host")
-                    }
-                },
-            };
+            let left = get_opt_string(&r, "process").map_or_else(String::new, |p| {
+                kondate_core::host::kill_leftover_group(&p).note(&p)
+            });
             use kondate_db::Session;
             let mut tx = self.db.begin().await?;
             let moved = tx

@@ -171,6 +171,12 @@ struct KnownJob {
 /// cursor than the database holds, which only makes it find slots already launched.
 const JOBS_VERSION: &str = "jobs.version";
 
+/// The assignment that moves a job's cursor forward to now (bound twice, to now's
+/// milliseconds) when it comes back from being suspended: what passed meanwhile is not
+/// launched.
+const CURSOR_TO_NOW: &str =
+    "cursor_at = CASE WHEN cursor_at IS NULL OR cursor_at < ? THEN ? ELSE cursor_at END";
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -300,9 +306,10 @@ impl Scheduler {
             .ok_or_else(|| JobsError::NoSuchJob(name.to_string()))?;
         self.db
             .execute(
-                "UPDATE kondate_jobs SET suspended_at = NULL, suspended_by = NULL, updated_at = ?, \
-                 cursor_at = CASE WHEN cursor_at IS NULL OR cursor_at < ? THEN ? ELSE cursor_at END \
-                 WHERE name = ? AND suspended_at IS NOT NULL",
+                &format!(
+                    "UPDATE kondate_jobs SET suspended_at = NULL, suspended_by = NULL, \
+                     updated_at = ?, {CURSOR_TO_NOW} WHERE name = ? AND suspended_at IS NOT NULL"
+                ),
                 &[
                     Value::Int(ms(now)),
                     Value::Int(ms(now)),
@@ -366,10 +373,8 @@ impl Scheduler {
                         _ => false,
                     };
                     if was_suspended {
-                        set.push_str(
-                            ", cursor_at = CASE WHEN cursor_at IS NULL OR cursor_at < ? \
-                             THEN ? ELSE cursor_at END",
-                        );
+                        set.push_str(", ");
+                        set.push_str(CURSOR_TO_NOW);
                         params.extend([Value::Int(now_ms), Value::Int(now_ms)]);
                     }
                     self.upsert_job(&def.name, &set, params, now_ms).await?;
@@ -776,13 +781,7 @@ impl Scheduler {
             }
             job.due = self.pass_job(job, now, grace, &mut report).await?;
         }
-        let scheduled: Vec<_> = known
-            .jobs
-            .iter()
-            .map(|j| (j.row.name.clone(), j.revision, j.def.clone()))
-            .collect();
-        drop(known);
-        self.triggers(&scheduled, now, &mut report).await?;
+        self.triggers(&known.jobs, now, &mut report).await?;
         Ok(report)
     }
 
@@ -817,7 +816,7 @@ impl Scheduler {
     /// database starts at its newest event: the past triggers nothing.
     async fn triggers(
         &self,
-        jobs: &[(String, i64, Arc<JobDefinition>)],
+        jobs: &[KnownJob],
         now: DateTime<Utc>,
         report: &mut PassReport,
     ) -> Result<(), JobsError> {
@@ -849,7 +848,8 @@ impl Scheduler {
             );
             let payload: serde_json::Value =
                 serde_json::from_str(&get_string(e, "payload")?).unwrap_or_default();
-            for (name, revision, def) in jobs {
+            for job in jobs {
+                let (name, def) = (&job.row.name, &job.def);
                 if def.suspended
                     || !def
                         .triggers
@@ -860,7 +860,7 @@ impl Scheduler {
                 }
                 let key = format!("trigger/{name}/{id}");
                 if let Some(instance) = self
-                    .insert_instance(name, *revision, &key, "trigger", now, None, None, now)
+                    .insert_instance(name, job.revision, &key, "trigger", now, None, None, now)
                     .await?
                 {
                     report.triggered.push((name.clone(), id, instance));

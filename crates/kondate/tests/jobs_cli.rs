@@ -16,16 +16,6 @@ fn kondate(dir: &Path, args: &[&str]) -> Output {
         .expect("kondate runs")
 }
 
-/// Whether process `pid` is gone (or a zombie) within five seconds.
-fn gone_within_5s(pid: i64) -> bool {
-    (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        !Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
-    })
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -327,7 +317,7 @@ fn a_step_whose_worker_is_killed_fails_and_succeeds_on_retry() {
         "{error}"
     );
     assert!(
-        gone_within_5s(step_pid),
+        common::gone_within_5s(step_pid),
         "the step's process {step_pid} outlived the sweep"
     );
 
@@ -661,6 +651,15 @@ fn jobs_are_suspended_and_resumed_from_the_cli() {
     let o = kondate(&root, &["jobs", "show", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("jobs list"), "{}", text(&o.stderr));
+    // A file no scheduler has loaded yet: said so, not "no such job".
+    std::fs::write(root.join("jobs/later.jsonnet"), "{ script: 'noop:\\n' }\n").unwrap();
+    let o = kondate(&root, &["jobs", "show", "later"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no scheduler has loaded it yet"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = kondate(&root, &["jobs", "suspend", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
@@ -737,7 +736,7 @@ fn force_cancel_stops_an_app_step_and_its_run() {
     let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(runs[0]["status"], "cancelled", "{runs}");
     assert!(
-        gone_within_5s(pid.into()),
+        common::gone_within_5s(pid.into()),
         "the app's child {pid} outlived the force-cancel"
     );
 }

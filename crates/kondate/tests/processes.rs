@@ -27,17 +27,6 @@ impl Drop for Server {
     }
 }
 
-/// A child process killed when the test ends, also by a failed assertion: a process left
-/// running would take the steps of a later run of the test.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(root: &Path, env: &[(String, String)]) -> Server {
     let listen = common::free_listen();
     let child = Command::new(env!("CARGO_BIN_EXE_kondate"))
@@ -759,14 +748,8 @@ async fn runs_whose_supervisor_is_killed(env: Vec<(String, String)>) {
         error.contains("its process group was still running and has been killed"),
         "{a}"
     );
-    let gone = (0..50).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        !Path::new(&format!("/proc/{}", app_pids[0])).exists()
-            || std::fs::read_to_string(format!("/proc/{}/stat", app_pids[0]))
-                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
-    });
     assert!(
-        gone,
+        common::gone_within_5s(app_pids[0].into()),
         "run a's process {} outlived its lost run",
         app_pids[0]
     );
@@ -1027,7 +1010,9 @@ async fn postgres_an_idle_worker_is_woken_by_a_launch() {
         format!("{{ script: 'execute: touch {}\\n' }}", started.display()),
     )
     .unwrap();
-    let mut worker = KillOnDrop(
+    // Killed when the test ends, also by a failed assertion: a worker left running would
+    // take the steps of a later run of the test.
+    let mut worker = common::Killed(
         Command::new(env!("CARGO_BIN_EXE_kondate"))
             .current_dir(&root)
             .env_remove("KONDATE_PROJECT")

@@ -38,6 +38,16 @@ impl std::ops::DerefMut for Killed {
     }
 }
 
+/// Whether process `pid` is gone (or a zombie) within five seconds.
+pub fn gone_within_5s(pid: i64) -> bool {
+    (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| st.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+    })
+}
+
 /// Run `command` with `KONDATE_FAILPOINT=failpoint` and return it, stopped there (holding
 /// whatever it holds at that point), for the caller to kill.
 pub fn stop_at(mut command: Command, failpoint: &str) -> Killed {
