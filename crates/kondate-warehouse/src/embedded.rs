@@ -1032,13 +1032,14 @@ async fn part_worker(
 }
 
 /// Plan `sql` as `SessionContext::sql_with_options` does, with PostgreSQL's output names
-/// given to the select items first ([`crate::pgnames`]) and Redshift's functions rewritten
-/// ([`crate::rsfuncs`]).
+/// given to the select items first ([`crate::pgnames`]), Redshift's functions rewritten
+/// ([`crate::rsfuncs`]), and the values' display scales followed ([`crate::pgscale`]: where
+/// each result column's are).
 async fn plan_with_pg_names(
     ctx: &SessionContext,
     sql: &str,
     options: SQLOptions,
-) -> datafusion::error::Result<DataFrame> {
+) -> datafusion::error::Result<(DataFrame, Vec<Option<crate::pgscale::Scale>>)> {
     use datafusion::sql::parser::Statement as DfStatement;
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
@@ -1051,7 +1052,8 @@ async fn plan_with_pg_names(
     }
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
-    ctx.execute_logical_plan(plan).await
+    let (plan, scales) = crate::pgscale::with_display_scales(plan, &state)?;
+    Ok((ctx.execute_logical_plan(plan).await?, scales))
 }
 
 /// `schema` with each field named as the statement named it (repeats allowed).
@@ -1095,18 +1097,19 @@ impl Warehouse for EmbeddedWarehouse {
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let df = plan_with_pg_names(&ctx, &req.select, options)
+        let (df, scales) = plan_with_pg_names(&ctx, &req.select, options)
             .await
             .map_err(engine)?;
         let ordered = req.ordered || is_ordered(df.logical_plan());
         let mut stream = df.execute_stream().await.map_err(engine)?;
         // The engine's names with the repeats told apart; the result's as PostgreSQL's. The
         // types are the executed plan's: analysis (type coercion, kondate's own rules) can
-        // change what the unanalysed statement said.
-        let engine_schema = stream.schema().as_ref().clone();
-        let schema: SchemaRef = Arc::new(pg_named(&engine_schema));
-        let renamed = engine_schema.fields() != schema.fields();
-        let columns: Vec<Column> = schema
+        // change what the unanalysed statement said. The companions of display scales are
+        // dropped, decimals printed at their values' scales.
+        let shown = crate::pgscale::Shown::new(stream.schema().as_ref(), &scales);
+        let schema: SchemaRef = Arc::new(pg_named(shown.written()));
+        let renamed = shown.written().fields() != schema.fields();
+        let columns: Vec<Column> = pg_named(shown.engine())
             .fields()
             .iter()
             .map(|f| Column {
@@ -1141,6 +1144,7 @@ impl Warehouse for EmbeddedWarehouse {
             if batch.num_rows() == 0 {
                 continue;
             }
+            let batch = shown.apply(batch).map_err(engine)?;
             let batch = if renamed {
                 RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(engine)?
             } else {

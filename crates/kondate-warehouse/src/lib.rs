@@ -12,6 +12,7 @@ mod pgmath;
 mod pgnames;
 mod pgnumeric;
 mod pgout;
+mod pgscale;
 mod pgsemantics;
 mod pgsession;
 mod pgtext;

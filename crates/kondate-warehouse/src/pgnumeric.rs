@@ -28,19 +28,35 @@ const QUOTIENT_SCALE: i32 = 20;
 /// PostgreSQL's `NUMERIC_MIN_SIG_DIGITS`.
 const MIN_SIG_DIGITS: i32 = 16;
 
-/// The type of `l / r` for decimal operands, or None when this division does not apply
-/// (a negative scale).
+/// An exact number's type as a decimal's (precision, scale): an integer has no places and
+/// as many digits as its largest value.
+pub fn as_decimal(t: &DataType) -> Option<(u8, i8)> {
+    Some(match t {
+        DataType::Decimal128(p, s) => (*p, *s),
+        DataType::Int8 | DataType::UInt8 => (3, 0),
+        DataType::Int16 | DataType::UInt16 => (5, 0),
+        DataType::Int32 | DataType::UInt32 => (10, 0),
+        DataType::Int64 => (19, 0),
+        DataType::UInt64 => (20, 0),
+        _ => return None,
+    })
+}
+
+/// The type of `l / r` where one operand is a decimal and the other a decimal or an
+/// integer (PostgreSQL's `numeric` division), or None when this division does not apply
+/// (integers only, a float, a negative scale).
 pub fn quotient_type(l: &DataType, r: &DataType) -> Option<DataType> {
-    let (DataType::Decimal128(p1, s1), DataType::Decimal128(_, s2)) = (l, r) else {
-        return None;
-    };
-    if *s1 < 0 || *s2 < 0 {
+    if !matches!(l, DataType::Decimal128(..)) && !matches!(r, DataType::Decimal128(..)) {
         return None;
     }
-    let (s1, s2) = (i32::from(*s1), i32::from(*s2));
+    let ((p1, s1), (_, s2)) = (as_decimal(l)?, as_decimal(r)?);
+    if s1 < 0 || s2 < 0 {
+        return None;
+    }
+    let (s1, s2) = (i32::from(s1), i32::from(s2));
     // The most digits the quotient can have before the point: the dividend's, and one
     // more per place of the divisor (dividing by 0.01 multiplies by 100).
-    let int_digits = i32::from(*p1) - s1 + s2;
+    let int_digits = i32::from(p1) - s1 + s2;
     let least = s1.max(s2);
     let scale = QUOTIENT_SCALE
         .max(least)
@@ -92,8 +108,17 @@ impl ScalarUDFImpl for NumericDiv {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let l = args.args[0].clone().into_array(n)?;
-        let r = args.args[1].clone().into_array(n)?;
+        // An integer operand as a decimal without places.
+        let exact = |a: &ColumnarValue| -> Result<ArrayRef> {
+            let a = a.clone().into_array(n)?;
+            match as_decimal(a.data_type()) {
+                Some((p, s)) if !matches!(a.data_type(), DataType::Decimal128(..)) => {
+                    Ok(arrow::compute::cast(&a, &DataType::Decimal128(p, s))?)
+                }
+                _ => Ok(a),
+            }
+        };
+        let (l, r) = (exact(&args.args[0])?, exact(&args.args[1])?);
         let (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) =
             (l.data_type(), r.data_type())
         else {
@@ -143,8 +168,17 @@ fn weight_and_first_group(v: i128, scale: i32) -> (i32, u128) {
     (weight, first)
 }
 
-/// PostgreSQL's result scale for `a / b` (`select_div_scale`).
+/// PostgreSQL's result scale for `a / b` (`select_div_scale`), each operand's display
+/// scale taken to be its scale.
 fn result_scale(a: i128, s1: i32, b: i128, s2: i32) -> i32 {
+    division_scale((a, s1, s1), (b, s2, s2))
+}
+
+/// PostgreSQL's result scale for `a / b` (`select_div_scale`), each operand given as
+/// (value, the places that value is stored at, its display scale): at least 16 significant
+/// digits — 16 places minus four per base-10000 digit the quotient is expected to have
+/// before the point — and at least either operand's display scale.
+pub fn division_scale((a, s1, d1): (i128, i32, i32), (b, s2, d2): (i128, i32, i32)) -> i32 {
     let (w1, f1) = weight_and_first_group(a, s1);
     let (w2, f2) = weight_and_first_group(b, s2);
     let mut qweight = w1 - w2;
@@ -152,8 +186,8 @@ fn result_scale(a: i128, s1: i32, b: i128, s2: i32) -> i32 {
         qweight -= 1;
     }
     (MIN_SIG_DIGITS - qweight * 4)
-        .max(s1)
-        .max(s2)
+        .max(d1)
+        .max(d2)
         .clamp(0, 1000)
 }
 
@@ -290,20 +324,14 @@ mod tests {
 /// The type of `x::numeric` (no precision): PostgreSQL keeps the value's own scale, so an
 /// integer is `numeric` without places and a decimal keeps its places (`1::numeric` is `1`,
 /// `123.4500::numeric` is `123.4500`); the engine's `numeric` would be `numeric(38,10)`
-/// everywhere. Values without a fixed scale (floats, text) are read at 10 places, as before.
+/// everywhere. The precision is what the value can have, no more: a quotient's places are
+/// what its 38 digits leave over after the dividend's (an integer made `numeric(38,0)` left
+/// none, and `qty::numeric / 7` was cut to a whole number). Values without a fixed scale
+/// (floats, text) are read at 10 places, as before.
 pub fn unconstrained_type(from: &DataType) -> DataType {
-    match from {
-        DataType::Decimal128(_, s) if *s >= 0 => DataType::Decimal128(38, *s),
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Boolean
-        | DataType::Null => DataType::Decimal128(38, 0),
+    match (from, as_decimal(from)) {
+        (DataType::Boolean | DataType::Null, _) => DataType::Decimal128(1, 0),
+        (_, Some((p, s))) if s >= 0 => DataType::Decimal128(p, s),
         _ => DataType::Decimal128(38, 10),
     }
 }

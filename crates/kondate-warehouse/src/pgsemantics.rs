@@ -48,7 +48,7 @@ use datafusion::prelude::SessionContext;
 pub fn with_rules(ctx: SessionContext) -> SessionContext {
     let mut builder = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state());
     if let Some(analyzer) = builder.analyzer() {
-        analyzer.rules.insert(0, Arc::new(IntegerLiterals));
+        analyzer.rules.insert(0, Arc::new(IntegerLiterals::new()));
         analyzer.rules.push(Arc::new(PgSemantics::new()));
     }
     SessionContext::new_with_state(builder.build())
@@ -230,6 +230,19 @@ fn floats_where_mixed(operands: Vec<&mut Expr>, schema: &DFSchema) -> bool {
     true
 }
 
+/// Make `e`, when it is an integer literal, a decimal literal of its own digits and no
+/// places; say whether it was.
+fn literal_as_decimal(e: &mut Expr) -> bool {
+    let v = match e {
+        Expr::Literal(ScalarValue::Int32(Some(v)), _) => i128::from(*v),
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => i128::from(*v),
+        _ => return false,
+    };
+    let digits = v.unsigned_abs().checked_ilog10().unwrap_or(0) as u8 + 1;
+    *e = Expr::Literal(ScalarValue::Decimal128(Some(v), digits, 0), None);
+    true
+}
+
 /// When `name(args)` is a `sum` of a `bigint` or an `avg` of integers, make its argument
 /// `numeric` and say so (both are `numeric` on PostgreSQL).
 fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
@@ -257,7 +270,17 @@ fn numeric_sum(name: &str, args: &mut [Expr], schema: &DFSchema) -> bool {
 /// fits, a `bigint` otherwise (the engine makes every one a `bigint`), so `SELECT 1` is an
 /// `integer` column and `2147483647 + 1` is out of range; and `sum(bigint)` is `numeric`.
 #[derive(Debug)]
-struct IntegerLiterals;
+struct IntegerLiterals {
+    numeric_div: Arc<ScalarUDF>,
+}
+
+impl IntegerLiterals {
+    fn new() -> Self {
+        IntegerLiterals {
+            numeric_div: Arc::new(ScalarUDF::from(crate::pgnumeric::NumericDiv::new())),
+        }
+    }
+}
 
 impl AnalyzerRule for IntegerLiterals {
     fn analyze(&self, plan: LogicalPlan, _: &ConfigOptions) -> Result<LogicalPlan> {
@@ -290,7 +313,41 @@ impl AnalyzerRule for IntegerLiterals {
                 // one type is chosen for several values: CASE's branches, coalesce, greatest,
                 // least, nullif.
                 Expr::BinaryExpr(mut b) => {
-                    let changed = floats_where_mixed(vec![&mut *b.left, &mut *b.right], schema);
+                    let mut changed = floats_where_mixed(vec![&mut *b.left, &mut *b.right], schema);
+                    // An integer literal in arithmetic with a decimal is a decimal of its own
+                    // digits (`10 * amount` is `numeric(15,2)`, not `numeric(23,2)`): the
+                    // engine would widen it to all of an integer's digits, and a quotient
+                    // of the result would keep fewer places than PostgreSQL's.
+                    if matches!(
+                        b.op,
+                        Operator::Plus
+                            | Operator::Minus
+                            | Operator::Multiply
+                            | Operator::Divide
+                            | Operator::Modulo
+                    ) {
+                        let decimal =
+                            |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Decimal128(..)));
+                        if decimal(&b.right) {
+                            changed |= literal_as_decimal(&mut b.left);
+                        }
+                        if decimal(&b.left) {
+                            changed |= literal_as_decimal(&mut b.right);
+                        }
+                    }
+                    // A `numeric` quotient is typed as PostgreSQL's before type coercion
+                    // chooses the types around it: coalesce, CASE, greatest and comparisons
+                    // would otherwise be given the engine's quotient type (6 places) and cut
+                    // PostgreSQL's quotient to it.
+                    let types = (b.left.get_type(schema), b.right.get_type(schema));
+                    if let (Operator::Divide, Ok(l), Ok(r)) = (b.op, &types.0, &types.1)
+                        && crate::pgnumeric::quotient_type(l, r).is_some()
+                    {
+                        return Ok(Transformed::yes(PgSemantics::call(
+                            &self.numeric_div,
+                            vec![*b.left, *b.right],
+                        )));
+                    }
                     Ok(Transformed::new_transformed(Expr::BinaryExpr(b), changed))
                 }
                 Expr::Between(mut b) => {
@@ -403,6 +460,37 @@ impl PgSemantics {
                         ))),
                         op,
                         right,
+                    })));
+                }
+                // Two decimals compared: type coercion cast them to one type, but a rewrite
+                // below may have changed one side's (a quotient is `numeric(38,20)` once
+                // divided as PostgreSQL divides), and Arrow compares equal types only. Both
+                // are compared as wide decimals that hold either exactly.
+                if let (Some(DataType::Decimal128(p1, s1)), Some(DataType::Decimal128(p2, s2))) =
+                    (&lt, &rt)
+                    && (p1, s1) != (p2, s2)
+                    && matches!(
+                        op,
+                        Operator::Eq
+                            | Operator::NotEq
+                            | Operator::Lt
+                            | Operator::LtEq
+                            | Operator::Gt
+                            | Operator::GtEq
+                            | Operator::IsDistinctFrom
+                            | Operator::IsNotDistinctFrom
+                    )
+                {
+                    let scale = (*s1).max(*s2);
+                    let whole =
+                        (i16::from(*p1) - i16::from(*s1)).max(i16::from(*p2) - i16::from(*s2));
+                    let precision = (whole + i16::from(scale)).clamp(1, 76) as u8;
+                    let wide = DataType::Decimal256(precision, scale);
+                    let cast = |e: Box<Expr>| Box::new(Expr::Cast(Cast::new(e, wide.clone())));
+                    return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                        left: cast(left),
+                        op,
+                        right: cast(right),
                     })));
                 }
                 // date - date is an integer number of days on PostgreSQL, a bigint here.
