@@ -16,6 +16,7 @@ mod pgscale;
 mod pgsemantics;
 mod pgsession;
 mod pgtext;
+mod pgvariance;
 mod postgres;
 mod redshift;
 mod rsfuncs;

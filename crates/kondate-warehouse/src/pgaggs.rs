@@ -124,6 +124,21 @@ struct FloatStat {
     signature: Signature,
 }
 
+impl FloatStat {
+    /// The argument's scale when this is a variance or standard deviation of an integer or
+    /// a `numeric`, which PostgreSQL computes as a `numeric` ([`crate::pgvariance`]).
+    fn exact(&self, arg: Option<&DataType>) -> Option<i32> {
+        crate::pgvariance::Kind::of(self.name)?;
+        crate::pgvariance::exact_scale(arg?)
+    }
+
+    fn numeric_kind(&self, args: &AccumulatorArgs) -> Option<crate::pgvariance::Kind> {
+        let arg = args.expr_fields.first().map(|f| f.data_type());
+        self.exact(arg)?;
+        crate::pgvariance::Kind::of(self.name)
+    }
+}
+
 impl AggregateUDFImpl for FloatStat {
     fn name(&self) -> &str {
         self.name
@@ -143,10 +158,19 @@ impl AggregateUDFImpl for FloatStat {
                 return plan_err!("{}: argument {} is a {t}, not a number", self.name, i + 1);
             }
         }
+        if self.exact(args.first()).is_some() {
+            return Ok(crate::pgvariance::result_type(&args[0]));
+        }
         Ok(DataType::Float64)
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if self
+            .exact(args.input_fields.first().map(|f| f.data_type()))
+            .is_some()
+        {
+            return Ok(crate::pgvariance::state_fields(&args));
+        }
         Ok(["n", "sx", "sxx", "sy", "syy", "sxy"]
             .iter()
             .map(|k| {
@@ -160,6 +184,9 @@ impl AggregateUDFImpl for FloatStat {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if let Some(kind) = self.numeric_kind(&args) {
+            return crate::pgvariance::accumulator(kind, args.expr_fields[0].data_type(), false);
+        }
         Ok(Box::new(Moments {
             stat: self.stat,
             pair: args.exprs.len() == 2,
@@ -171,6 +198,10 @@ impl AggregateUDFImpl for FloatStat {
     /// each frame's rows again, as [`Frame`] does; taking the leaving rows back out of the
     /// sums instead loses every digit once a large value has passed through.
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        // Exact sums take leaving rows back out exactly.
+        if let Some(kind) = self.numeric_kind(&args) {
+            return crate::pgvariance::accumulator(kind, args.expr_fields[0].data_type(), false);
+        }
         Ok(Box::new(Frame {
             stat: self.stat,
             pair: args.exprs.len() == 2,

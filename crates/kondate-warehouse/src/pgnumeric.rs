@@ -149,11 +149,10 @@ impl ScalarUDFImpl for NumericDiv {
 /// The base-10000 weight of `v` at `scale` places (0 for the group of units, -1 for the
 /// first four places) and the value of that leading group; (0, 0) for zero. What
 /// PostgreSQL's `select_div_scale` reads from its base-10000 digits.
-fn weight_and_first_group(v: i128, scale: i32) -> (i32, u128) {
-    let a = v.unsigned_abs();
-    if a == 0 {
-        return (0, 0);
-    }
+fn weight_and_first_group(v: i256, scale: i32) -> (i32, i256) {
+    let Some(a) = v.checked_abs().filter(|a| *a != i256::ZERO) else {
+        return (0, i256::ZERO);
+    };
     let digits = a.ilog10() as i32 + 1;
     // 10^e <= |v| < 10^(e+1).
     let e = digits - scale - 1;
@@ -161,9 +160,9 @@ fn weight_and_first_group(v: i128, scale: i32) -> (i32, u128) {
     // The leading group: |v| / 10000^weight, cut.
     let k = scale + 4 * weight;
     let first = if k >= 0 {
-        a / 10u128.pow(k as u32)
+        a.wrapping_div(i256::from_i128(10).wrapping_pow(k as u32))
     } else {
-        a.saturating_mul(10u128.pow((-k) as u32))
+        a.wrapping_mul(i256::from_i128(10).wrapping_pow((-k) as u32))
     };
     (weight, first)
 }
@@ -179,6 +178,11 @@ fn result_scale(a: i128, s1: i32, b: i128, s2: i32) -> i32 {
 /// digits — 16 places minus four per base-10000 digit the quotient is expected to have
 /// before the point — and at least either operand's display scale.
 pub fn division_scale((a, s1, d1): (i128, i32, i32), (b, s2, d2): (i128, i32, i32)) -> i32 {
+    division_scale_wide((i256::from_i128(a), s1, d1), (i256::from_i128(b), s2, d2))
+}
+
+/// [`division_scale`] of wide values.
+pub fn division_scale_wide((a, s1, d1): (i256, i32, i32), (b, s2, d2): (i256, i32, i32)) -> i32 {
     let (w1, f1) = weight_and_first_group(a, s1);
     let (w2, f2) = weight_and_first_group(b, s2);
     let mut qweight = w1 - w2;
@@ -191,8 +195,27 @@ pub fn division_scale((a, s1, d1): (i128, i32, i32), (b, s2, d2): (i128, i32, i3
         .clamp(0, 1000)
 }
 
-fn pow10(k: u32) -> Option<i256> {
+pub fn pow10(k: u32) -> Option<i256> {
     i256::from_i128(10).checked_pow(k)
+}
+
+/// `num / den` rounded half away from zero, as PostgreSQL rounds a `numeric`; None when
+/// `den` is zero or the quotient does not fit.
+pub fn round_div(num: i256, den: i256) -> Option<i256> {
+    let (mut q, rem) = (num.checked_div(den)?, num.checked_rem(den)?);
+    // Half away from zero: |2 rem| >= |den|.
+    let twice = rem
+        .checked_abs()
+        .and_then(|r| r.checked_mul(i256::from_i128(2)));
+    if twice.zip(den.checked_abs()).is_some_and(|(t, d)| t >= d) {
+        let away = if num.is_negative() != den.is_negative() {
+            i256::MINUS_ONE
+        } else {
+            i256::ONE
+        };
+        q = q.checked_add(away)?;
+    }
+    Some(q)
 }
 
 /// `a / 10^s1` divided by `b / 10^s2`, rounded half away from zero at PostgreSQL's scale
@@ -222,21 +245,9 @@ pub fn divide(a: i128, s1: i32, b: i128, s2: i32, scale: i32) -> Result<i128> {
         };
         den = d;
     }
-    let (Some(mut q), Some(rem)) = (num.checked_div(den), num.checked_rem(den)) else {
+    let Some(q) = round_div(num, den) else {
         return out_of_range();
     };
-    // Half away from zero: |2 rem| >= |den|.
-    let twice = rem
-        .checked_abs()
-        .and_then(|r| r.checked_mul(i256::from_i128(2)));
-    if twice.zip(den.checked_abs()).is_some_and(|(t, d)| t >= d) {
-        let away = if num.is_negative() != den.is_negative() {
-            i256::from_i128(-1)
-        } else {
-            i256::ONE
-        };
-        q = q.wrapping_add(away);
-    }
     let Some(v) = pow10((scale - places) as u32)
         .and_then(|p| q.checked_mul(p))
         .and_then(|v| v.to_i128())
@@ -299,9 +310,14 @@ mod tests {
         assert_eq!(result_scale(65538000, 1, 10, 0), 12);
         assert_eq!(result_scale(999999999999, 2, 3, 0), 8);
         assert_eq!(result_scale(0, 0, 7, 0), 20);
-        assert_eq!(weight_and_first_group(123456789, 0), (2, 1));
-        assert_eq!(weight_and_first_group(5, 1), (-1, 5000));
-        assert_eq!(weight_and_first_group(1, 5), (-2, 1000));
+        let w = |v: i128, s| {
+            let (w, f) = weight_and_first_group(i256::from_i128(v), s);
+            (w, f.as_i128())
+        };
+        assert_eq!(w(123456789, 0), (2, 1));
+        assert_eq!(w(5, 1), (-1, 5000));
+        assert_eq!(w(1, 5), (-2, 1000));
+        assert_eq!(w(-20, 0), (0, 20));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! scale of each value, as an `integer` expression built from the same expression — `+`, `-`
 //! and `%` take the larger operand's scale, `*` the sum, `/` PostgreSQL's division scale of
 //! the operands' values ([`DivisionScale`]), `avg` that of its `sum` over its `count`, `CASE`,
-//! `coalesce`, `least`/`greatest` and `nullif` the scale of the value they pick, a cast to
+//! `coalesce`, `least`/`greatest` and `nullif` the scale of the value they pick, a variance
+//! or standard deviation the scale of its final division ([`crate::pgvariance`]), a cast to
 //! `numeric(p,s)` or `round(x, s)` the scale `s`, a literal the places it was written with —
 //! `min`/`max` that of the value they pick — carried up through projections, filters, sorts,
 //! limits, subqueries and CTEs, `UNION ALL`, `DISTINCT`, aggregates and window functions.
@@ -329,6 +330,12 @@ impl Rewriter {
         make: &dyn Fn(&Arc<AggregateUDF>, Expr, bool) -> Expr,
         added: &mut Vec<Expr>,
     ) -> Option<Result<Expr, i32>> {
+        // A variance or standard deviation: its own sums end in the scale.
+        if let Some(udaf) = crate::pgvariance::scale_udaf(name) {
+            let alias = self.name();
+            added.push(make(&udaf, x.clone(), true).alias(&alias));
+            return Some(Ok(Expr::Column(Column::new_unqualified(alias))));
+        }
         let dx_const = as_const(&dx);
         match (followed(name)?, dx_const) {
             (_, Some(c)) if name != "avg" && name != "mean" => Some(Err(c)),
