@@ -6,7 +6,9 @@
 #     bench/query-throughput.sh);
 #   - a TPC-H-like aggregate over the demo's ingredient lines (`kondate demo`'s
 #     recipes.recipe_ingredients joined to recipes.recipes): join, filter, GROUP BY two
-#     keys, count, count(DISTINCT), sum, avg, min/max, ORDER BY.
+#     keys, count, count(DISTINCT), sum, avg, min/max, ORDER BY;
+#   - numeric quotients over the 10 million rows: `numeric` division, each value printed at
+#     its own display scale (the per-value scales of `pgscale`).
 # Prints a Markdown table of the median of ROUNDS runs (and min–max) per build.
 #
 # Usage: bench/fidelity.sh BEFORE_KONDATE AFTER_KONDATE [ROWS] [ROUNDS]
@@ -41,6 +43,7 @@ AGG_SQL="SELECT r.servings, i.position % 4 AS slot, count(*) AS lines,
   FROM recipes.recipe_ingredients i JOIN recipes.recipes r ON r.id = i.recipe_id
   WHERE r.is_public AND r.published_at < TIMESTAMP '2030-01-01 00:00:00'
   GROUP BY r.servings, i.position % 4 ORDER BY 1, 2"
+QUOTIENT_SQL="SELECT id, category / 7.0 AS q, (id % 1000) / 3.0 AS r FROM bench.events"
 
 declare -A TIMES
 run() { # build-label binary query-label sql
@@ -57,13 +60,13 @@ for round in $(seq "$ROUNDS"); do
     [ "$build" = after ] && bin=$AFTER
     run "$build" "$bin" select "$SELECT_SQL"
     run "$build" "$bin" aggregate "$AGG_SQL"
+    run "$build" "$bin" quotient "$QUOTIENT_SQL"
   done
 done
-rows=$(wc -l < "$WORK/out.csv")
 
 echo "| query | build | median s | min–max s |"
 echo "|---|---|---:|---:|"
-for q in select aggregate; do
+for q in select aggregate quotient; do
   for build in before after; do
     sorted=$(echo "${TIMES[$build|$q]}" | tr ' ' '\n' | grep . | sort -n)
     n=$(echo "$sorted" | wc -l)
@@ -72,4 +75,3 @@ for q in select aggregate; do
       "$(echo "$sorted" | head -1)" "$(echo "$sorted" | tail -1)"
   done
 done
-echo "(the aggregate gives $rows lines of CSV)" >&2
