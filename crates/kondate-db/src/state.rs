@@ -286,6 +286,49 @@ const MIGRATIONS: &[(i64, &str)] = &[
         "ALTER TABLE kondate_job_steps ADD COLUMN process VARCHAR(255) NULL;
     ALTER TABLE kondate_runs ADD COLUMN process VARCHAR(255) NULL",
     ),
+    (
+        12,
+        "CREATE TABLE IF NOT EXISTS kondate_catalog_syncs (
+        id {id},
+        source VARCHAR(64) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        error {text} NULL,
+        tables_seen BIGINT NOT NULL DEFAULT 0,
+        changes BIGINT NOT NULL DEFAULT 0,
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_catalog_objects (
+        id {id},
+        source VARCHAR(64) NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        schema_name VARCHAR(128) NOT NULL,
+        table_name VARCHAR(128) NOT NULL,
+        column_name VARCHAR(128) NOT NULL,
+        data_type VARCHAR(255) NULL,
+        nullable BIGINT NULL,
+        default_value {text} NULL,
+        position BIGINT NULL,
+        db_comment {text} NULL,
+        row_count BIGINT NULL,
+        definition {text} NULL,
+        linked BIGINT NOT NULL,
+        first_sync BIGINT NOT NULL,
+        last_sync BIGINT NOT NULL,
+        UNIQUE (source, schema_name, table_name, column_name)
+    );
+    CREATE TABLE IF NOT EXISTS kondate_catalog_changes (
+        id {id},
+        sync_id BIGINT NOT NULL,
+        object_id BIGINT NOT NULL,
+        what VARCHAR(32) NOT NULL,
+        before_value {text} NULL,
+        after_value {text} NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX kondate_catalog_changes_object ON kondate_catalog_changes (object_id, id);
+    CREATE INDEX kondate_catalog_syncs_source ON kondate_catalog_syncs (source, id)",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

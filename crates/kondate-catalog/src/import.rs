@@ -1,0 +1,281 @@
+//! Reading a source's metadata: its tables and views with their columns, comments, view
+//! definitions and row counts from the engine's statistics (never a `COUNT(*)`).
+//!
+//! - PostgreSQL: `pg_class`, `pg_attribute`, `pg_attrdef`, `pg_description` (every schema
+//!   but the system's), `reltuples` for the row count (absent until the table is analysed).
+//! - MySQL/MariaDB: `information_schema` of the connected database; `TABLE_ROWS` (InnoDB's
+//!   estimate).
+//! - SQLite: `sqlite_schema` and `pragma_table_info`; no row counts (SQLite keeps none).
+//! - The embedded warehouse: its tables' manifests (schema, row count).
+
+use std::collections::BTreeMap;
+
+use kondate_db::{Database, DbKind, opt_i64_at, opt_string_at};
+use regex::Regex;
+
+use crate::{CatalogError, ImportedColumn, ImportedTable, TableKind};
+
+/// Which tables of a source the catalog keeps: regular expressions matched against
+/// `schema.table`; a table is kept when it matches `include` (if given) and no `ignore`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Option<Regex>,
+    ignore: Vec<Regex>,
+}
+
+impl Filter {
+    pub fn new(
+        source: &str,
+        include: Option<&str>,
+        ignore: &[String],
+    ) -> Result<Filter, CatalogError> {
+        let compile = |p: &str| {
+            Regex::new(p).map_err(|e| CatalogError::Pattern {
+                source_name: source.to_string(),
+                pattern: p.to_string(),
+                message: e.to_string(),
+            })
+        };
+        Ok(Filter {
+            include: include.map(compile).transpose()?,
+            ignore: ignore
+                .iter()
+                .map(|p| compile(p))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn keeps(&self, schema: &str, table: &str) -> bool {
+        let name = format!("{schema}.{table}");
+        self.include.as_ref().is_none_or(|r| r.is_match(&name))
+            && !self.ignore.iter().any(|r| r.is_match(&name))
+    }
+}
+
+fn failed(source: &str) -> impl Fn(kondate_db::DbError) -> CatalogError + '_ {
+    move |e| CatalogError::Source {
+        source_name: source.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The tables and views of the database behind `db`, as `source` (the name the catalog
+/// knows it by), those `filter` keeps, sorted by schema and name.
+pub async fn import_database(
+    source: &str,
+    db: &Database,
+    filter: &Filter,
+) -> Result<Vec<ImportedTable>, CatalogError> {
+    let (tables_sql, columns_sql) = match db.kind() {
+        DbKind::Postgres => (POSTGRES_TABLES, POSTGRES_COLUMNS),
+        DbKind::MySql => (MYSQL_TABLES, MYSQL_COLUMNS),
+        DbKind::Sqlite => return import_sqlite(source, db, filter).await,
+    };
+    let mut tables: BTreeMap<(String, String), ImportedTable> = BTreeMap::new();
+    for row in db
+        .fetch_all(tables_sql, &[])
+        .await
+        .map_err(failed(source))?
+    {
+        let text = |i| opt_string_at(&row, i).map_err(failed(source));
+        let (schema, name) = (text(0)?.unwrap_or_default(), text(1)?.unwrap_or_default());
+        if !filter.keeps(&schema, &name) {
+            continue;
+        }
+        let kind = if text(2)?.as_deref() == Some("view") {
+            TableKind::View
+        } else {
+            TableKind::Table
+        };
+        let table = ImportedTable {
+            schema: schema.clone(),
+            name: name.clone(),
+            kind,
+            comment: text(3)?.filter(|c| !c.is_empty()),
+            row_count: opt_i64_at(&row, 4)
+                .map_err(failed(source))?
+                .filter(|n| *n >= 0),
+            definition: text(5)?.map(|d| d.trim().to_string()),
+            columns: Vec::new(),
+        };
+        tables.insert((schema, name), table);
+    }
+    for row in db
+        .fetch_all(columns_sql, &[])
+        .await
+        .map_err(failed(source))?
+    {
+        let text = |i| opt_string_at(&row, i).map_err(failed(source));
+        let key = (text(0)?.unwrap_or_default(), text(1)?.unwrap_or_default());
+        let Some(table) = tables.get_mut(&key) else {
+            continue;
+        };
+        table.columns.push(ImportedColumn {
+            name: text(2)?.unwrap_or_default(),
+            data_type: text(3)?.unwrap_or_default(),
+            nullable: opt_i64_at(&row, 4).map_err(failed(source))? == Some(1),
+            default: text(5)?,
+            position: opt_i64_at(&row, 6).map_err(failed(source))?.unwrap_or(0),
+            comment: text(7)?.filter(|c| !c.is_empty()),
+        });
+    }
+    let mut out: Vec<ImportedTable> = tables.into_values().collect();
+    for t in &mut out {
+        t.columns.sort_by_key(|c| c.position);
+    }
+    Ok(out)
+}
+
+/// Every table, partitioned table, view, materialised view and foreign table outside the
+/// system's schemas: schema, name, kind, comment, row count, view SQL.
+const POSTGRES_TABLES: &str = "SELECT n.nspname::text, c.relname::text,
+    CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,
+    obj_description(c.oid, 'pg_class'),
+    CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END,
+    CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+/// Their columns: schema, table, name, type, nullable (1/0), default, position, comment.
+const POSTGRES_COLUMNS: &str = "SELECT n.nspname::text, c.relname::text, a.attname::text,
+    format_type(a.atttypid, a.atttypmod),
+    CASE WHEN a.attnotnull THEN 0 ELSE 1 END::bigint,
+    pg_get_expr(d.adbin, d.adrelid),
+    a.attnum::bigint,
+    col_description(c.oid, a.attnum)
+  FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE a.attnum > 0 AND NOT a.attisdropped
+    AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
+const MYSQL_TABLES: &str = "SELECT CAST(t.TABLE_SCHEMA AS CHAR), CAST(t.TABLE_NAME AS CHAR),
+    CASE WHEN t.TABLE_TYPE = 'VIEW' THEN 'view' ELSE 'table' END,
+    CAST(CASE WHEN t.TABLE_TYPE = 'VIEW' THEN '' ELSE t.TABLE_COMMENT END AS CHAR),
+    CAST(t.TABLE_ROWS AS SIGNED),
+    CAST(v.VIEW_DEFINITION AS CHAR)
+  FROM information_schema.TABLES t
+    LEFT JOIN information_schema.VIEWS v
+      ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME
+  WHERE t.TABLE_SCHEMA = DATABASE()";
+
+const MYSQL_COLUMNS: &str = "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR),
+    CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR),
+    CAST(CASE WHEN IS_NULLABLE = 'YES' THEN 1 ELSE 0 END AS SIGNED),
+    CAST(COLUMN_DEFAULT AS CHAR), CAST(ORDINAL_POSITION AS SIGNED),
+    CAST(COLUMN_COMMENT AS CHAR)
+  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()";
+
+async fn import_sqlite(
+    source: &str,
+    db: &Database,
+    filter: &Filter,
+) -> Result<Vec<ImportedTable>, CatalogError> {
+    let rows = db
+        .fetch_all(
+            "SELECT type, name, sql FROM sqlite_master
+             WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+             ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(failed(source))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let text = |i| opt_string_at(&row, i).map_err(failed(source));
+        let (kind, name) = (text(0)?.unwrap_or_default(), text(1)?.unwrap_or_default());
+        if !filter.keeps("main", &name) {
+            continue;
+        }
+        let view = kind == "view";
+        let columns = db
+            .fetch_all(
+                "SELECT name, type, \"notnull\", dflt_value, cid, pk FROM pragma_table_info(?)",
+                &[kondate_db::Value::Text(name.clone())],
+            )
+            .await
+            .map_err(failed(source))?
+            .iter()
+            .map(|c| {
+                let text = |i| opt_string_at(c, i).map_err(failed(source));
+                let int = |i| opt_i64_at(c, i).map_err(failed(source));
+                Ok(ImportedColumn {
+                    name: text(0)?.unwrap_or_default(),
+                    data_type: text(1)?.unwrap_or_default(),
+                    // A primary key is never NULL, whatever the declaration says (SQLite's
+                    // INTEGER PRIMARY KEY is the rowid).
+                    nullable: int(2)? == Some(0) && int(5)?.unwrap_or(0) == 0,
+                    default: text(3)?,
+                    position: int(4)?.unwrap_or(0) + 1,
+                    comment: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CatalogError>>()?;
+        out.push(ImportedTable {
+            schema: "main".into(),
+            name,
+            kind: if view {
+                TableKind::View
+            } else {
+                TableKind::Table
+            },
+            comment: None,
+            row_count: None,
+            definition: if view { text(2)? } else { None },
+            columns,
+        });
+    }
+    Ok(out)
+}
+
+/// The embedded warehouse's tables (`schema.table`), their columns in the order of the
+/// files they were loaded from, and their row counts from their manifests.
+pub async fn import_embedded(
+    source: &str,
+    warehouse: &kondate_warehouse::EmbeddedWarehouse,
+    filter: &Filter,
+) -> Result<Vec<ImportedTable>, CatalogError> {
+    use kondate_warehouse::Warehouse;
+    let tables = warehouse.tables().await.map_err(|e| CatalogError::Source {
+        source_name: source.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for t in tables {
+        let (schema, name) = t
+            .name
+            .split_once('.')
+            .unwrap_or(("public", t.name.as_str()));
+        if !filter.keeps(schema, name) {
+            continue;
+        }
+        out.push(ImportedTable {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            kind: TableKind::Table,
+            comment: None,
+            row_count: t.rows.and_then(|r| i64::try_from(r).ok()),
+            definition: None,
+            columns: t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ImportedColumn {
+                    name: c.name.clone(),
+                    data_type: c.redshift_type.clone(),
+                    nullable: true,
+                    default: None,
+                    position: i as i64 + 1,
+                    comment: None,
+                })
+                .collect(),
+        });
+    }
+    out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    Ok(out)
+}

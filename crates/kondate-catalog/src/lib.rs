@@ -1,0 +1,89 @@
+//! kondate-catalog: what the warehouse and the service databases hold — schemas, tables,
+//! views and columns with their types, defaults, comments and row counts — imported from
+//! each source ([`import`]) and kept in the state database with the history of every
+//! change a sync saw ([`sync`]): a column added, removed, retyped; a table appearing or
+//! gone. An object that disappears is unlinked, never deleted, so its history stays.
+//!
+//! This is the catalog's first part: metadata and its history. Descriptions (Markdown with
+//! revisions), search, lineage, the CLI and the API build on it.
+
+pub mod import;
+pub mod sync;
+
+use kondate_db::DbError;
+use serde::Serialize;
+
+pub use import::{Filter, import_database, import_embedded};
+pub use sync::{Catalog, Change, ColumnPage, SyncRecord, SyncReport, TablePage};
+
+/// Errors from the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A source could not be read; its sync is recorded as failed and nothing it had
+    /// imported before changes.
+    #[error("catalog source {source_name}: {message}")]
+    Source {
+        source_name: String,
+        message: String,
+    },
+    /// An ignore or include pattern is not a regular expression.
+    #[error(
+        "catalog source {source_name}: pattern {pattern:?} is not a regular expression: {message}"
+    )]
+    Pattern {
+        source_name: String,
+        pattern: String,
+        message: String,
+    },
+    #[error("no table or view named {0} in the catalog: `kondate catalog sync` imports them")]
+    NotFound(String),
+    #[error("{name} names more than one table: {}; name it as SOURCE.SCHEMA.TABLE", candidates.join(", "))]
+    Ambiguous {
+        name: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// A table or a view as a source reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportedTable {
+    pub schema: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// The comment stored in the database (`COMMENT ON TABLE`, MySQL's table comment).
+    pub comment: Option<String>,
+    /// From the engine's statistics (never counted); None where it keeps none.
+    pub row_count: Option<i64>,
+    /// A view's SQL.
+    pub definition: Option<String>,
+    pub columns: Vec<ImportedColumn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    Table,
+    View,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Table => "table",
+            TableKind::View => "view",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportedColumn {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    /// 1-based.
+    pub position: i64,
+    pub comment: Option<String>,
+}

@@ -1,0 +1,602 @@
+//! Keeping the catalog: each sync of a source compares what the source holds now with what
+//! the catalog holds, in one transaction writes the difference and records each change
+//! (`appeared`, `unlinked`, `relinked`, `type`, `nullable`, `default`, `comment`,
+//! `definition`) with the sync that saw it. A failed import records the failed sync and
+//! changes nothing else.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use kondate_db::{Database, Session, Value, opt_i64_at, opt_string_at};
+use serde::Serialize;
+
+use crate::{CatalogError, ImportedTable};
+
+/// The catalog in the state database.
+#[derive(Clone)]
+pub struct Catalog {
+    db: Database,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub sync_id: i64,
+    pub source: String,
+    pub tables: usize,
+    pub changes: Vec<Change>,
+}
+
+/// One change a sync saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub sync_id: i64,
+    /// `schema.table`, `schema.table.column`, or `schema`.
+    pub object: String,
+    pub change: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A sync as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRecord {
+    pub id: i64,
+    pub source: String,
+    /// `running`, `ok` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub tables: i64,
+    pub changes: i64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A table or view as the catalog knows it, with its columns (those gone included, marked)
+/// and its history.
+#[derive(Debug, Clone, Serialize)]
+pub struct TablePage {
+    pub source: String,
+    pub schema: String,
+    pub name: String,
+    pub kind: String,
+    /// False once a sync no longer found it.
+    pub linked: bool,
+    pub comment: Option<String>,
+    pub row_count: Option<i64>,
+    pub definition: Option<String>,
+    pub columns: Vec<ColumnPage>,
+    pub history: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnPage {
+    pub name: String,
+    pub data_type: Option<String>,
+    pub nullable: Option<bool>,
+    pub default: Option<String>,
+    pub position: Option<i64>,
+    pub comment: Option<String>,
+    pub linked: bool,
+}
+
+/// An object's key: (schema, table, column), "" for the levels above.
+type Key = (String, String, String);
+
+/// An object's attributes, as imported or as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Attrs {
+    kind: String,
+    data_type: Option<String>,
+    nullable: Option<bool>,
+    default: Option<String>,
+    position: Option<i64>,
+    comment: Option<String>,
+    row_count: Option<i64>,
+    definition: Option<String>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    attrs: Attrs,
+    linked: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn display(key: &Key) -> String {
+    [&key.0, &key.1, &key.2]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The objects `tables` make: each schema, table or view, and column.
+fn flatten(tables: &[ImportedTable]) -> BTreeMap<Key, Attrs> {
+    let mut out = BTreeMap::new();
+    for t in tables {
+        out.entry((t.schema.clone(), String::new(), String::new()))
+            .or_insert_with(|| Attrs {
+                kind: "schema".into(),
+                ..Attrs::default()
+            });
+        out.insert(
+            (t.schema.clone(), t.name.clone(), String::new()),
+            Attrs {
+                kind: t.kind.as_str().into(),
+                comment: t.comment.clone(),
+                row_count: t.row_count,
+                definition: t.definition.clone(),
+                ..Attrs::default()
+            },
+        );
+        for c in &t.columns {
+            out.insert(
+                (t.schema.clone(), t.name.clone(), c.name.clone()),
+                Attrs {
+                    kind: "column".into(),
+                    data_type: Some(c.data_type.clone()),
+                    nullable: Some(c.nullable),
+                    default: c.default.clone(),
+                    position: Some(c.position),
+                    comment: c.comment.clone(),
+                    ..Attrs::default()
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The changes between `before` and `after` of one object that are history (a row count
+/// or a column's position moving is not).
+fn differences(
+    before: &Attrs,
+    after: &Attrs,
+) -> Vec<(&'static str, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let mut field = |name, b: &Option<String>, a: &Option<String>| {
+        if b != a {
+            out.push((name, b.clone(), a.clone()));
+        }
+    };
+    field(
+        "kind",
+        &Some(before.kind.clone()),
+        &Some(after.kind.clone()),
+    );
+    field("type", &before.data_type, &after.data_type);
+    let flag = |v: Option<bool>| v.map(|n| if n { "NULL" } else { "NOT NULL" }.to_string());
+    field("nullable", &flag(before.nullable), &flag(after.nullable));
+    field("default", &before.default, &after.default);
+    field("comment", &before.comment, &after.comment);
+    field("definition", &before.definition, &after.definition);
+    out
+}
+
+const OBJECT_COLUMNS: &str = "schema_name, table_name, column_name, kind, data_type, nullable, \
+     default_value, position, db_comment, row_count, definition, linked";
+
+fn read_object(row: &kondate_db::AnyRow) -> Result<(Key, Stored), CatalogError> {
+    let text = |i| opt_string_at(row, i);
+    let int = |i| opt_i64_at(row, i);
+    let key = (
+        text(0)?.unwrap_or_default(),
+        text(1)?.unwrap_or_default(),
+        text(2)?.unwrap_or_default(),
+    );
+    let attrs = Attrs {
+        kind: text(3)?.unwrap_or_default(),
+        data_type: text(4)?,
+        nullable: int(5)?.map(|n| n != 0),
+        default: text(6)?,
+        position: int(7)?,
+        comment: text(8)?,
+        row_count: int(9)?,
+        definition: text(10)?,
+    };
+    Ok((
+        key,
+        Stored {
+            attrs,
+            linked: int(11)? == Some(1),
+        },
+    ))
+}
+
+fn opt_text(v: &Option<String>) -> Value {
+    v.clone()
+        .map_or(Value::NullOf(kondate_db::ColumnType::Text), Value::Text)
+}
+
+fn opt_int(v: Option<i64>) -> Value {
+    v.map_or(Value::NullOf(kondate_db::ColumnType::Integer), Value::Int)
+}
+
+fn attr_params(a: &Attrs) -> Vec<Value> {
+    vec![
+        Value::Text(a.kind.clone()),
+        opt_text(&a.data_type),
+        opt_int(a.nullable.map(i64::from)),
+        opt_text(&a.default),
+        opt_int(a.position),
+        opt_text(&a.comment),
+        opt_int(a.row_count),
+        opt_text(&a.definition),
+    ]
+}
+
+impl Catalog {
+    pub fn new(db: Database) -> Catalog {
+        Catalog { db }
+    }
+
+    /// Sync `source` from what `import` reads. The sync is recorded as running while it
+    /// reads; a failed import is recorded with its error and leaves the catalog as it was.
+    pub async fn sync<F>(&self, source: &str, import: F) -> Result<SyncReport, CatalogError>
+    where
+        F: Future<Output = Result<Vec<ImportedTable>, CatalogError>>,
+    {
+        let sync_id = self
+            .db
+            .insert_returning_id(
+                "INSERT INTO kondate_catalog_syncs (source, status, started_at) VALUES (?, 'running', ?)",
+                &[Value::Text(source.into()), Value::Int(now_ms())],
+            )
+            .await?;
+        let result = match import.await {
+            Ok(tables) => self.apply(sync_id, source, &tables).await,
+            Err(e) => Err(e),
+        };
+        let (status, error, tables, changes) = match &result {
+            Ok(r) => ("ok", None, r.tables as i64, r.changes.len() as i64),
+            Err(e) => ("failed", Some(e.to_string()), 0, 0),
+        };
+        self.db
+            .execute(
+                "UPDATE kondate_catalog_syncs SET status = ?, error = ?, tables_seen = ?, \
+                 changes = ?, finished_at = ? WHERE id = ?",
+                &[
+                    Value::Text(status.into()),
+                    opt_text(&error),
+                    Value::Int(tables),
+                    Value::Int(changes),
+                    Value::Int(now_ms()),
+                    Value::Int(sync_id),
+                ],
+            )
+            .await?;
+        result
+    }
+
+    async fn apply(
+        &self,
+        sync_id: i64,
+        source: &str,
+        tables: &[ImportedTable],
+    ) -> Result<SyncReport, CatalogError> {
+        let now = now_ms();
+        let seen = flatten(tables);
+        let mut tx = self.db.begin().await?;
+        let mut stored: BTreeMap<Key, Stored> = BTreeMap::new();
+        for row in tx
+            .fetch_all(
+                &format!("SELECT {OBJECT_COLUMNS} FROM kondate_catalog_objects WHERE source = ?"),
+                &[Value::Text(source.into())],
+            )
+            .await?
+        {
+            let (key, s) = read_object(&row)?;
+            stored.insert(key, s);
+        }
+        let mut changes: Vec<(Key, &'static str, Option<String>, Option<String>)> = Vec::new();
+        for (key, attrs) in &seen {
+            let mut params = attr_params(attrs);
+            match stored.get(key) {
+                None => {
+                    let mut p = vec![
+                        Value::Text(source.into()),
+                        Value::Text(key.0.clone()),
+                        Value::Text(key.1.clone()),
+                        Value::Text(key.2.clone()),
+                    ];
+                    p.append(&mut params);
+                    p.extend([Value::Int(sync_id), Value::Int(sync_id)]);
+                    tx.execute(
+                        "INSERT INTO kondate_catalog_objects (source, schema_name, table_name, \
+                         column_name, kind, data_type, nullable, default_value, position, \
+                         db_comment, row_count, definition, linked, first_sync, last_sync) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                        &p,
+                    )
+                    .await?;
+                    changes.push((key.clone(), "appeared", None, attrs.data_type.clone()));
+                }
+                Some(old) => {
+                    if !old.linked {
+                        changes.push((key.clone(), "relinked", None, None));
+                    }
+                    for (what, before, after) in differences(&old.attrs, attrs) {
+                        changes.push((key.clone(), what, before, after));
+                    }
+                    params.extend([
+                        Value::Int(sync_id),
+                        Value::Text(source.into()),
+                        Value::Text(key.0.clone()),
+                        Value::Text(key.1.clone()),
+                        Value::Text(key.2.clone()),
+                    ]);
+                    tx.execute(
+                        "UPDATE kondate_catalog_objects SET kind = ?, data_type = ?, nullable = ?, \
+                         default_value = ?, position = ?, db_comment = ?, row_count = ?, \
+                         definition = ?, linked = 1, last_sync = ? \
+                         WHERE source = ? AND schema_name = ? AND table_name = ? AND column_name = ?",
+                        &params,
+                    )
+                    .await?;
+                }
+            }
+        }
+        for (key, old) in &stored {
+            if old.linked && !seen.contains_key(key) {
+                tx.execute(
+                    "UPDATE kondate_catalog_objects SET linked = 0 \
+                     WHERE source = ? AND schema_name = ? AND table_name = ? AND column_name = ?",
+                    &[
+                        Value::Text(source.into()),
+                        Value::Text(key.0.clone()),
+                        Value::Text(key.1.clone()),
+                        Value::Text(key.2.clone()),
+                    ],
+                )
+                .await?;
+                changes.push((key.clone(), "unlinked", old.attrs.data_type.clone(), None));
+            }
+        }
+        if !changes.is_empty() {
+            let mut ids: BTreeMap<Key, i64> = BTreeMap::new();
+            for row in tx
+                .fetch_all(
+                    "SELECT schema_name, table_name, column_name, id FROM kondate_catalog_objects \
+                     WHERE source = ?",
+                    &[Value::Text(source.into())],
+                )
+                .await?
+            {
+                let text = |i| opt_string_at(&row, i).map(Option::unwrap_or_default);
+                ids.insert(
+                    (text(0)?, text(1)?, text(2)?),
+                    opt_i64_at(&row, 3)?.unwrap_or(0),
+                );
+            }
+            for (key, what, before, after) in &changes {
+                tx.execute(
+                    "INSERT INTO kondate_catalog_changes (sync_id, object_id, what, \
+                     before_value, after_value, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    &[
+                        Value::Int(sync_id),
+                        Value::Int(ids.get(key).copied().unwrap_or(0)),
+                        Value::Text((*what).into()),
+                        opt_text(before),
+                        opt_text(after),
+                        Value::Int(now),
+                    ],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        tracing::info!(
+            source,
+            tables = tables.len(),
+            changes = changes.len(),
+            "catalog sync"
+        );
+        Ok(SyncReport {
+            sync_id,
+            source: source.to_string(),
+            tables: tables.len(),
+            changes: changes
+                .into_iter()
+                .map(|(key, what, before, after)| Change {
+                    sync_id,
+                    object: display(&key),
+                    change: what.to_string(),
+                    before,
+                    after,
+                    at_ms: now,
+                })
+                .collect(),
+        })
+    }
+
+    /// The syncs recorded, newest first (of one source, or all).
+    pub async fn syncs(&self, source: Option<&str>) -> Result<Vec<SyncRecord>, CatalogError> {
+        let (filter, params) = match source {
+            Some(s) => ("WHERE source = ?", vec![Value::Text(s.into())]),
+            None => ("", vec![]),
+        };
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT id, source, status, error, tables_seen, changes, started_at, \
+                     finished_at FROM kondate_catalog_syncs {filter} ORDER BY id DESC"
+                ),
+                &params,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SyncRecord {
+                    id: opt_i64_at(r, 0)?.unwrap_or(0),
+                    source: opt_string_at(r, 1)?.unwrap_or_default(),
+                    status: opt_string_at(r, 2)?.unwrap_or_default(),
+                    error: opt_string_at(r, 3)?,
+                    tables: opt_i64_at(r, 4)?.unwrap_or(0),
+                    changes: opt_i64_at(r, 5)?.unwrap_or(0),
+                    started_at_ms: opt_i64_at(r, 6)?.unwrap_or(0),
+                    finished_at_ms: opt_i64_at(r, 7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A table or view by name: `table`, `schema.table` or `source.schema.table`; a bare
+    /// name must be unambiguous (the candidates are listed when it is not).
+    pub async fn table(&self, name: &str) -> Result<TablePage, CatalogError> {
+        let parts: Vec<&str> = name.split('.').collect();
+        let (cond, params): (&str, Vec<Value>) = match parts.as_slice() {
+            [t] => ("table_name = ?", vec![Value::Text((*t).into())]),
+            [s, t] => (
+                "schema_name = ? AND table_name = ?",
+                vec![Value::Text((*s).into()), Value::Text((*t).into())],
+            ),
+            [src, s, t] => (
+                "source = ? AND schema_name = ? AND table_name = ?",
+                vec![
+                    Value::Text((*src).into()),
+                    Value::Text((*s).into()),
+                    Value::Text((*t).into()),
+                ],
+            ),
+            _ => return Err(CatalogError::NotFound(name.to_string())),
+        };
+        let found = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT source, schema_name, table_name FROM kondate_catalog_objects \
+                     WHERE {cond} AND column_name = '' AND kind IN ('table', 'view') \
+                     ORDER BY linked DESC, source, schema_name"
+                ),
+                &params,
+            )
+            .await?;
+        let names: Vec<(String, String, String)> = found
+            .iter()
+            .map(|r| {
+                Ok((
+                    opt_string_at(r, 0)?.unwrap_or_default(),
+                    opt_string_at(r, 1)?.unwrap_or_default(),
+                    opt_string_at(r, 2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<_, CatalogError>>()?;
+        let (source, schema, table) = match names.as_slice() {
+            [] => return Err(CatalogError::NotFound(name.to_string())),
+            [one] => one.clone(),
+            many => {
+                return Err(CatalogError::Ambiguous {
+                    name: name.to_string(),
+                    candidates: many
+                        .iter()
+                        .map(|(a, b, c)| format!("{a}.{b}.{c}"))
+                        .collect(),
+                });
+            }
+        };
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT {OBJECT_COLUMNS}, id FROM kondate_catalog_objects \
+                     WHERE source = ? AND schema_name = ? AND table_name = ?"
+                ),
+                &[
+                    Value::Text(source.clone()),
+                    Value::Text(schema.clone()),
+                    Value::Text(table.clone()),
+                ],
+            )
+            .await?;
+        let mut page: Option<TablePage> = None;
+        let mut columns = Vec::new();
+        let mut ids = Vec::new();
+        for row in &rows {
+            let ((_, _, column), s) = read_object(row)?;
+            ids.push(opt_i64_at(row, 12)?.unwrap_or(0));
+            if column.is_empty() {
+                page = Some(TablePage {
+                    source: source.clone(),
+                    schema: schema.clone(),
+                    name: table.clone(),
+                    kind: s.attrs.kind,
+                    linked: s.linked,
+                    comment: s.attrs.comment,
+                    row_count: s.attrs.row_count,
+                    definition: s.attrs.definition,
+                    columns: Vec::new(),
+                    history: Vec::new(),
+                });
+            } else {
+                columns.push(ColumnPage {
+                    name: column,
+                    data_type: s.attrs.data_type,
+                    nullable: s.attrs.nullable,
+                    default: s.attrs.default,
+                    position: s.attrs.position,
+                    comment: s.attrs.comment,
+                    linked: s.linked,
+                });
+            }
+        }
+        let Some(mut page) = page else {
+            return Err(CatalogError::NotFound(name.to_string()));
+        };
+        // Columns in the table's order; those gone after them.
+        columns.sort_by_key(|c| (!c.linked, c.position.unwrap_or(i64::MAX)));
+        page.columns = columns;
+        page.history = self.history(&schema, &table, &ids).await?;
+        Ok(page)
+    }
+
+    async fn history(
+        &self,
+        schema: &str,
+        table: &str,
+        ids: &[i64],
+    ) -> Result<Vec<Change>, CatalogError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids are the catalog's own integers; listed inline.
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT c.sync_id, o.column_name, c.what, c.before_value, c.after_value, \
+                     c.created_at FROM kondate_catalog_changes c \
+                     JOIN kondate_catalog_objects o ON o.id = c.object_id \
+                     WHERE c.object_id IN ({list}) ORDER BY c.id"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let column = opt_string_at(r, 1)?.unwrap_or_default();
+                Ok(Change {
+                    sync_id: opt_i64_at(r, 0)?.unwrap_or(0),
+                    object: display(&(schema.to_string(), table.to_string(), column)),
+                    change: opt_string_at(r, 2)?.unwrap_or_default(),
+                    before: opt_string_at(r, 3)?,
+                    after: opt_string_at(r, 4)?,
+                    at_ms: opt_i64_at(r, 5)?.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
