@@ -27,6 +27,9 @@ pub struct Services {
     warehouse: OnceCell<Arc<dyn Warehouse>>,
     access: OnceCell<Access>,
     process: OnceCell<kondate_db::processes::Process>,
+    /// Set when this process deregisters: its heartbeat then stops without a word (a beat
+    /// already on its way finds the process stopped, which is no fault then).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Services {
@@ -40,6 +43,7 @@ impl Services {
             warehouse: OnceCell::new(),
             access: OnceCell::new(),
             process: OnceCell::new(),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -60,15 +64,22 @@ impl Services {
                 )
                 .await?;
                 let (db, clock, id) = (db.clone(), self.clock.clone(), p.id.clone());
+                let stopping = self.stopping.clone();
                 let every = self.project.config.state.heartbeat.max(Duration::from_millis(100));
                 tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.tick().await;
                     loop {
                         tick.tick().await;
+                        if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
                         let now = clock.now().timestamp_millis();
                         match kondate_db::processes::heartbeat(&db, &id, now).await {
                             Ok(true) => {}
+                            Ok(false) if stopping.load(std::sync::atomic::Ordering::SeqCst) => {
+                                break;
+                            }
                             Ok(false) => {
                                 tracing::error!(process = %id, "this process is recorded as stopped; other processes may fail its queries");
                             }
@@ -114,6 +125,8 @@ impl Services {
 
     /// Record this process as stopped (a clean shutdown), if it registered.
     pub async fn stop_process(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let (Some(p), Some(db)) = (self.process.get(), self.state.get()) {
             let now = self.clock.now().timestamp_millis();
             if let Err(e) = kondate_db::processes::stop(db, &p.id, now).await {
