@@ -6,7 +6,8 @@
 //! - MySQL/MariaDB: `information_schema` of the connected database; `TABLE_ROWS` (InnoDB's
 //!   estimate).
 //! - SQLite: `sqlite_schema` and `pragma_table_info`; no row counts (SQLite keeps none).
-//! - The embedded warehouse: its tables' manifests (schema, row count).
+//! - A warehouse as it lists its tables: the embedded warehouse's manifests (columns, row
+//!   count).
 
 use std::collections::BTreeMap;
 
@@ -233,14 +234,15 @@ async fn import_sqlite(
     Ok(out)
 }
 
-/// The embedded warehouse's tables (`schema.table`), their columns in the order of the
-/// files they were loaded from, and their row counts from their manifests.
-pub async fn import_embedded(
+/// A warehouse's tables as the warehouse lists them (`schema.table`, columns and their
+/// types in order, the row count where it keeps one): the embedded warehouse's from its
+/// manifests, in the order of the files they were loaded from. (A PostgreSQL warehouse is
+/// read in full by [`import_database`].)
+pub async fn import_warehouse(
     source: &str,
-    warehouse: &kondate_warehouse::EmbeddedWarehouse,
+    warehouse: &dyn kondate_warehouse::Warehouse,
     filter: &Filter,
 ) -> Result<Vec<ImportedTable>, CatalogError> {
-    use kondate_warehouse::Warehouse;
     let tables = warehouse.tables().await.map_err(|e| CatalogError::Source {
         source_name: source.to_string(),
         message: e.to_string(),

@@ -13,7 +13,7 @@ pub mod sync;
 use kondate_db::DbError;
 use serde::Serialize;
 
-pub use import::{Filter, import_database, import_embedded};
+pub use import::{Filter, import_database, import_warehouse};
 pub use sync::{Catalog, Change, ColumnPage, SyncRecord, SyncReport, TablePage};
 
 /// Errors from the catalog.

@@ -352,7 +352,7 @@ async fn embedded_warehouse_tables_are_imported_with_their_changes() {
     let first = catalog
         .sync(
             "warehouse",
-            kondate_catalog::import_embedded("warehouse", &wh, &filter),
+            kondate_catalog::import_warehouse("warehouse", &wh, &filter),
         )
         .await
         .unwrap();
@@ -381,7 +381,7 @@ async fn embedded_warehouse_tables_are_imported_with_their_changes() {
     let second = catalog
         .sync(
             "warehouse",
-            kondate_catalog::import_embedded("warehouse", &wh, &filter),
+            kondate_catalog::import_warehouse("warehouse", &wh, &filter),
         )
         .await
         .unwrap();

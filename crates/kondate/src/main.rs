@@ -3,6 +3,7 @@
 
 mod apps_cmd;
 mod audit_cmd;
+mod catalog_cmd;
 mod cli;
 mod cli_access;
 mod demo;
@@ -102,6 +103,10 @@ enum Command {
     /// Manage the embedded warehouse's tables.
     #[command(subcommand)]
     Warehouse(warehouse_cmd::WarehouseCmd),
+    /// The catalog: the warehouse's and the service database's schemas, tables, views and
+    /// columns, imported with the history of their changes.
+    #[command(subcommand)]
+    Catalog(catalog_cmd::CatalogCmd),
     /// API tokens: credentials for programs, owned by a user, with scopes.
     #[command(subcommand)]
     Tokens(tokens_cmd::TokensCmd),
@@ -156,6 +161,7 @@ fn need(command: &Command) -> CliNeed {
         Command::Worker(args) => args.need(),
         Command::Results(cmd) => cmd.need(),
         Command::Warehouse(cmd) => cmd.need(),
+        Command::Catalog(cmd) => cmd.need(),
         Command::Tokens(cmd) => cmd.need(),
         Command::Users(cmd) => cmd.need(),
         Command::Audit(args) => args.need(),
@@ -216,6 +222,10 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Warehouse(cmd) => {
             let services = Services::new(load_project(project)?);
             guarded(&services, need, warehouse_cmd::run(&services, cmd)).await
+        }
+        Command::Catalog(cmd) => {
+            let services = Services::new(load_project(project)?);
+            guarded(&services, need, catalog_cmd::run(&services, cmd)).await
         }
         Command::Tokens(cmd) => {
             let services = Services::new(load_project(project)?);

@@ -133,3 +133,14 @@ pub fn wait_listening(listen: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Run the kondate binary in `dir` as a user would (no KONDATE_PROJECT, CI output).
+pub fn run_kondate(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kondate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KONDATE_PROJECT")
+        .env("CI", "true")
+        .output()
+        .expect("kondate runs")
+}
