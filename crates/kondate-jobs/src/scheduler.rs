@@ -883,6 +883,20 @@ impl Scheduler {
         report: &mut PassReport,
     ) -> Result<Option<DateTime<Utc>>, JobsError> {
         let (def, name) = (job.def.clone(), job.row.name.clone());
+        let first_seen = job.row.cursor_at.is_none();
+        if first_seen {
+            // Where a new job's slots start is recorded once, by the first scheduler to get
+            // here, and every scheduler plans from it. Each planning from its own `now -
+            // grace` would leave the slots between two schedulers' first passes unlaunched
+            // (the later one's cursor wins, the earlier one's slots after it are never seen).
+            self.db
+                .execute(
+                    "UPDATE kondate_jobs SET cursor_at = ? WHERE cursor_at IS NULL AND name = ?",
+                    &[Value::Int(ms(now - grace)), Value::Text(name.clone())],
+                )
+                .await?;
+            job.row.cursor_at = self.job_row(&name).await?.and_then(|r| r.cursor_at);
+        }
         let mut cursor_at = job.row.cursor_at;
         let mut plan = plan::due(&def, cursor_at.map(from_ms), now, grace);
         if !plan.launch.is_empty()
@@ -952,7 +966,7 @@ impl Scheduler {
         // A pass that found no slot leaves the cursor where it is: the next pass looks from
         // there and finds the same nothing, and a pass over 10,000 jobs writes nothing
         // between their fire times.
-        let found = plan_found || cursor_at.is_none();
+        let found = plan_found || first_seen;
         // Forward only, and only from what this pass read (another pass may have moved it).
         if found && Some(ms(cursor)) > cursor_at {
             let (cond, mut params) = match cursor_at {

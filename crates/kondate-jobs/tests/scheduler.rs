@@ -334,7 +334,69 @@ async fn concurrent_passes_over_two_hours(f: Fixture) {
     concurrent_passes_launch_each_slot_once(f, 120).await
 }
 
+/// Schedulers whose clocks disagree (each started at its own time, or skewed) first see a
+/// set of new jobs at once: whichever records a job's start first, the others plan from it,
+/// so every job's slots run from there to the end without a gap. (Each planning from its
+/// own first `now` left the minutes between two schedulers' first passes unlaunched.)
+async fn schedulers_first_seeing_jobs_at_different_times_leave_no_gap(f: Fixture) {
+    let start = t("2026-06-01T00:00:00Z");
+    let setup = scheduler(&f).await;
+    let names: Vec<String> = (0..20).map(|i| format!("job_{i:02}")).collect();
+    let defs: Vec<Loaded> = names
+        .iter()
+        .map(|n| {
+            def(
+                n,
+                json!({ "schedules": ["* * * * *"], "catchup": "all",
+                        "catchup_max": 10000, "prevent_multi": "allow" }),
+            )
+        })
+        .collect();
+    setup.load(&defs, start).await.unwrap();
+    let end = start + Duration::minutes(30);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+    let mut tasks = Vec::new();
+    for k in 0..3i64 {
+        let s = scheduler(&f).await;
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            // Clocks 0, 5 and 10 minutes apart; the first passes start together.
+            let mut now = start + Duration::minutes(5 * k);
+            barrier.wait().await;
+            while now <= end {
+                s.pass(now, GRACE).await.unwrap();
+                now += Duration::seconds(20);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for name in &names {
+        let mut at: Vec<i64> = setup
+            .instances(name, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.scheduled_at)
+            .collect();
+        at.sort();
+        let first = *at.first().expect("some slot launched");
+        assert!(
+            first <= (start + Duration::minutes(10)).timestamp_millis(),
+            "{name}: first slot {first}"
+        );
+        let want: Vec<i64> = (first..=end.timestamp_millis()).step_by(60_000).collect();
+        assert_eq!(at, want, "{name}: each minute from the first, once");
+    }
+}
+
 on_every_state_database!("jobs_", revisions, revisions_and_load_errors);
+on_every_state_database!(
+    "jobs_",
+    first_seen,
+    schedulers_first_seeing_jobs_at_different_times_leave_no_gap
+);
 on_every_state_database!(
     "jobs_",
     passes,
