@@ -73,6 +73,7 @@ pub async fn import_database(
         DbKind::Sqlite => return import_sqlite(source, db, filter).await,
     };
     let mut tables: BTreeMap<(String, String), ImportedTable> = BTreeMap::new();
+    let mut oids: BTreeMap<(String, String), i64> = BTreeMap::new();
     for row in db
         .fetch_all(tables_sql, &[])
         .await
@@ -96,9 +97,17 @@ pub async fn import_database(
             row_count: opt_i64_at(&row, 4)
                 .map_err(failed(source))?
                 .filter(|n| *n >= 0),
-            definition: text(5)?.map(|d| d.trim().to_string()),
+            // PostgreSQL's column 5 is the relation's oid: its SQL is read apart.
+            definition: match db.kind() {
+                DbKind::Postgres => None,
+                _ => text(5)?.map(|d| d.trim().to_string()),
+            },
             columns: Vec::new(),
         };
+        if db.kind() == DbKind::Postgres {
+            let oid = opt_i64_at(&row, 5).map_err(failed(source))?.unwrap_or(0);
+            oids.insert((schema.clone(), name.clone()), oid);
+        }
         tables.insert((schema, name), table);
     }
     for row in db
@@ -120,9 +129,112 @@ pub async fn import_database(
             comment: text(7)?.filter(|c| !c.is_empty()),
         });
     }
+    if db.kind() == DbKind::Postgres {
+        postgres_details(source, db, &mut tables, &oids).await?;
+    }
     let mut out: Vec<ImportedTable> = tables.into_values().collect();
     for t in &mut out {
         t.columns.sort_by_key(|c| c.position);
+    }
+    Ok(out)
+}
+
+/// PostgreSQL: the kept views' SQL and the kept tables' column defaults. The functions that
+/// print them open the relation, and fail on one another session drops meanwhile ("could
+/// not open relation with OID"), so they run only for the objects the sync keeps — DDL in
+/// other schemas never fails a sync — and a kept object dropped while the sync reads is
+/// left without its details (the next sync unlinks it).
+async fn postgres_details(
+    source: &str,
+    db: &Database,
+    tables: &mut BTreeMap<(String, String), ImportedTable>,
+    oids: &BTreeMap<(String, String), i64>,
+) -> Result<(), CatalogError> {
+    let by_oid: BTreeMap<i64, (String, String)> =
+        oids.iter().map(|(k, v)| (*v, k.clone())).collect();
+    let views: Vec<i64> = oids
+        .iter()
+        .filter(|(k, _)| tables.get(*k).is_some_and(|t| t.kind == TableKind::View))
+        .map(|(_, v)| *v)
+        .collect();
+    for (oid, _, sql) in gone_tolerant(
+        source,
+        db,
+        "SELECT c.oid::bigint, 0::bigint, pg_get_viewdef(c.oid) FROM pg_class c WHERE c.oid IN",
+        &views,
+    )
+    .await?
+    {
+        if let Some(t) = by_oid.get(&oid).and_then(|k| tables.get_mut(k)) {
+            t.definition = Some(sql.trim().to_string());
+        }
+    }
+    let all: Vec<i64> = by_oid.keys().copied().collect();
+    for (oid, attnum, default) in gone_tolerant(
+        source,
+        db,
+        "SELECT d.adrelid::bigint, d.adnum::bigint, pg_get_expr(d.adbin, d.adrelid) \
+         FROM pg_attrdef d WHERE d.adrelid IN",
+        &all,
+    )
+    .await?
+    {
+        if let Some(t) = by_oid.get(&oid).and_then(|k| tables.get_mut(k))
+            && let Some(c) = t.columns.iter_mut().find(|c| c.position == attnum)
+        {
+            c.default = Some(default);
+        }
+    }
+    Ok(())
+}
+
+/// `select` (ending in `IN`) over `oids`, 1,000 at a time: (oid, number, text) rows. A batch
+/// that fails because one of its relations was dropped meanwhile is read one oid at a time,
+/// the dropped ones left out.
+async fn gone_tolerant(
+    source: &str,
+    db: &Database,
+    select: &str,
+    oids: &[i64],
+) -> Result<Vec<(i64, i64, String)>, CatalogError> {
+    let read = |rows: Vec<kondate_db::AnyRow>| -> Result<Vec<(i64, i64, String)>, CatalogError> {
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    opt_i64_at(r, 0).map_err(failed(source))?.unwrap_or(0),
+                    opt_i64_at(r, 1).map_err(failed(source))?.unwrap_or(0),
+                    opt_string_at(r, 2)
+                        .map_err(failed(source))?
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    };
+    let gone = |e: &kondate_db::DbError| {
+        let m = e.to_string();
+        m.contains("could not open relation") || m.contains("does not exist")
+    };
+    let mut out = Vec::new();
+    for chunk in oids.chunks(1000) {
+        // The oids are integers read from pg_class, listed inline.
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        match db.fetch_all(&format!("{select} ({list})"), &[]).await {
+            Ok(rows) => out.extend(read(rows)?),
+            Err(e) if gone(&e) => {
+                for oid in chunk {
+                    match db.fetch_all(&format!("{select} ({oid})"), &[]).await {
+                        Ok(rows) => out.extend(read(rows)?),
+                        Err(e) if gone(&e) => {}
+                        Err(e) => return Err(failed(source)(e)),
+                    }
+                }
+            }
+            Err(e) => return Err(failed(source)(e)),
+        }
     }
     Ok(out)
 }
@@ -133,23 +245,23 @@ const POSTGRES_TABLES: &str = "SELECT n.nspname::text, c.relname::text,
     CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,
     obj_description(c.oid, 'pg_class'),
     CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END,
-    CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END
+    c.oid::bigint
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
     AND n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
-/// Their columns: schema, table, name, type, nullable (1/0), default, position, comment.
+/// Their columns: schema, table, name, type, nullable (1/0), (default: read apart), position,
+/// comment. Nothing here opens a relation (see [`postgres_details`]).
 const POSTGRES_COLUMNS: &str = "SELECT n.nspname::text, c.relname::text, a.attname::text,
     format_type(a.atttypid, a.atttypmod),
     CASE WHEN a.attnotnull THEN 0 ELSE 1 END::bigint,
-    pg_get_expr(d.adbin, d.adrelid),
+    NULL::text,
     a.attnum::bigint,
     col_description(c.oid, a.attnum)
   FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   WHERE a.attnum > 0 AND NOT a.attisdropped
     AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
     AND n.nspname NOT IN ('pg_catalog', 'information_schema')

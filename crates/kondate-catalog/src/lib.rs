@@ -7,13 +7,19 @@
 //! This is the catalog's first part: metadata and its history. Descriptions (Markdown with
 //! revisions), search, lineage, the CLI and the API build on it.
 
+pub mod docs;
 pub mod import;
+pub mod render;
+pub mod search;
 pub mod sync;
 
 use kondate_db::DbError;
 use serde::Serialize;
 
+pub use docs::{Described, Doc, DocFilesReport, Revision, Target};
 pub use import::{Filter, import_database, import_warehouse};
+pub use render::render_markdown;
+pub use search::{SearchHit, SearchIndex, SearchQuery, SearchResults};
 pub use sync::{Catalog, Change, ColumnPage, SyncRecord, SyncReport, TablePage};
 
 /// Errors from the catalog.
@@ -37,7 +43,23 @@ pub enum CatalogError {
         pattern: String,
         message: String,
     },
-    #[error("no table or view named {0} in the catalog: `kondate catalog sync` imports them")]
+    /// Bad input: what was wrong and what to do.
+    #[error("{0}")]
+    Invalid(String),
+    /// An edit that started from an older version of a description.
+    #[error(
+        "the description of {target} is at version {current} (last edited by {by}), not version {base} your edit started from; it is refused so that it does not overwrite that edit. How the text now differs from yours:\n{diff}\nStart again from version {current}."
+    )]
+    Stale {
+        target: String,
+        base: i64,
+        current: i64,
+        by: String,
+        diff: String,
+    },
+    #[error(
+        "nothing named {0} in the catalog (a table, SCHEMA.TABLE, SOURCE.SCHEMA.TABLE, TABLE.COLUMN, source:NAME, schema:SOURCE.SCHEMA or keyword:NAME): `kondate catalog search` finds names, `kondate catalog sync` imports them"
+    )]
     NotFound(String),
     #[error("{name} names more than one table: {}; name it as SOURCE.SCHEMA.TABLE", candidates.join(", "))]
     Ambiguous {

@@ -10,12 +10,13 @@ use std::future::Future;
 use kondate_db::{Database, Session, Value, opt_i64_at, opt_string_at};
 use serde::Serialize;
 
+use crate::docs::Target;
 use crate::{CatalogError, ImportedTable};
 
 /// The catalog in the state database.
 #[derive(Clone)]
 pub struct Catalog {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 /// What one sync did.
@@ -66,6 +67,8 @@ pub struct TablePage {
     pub comment: Option<String>,
     pub row_count: Option<i64>,
     pub definition: Option<String>,
+    /// The Markdown description (None: never described).
+    pub description: Option<crate::Doc>,
     pub columns: Vec<ColumnPage>,
     pub history: Vec<Change>,
 }
@@ -79,6 +82,7 @@ pub struct ColumnPage {
     pub position: Option<i64>,
     pub comment: Option<String>,
     pub linked: bool,
+    pub description: Option<crate::Doc>,
 }
 
 /// An object's key: (schema, table, column), "" for the levels above.
@@ -103,7 +107,7 @@ struct Stored {
     linked: bool,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -449,9 +453,9 @@ impl Catalog {
             .collect()
     }
 
-    /// A table or view by name: `table`, `schema.table` or `source.schema.table`; a bare
-    /// name must be unambiguous (the candidates are listed when it is not).
-    pub async fn table(&self, name: &str) -> Result<TablePage, CatalogError> {
+    /// The tables and views `name` fits: `table`, `schema.table` or `source.schema.table`
+    /// (linked ones first).
+    async fn find_tables(&self, name: &str) -> Result<Vec<(String, String, String)>, CatalogError> {
         let parts: Vec<&str> = name.split('.').collect();
         let (cond, params): (&str, Vec<Value>) = match parts.as_slice() {
             [t] => ("table_name = ?", vec![Value::Text((*t).into())]),
@@ -467,7 +471,7 @@ impl Catalog {
                     Value::Text((*t).into()),
                 ],
             ),
-            _ => return Err(CatalogError::NotFound(name.to_string())),
+            _ => return Ok(Vec::new()),
         };
         let found = self
             .db
@@ -480,7 +484,7 @@ impl Catalog {
                 &params,
             )
             .await?;
-        let names: Vec<(String, String, String)> = found
+        found
             .iter()
             .map(|r| {
                 Ok((
@@ -489,7 +493,112 @@ impl Catalog {
                     opt_string_at(r, 2)?.unwrap_or_default(),
                 ))
             })
-            .collect::<Result<_, CatalogError>>()?;
+            .collect()
+    }
+
+    /// Whether the catalog has an object at `key` (of a source: any).
+    async fn has_object(&self, source: &str, schema: Option<&str>) -> Result<bool, CatalogError> {
+        let (cond, mut params) = match schema {
+            Some(s) => ("AND schema_name = ?", vec![Value::Text(s.into())]),
+            None => ("", vec![]),
+        };
+        params.insert(0, Value::Text(source.into()));
+        Ok(self
+            .db
+            .fetch_optional(
+                &format!("SELECT id FROM kondate_catalog_objects WHERE source = ? {cond} LIMIT 1"),
+                &params,
+            )
+            .await?
+            .is_some())
+    }
+
+    /// Every object `name` names: `source:SOURCE`, `schema:SOURCE.SCHEMA`, `keyword:NAME`,
+    /// or a table (`table`, `schema.table`, `source.schema.table`) or a column (any of
+    /// those followed by `.column`). Empty when it names nothing.
+    pub async fn resolve_all(&self, name: &str) -> Result<Vec<Target>, CatalogError> {
+        if let Some(k) = name.strip_prefix("keyword:") {
+            crate::docs::check_keyword(k)?;
+            return Ok(vec![Target::Keyword { name: k.into() }]);
+        }
+        if let Some(s) = name.strip_prefix("source:") {
+            return Ok(if self.has_object(s, None).await? {
+                vec![Target::Source { source: s.into() }]
+            } else {
+                vec![]
+            });
+        }
+        if let Some(rest) = name.strip_prefix("schema:") {
+            let Some((source, schema)) = rest.split_once('.') else {
+                return Err(CatalogError::Invalid(format!(
+                    "{name:?}: a schema is named `schema:SOURCE.SCHEMA`, e.g. `schema:warehouse.public`"
+                )));
+            };
+            return Ok(if self.has_object(source, Some(schema)).await? {
+                vec![Target::Schema {
+                    source: source.into(),
+                    schema: schema.into(),
+                }]
+            } else {
+                vec![]
+            });
+        }
+        let mut out: Vec<Target> = self
+            .find_tables(name)
+            .await?
+            .into_iter()
+            .map(|(source, schema, table)| Target::Table {
+                source,
+                schema,
+                table,
+            })
+            .collect();
+        if let Some((table, column)) = name.rsplit_once('.') {
+            for (source, schema, table) in self.find_tables(table).await? {
+                let found = self
+                    .db
+                    .fetch_optional(
+                        "SELECT id FROM kondate_catalog_objects WHERE source = ? AND \
+                         schema_name = ? AND table_name = ? AND column_name = ?",
+                        &[
+                            Value::Text(source.clone()),
+                            Value::Text(schema.clone()),
+                            Value::Text(table.clone()),
+                            Value::Text(column.into()),
+                        ],
+                    )
+                    .await?;
+                if found.is_some() {
+                    out.push(Target::Column {
+                        source,
+                        schema,
+                        table,
+                        column: column.into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The one object `name` names (see [`Catalog::resolve_all`]); a name that fits several
+    /// lists them.
+    pub async fn resolve(&self, name: &str) -> Result<Target, CatalogError> {
+        let mut all = self.resolve_all(name).await?;
+        match all.len() {
+            0 => Err(CatalogError::NotFound(name.to_string())),
+            1 => Ok(all.remove(0)),
+            _ => Err(CatalogError::Ambiguous {
+                name: name.to_string(),
+                candidates: all.iter().map(Target::to_string).collect(),
+            }),
+        }
+    }
+
+    /// A table or view by name: `table`, `schema.table` or `source.schema.table`; a bare
+    /// name must be unambiguous (the candidates are listed when it is not).
+    pub async fn table(&self, name: &str) -> Result<TablePage, CatalogError> {
+        let names = self.find_tables(name).await?;
         let (source, schema, table) = match names.as_slice() {
             [] => return Err(CatalogError::NotFound(name.to_string())),
             [one] => one.clone(),
@@ -533,6 +642,7 @@ impl Catalog {
                     comment: s.attrs.comment,
                     row_count: s.attrs.row_count,
                     definition: s.attrs.definition,
+                    description: None,
                     columns: Vec::new(),
                     history: Vec::new(),
                 });
@@ -545,6 +655,7 @@ impl Catalog {
                     position: s.attrs.position,
                     comment: s.attrs.comment,
                     linked: s.linked,
+                    description: None,
                 });
             }
         }
@@ -553,6 +664,23 @@ impl Catalog {
         };
         // Columns in the table's order; those gone after them.
         columns.sort_by_key(|c| (!c.linked, c.position.unwrap_or(i64::MAX)));
+        let table_target = Target::Table {
+            source: source.clone(),
+            schema: schema.clone(),
+            table: table.clone(),
+        };
+        let mut targets = vec![table_target.clone()];
+        targets.extend(columns.iter().map(|c| Target::Column {
+            source: source.clone(),
+            schema: schema.clone(),
+            table: table.clone(),
+            column: c.name.clone(),
+        }));
+        let mut docs = self.docs_of(&targets).await?;
+        page.description = docs.remove(&table_target.key());
+        for (c, t) in columns.iter_mut().zip(&targets[1..]) {
+            c.description = docs.remove(&t.key());
+        }
         page.columns = columns;
         page.history = self.history(&schema, &table, &ids).await?;
         Ok(page)

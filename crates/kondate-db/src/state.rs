@@ -300,11 +300,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE TABLE IF NOT EXISTS kondate_catalog_objects (
         id {id},
-        source VARCHAR(64) NOT NULL,
+        source VARCHAR(64){bin} NOT NULL,
         kind VARCHAR(16) NOT NULL,
-        schema_name VARCHAR(128) NOT NULL,
-        table_name VARCHAR(128) NOT NULL,
-        column_name VARCHAR(128) NOT NULL,
+        schema_name VARCHAR(128){bin} NOT NULL,
+        table_name VARCHAR(128){bin} NOT NULL,
+        column_name VARCHAR(128){bin} NOT NULL,
         data_type VARCHAR(255) NULL,
         nullable BIGINT NULL,
         default_value {text} NULL,
@@ -329,6 +329,36 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX kondate_catalog_changes_object ON kondate_catalog_changes (object_id, id);
     CREATE INDEX kondate_catalog_syncs_source ON kondate_catalog_syncs (source, id)",
     ),
+    (
+        13,
+        "CREATE TABLE IF NOT EXISTS kondate_catalog_docs (
+        id {id},
+        target VARCHAR(512){bin} NOT NULL UNIQUE,
+        body {text} NOT NULL,
+        version BIGINT NOT NULL,
+        updated_by VARCHAR(255) NOT NULL,
+        updated_at BIGINT NOT NULL,
+        from_file VARCHAR(512) NULL
+    );
+    CREATE TABLE IF NOT EXISTS kondate_catalog_doc_revisions (
+        id {id},
+        target VARCHAR(512){bin} NOT NULL,
+        version BIGINT NOT NULL,
+        body {text} NOT NULL,
+        diff {text} NOT NULL,
+        principal VARCHAR(255) NOT NULL,
+        from_file VARCHAR(512) NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (target, version)
+    );
+    CREATE TABLE IF NOT EXISTS kondate_catalog_favourites (
+        id {id},
+        principal VARCHAR(255) NOT NULL,
+        target VARCHAR(512){bin} NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (principal, target)
+    )",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every
@@ -339,13 +369,20 @@ pub const LEGACY_TOKEN_SCOPES: &str = "query labels:read labels:sync models:read
                                        models:alias models:delete results:write results:prune runs:read";
 
 fn render(kind: DbKind, sql: &str) -> String {
-    let (id, text) = match kind {
-        DbKind::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
-        DbKind::Postgres => ("BIGSERIAL PRIMARY KEY", "TEXT"),
-        DbKind::MySql => ("BIGINT AUTO_INCREMENT PRIMARY KEY", "LONGTEXT"),
+    let (id, text, bin) = match kind {
+        DbKind::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT", ""),
+        DbKind::Postgres => ("BIGSERIAL PRIMARY KEY", "TEXT", ""),
+        // Names compared byte for byte, as the databases they come from do (`T` and `t`
+        // are two tables on PostgreSQL), not by MySQL's case-insensitive default.
+        DbKind::MySql => (
+            "BIGINT AUTO_INCREMENT PRIMARY KEY",
+            "LONGTEXT",
+            " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        ),
     };
     sql.replace("{id}", id)
         .replace("{text}", text)
+        .replace("{bin}", bin)
         .replace("{legacy_scopes}", LEGACY_TOKEN_SCOPES)
 }
 
