@@ -3,7 +3,8 @@
 
 use clap::Subcommand;
 use kondate_catalog::{
-    Catalog, CatalogError, Filter, SyncReport, TablePage, import_database, import_warehouse,
+    Catalog, CatalogError, DocFilesReport, Filter, SearchQuery, SyncReport, TablePage, Target,
+    import_database, import_warehouse,
 };
 use kondate_core::WarehouseKind;
 use kondate_db::Database;
@@ -39,6 +40,56 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Read or write the Markdown description of a table, a column, a schema, a source or a
+    /// glossary keyword. With --file or --text it is set (a new revision); without, shown.
+    #[command(
+        after_help = "Examples:\n  kondate catalog describe recipe_categories\n  kondate catalog describe recipe_categories --file docs/recipe_categories.md\n  kondate catalog describe recipe_categories.score --text 'The probability, 0-1.' --base-version 2\n  kondate catalog describe keyword:主菜 --text 'The main dish of a meal.'\n  git show HEAD:docs/x.md | kondate catalog describe x --file -\n\nNAME is TABLE, SCHEMA.TABLE, SOURCE.SCHEMA.TABLE, any of those followed by .COLUMN,\nschema:SOURCE.SCHEMA, source:SOURCE or keyword:NAME (a glossary keyword, made by\ndescribing it; its name becomes a link in every description).\n\n--base-version is the version your edit started from (as shown); when someone else\nedited it since, the edit is refused with the difference (exit 5) and nothing changes.\nA table documented by a project file docs/NAME.md is set from that file by each\n`kondate catalog sync` when the file changes; an edit here says so."
+    )]
+    Describe {
+        name: String,
+        /// Markdown file to set the description from (`-`: standard input).
+        #[arg(long, conflicts_with = "text")]
+        file: Option<std::path::PathBuf>,
+        /// Markdown text to set the description to.
+        #[arg(long)]
+        text: Option<String>,
+        /// The version the edit started from; a newer one is not overwritten.
+        #[arg(long)]
+        base_version: Option<i64>,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// The history of a description (every revision: who, when, the diff) and, for a table,
+    /// of its schema (columns added, removed, retyped, with the sync that saw it).
+    #[command(
+        after_help = "Examples:\n  kondate catalog history recipe_categories\n  kondate catalog history recipe_categories.score --format json"
+    )]
+    History {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Search names, database comments, descriptions and keywords at every level, in any
+    /// language: exact names first, then names starting with the words, then described
+    /// objects, then the rest.
+    #[command(
+        after_help = "Examples:\n  kondate catalog search recipe\n  kondate catalog search 主菜 --kind column\n  kondate catalog search score --source warehouse --format json\n\nEvery word must be found; a word with dots (recipes.title) is matched against the\nobject's full name. Exit 0 with no hits when nothing matches."
+    )]
+    Search {
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only objects of this source (`warehouse`, `service`).
+        #[arg(long)]
+        source: Option<String>,
+        /// Only `schema`, `table`, `view`, `column` or `keyword`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many hits.
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// The syncs recorded, newest first, with their errors.
     #[command(
         after_help = "Examples:\n  kondate catalog syncs\n  kondate catalog syncs warehouse --format json"
@@ -59,7 +110,16 @@ impl CatalogCmd {
             CatalogCmd::Sync { source, .. } => {
                 CliNeed::change_every(CatalogEdit, source.as_deref(), "catalog.sync")
             }
-            CatalogCmd::Show { .. } | CatalogCmd::Syncs { .. } => CliNeed::every(Query),
+            CatalogCmd::Describe {
+                name, file, text, ..
+            } if file.is_some() || text.is_some() => {
+                CliNeed::change(CatalogEdit, name, "catalog.describe")
+            }
+            CatalogCmd::Show { .. }
+            | CatalogCmd::Syncs { .. }
+            | CatalogCmd::Describe { .. }
+            | CatalogCmd::History { .. }
+            | CatalogCmd::Search { .. } => CliNeed::every(Query),
         }
     }
 }
@@ -68,7 +128,9 @@ fn catalog_failure(e: CatalogError) -> Failure {
     match e {
         CatalogError::NotFound(_)
         | CatalogError::Ambiguous { .. }
+        | CatalogError::Invalid(_)
         | CatalogError::Pattern { .. } => Failure::invalid(e.to_string()),
+        CatalogError::Stale { .. } => Failure::conflict(e.to_string()),
         e => Failure::from(e),
     }
 }
@@ -156,11 +218,22 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                     Err(e) => failures.push(e.to_string()),
                 }
             }
+            // The project's description files, once the catalog knows what they name.
+            let docs = if reports.is_empty() {
+                DocFilesReport::default()
+            } else {
+                let files = doc_files(&services.project.root)?;
+                catalog
+                    .apply_doc_files(&files)
+                    .await
+                    .map_err(catalog_failure)?
+            };
             match format {
                 ListFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "syncs": reports,
+                        "docs": docs,
                         "failures": failures,
                     }))?
                 ),
@@ -177,6 +250,14 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                             println!("  {:<10} {}{}", c.change, c.object, change_values(c));
                         }
                     }
+                    for (file, target) in &docs.applied {
+                        println!("described {target} from {file}");
+                    }
+                    for file in &docs.unmatched {
+                        println!(
+                            "warning: {file} names no table or column in the catalog (docs/NAME.md, NAME as `kondate catalog describe` takes it)"
+                        );
+                    }
                 }
             }
             if !failures.is_empty() {
@@ -188,6 +269,183 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
                 ListFormat::Text => print_page(&page),
+            }
+        }
+        CatalogCmd::Describe {
+            name,
+            file,
+            text,
+            base_version,
+            format,
+        } => {
+            let target = catalog.resolve(&name).await.map_err(catalog_failure)?;
+            let body = match (&file, text) {
+                (Some(path), _) if path.as_os_str() == "-" => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+                        Failure::invalid(format!(
+                            "reading the description from standard input: {e}"
+                        ))
+                    })?;
+                    Some(s)
+                }
+                (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    Failure::invalid(format!(
+                        "{}: {e}; --file takes a Markdown file (UTF-8)",
+                        path.display()
+                    ))
+                })?),
+                (None, text) => text,
+            };
+            match body {
+                Some(body) => {
+                    let d = catalog
+                        .describe(
+                            &target,
+                            &body,
+                            base_version,
+                            &crate::cli_access::actor(),
+                            None,
+                        )
+                        .await
+                        .map_err(catalog_failure)?;
+                    if let Some(w) = &d.warning {
+                        eprintln!("warning: {w}");
+                    }
+                    match format {
+                        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                        ListFormat::Text if d.changed => {
+                            println!("{} described: version {}", d.doc.target, d.doc.version)
+                        }
+                        ListFormat::Text => println!(
+                            "{}: unchanged (version {} already says this)",
+                            d.doc.target, d.doc.version
+                        ),
+                    }
+                }
+                None => {
+                    let doc = catalog.doc(&target).await.map_err(catalog_failure)?;
+                    match format {
+                        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+                        ListFormat::Text if doc.version == 0 => println!(
+                            "{target} has no description yet: `kondate catalog describe {name} --file FILE.md` writes one"
+                        ),
+                        ListFormat::Text => {
+                            println!(
+                                "{target} — version {}, by {} at {}{}\n",
+                                doc.version,
+                                doc.updated_by.as_deref().unwrap_or(""),
+                                kondate_core::clock::ms_to_rfc3339(doc.updated_at_ms.unwrap_or(0)),
+                                doc.from_file
+                                    .as_deref()
+                                    .map(|f| format!(" (from {f})"))
+                                    .unwrap_or_default()
+                            );
+                            print!("{}", doc.body);
+                            if !doc.body.ends_with('\n') {
+                                println!();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        CatalogCmd::History { name, format } => {
+            let target = catalog.resolve(&name).await.map_err(catalog_failure)?;
+            let revisions = catalog
+                .doc_history(&target)
+                .await
+                .map_err(catalog_failure)?;
+            let schema = match &target {
+                Target::Table { .. } => {
+                    catalog
+                        .table(&target.to_string())
+                        .await
+                        .map_err(catalog_failure)?
+                        .history
+                }
+                _ => Vec::new(),
+            };
+            match format {
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "target": target,
+                        "name": target.to_string(),
+                        "descriptions": revisions,
+                        "schema": schema,
+                    }))?
+                ),
+                ListFormat::Text => {
+                    if revisions.is_empty() {
+                        println!("{target}: never described");
+                    }
+                    for r in &revisions {
+                        println!(
+                            "version {} by {} at {}{}",
+                            r.version,
+                            r.principal,
+                            kondate_core::clock::ms_to_rfc3339(r.at_ms),
+                            r.from_file
+                                .as_deref()
+                                .map(|f| format!(" (from {f})"))
+                                .unwrap_or_default()
+                        );
+                        for line in r.diff.lines() {
+                            println!("    {line}");
+                        }
+                    }
+                    if !schema.is_empty() {
+                        println!("\nSchema:");
+                        for c in &schema {
+                            println!(
+                                "  {}  sync {:<5} {:<10} {}{}",
+                                kondate_core::clock::ms_to_rfc3339(c.at_ms),
+                                c.sync_id,
+                                c.change,
+                                c.object,
+                                change_values(c)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        CatalogCmd::Search {
+            words,
+            source,
+            kind,
+            limit,
+            format,
+        } => {
+            let results = catalog
+                .search(&SearchQuery {
+                    text: words.join(" "),
+                    source,
+                    kind,
+                    limit,
+                })
+                .await
+                .map_err(catalog_failure)?;
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+                ListFormat::Text => {
+                    if results.hits.is_empty() {
+                        println!("nothing found for {:?}", results.query);
+                    }
+                    for h in &results.hits {
+                        println!("{:<8} {:<9} {}", h.kind, h.rank, h.path);
+                        if let Some(s) = &h.snippet {
+                            println!("         {s}");
+                        }
+                    }
+                    if results.total > results.hits.len() {
+                        println!(
+                            "… {} more: narrow it with more words, --kind or --source, or raise --limit",
+                            results.total - results.hits.len()
+                        );
+                    }
+                }
             }
         }
         CatalogCmd::Syncs { source, format } => {
@@ -221,6 +479,33 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
     Ok(())
 }
 
+/// The project's description files: `docs/*.md`, as (path from the root, text).
+fn doc_files(root: &std::path::Path) -> Result<Vec<(String, String)>, Failure> {
+    let dir = root.join("docs");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e?.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("md") || !path.is_file() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Failure::invalid(format!(
+                "docs/{name}: {e}; description files are Markdown (UTF-8)"
+            ))
+        })?;
+        out.push((format!("docs/{name}"), text));
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn change_values(c: &kondate_catalog::Change) -> String {
     match (&c.before, &c.after) {
         (Some(b), Some(a)) => format!(": {b} → {a}"),
@@ -247,6 +532,9 @@ fn print_page(page: &TablePage) {
     if let Some(c) = &page.comment {
         println!("{c}");
     }
+    if let Some(d) = &page.description {
+        println!("\n{}", d.body.trim_end());
+    }
     println!();
     println!(
         "{:<30} {:<28} {:<8} {:<20} COMMENT",
@@ -271,6 +559,11 @@ fn print_page(page: &TablePage) {
             c.default.as_deref().unwrap_or(""),
             c.comment.as_deref().unwrap_or("")
         );
+        if let Some(d) = &c.description {
+            for line in d.body.trim_end().lines() {
+                println!("    {line}");
+            }
+        }
     }
     if let Some(d) = &page.definition {
         println!("\nDefinition:\n{d}");

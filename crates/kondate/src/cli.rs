@@ -15,6 +15,9 @@ pub mod exit {
     /// Not allowed: the command's principal (a token, inside an app run) lacks the scope,
     /// or its credentials are not valid.
     pub const FORBIDDEN: u8 = 4;
+    /// Someone else changed it since the version the command started from (a description
+    /// edited meanwhile); nothing was changed.
+    pub const CONFLICT: u8 = 5;
 }
 
 /// An error with the exit code it should end the process with.
@@ -38,6 +41,14 @@ impl Failure {
     pub fn invalid(message: impl Into<String>) -> Self {
         Failure {
             code: exit::INVALID,
+            message: message.into(),
+        }
+    }
+
+    /// Changed meanwhile by someone else: exit code 5.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Failure {
+            code: exit::CONFLICT,
             message: message.into(),
         }
     }

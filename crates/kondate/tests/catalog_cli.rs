@@ -81,3 +81,165 @@ fn catalog_sync_show_and_history_from_the_cli() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("warehouse"));
 }
+
+/// Descriptions as a user writes them: from a project's `docs/` file at sync, with
+/// `describe --file`, refused on a stale version (exit 5, with the difference), kept as
+/// history; and found by `search`, in Japanese as well as English.
+#[test]
+fn catalog_describe_history_search_and_docs_files() {
+    let (_dir, p) = common::init_project();
+    std::fs::write(p.join("a.csv"), "title,category\n肉じゃが,主菜\n").unwrap();
+    let o = kondate(&p, &["warehouse", "load", "recipes.items", "a.csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::create_dir_all(p.join("docs")).unwrap();
+    std::fs::write(
+        p.join("docs/items.md"),
+        "# レシピ一覧\n\nOne row per recipe.\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("docs/nothing_here.md"), "orphan\n").unwrap();
+
+    let synced = json(&kondate(&p, &["catalog", "sync", "--format", "json"]));
+    assert_eq!(
+        synced["docs"]["applied"][0],
+        serde_json::json!(["docs/items.md", "warehouse.recipes.items"])
+    );
+    assert_eq!(synced["docs"]["unmatched"][0], "docs/nothing_here.md");
+    // Unchanged files are not applied again.
+    let again = json(&kondate(&p, &["catalog", "sync", "--format", "json"]));
+    assert_eq!(again["docs"]["applied"].as_array().unwrap().len(), 0);
+
+    let doc = json(&kondate(
+        &p,
+        &["catalog", "describe", "items", "--format", "json"],
+    ));
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["from_file"], "docs/items.md");
+
+    // An edit here to a table documented from a file says so.
+    std::fs::write(
+        p.join("edit.md"),
+        "# レシピ一覧\n\nOne row per published recipe.\n",
+    )
+    .unwrap();
+    let o = kondate(
+        &p,
+        &[
+            "catalog",
+            "describe",
+            "items",
+            "--file",
+            "edit.md",
+            "--base-version",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("docs/items.md"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A second editor who started from version 1 is refused with the difference.
+    let o = kondate(
+        &p,
+        &[
+            "catalog",
+            "describe",
+            "items",
+            "--text",
+            "mine",
+            "--base-version",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("version 2") && err.contains("-One row per published recipe."),
+        "{err}"
+    );
+    let doc = json(&kondate(
+        &p,
+        &["catalog", "describe", "items", "--format", "json"],
+    ));
+    assert_eq!(doc["version"], 2);
+
+    // A column and a keyword.
+    let o = kondate(
+        &p,
+        &[
+            "catalog",
+            "describe",
+            "items.category",
+            "--text",
+            "主菜 or 副菜",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = kondate(
+        &p,
+        &[
+            "catalog",
+            "describe",
+            "keyword:主菜",
+            "--text",
+            "The main dish.",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let history = json(&kondate(
+        &p,
+        &["catalog", "history", "recipes.items", "--format", "json"],
+    ));
+    let versions: Vec<i64> = history["descriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    assert!(
+        history["descriptions"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+One row per published recipe.")
+    );
+    assert!(!history["schema"].as_array().unwrap().is_empty());
+
+    // Search: Japanese inside a description, English in a name, filters.
+    let found = json(&kondate(
+        &p,
+        &["catalog", "search", "一覧", "--format", "json"],
+    ));
+    assert_eq!(found["hits"][0]["path"], "warehouse.recipes.items");
+    let found = json(&kondate(
+        &p,
+        &[
+            "catalog", "search", "主菜", "--kind", "column", "--format", "json",
+        ],
+    ));
+    assert_eq!(found["hits"][0]["path"], "warehouse.recipes.items.category");
+    let found = json(&kondate(
+        &p,
+        &[
+            "catalog", "search", "主菜", "--kind", "keyword", "--format", "json",
+        ],
+    ));
+    assert_eq!(found["hits"].as_array().unwrap().len(), 1);
+    let o = kondate(&p, &["catalog", "search", "zzzz_nothing"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing found"));
+
+    // Bad input: a file that is not there, an unknown kind.
+    let o = kondate(
+        &p,
+        &["catalog", "describe", "items", "--file", "missing.md"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.md"));
+    let o = kondate(&p, &["catalog", "search", "x", "--kind", "tabel"]);
+    assert_eq!(o.status.code(), Some(2));
+}
