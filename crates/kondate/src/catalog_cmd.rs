@@ -113,7 +113,7 @@ impl CatalogCmd {
             CatalogCmd::Describe {
                 name, file, text, ..
             } if file.is_some() || text.is_some() => {
-                CliNeed::change(CatalogEdit, name, "catalog.describe")
+                CliNeed::change_resolved(CatalogEdit, name, "catalog.describe")
             }
             CatalogCmd::Show { .. }
             | CatalogCmd::Syncs { .. }
@@ -299,6 +299,11 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
             };
             match body {
                 Some(body) => {
+                    // A `catalog:edit` pattern is matched against the full name.
+                    crate::cli_access::require_on(
+                        kondate_access::ScopeKind::CatalogEdit,
+                        &target.to_string(),
+                    )?;
                     let d = catalog
                         .describe(
                             &target,

@@ -68,6 +68,17 @@ impl CliNeed {
         }
     }
 
+    /// A change needing `kind` on a name the command knows only once it has looked it up
+    /// (a catalog object, matched by its full name): here, only that some name is allowed;
+    /// the command checks the name itself with [`require_on`].
+    pub fn change_resolved(kind: ScopeKind, target: &str, action: &'static str) -> CliNeed {
+        CliNeed {
+            scopes: vec![(kind, Some(ANY_NAME.to_string()))],
+            action: Some(action),
+            target: Some(target.to_string()),
+        }
+    }
+
     /// Also `kind` on the same target.
     pub fn and(mut self, kind: ScopeKind) -> CliNeed {
         let target = self.target.clone();
@@ -81,6 +92,7 @@ impl CliNeed {
         self.scopes
             .iter()
             .map(|(kind, target)| match target {
+                Some(t) if t == ANY_NAME => format!("{kind}=…"),
                 Some(t) => format!("{kind}={t}"),
                 None => kind.to_string(),
             })
@@ -93,6 +105,17 @@ impl CliNeed {
 }
 
 static PRINCIPAL: OnceLock<Principal> = OnceLock::new();
+
+/// The target of a scope checked later, on a name not yet known ([`CliNeed::change_resolved`]).
+const ANY_NAME: &str = "\0any";
+
+/// Refuse (exit 4) unless whoever runs the command holds `kind` on `name`; for commands
+/// that learn the name they act on as they run ([`CliNeed::change_resolved`]).
+pub fn require_on(kind: ScopeKind, name: &str) -> Result<(), Failure> {
+    principal_now()
+        .require(kind, Some(name))
+        .map_err(access_failure)
+}
 
 /// Who runs this command, as histories record it (`cli:alice`, or `token:run-…` inside a
 /// run).
@@ -244,6 +267,8 @@ where
     let actor = who.actor();
     for (kind, target) in &need.scopes {
         let allowed = match target {
+            Some(t) if t == ANY_NAME && who.has_kind(*kind) => Ok(()),
+            Some(t) if t == ANY_NAME => who.require_every(*kind),
             Some(t) => who.require(*kind, Some(t)),
             None => who.require_every(*kind),
         };
@@ -267,6 +292,9 @@ where
             Ok(()) => (Outcome::Ok, 0, None),
             Err(f) if f.code == exit::INVALID => {
                 (Outcome::Invalid, f.code, Some(f.message.clone()))
+            }
+            Err(f) if f.code == exit::FORBIDDEN => {
+                (Outcome::Denied, f.code, Some(f.message.clone()))
             }
             Err(f) => (Outcome::Failed, f.code, Some(f.message.clone())),
         };

@@ -243,3 +243,75 @@ fn catalog_describe_history_search_and_docs_files() {
     let o = kondate(&p, &["catalog", "search", "x", "--kind", "tabel"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A `catalog:edit` pattern is matched against the full name the edit resolves to, however
+/// the table was named; a refused edit exits 4, changes nothing and is in the audit trail.
+#[test]
+fn catalog_edit_scope_is_matched_on_the_full_name() {
+    let (_dir, p) = common::init_project();
+    std::fs::write(p.join("a.csv"), "title\nx\n").unwrap();
+    for table in ["recipes.items", "other.items2"] {
+        let o = kondate(&p, &["warehouse", "load", table, "a.csv"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(kondate(&p, &["catalog", "sync"]).status.success());
+    let o = kondate(&p, &["users", "add", "w@example.com", "--role", "editor"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = json(&kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "writer",
+            "--owner",
+            "w@example.com",
+            "--scope",
+            "catalog:edit=warehouse.recipes.*",
+            "--scope",
+            "query",
+            "--format",
+            "json",
+        ],
+    ));
+    let secret = t["secret"].as_str().unwrap();
+    let as_writer = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kondate"))
+            .args(args)
+            .current_dir(&p)
+            .env_remove("KONDATE_PROJECT")
+            .env("KONDATE_TOKEN", "writer")
+            .env("KONDATE_TOKEN_SECRET", secret)
+            .output()
+            .unwrap()
+    };
+    let o = as_writer(&["catalog", "describe", "items", "--text", "ok"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = as_writer(&["catalog", "describe", "items.title", "--text", "ok"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = as_writer(&["catalog", "describe", "items2", "--text", "no"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("catalog:edit"));
+    let doc = json(&kondate(
+        &p,
+        &["catalog", "describe", "items2", "--format", "json"],
+    ));
+    assert_eq!(doc["version"], 0);
+    let trail = json(&kondate(
+        &p,
+        &["audit", "--actor", "token:writer", "--format", "json"],
+    ));
+    let outcomes: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "catalog.describe")
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 3, "{trail}");
+    assert!(outcomes.contains(&"denied"), "{outcomes:?}");
+}
