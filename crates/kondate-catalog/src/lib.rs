@@ -19,8 +19,8 @@ use serde::Serialize;
 pub use docs::{Described, Doc, DocFilesReport, Revision, Target};
 pub use import::{Filter, import_database, import_warehouse};
 pub use render::render_markdown;
-pub use search::{SearchHit, SearchIndex, SearchQuery, SearchResults};
-pub use sync::{Catalog, Change, ColumnPage, SyncRecord, SyncReport, TablePage};
+pub use search::{SearchCache, SearchHit, SearchIndex, SearchQuery, SearchResults};
+pub use sync::{Catalog, Change, Child, ColumnPage, SyncRecord, SyncReport, TablePage};
 
 /// Errors from the catalog.
 #[derive(Debug, thiserror::Error)]

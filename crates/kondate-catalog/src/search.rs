@@ -411,6 +411,34 @@ impl Catalog {
     }
 }
 
+/// A search index kept between searches and rebuilt only when the catalog has changed
+/// since ([`Catalog::search_version`], one small query a search): what a server keeps.
+#[derive(Default)]
+pub struct SearchCache(tokio::sync::Mutex<Option<std::sync::Arc<SearchIndex>>>);
+
+impl SearchCache {
+    pub async fn search(
+        &self,
+        catalog: &Catalog,
+        q: &SearchQuery,
+    ) -> Result<SearchResults, CatalogError> {
+        let version = catalog.search_version().await?;
+        // Held while building, so that concurrent searches wait for one build.
+        let index = {
+            let mut slot = self.0.lock().await;
+            match slot.as_ref() {
+                Some(i) if i.version == version => i.clone(),
+                _ => {
+                    let i = std::sync::Arc::new(catalog.search_index().await?);
+                    *slot = Some(i.clone());
+                    i
+                }
+            }
+        };
+        index.search(q)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,17 @@ pub struct ColumnPage {
     pub description: Option<crate::Doc>,
 }
 
+/// A schema of a source, or a table or view of a schema, as their pages list them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Child {
+    pub target: Target,
+    pub name: String,
+    pub kind: String,
+    pub linked: bool,
+    pub row_count: Option<i64>,
+    pub comment: Option<String>,
+}
+
 /// An object's key: (schema, table, column), "" for the levels above.
 type Key = (String, String, String);
 
@@ -496,6 +507,63 @@ impl Catalog {
             .collect()
     }
 
+    /// The schemas of `source` (with `schema` None) or the tables and views of one of its
+    /// schemas, linked ones first, by name: what a source's or a schema's page lists.
+    pub async fn children(
+        &self,
+        source: &str,
+        schema: Option<&str>,
+    ) -> Result<Vec<Child>, CatalogError> {
+        let (cond, mut params) = match schema {
+            Some(s) => (
+                "schema_name = ? AND table_name <> '' AND column_name = ''",
+                vec![Value::Text(s.into())],
+            ),
+            None => ("table_name = '' AND column_name = ''", vec![]),
+        };
+        params.insert(0, Value::Text(source.into()));
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT schema_name, table_name, kind, linked, row_count, db_comment \
+                     FROM kondate_catalog_objects WHERE source = ? AND {cond} \
+                     ORDER BY linked DESC, schema_name, table_name"
+                ),
+                &params,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let schema_name = opt_string_at(r, 0)?.unwrap_or_default();
+                let table = opt_string_at(r, 1)?.unwrap_or_default();
+                Ok(Child {
+                    name: if table.is_empty() {
+                        schema_name.clone()
+                    } else {
+                        table.clone()
+                    },
+                    target: if table.is_empty() {
+                        Target::Schema {
+                            source: source.to_string(),
+                            schema: schema_name,
+                        }
+                    } else {
+                        Target::Table {
+                            source: source.to_string(),
+                            schema: schema_name,
+                            table,
+                        }
+                    },
+                    kind: opt_string_at(r, 2)?.unwrap_or_default(),
+                    linked: opt_i64_at(r, 3)?.unwrap_or(0) == 1,
+                    row_count: opt_i64_at(r, 4)?,
+                    comment: opt_string_at(r, 5)?,
+                })
+            })
+            .collect()
+    }
+
     /// Whether the catalog has an object at `key` (of a source: any).
     async fn has_object(&self, source: &str, schema: Option<&str>) -> Result<bool, CatalogError> {
         let (cond, mut params) = match schema {
@@ -612,6 +680,19 @@ impl Catalog {
                 });
             }
         };
+        self.table_page(source, schema, table)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound(name.to_string()))
+    }
+
+    /// The page of the table or view `source.schema.table` exactly (None: not in the
+    /// catalog), for names with dots in them too.
+    pub async fn table_page(
+        &self,
+        source: String,
+        schema: String,
+        table: String,
+    ) -> Result<Option<TablePage>, CatalogError> {
         let rows = self
             .db
             .fetch_all(
@@ -660,7 +741,7 @@ impl Catalog {
             }
         }
         let Some(mut page) = page else {
-            return Err(CatalogError::NotFound(name.to_string()));
+            return Ok(None);
         };
         // Columns in the table's order; those gone after them.
         columns.sort_by_key(|c| (!c.linked, c.position.unwrap_or(i64::MAX)));
@@ -683,7 +764,7 @@ impl Catalog {
         }
         page.columns = columns;
         page.history = self.history(&schema, &table, &ids).await?;
-        Ok(page)
+        Ok(Some(page))
     }
 
     async fn history(

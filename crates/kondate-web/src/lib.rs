@@ -7,6 +7,7 @@ mod access;
 mod api;
 mod audit;
 mod body;
+mod catalog;
 mod connection;
 mod host;
 mod jobs;
@@ -68,6 +69,9 @@ pub struct AppParts {
     /// The scheduler's jobs and instances, and the executor that acts on instances.
     pub jobs: kondate_jobs::Scheduler,
     pub executor: kondate_jobs::Executor,
+    /// The catalog (on the state database), and the search index kept between searches.
+    pub catalog: kondate_catalog::Catalog,
+    pub catalog_search: kondate_catalog::SearchCache,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from
@@ -307,6 +311,56 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             Any(JobsRead),
             Some("jobs.cancel"),
             post(jobs::cancel),
+        )
+        .add(
+            "get",
+            "/v1/catalog/search",
+            Any(Query),
+            None,
+            get(catalog::search),
+        )
+        .add(
+            "get",
+            "/v1/catalog/resolve",
+            Any(Query),
+            None,
+            get(catalog::resolve),
+        )
+        .add(
+            "get",
+            "/v1/catalog/syncs",
+            Any(Query),
+            None,
+            get(catalog::syncs),
+        )
+        .add(
+            "get",
+            "/v1/catalog/objects/{*key}",
+            Any(Query),
+            None,
+            get(catalog::object),
+        )
+        .add(
+            "get",
+            "/v1/catalog/history/{*key}",
+            Any(Query),
+            None,
+            get(catalog::history),
+        )
+        // The edit's scope is checked on the object's full name once the key is read.
+        .add(
+            "get",
+            "/v1/catalog/descriptions/{*key}",
+            Any(Query),
+            None,
+            get(catalog::description),
+        )
+        .add(
+            "put",
+            "/v1/catalog/descriptions/{*key}",
+            Any(CatalogEdit),
+            Some("catalog.describe"),
+            put(catalog::describe),
         )
         .add("get", "/v1/audit", Every(Admin), None, get(audit::list))
         .add(

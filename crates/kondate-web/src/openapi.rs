@@ -325,6 +325,58 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "responses": {
                     "200": {"description": "`{records: [{id, at, actor, action, target, params, outcome, status, source, client, detail}]}`", "content": {"application/json": {}}},
                     "400": error_response("a bad filter")}}}));
+    let catalog_key = json!({"name": "key", "in": "path", "required": true, "schema": {"type": "string"},
+        "description": "the object's key: `source/S`, `schema/S/SCHEMA`, `table/S/SCHEMA/TABLE`, `column/S/SCHEMA/TABLE/COLUMN` or `keyword/NAME`, each part percent-encoded (`GET /v1/catalog/resolve` gives it)"});
+    paths.insert("/v1/catalog/search".into(), json!({"get": {
+                "summary": "Search names, database comments, descriptions and keywords at every level, in any language (an n-gram index): exact names first, then name prefixes, then described objects, then the rest",
+                "parameters": [
+                    {"name": "q", "in": "query", "required": true, "schema": {"type": "string"}, "description": "words, each of which must be found"},
+                    {"name": "source", "in": "query", "schema": {"type": "string"}},
+                    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["schema", "table", "view", "column", "keyword"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 30, "minimum": 1, "maximum": 1000}}],
+                "responses": {
+                    "200": {"description": "`{query, total, hits: [{target, path, kind, name, rank, described, snippet, url}]}`", "content": {"application/json": {}}},
+                    "400": error_response("no words, an unknown kind, a bad limit")}}}));
+    paths.insert("/v1/catalog/resolve".into(), json!({"get": {
+                "summary": "The object a name as people write it names: `TABLE`, `SCHEMA.TABLE`, `SOURCE.SCHEMA.TABLE`, any of those with `.COLUMN`, `schema:SOURCE.SCHEMA`, `source:NAME`, `keyword:NAME`",
+                "parameters": [{"name": "name", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{name, key, url, target}`", "content": {"application/json": {}}},
+                    "404": error_response("nothing of that name in the catalog"),
+                    "409": error_response("`ambiguous`: a bare name names more than one object; the message lists them")}}}));
+    paths.insert("/v1/catalog/syncs".into(), json!({"get": {
+                "summary": "The catalog's syncs, newest first: source, status (ok|failed), times, counts, error",
+                "parameters": [{"name": "source", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "`{syncs: [Sync]}`", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/catalog/objects/{key}".into(), json!({"get": {
+                "summary": "An object's page: a table's or view's columns (those gone marked), comment, row count, view SQL, description (Markdown and sanitised HTML) and schema history; a column's; a schema's tables; a source's schemas; a keyword's description",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "the page, with `name`, `key` and `url`", "content": {"application/json": {}}},
+                    "404": error_response("not a key, or nothing at it")}}}));
+    paths.insert("/v1/catalog/history/{key}".into(), json!({"get": {
+                "summary": "Every revision of the object's description (version, principal, time, unified diff), newest first, and for a table its schema changes with the sync that saw each",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "`{name, key, descriptions: [Revision], schema: [Change]}`", "content": {"application/json": {}}},
+                    "404": error_response("not a key")}}}));
+    paths.insert("/v1/catalog/descriptions/{key}".into(), json!({
+        "get": {
+                "summary": "The description now: Markdown, sanitised HTML (glossary keywords linked), version (0: never described), who and when, the project file it came from",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "the description", "content": {"application/json": {}}},
+                    "404": error_response("not a key")}},
+        "put": {
+                "summary": "Set the description: `{body: MARKDOWN, base_version: N}`, a new revision. An edit started from an older version than the current one is refused with the difference; describing a `keyword/NAME` makes it a glossary keyword. Needs `catalog:edit` on the object's full name (`warehouse.results.recipe_categories`, `keyword:NAME`)",
+                "parameters": [catalog_key],
+                "requestBody": {"required": true, "content": {"application/json": {}}},
+                "responses": {
+                    "200": {"description": "`{doc, changed, warning}` (warning: the table is documented from a project file)", "content": {"application/json": {}}},
+                    "400": error_response("a bad body, or a description too large"),
+                    "404": error_response("no such object"),
+                    "409": error_response("`stale`: someone edited it since `base_version`; the answer has `current_version`, `edited_by` and `diff` (now → your edit), and nothing changed")}}}));
     paths.insert("/v1/processes".into(), json!({"get": {
                 "summary": "The kondate processes sharing the state database, newest first: live, stopped (deregistered) and lost (silent past state.lost_after), each with the queries it owns",
                 "parameters": [
@@ -349,7 +401,7 @@ fn written() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["status_code", "error_code", "error"], "properties": {
                     "status_code": {"type": "integer"},
-                    "error_code": {"type": "string", "enum": ["invalid_parameter", "unauthorized", "forbidden", "not_found", "conflict", "source_error", "too_many_requests", "internal_error"]},
+                    "error_code": {"type": "string", "enum": ["invalid_parameter", "unauthorized", "forbidden", "not_found", "conflict", "ambiguous", "stale", "source_error", "too_many_requests", "internal_error"]},
                     "error": {"type": "string"}}},
                 "Query": {"type": "object", "required": ["id", "status", "data_file_urls", "error"], "properties": {
                     "id": {"type": "integer"},

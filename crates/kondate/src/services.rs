@@ -363,6 +363,8 @@ impl Services {
             service: query,
             jobs,
             executor,
+            catalog: kondate_catalog::Catalog::new(self.state_db().await?.clone()),
+            catalog_search: Default::default(),
         }))
     }
 

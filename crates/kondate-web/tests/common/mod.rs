@@ -117,6 +117,8 @@ pub async fn app_state(
             kondate_jobs::Scheduler::new(opened.db.clone()),
             None,
         ),
+        catalog: kondate_catalog::Catalog::new(opened.db.clone()),
+        catalog_search: Default::default(),
     })
 }
 

@@ -1,0 +1,392 @@
+//! `/v1/catalog…`: the catalog's pages, search, the syncs, and descriptions (reads need
+//! `query`; an edit `catalog:edit` on the object's full name, checked once the key is read).
+//! Every object has a stable key (`table/warehouse/results/recipe_categories`, each part
+//! percent-encoded) and so a stable URL; `resolve` turns a name as people write it into one.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use kondate_access::ScopeKind;
+use kondate_catalog::{CatalogError, SearchQuery, Target};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::access::{Caller, audited};
+use crate::api::{ApiError, ApiQuery, ErrorMessage};
+use crate::body::ApiBytes;
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        let message = e.to_string();
+        match e {
+            CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            CatalogError::Ambiguous { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "ambiguous", message)
+            }
+            CatalogError::Invalid(_) | CatalogError::Pattern { .. } => ApiError::invalid(message),
+            CatalogError::Stale { .. } => ApiError::new(StatusCode::CONFLICT, "stale", message),
+            CatalogError::Source { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "source_error", message)
+            }
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+/// The URL of `target`'s page.
+pub fn object_url(target: &Target) -> String {
+    format!("/v1/catalog/objects/{}", target.key())
+}
+
+/// The target named by the rest of the path after `prefix` — read from the raw path (the
+/// router is not nested, so it is the path as sent), since
+/// the key's parts are percent-encoded on their own (`b%2Fc` is one part, not two).
+fn target_in(uri: &Uri, prefix: &str) -> Result<Target, ApiError> {
+    let key = uri.path().strip_prefix(prefix).unwrap_or_default();
+    Target::from_key(key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "`{key}` is not a catalog key: source/S, schema/S/SCHEMA, table/S/SCHEMA/TABLE, \
+                 column/S/SCHEMA/TABLE/COLUMN or keyword/NAME, each part percent-encoded; \
+                 GET /v1/catalog/resolve?name=NAME gives an object's key"
+            ),
+        )
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    q: String,
+    source: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/catalog/search?q=&source=&kind=&limit=`: ranked hits, each with its URL.
+pub async fn search(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params.limit.unwrap_or(30);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::invalid(format!(
+            "`limit` must be 1 to 1000, not {limit}"
+        )));
+    }
+    let results = state
+        .catalog_search
+        .search(
+            &state.catalog,
+            &SearchQuery {
+                text: params.q,
+                source: params.source,
+                kind: params.kind,
+                limit,
+            },
+        )
+        .await?;
+    let mut body = to_json(&results)?;
+    if let Some(hits) = body["hits"].as_array_mut() {
+        for (h, hit) in hits.iter_mut().zip(&results.hits) {
+            h["url"] = json!(object_url(&hit.target));
+        }
+    }
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveParams {
+    name: String,
+}
+
+/// `GET /v1/catalog/resolve?name=`: the object a name as people write it names
+/// (`recipe_categories`, `results.recipe_categories.score`, `keyword:主菜`); 409 with the
+/// candidates when a bare name names more than one.
+pub async fn resolve(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ResolveParams>,
+) -> Result<Json<Value>, ApiError> {
+    let target = state.catalog.resolve(&params.name).await?;
+    Ok(Json(json!({
+        "name": target.to_string(),
+        "key": target.key(),
+        "url": object_url(&target),
+        "target": to_json(&target)?,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncsParams {
+    source: Option<String>,
+}
+
+/// `GET /v1/catalog/syncs?source=`: the syncs recorded, newest first, with their errors.
+pub async fn syncs(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SyncsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let syncs = state.catalog.syncs(params.source.as_deref()).await?;
+    Ok(Json(json!({ "syncs": to_json(&syncs)? })))
+}
+
+const OBJECTS: &str = "/v1/catalog/objects/";
+const DESCRIPTIONS: &str = "/v1/catalog/descriptions/";
+const HISTORY: &str = "/v1/catalog/history/";
+
+/// `GET /v1/catalog/objects/{key}`: an object's page — a table's or view's columns,
+/// comments, description and schema history; a column's; a schema's tables; a source's
+/// schemas; a keyword's description.
+pub async fn object(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let target = target_in(&uri, OBJECTS)?;
+    let not_found = || ApiError::from(CatalogError::NotFound(target.to_string()));
+    let mut body = match &target {
+        Target::Table {
+            source,
+            schema,
+            table,
+        } => {
+            let page = state
+                .catalog
+                .table_page(source.clone(), schema.clone(), table.clone())
+                .await?
+                .ok_or_else(not_found)?;
+            to_json(&page)?
+        }
+        Target::Column {
+            source,
+            schema,
+            table,
+            column,
+        } => {
+            let page = state
+                .catalog
+                .table_page(source.clone(), schema.clone(), table.clone())
+                .await?
+                .ok_or_else(not_found)?;
+            let c = page
+                .columns
+                .iter()
+                .find(|c| &c.name == column)
+                .ok_or_else(not_found)?;
+            let mut v = to_json(c)?;
+            v["table_url"] = json!(object_url(&Target::Table {
+                source: source.clone(),
+                schema: schema.clone(),
+                table: table.clone(),
+            }));
+            v
+        }
+        Target::Source { source } => {
+            let children = state.catalog.children(source, None).await?;
+            if children.is_empty() {
+                return Err(not_found());
+            }
+            json!({ "schemas": children_json(&children)? })
+        }
+        Target::Schema { source, schema } => {
+            let children = state.catalog.children(source, Some(schema)).await?;
+            if children.is_empty() {
+                return Err(not_found());
+            }
+            json!({ "tables": children_json(&children)? })
+        }
+        Target::Keyword { .. } => {
+            let doc = state.catalog.doc(&target).await?;
+            if doc.version == 0 {
+                return Err(not_found());
+            }
+            json!({ "description": to_json(&doc)? })
+        }
+    };
+    if matches!(target, Target::Source { .. } | Target::Schema { .. }) {
+        let doc = state.catalog.doc(&target).await?;
+        body["description"] = if doc.version == 0 {
+            Value::Null
+        } else {
+            to_json(&doc)?
+        };
+    }
+    body["name"] = json!(target.to_string());
+    body["key"] = json!(target.key());
+    body["url"] = json!(object_url(&target));
+    Ok(Json(body))
+}
+
+fn children_json(children: &[kondate_catalog::Child]) -> Result<Value, ApiError> {
+    let mut v = to_json(&children)?;
+    if let Some(items) = v.as_array_mut() {
+        for (item, c) in items.iter_mut().zip(children) {
+            item["url"] = json!(object_url(&c.target));
+        }
+    }
+    Ok(v)
+}
+
+/// `GET /v1/catalog/descriptions/{key}`: the description now (version 0: none yet), as
+/// Markdown and as sanitised HTML.
+pub async fn description(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let target = target_in(&uri, DESCRIPTIONS)?;
+    let doc = state.catalog.doc(&target).await?;
+    Ok(Json(to_json(&doc)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeBody {
+    body: String,
+    /// The version the edit started from (0 for a first description); omitted, the edit
+    /// overwrites whatever is there.
+    base_version: Option<i64>,
+}
+
+/// `PUT /v1/catalog/descriptions/{key}` with `{"body": MARKDOWN, "base_version": N}`: a
+/// new revision; 409 `stale` with the difference when someone edited it since version N.
+pub async fn describe(
+    State(state): State<AppState>,
+    uri: Uri,
+    Caller(caller): Caller,
+    ApiBytes(bytes): ApiBytes,
+) -> Result<Response, ApiError> {
+    let target = target_in(&uri, DESCRIPTIONS)?;
+    let name = target.to_string();
+    if !caller.allows(ScopeKind::CatalogEdit, Some(&name)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token may not edit the description of {name}: it needs catalog:edit on {name}"
+            ),
+        ));
+    }
+    let body: DescribeBody = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(format!(
+            "request body: {e}; send {{\"body\": \"Markdown\", \"base_version\": N}}"
+        ))
+    })?;
+    // Only a target that exists (or a keyword, which describing creates) is described.
+    if !exists(&state, &target).await? {
+        return Err(CatalogError::NotFound(name).into());
+    }
+    let params = json!({"name": name, "base_version": body.base_version});
+    match state
+        .catalog
+        .describe(
+            &target,
+            &body.body,
+            body.base_version,
+            &caller.actor(),
+            None,
+        )
+        .await
+    {
+        Ok(d) => {
+            let mut params = params;
+            params["version"] = json!(d.doc.version);
+            Ok(audited(Json(to_json(&d)?).into_response(), params))
+        }
+        Err(CatalogError::Stale {
+            target,
+            base,
+            current,
+            by,
+            diff,
+        }) => {
+            let message = CatalogError::Stale {
+                target,
+                base,
+                current,
+                by: by.clone(),
+                diff: diff.clone(),
+            }
+            .to_string();
+            let mut resp = (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "status_code": 409,
+                    "error_code": "stale",
+                    "error": message,
+                    "base_version": base,
+                    "current_version": current,
+                    "edited_by": by,
+                    "diff": diff,
+                })),
+            )
+                .into_response();
+            resp.extensions_mut().insert(ErrorMessage(message));
+            Ok(audited(resp, params))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the catalog holds `target` (a keyword always: describing one makes it).
+async fn exists(state: &AppState, target: &Target) -> Result<bool, ApiError> {
+    Ok(match target {
+        Target::Table {
+            source,
+            schema,
+            table,
+        }
+        | Target::Column {
+            source,
+            schema,
+            table,
+            ..
+        } => {
+            let page = state
+                .catalog
+                .table_page(source.clone(), schema.clone(), table.clone())
+                .await?;
+            match (page, target) {
+                (Some(p), Target::Column { column, .. }) => {
+                    p.columns.iter().any(|c| &c.name == column)
+                }
+                (page, _) => page.is_some(),
+            }
+        }
+        Target::Source { source } => !state.catalog.children(source, None).await?.is_empty(),
+        Target::Schema { source, schema } => !state
+            .catalog
+            .children(source, Some(schema))
+            .await?
+            .is_empty(),
+        Target::Keyword { .. } => true,
+    })
+}
+
+/// `GET /v1/catalog/history/{key}`: every revision of the description (who, when, the
+/// diff), newest first, and for a table its schema changes with the sync that saw each.
+pub async fn history(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+    let target = target_in(&uri, HISTORY)?;
+    let revisions = state.catalog.doc_history(&target).await?;
+    let schema = match &target {
+        Target::Table {
+            source,
+            schema,
+            table,
+        } => state
+            .catalog
+            .table_page(source.clone(), schema.clone(), table.clone())
+            .await?
+            .map(|p| p.history)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Ok(Json(json!({
+        "name": target.to_string(),
+        "key": target.key(),
+        "descriptions": to_json(&revisions)?,
+        "schema": to_json(&schema)?,
+    })))
+}

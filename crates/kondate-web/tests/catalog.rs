@@ -1,0 +1,212 @@
+//! `/v1/catalog…` on a real server over the embedded warehouse: resolve a name to its
+//! stable URL, read the page, describe it with its version (a stale edit refused with the
+//! difference, hostile Markdown sanitised), history, search in Japanese and English, and
+//! `catalog:edit` matched on the object's full name.
+
+mod common;
+
+use kondate_catalog::{Catalog, Filter, import_warehouse};
+use serde_json::{Value, json};
+
+async fn sync(s: &common::TestServer) {
+    let catalog = Catalog::new(s.opened.db.clone());
+    catalog
+        .sync(
+            "warehouse",
+            import_warehouse("warehouse", s.opened.warehouse.as_ref(), &Filter::default()),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_pages_descriptions_history_and_search_over_http() {
+    let s = common::start(|_| {}).await;
+    sync(&s).await;
+    let s = &s;
+    let get = |path: String| {
+        let rb = s.http.get(format!("{}{path}", s.url));
+        async move {
+            let r = rb
+                .basic_auth(&s.token, Some(&s.secret))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let put = |path: String, token: (String, String), body: Value| {
+        let rb = s.http.put(format!("{}{path}", s.url));
+        async move {
+            let r = rb
+                .basic_auth(&token.0, Some(&token.1))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, found) = get("/v1/catalog/resolve?name=items".into()).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["name"], "warehouse.t.items");
+    assert_eq!(found["key"], "table/warehouse/t/items");
+    let url = found["url"].as_str().unwrap().to_string();
+    assert_eq!(url, "/v1/catalog/objects/table/warehouse/t/items");
+
+    let (status, page) = get(url.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let columns: Vec<&str> = page["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "name", "note", "price", "in_stock", "day"]);
+    let (status, schema) = get("/v1/catalog/objects/schema/warehouse/t".into()).await;
+    assert_eq!(status, 200, "{schema}");
+    assert_eq!(schema["tables"][0]["url"], url);
+
+    // Described by an editor, with hostile Markdown.
+    let editor = s.token_with("editor", &["query", "catalog:edit"]).await;
+    let desc = "/v1/catalog/descriptions/table/warehouse/t/items".to_string();
+    let hostile = "# 商品マスタ\n\n<script>alert(1)</script>\n\n[x](javascript:alert(2)) <img src=x onerror=alert(3)>\n";
+    let (status, d) = put(
+        desc.clone(),
+        editor.clone(),
+        json!({"body": hostile, "base_version": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["doc"]["version"], 1);
+    let html = d["doc"]["html"].as_str().unwrap();
+    assert!(html.contains("商品マスタ"), "{html}");
+    // Raw HTML is shown as text, never as markup; a javascript: link goes nowhere.
+    assert!(html.contains("&lt;script&gt;"), "{html}");
+    for bad in ["<script", "javascript:", "<img"] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+
+    // A second editor who started from version 0 is refused with the difference.
+    let (status, e) = put(
+        desc.clone(),
+        editor.clone(),
+        json!({"body": "mine\n", "base_version": 0}),
+    )
+    .await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error_code"], "stale");
+    assert_eq!(e["current_version"], 1);
+    assert!(e["diff"].as_str().unwrap().contains("+mine"), "{e}");
+    let (_, now) = get(desc.clone()).await;
+    assert_eq!(now["version"], 1);
+    assert_eq!(now["body"], hostile);
+
+    let (status, e) = put(desc.clone(), editor.clone(), json!({"text": "x"})).await;
+    assert_eq!(status, 400, "{e}");
+    let (status, e) = put(
+        "/v1/catalog/descriptions/table/warehouse/t/no_such".into(),
+        editor.clone(),
+        json!({"body": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{e}");
+    let (status, _) = get("/v1/catalog/objects/tabel/warehouse/t/items".into()).await;
+    assert_eq!(status, 404);
+
+    // A column, and a glossary keyword.
+    let (status, d) = put(
+        "/v1/catalog/descriptions/column/warehouse/t/items/price".into(),
+        editor.clone(),
+        json!({"body": "税込価格 (yen)", "base_version": 0}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    let (status, d) = put(
+        format!(
+            "/v1/catalog/descriptions/keyword/{}",
+            kondate_catalog::docs::encode_part("税込")
+        ),
+        editor.clone(),
+        json!({"body": "Including consumption tax."}),
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+
+    let (status, h) = get("/v1/catalog/history/table/warehouse/t/items".into()).await;
+    assert_eq!(status, 200, "{h}");
+    assert_eq!(h["descriptions"][0]["version"], 1);
+    assert_eq!(h["descriptions"][0]["principal"], "token:editor");
+    assert!(!h["schema"].as_array().unwrap().is_empty());
+
+    // Search, Japanese and English, with filters; hits carry their URL.
+    let (status, r) = get(format!(
+        "/v1/catalog/search?q={}",
+        kondate_catalog::docs::encode_part("商品")
+    ))
+    .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["hits"][0]["url"], url);
+    let (_, r) = get("/v1/catalog/search?q=price&kind=column".into()).await;
+    assert_eq!(r["hits"][0]["path"], "warehouse.t.items.price");
+    let (_, r) = get(format!(
+        "/v1/catalog/search?q={}&kind=keyword",
+        kondate_catalog::docs::encode_part("税込")
+    ))
+    .await;
+    assert_eq!(r["total"], 1, "{r}");
+    let (status, _) = get("/v1/catalog/search?q=x&limit=0".into()).await;
+    assert_eq!(status, 400);
+    let (status, _) = get("/v1/catalog/search".into()).await;
+    assert_eq!(status, 400);
+
+    // Scopes: none to edit; an edit scope on another schema; on this one.
+    let reader = s.token_with("reader", &["query"]).await;
+    let (status, e) = put(desc.clone(), reader, json!({"body": "x"})).await;
+    assert_eq!(status, 403, "{e}");
+    let elsewhere = s
+        .token_with("elsewhere", &["query", "catalog:edit=warehouse.other.*"])
+        .await;
+    let (status, e) = put(desc.clone(), elsewhere, json!({"body": "x"})).await;
+    assert_eq!(status, 403, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("warehouse.t.items"),
+        "{e}"
+    );
+    let here = s
+        .token_with("here", &["query", "catalog:edit=warehouse.t.*"])
+        .await;
+    let (status, e) = put(
+        desc.clone(),
+        here,
+        json!({"body": "ok\n", "base_version": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{e}");
+
+    // Every edit and refusal is in the audit trail.
+    let trail = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            action: Some("catalog.describe".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let outcomes: Vec<String> = trail
+        .iter()
+        .map(|r| format!("{}:{}", r.entry.actor, r.entry.outcome.as_str()))
+        .collect();
+    for want in [
+        "token:editor:ok",
+        "token:reader:denied",
+        "token:elsewhere:denied",
+        "token:here:ok",
+    ] {
+        assert!(outcomes.iter().any(|o| o == want), "{want}: {outcomes:?}");
+    }
+}
