@@ -14,7 +14,7 @@ use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
 /// The sources the catalog reads: the configured warehouse and service database.
-const SOURCES: [&str; 2] = ["warehouse", "service"];
+pub const SOURCES: [&str; 2] = ["warehouse", "service"];
 
 #[derive(Subcommand)]
 pub enum CatalogCmd {
@@ -197,6 +197,46 @@ async fn sync_one(
     }
 }
 
+/// What syncing sources did.
+pub struct Synced {
+    pub reports: Vec<SyncReport>,
+    /// One message per source that failed (its sync is recorded as failed).
+    pub failures: Vec<String>,
+    pub docs: DocFilesReport,
+}
+
+/// Sync `sources` (each on its own: one that fails leaves the others synced) and then
+/// apply the project's `docs/*.md` files.
+pub async fn sync_sources(
+    services: &Services,
+    catalog: &Catalog,
+    sources: &[&str],
+) -> Result<Synced, Failure> {
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for s in sources {
+        match sync_one(services, catalog, s).await {
+            Ok(r) => reports.push(r),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    // The project's description files, once the catalog knows what they name.
+    let docs = if reports.is_empty() {
+        DocFilesReport::default()
+    } else {
+        let files = doc_files(&services.project.root)?;
+        catalog
+            .apply_doc_files(&files)
+            .await
+            .map_err(catalog_failure)?
+    };
+    Ok(Synced {
+        reports,
+        failures,
+        docs,
+    })
+}
+
 pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
     let catalog = Catalog::new(services.state_db().await?.clone());
     match cmd {
@@ -210,24 +250,11 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                     )));
                 }
             };
-            let mut reports = Vec::new();
-            let mut failures = Vec::new();
-            for s in sources {
-                match sync_one(services, &catalog, s).await {
-                    Ok(r) => reports.push(r),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            // The project's description files, once the catalog knows what they name.
-            let docs = if reports.is_empty() {
-                DocFilesReport::default()
-            } else {
-                let files = doc_files(&services.project.root)?;
-                catalog
-                    .apply_doc_files(&files)
-                    .await
-                    .map_err(catalog_failure)?
-            };
+            let Synced {
+                reports,
+                failures,
+                docs,
+            } = sync_sources(services, &catalog, &sources).await?;
             match format {
                 ListFormat::Json => println!(
                     "{}",

@@ -70,6 +70,14 @@ async fn run_job(
 /// missing (a file the user edited is kept).
 const PROJECT_FILES: &[(&str, &str)] = &[
     (
+        "docs/recipe_categories.md",
+        include_str!("../../../examples/recipes/docs/recipe_categories.md"),
+    ),
+    (
+        "docs/ingredient_canonical_names.md",
+        include_str!("../../../examples/recipes/docs/ingredient_canonical_names.md"),
+    ),
+    (
         "jobs/weekly_training.jsonnet",
         include_str!("../../../examples/recipes/jobs/weekly_training.jsonnet"),
     ),
@@ -500,6 +508,37 @@ pub async fn run(args: DemoArgs) -> CmdResult {
                     .join(", ")
             );
         }
+    }
+    // Last, the catalog: what the warehouse and the service database now hold, described
+    // from the project's docs/.
+    let catalog = kondate_catalog::Catalog::new(services.state_db().await?.clone());
+    let t = Instant::now();
+    let synced =
+        crate::catalog_cmd::sync_sources(&services, &catalog, &crate::catalog_cmd::SOURCES)
+            .await?;
+    if let Some(f) = synced.failures.first() {
+        return Err(Failure::from(f.clone()));
+    }
+    println!(
+        "  catalog    {} in {:.1}s; {} descriptions from docs/",
+        synced
+            .reports
+            .iter()
+            .map(|r| format!("{} {} tables", r.source, r.tables))
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.elapsed().as_secs_f64(),
+        synced.docs.applied.len()
+    );
+    for target in catalog
+        .resolve_all("recipe_categories")
+        .await
+        .map_err(|e| Failure::from(e.to_string()))?
+    {
+        println!(
+            "             {target}: kondate catalog show {target}\n                 {endpoint}/v1/catalog/objects/{}",
+            target.key()
+        );
     }
     println!("  store      {}", services.store().await?.url());
     println!("  done in    {:.1}s", started.elapsed().as_secs_f64());
