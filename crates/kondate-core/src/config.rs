@@ -27,6 +27,7 @@ pub struct Config {
     pub query: QuerySection,
     pub jobs: JobsSection,
     pub notifications: NotificationsSection,
+    pub catalog: CatalogSection,
     /// Label sets declared inline as `[labels.NAME]` (the same keys as `labels/NAME.toml`);
     /// parsed by kondate-labels.
     pub labels: BTreeMap<String, toml::Value>,
@@ -280,6 +281,75 @@ pub struct JobsSection {
     /// by the scheduler, hourly; instances in ERROR are kept.
     #[serde(with = "human_duration")]
     pub retention: Duration,
+}
+
+/// The catalog's sources (docs/catalog.md#sources): the two built in (`warehouse`,
+/// `service`) take patterns only; any other is a database by URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSection {
+    /// `[catalog.sources.NAME]`.
+    pub sources: BTreeMap<String, CatalogSource>,
+}
+
+/// One catalog source. Its URL is given once: `url` (without a password), `url_env` (the
+/// variable that holds it) or `url_file`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogSource {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    /// Only tables whose `schema.table` matches this regular expression.
+    pub include: Option<String>,
+    /// Leave out tables whose `schema.table` matches any of these regular expressions.
+    pub ignore: Vec<String>,
+}
+
+impl std::fmt::Debug for CatalogSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogSource")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("url_env", &self.url_env)
+            .field("url_file", &self.url_file)
+            .field("include", &self.include)
+            .field("ignore", &self.ignore)
+            .finish()
+    }
+}
+
+/// The catalog's built-in sources: the configured warehouse and service database.
+pub const BUILT_IN_CATALOG_SOURCES: [&str; 2] = ["warehouse", "service"];
+
+impl CatalogSource {
+    /// The source's URL, from where the configuration says it is (an extra source only).
+    pub fn url(&self, name: &str) -> Result<String, CoreError> {
+        let field = format!("catalog.sources.{name}");
+        let bad = |message: String| CoreError::Config {
+            location: field.clone(),
+            message,
+        };
+        match (&self.url, &self.url_env, &self.url_file) {
+            (Some(u), _, _) => Ok(u.clone()),
+            (None, Some(var), _) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+                _ => Err(bad(format!(
+                    "url_env names {var}, which is not set in kondate's environment; set it \
+                     to the database's URL (postgres://…, mysql://…, sqlite://…)"
+                ))),
+            },
+            (None, None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+                Ok(_) => Err(bad(format!("url_file {} is empty", path.display()))),
+                Err(e) => Err(bad(format!("url_file {}: {e}", path.display()))),
+            },
+            (None, None, None) => Err(bad(
+                "has no URL: set url_env = \"VARIABLE\" (or url_file, or url without a \
+                 password)"
+                    .into(),
+            )),
+        }
+    }
 }
 
 /// Where the scheduler's notifications go (docs/jobs.md#notifications).
@@ -643,7 +713,96 @@ impl Config {
                 "is required for Redshift: UNLOAD writes to S3 with this role".into(),
             ));
         }
-        self.validate_notifications()
+        self.validate_notifications()?;
+        self.validate_catalog()
+    }
+
+    fn validate_catalog(&self) -> Result<(), CoreError> {
+        for (name, src) in &self.catalog.sources {
+            let bad = |field: &str, message: String| CoreError::Config {
+                location: format!("catalog.sources.{name}{field}"),
+                message,
+            };
+            if name.is_empty()
+                || name.len() > 63
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(bad(
+                    "",
+                    "a source's name is 1 to 63 of a-z, 0-9, `_` and `-` (it is part of every \
+                     object's name and URL)"
+                        .into(),
+                ));
+            }
+            let given = [
+                src.url.is_some(),
+                src.url_env.is_some(),
+                src.url_file.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if BUILT_IN_CATALOG_SOURCES.contains(&name.as_str()) {
+                if given > 0 {
+                    return Err(bad(
+                        ".url",
+                        format!(
+                            "`{name}` is the configured {} and takes no URL (only include and \
+                             ignore); name another database's source differently",
+                            if name == "warehouse" {
+                                "warehouse"
+                            } else {
+                                "service database"
+                            }
+                        ),
+                    ));
+                }
+                continue;
+            }
+            match given {
+                0 => {
+                    return Err(bad(
+                        ".url",
+                        "is required: set url_env = \"VARIABLE\" (the variable holding the \
+                         database's URL), url_file, or url without a password"
+                            .into(),
+                    ));
+                }
+                1 => {}
+                _ => {
+                    return Err(bad(
+                        ".url",
+                        "is given twice; keep one of url, url_env and url_file".into(),
+                    ));
+                }
+            }
+            if let Some(u) = &src.url {
+                if url_has_password(u) {
+                    return Err(bad(
+                        ".url",
+                        "contains a password; secrets never go in kondate.toml — set url_env = \
+                         \"VARIABLE\" (or url_file) instead"
+                            .into(),
+                    ));
+                }
+                if !["postgres://", "postgresql://", "mysql://", "sqlite:"]
+                    .iter()
+                    .any(|p| u.starts_with(p))
+                {
+                    return Err(bad(
+                        ".url",
+                        format!(
+                            "`{}` is not a database URL kondate reads: postgres://, mysql:// or \
+                             sqlite://",
+                            redact_url(u)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_notifications(&self) -> Result<(), CoreError> {
@@ -822,6 +981,13 @@ impl Config {
                 && !path.starts_with(":memory:")
             {
                 *url = format!("sqlite://{}", root.join(path).display());
+            }
+        }
+        for src in self.catalog.sources.values_mut() {
+            if let Some(file) = &mut src.url_file
+                && file.is_relative()
+            {
+                *file = root.join(&*file);
             }
         }
         for d in self.notifications.destinations.values_mut() {
@@ -1068,6 +1234,39 @@ mod tests {
             Path::new("kondate.toml"),
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn catalog_sources_are_checked() {
+        let c = load(
+            "[catalog.sources.warehouse]\nignore = ['^tmp\\.']\n[catalog.sources.legacy]\nurl_env = 'LEGACY_URL'\ninclude = '^public\\.'\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.catalog.sources["warehouse"].ignore, ["^tmp\\."]);
+        assert_eq!(
+            c.catalog.sources["legacy"].url_env.as_deref(),
+            Some("LEGACY_URL")
+        );
+        let err = |text: &str| load(text, &[]).unwrap_err().to_string();
+        let e = err("[catalog.sources.legacy]\nurl = 'postgres://u:hunter2@h/db'\n");
+        assert!(
+            e.contains("catalog.sources.legacy.url") && e.contains("url_env"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err("[catalog.sources.legacy]\ninclude = 'x'\n");
+        assert!(e.contains("is required"), "{e}");
+        let e = err("[catalog.sources.service]\nurl = 'sqlite://x.db'\n");
+        assert!(e.contains("takes no URL"), "{e}");
+        let e = err("[catalog.sources.'Bad Name']\nurl = 'sqlite://x.db'\n");
+        assert!(e.contains("a-z, 0-9"), "{e}");
+        let e = err("[catalog.sources.x]\nurl = 'http://x'\n");
+        assert!(e.contains("not a database URL"), "{e}");
+        let e = err("[catalog.sources.x]\nurl = 'sqlite://x.db'\nurl_env = 'X'\n");
+        assert!(e.contains("given twice"), "{e}");
+        let e = err("[catalog.sources.x]\nurl = 'sqlite://x.db'\nignored = ['a']\n");
+        assert!(e.contains("ignored"), "{e}");
     }
 
     #[test]

@@ -68,6 +68,11 @@ name = "{name}"
 # [notifications.destinations.oncall]
 # type = "slack"                         # or "webhook" (url, secret_env) or "email" (smtp, from, to)
 # url_env = "KONDATE_SLACK_URL"          # Slack's URL is a secret: the variable that holds it
+
+# [catalog.sources.warehouse]            # what `kondate catalog sync` documents (docs/catalog.md)
+# ignore = ['^scratch\.']                # regular expressions on schema.table
+# [catalog.sources.legacy]               # another database, documented too
+# url_env = "LEGACY_DB_URL"              # the variable holding its URL (secrets never go here)
 "#;
 
 impl Project {

@@ -13,8 +13,42 @@ use crate::cli_access::CliNeed;
 use crate::services::Services;
 use crate::{CmdResult, Failure, ListFormat};
 
-/// The sources the catalog reads: the configured warehouse and service database.
-pub const SOURCES: [&str; 2] = ["warehouse", "service"];
+/// The sources the catalog reads: the configured warehouse and service database, then the
+/// databases declared in `[catalog.sources.NAME]` with a URL, by name.
+pub fn sources(config: &kondate_core::Config) -> Vec<String> {
+    let mut out: Vec<String> = kondate_core::config::BUILT_IN_CATALOG_SOURCES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    out.extend(
+        config
+            .catalog
+            .sources
+            .keys()
+            .filter(|k| !out.contains(k))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    out
+}
+
+/// The tables `source` keeps, from its `include` and `ignore` patterns.
+fn filter_of(config: &kondate_core::Config, source: &str) -> Result<Filter, CatalogError> {
+    match config.catalog.sources.get(source) {
+        Some(s) => Filter::new(source, s.include.as_deref(), &s.ignore).map_err(|e| match e {
+            CatalogError::Pattern {
+                source_name,
+                pattern,
+                message,
+            } => CatalogError::Invalid(format!(
+                "catalog.sources.{source_name} in kondate.toml: {pattern:?} is not a regular \
+                 expression: {message}"
+            )),
+            e => e,
+        }),
+        None => Ok(Filter::default()),
+    }
+}
 
 #[derive(Subcommand)]
 pub enum CatalogCmd {
@@ -147,14 +181,50 @@ async fn sync_one(
     services: &Services,
     catalog: &Catalog,
     source: &str,
+    filter: &Filter,
 ) -> Result<SyncReport, CatalogError> {
-    let filter = Filter::default();
     let config = &services.project.config;
-    match source {
-        "service" => match services.service_db().await {
+    // A database read by URL: an extra source, or a PostgreSQL warehouse (read from its
+    // catalog in full: comments, defaults, views).
+    let url = match source {
+        "service" => None,
+        "warehouse" if config.warehouse.kind == WarehouseKind::Postgres => {
+            Some(Ok(config.warehouse.url.clone().unwrap_or_default()))
+        }
+        "warehouse" => None,
+        _ => Some(
+            config
+                .catalog
+                .sources
+                .get(source)
+                .map(|s| s.url(source).map_err(|e| Failure::invalid(e.to_string())))
+                .unwrap_or_else(|| Err(Failure::invalid(format!("no source {source}")))),
+        ),
+    };
+    match (source, url) {
+        (_, Some(Ok(url))) => match Database::connect(&url).await {
+            Ok(db) => {
+                let report = catalog
+                    .sync(source, import_database(source, &db, filter))
+                    .await;
+                db.close().await;
+                report
+            }
+            Err(e) => {
+                catalog
+                    .sync(source, async { Err(unreachable(source, Failure::from(e))) })
+                    .await
+            }
+        },
+        (_, Some(Err(f))) => {
+            catalog
+                .sync(source, async { Err(unreachable(source, f)) })
+                .await
+        }
+        ("service", None) => match services.service_db().await {
             Ok(db) => {
                 catalog
-                    .sync(source, import_database(source, db, &filter))
+                    .sync(source, import_database(source, db, filter))
                     .await
             }
             Err(f) => {
@@ -163,29 +233,10 @@ async fn sync_one(
                     .await
             }
         },
-        // A PostgreSQL warehouse is read from its catalog in full (comments, defaults,
-        // views); the others as they list their tables.
-        _ if config.warehouse.kind == WarehouseKind::Postgres => {
-            let url = config.warehouse.url.clone().unwrap_or_default();
-            match Database::connect(&url).await {
-                Ok(db) => {
-                    let report = catalog
-                        .sync(source, import_database(source, &db, &filter))
-                        .await;
-                    db.close().await;
-                    report
-                }
-                Err(e) => {
-                    catalog
-                        .sync(source, async { Err(unreachable(source, Failure::from(e))) })
-                        .await
-                }
-            }
-        }
-        _ => match services.warehouse().await {
+        (_, None) => match services.warehouse().await {
             Ok(wh) => {
                 catalog
-                    .sync(source, import_warehouse(source, wh.as_ref(), &filter))
+                    .sync(source, import_warehouse(source, wh.as_ref(), filter))
                     .await
             }
             Err(f) => {
@@ -210,12 +261,19 @@ pub struct Synced {
 pub async fn sync_sources(
     services: &Services,
     catalog: &Catalog,
-    sources: &[&str],
+    sources: &[String],
 ) -> Result<Synced, Failure> {
+    // Every pattern is checked before anything is synced.
+    let config = &services.project.config;
+    let filters = sources
+        .iter()
+        .map(|s| filter_of(config, s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(catalog_failure)?;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
-    for s in sources {
-        match sync_one(services, catalog, s).await {
+    for (s, filter) in sources.iter().zip(&filters) {
+        match sync_one(services, catalog, s, filter).await {
             Ok(r) => reports.push(r),
             Err(e) => failures.push(e.to_string()),
         }
@@ -241,12 +299,14 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
     let catalog = Catalog::new(services.state_db().await?.clone());
     match cmd {
         CatalogCmd::Sync { source, format } => {
-            let sources: Vec<&str> = match source.as_deref() {
-                None => SOURCES.to_vec(),
-                Some(s) if SOURCES.contains(&s) => vec![s],
+            let all = sources(&services.project.config);
+            let sources: Vec<String> = match source {
+                None => all,
+                Some(s) if all.contains(&s) => vec![s],
                 Some(other) => {
                     return Err(Failure::invalid(format!(
-                        "no catalog source {other:?}: the sources are `warehouse` (the configured warehouse) and `service` (the service database)"
+                        "no catalog source {other:?}: the sources are {} (`warehouse` is the configured warehouse, `service` the service database, others [catalog.sources.NAME] in kondate.toml)",
+                        all.join(", ")
                     )));
                 }
             };

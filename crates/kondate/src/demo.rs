@@ -513,9 +513,12 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     // from the project's docs/.
     let catalog = kondate_catalog::Catalog::new(services.state_db().await?.clone());
     let t = Instant::now();
-    let synced =
-        crate::catalog_cmd::sync_sources(&services, &catalog, &crate::catalog_cmd::SOURCES)
-            .await?;
+    let synced = crate::catalog_cmd::sync_sources(
+        &services,
+        &catalog,
+        &crate::catalog_cmd::sources(&project.config),
+    )
+    .await?;
     if let Some(f) = synced.failures.first() {
         return Err(Failure::from(f.clone()));
     }

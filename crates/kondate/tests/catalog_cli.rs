@@ -315,3 +315,97 @@ fn catalog_edit_scope_is_matched_on_the_full_name() {
     assert_eq!(outcomes.len(), 3, "{trail}");
     assert!(outcomes.contains(&"denied"), "{outcomes:?}");
 }
+
+/// Sources declared in kondate.toml: another database by a URL held in the environment,
+/// kept to what `include` matches; `ignore` on a built-in source; a source whose variable
+/// is not set fails on its own while the others sync; a bad pattern syncs nothing.
+#[test]
+fn catalog_sources_from_the_configuration() {
+    let (_dir, p) = common::init_project();
+    std::fs::write(p.join("a.csv"), "title\nx\n").unwrap();
+    for table in ["recipes.items", "scratch.tmp_items"] {
+        let o = kondate(&p, &["warehouse", "load", table, "a.csv"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let config = p.join("kondate.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[catalog.sources.warehouse]\nignore = ['^scratch\\.']\n\
+             [catalog.sources.state]\nurl_env = 'STATE_COPY_URL'\ninclude = '^main\\.kondate_catalog_'\n"
+        ),
+    )
+    .unwrap();
+    let with_url = |args: &[&str], url: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kondate"));
+        c.args(args)
+            .current_dir(&p)
+            .env_remove("KONDATE_PROJECT")
+            .env("CI", "true");
+        match url {
+            Some(u) => c.env("STATE_COPY_URL", u),
+            None => c.env_remove("STATE_COPY_URL"),
+        };
+        c.output().unwrap()
+    };
+
+    // The variable is not set: that source fails, recorded; the others sync.
+    let o = with_url(&["catalog", "sync", "--format", "json"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["syncs"].as_array().unwrap().len(), 2);
+    assert!(
+        out["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("STATE_COPY_URL"),
+        "{out}"
+    );
+    let syncs = json(&kondate(
+        &p,
+        &["catalog", "syncs", "state", "--format", "json"],
+    ));
+    assert_eq!(syncs[0]["status"], "failed");
+    // ignore left scratch.* out.
+    let o = kondate(&p, &["catalog", "show", "tmp_items"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let url = format!("sqlite://{}/.kondate/state.db", p.display());
+    let o = with_url(
+        &["catalog", "sync", "state", "--format", "json"],
+        Some(&url),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = json(&kondate(
+        &p,
+        &[
+            "catalog",
+            "show",
+            "state.main.kondate_catalog_objects",
+            "--format",
+            "json",
+        ],
+    ));
+    assert!(page["columns"].as_array().unwrap().len() > 5);
+    // include kept the state database's other tables out.
+    let o = kondate(&p, &["catalog", "show", "state.main.kondate_queries"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // A bad pattern: refused before anything is synced.
+    let before = json(&kondate(&p, &["catalog", "syncs", "--format", "json"]));
+    std::fs::write(
+        &config,
+        format!("{base}\n[catalog.sources.service]\nignore = ['(unclosed']\n"),
+    )
+    .unwrap();
+    let o = kondate(&p, &["catalog", "sync"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("catalog.sources.service") && err.contains("(unclosed"),
+        "{err}"
+    );
+    let after = json(&kondate(&p, &["catalog", "syncs", "--format", "json"]));
+    assert_eq!(before, after);
+}
