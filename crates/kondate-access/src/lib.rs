@@ -131,6 +131,15 @@ impl Principal {
 
     /// How it is written in records and histories: `token:trainer`, `user:ml@example.com`,
     /// `cli:alice`, `anonymous`.
+    /// Who this is as a person, for what is kept per person (catalog favourites): a token's
+    /// owner (`user:EMAIL`), else the principal itself.
+    pub fn person(&self) -> String {
+        match (&self.kind, &self.owner) {
+            (PrincipalKind::Token, Some(owner)) => format!("user:{owner}"),
+            _ => self.actor(),
+        }
+    }
+
     pub fn actor(&self) -> String {
         match self.kind {
             PrincipalKind::User => format!("user:{}", self.name),

@@ -8,6 +8,7 @@
 //! revisions), search, lineage, the CLI and the API build on it.
 
 pub mod docs;
+pub mod favourites;
 pub mod import;
 pub mod render;
 pub mod search;

@@ -226,6 +226,30 @@ fn read_object(row: &kondate_db::AnyRow) -> Result<(Key, Stored), CatalogError> 
     ))
 }
 
+/// Rows a multi-row INSERT carries: 500 rows of up to 15 values stay far under every
+/// dialect's limit of bound values (SQLite 32,766; PostgreSQL and MySQL 65,535), and a
+/// first sync of 150,000 columns is 300 statements, not 150,000.
+const ROWS_PER_INSERT: usize = 500;
+
+/// `head` (`INSERT INTO t (…) VALUES `) once per [`ROWS_PER_INSERT`] of `rows`, each row's
+/// values bound as parameters.
+async fn insert_rows(
+    tx: &mut kondate_db::Tx,
+    head: &str,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), CatalogError> {
+    let Some(width) = rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    let one = format!("({})", vec!["?"; width].join(", "));
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!("{head}{}", vec![one.as_str(); chunk.len()].join(", "));
+        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
 fn opt_text(v: &Option<String>) -> Value {
     v.clone()
         .map_or(Value::NullOf(kondate_db::ColumnType::Text), Value::Text)
@@ -312,6 +336,7 @@ impl Catalog {
             stored.insert(key, s);
         }
         let mut changes: Vec<(Key, &'static str, Option<String>, Option<String>)> = Vec::new();
+        let mut new_rows: Vec<Vec<Value>> = Vec::new();
         for (key, attrs) in &seen {
             let mut params = attr_params(attrs);
             match stored.get(key) {
@@ -323,22 +348,21 @@ impl Catalog {
                         Value::Text(key.2.clone()),
                     ];
                     p.append(&mut params);
-                    p.extend([Value::Int(sync_id), Value::Int(sync_id)]);
-                    tx.execute(
-                        "INSERT INTO kondate_catalog_objects (source, schema_name, table_name, \
-                         column_name, kind, data_type, nullable, default_value, position, \
-                         db_comment, row_count, definition, linked, first_sync, last_sync) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                        &p,
-                    )
-                    .await?;
+                    p.extend([Value::Int(1), Value::Int(sync_id), Value::Int(sync_id)]);
+                    new_rows.push(p);
                     changes.push((key.clone(), "appeared", None, attrs.data_type.clone()));
                 }
                 Some(old) => {
+                    // Unchanged (row count and position too): only its last_sync moves,
+                    // with every other's, below.
+                    if old.linked && old.attrs == *attrs {
+                        continue;
+                    }
+                    let differs = differences(&old.attrs, attrs);
                     if !old.linked {
                         changes.push((key.clone(), "relinked", None, None));
                     }
-                    for (what, before, after) in differences(&old.attrs, attrs) {
+                    for (what, before, after) in differs {
                         changes.push((key.clone(), what, before, after));
                     }
                     params.extend([
@@ -359,6 +383,14 @@ impl Catalog {
                 }
             }
         }
+        insert_rows(
+            &mut tx,
+            "INSERT INTO kondate_catalog_objects (source, schema_name, table_name, column_name, \
+             kind, data_type, nullable, default_value, position, db_comment, row_count, \
+             definition, linked, first_sync, last_sync) VALUES ",
+            new_rows,
+        )
+        .await?;
         for (key, old) in &stored {
             if old.linked && !seen.contains_key(key) {
                 tx.execute(
@@ -375,6 +407,12 @@ impl Catalog {
                 changes.push((key.clone(), "unlinked", old.attrs.data_type.clone(), None));
             }
         }
+        // Everything still there was seen by this sync.
+        tx.execute(
+            "UPDATE kondate_catalog_objects SET last_sync = ? WHERE source = ? AND linked = 1",
+            &[Value::Int(sync_id), Value::Text(source.into())],
+        )
+        .await?;
         if !changes.is_empty() {
             let mut ids: BTreeMap<Key, i64> = BTreeMap::new();
             for row in tx
@@ -391,21 +429,26 @@ impl Catalog {
                     opt_i64_at(&row, 3)?.unwrap_or(0),
                 );
             }
-            for (key, what, before, after) in &changes {
-                tx.execute(
-                    "INSERT INTO kondate_catalog_changes (sync_id, object_id, what, \
-                     before_value, after_value, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    &[
+            let rows = changes
+                .iter()
+                .map(|(key, what, before, after)| {
+                    vec![
                         Value::Int(sync_id),
                         Value::Int(ids.get(key).copied().unwrap_or(0)),
                         Value::Text((*what).into()),
                         opt_text(before),
                         opt_text(after),
                         Value::Int(now),
-                    ],
-                )
-                .await?;
-            }
+                    ]
+                })
+                .collect();
+            insert_rows(
+                &mut tx,
+                "INSERT INTO kondate_catalog_changes (sync_id, object_id, what, before_value, \
+                 after_value, created_at) VALUES ",
+                rows,
+            )
+            .await?;
         }
         tx.commit().await?;
         tracing::info!(

@@ -390,3 +390,42 @@ pub async fn history(State(state): State<AppState>, uri: Uri) -> Result<Json<Val
         "schema": to_json(&schema)?,
     })))
 }
+
+const FAVOURITES: &str = "/v1/catalog/favourites/";
+
+/// `GET /v1/catalog/favourites`: the caller's favourites (a token's are its owner's), most
+/// recently marked first.
+pub async fn favourites(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let list = state.catalog.favourites(&caller.person()).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|t| json!({"name": t.to_string(), "key": t.key(), "url": object_url(t)}))
+        .collect();
+    Ok(Json(json!({ "favourites": items })))
+}
+
+/// `PUT /v1/catalog/favourites/{key}` (mark) and `DELETE` (unmark): `{name, favourite,
+/// changed}`.
+pub async fn set_favourite(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    uri: Uri,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let target = target_in(&uri, FAVOURITES)?;
+    let keyword_unknown =
+        matches!(target, Target::Keyword { .. }) && state.catalog.doc(&target).await?.version == 0;
+    if keyword_unknown || !exists(&state, &target).await? {
+        return Err(CatalogError::NotFound(target.to_string()).into());
+    }
+    let on = method == axum::http::Method::PUT;
+    let changed = state
+        .catalog
+        .set_favourite(&caller.person(), &target, on)
+        .await?;
+    let body = json!({"name": target.to_string(), "favourite": on, "changed": changed});
+    Ok(audited(Json(body.clone()).into_response(), body))
+}

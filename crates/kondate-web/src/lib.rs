@@ -362,6 +362,27 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             Some("catalog.describe"),
             put(catalog::describe),
         )
+        .add(
+            "get",
+            "/v1/catalog/favourites",
+            Any(Query),
+            None,
+            get(catalog::favourites),
+        )
+        .add(
+            "put",
+            "/v1/catalog/favourites/{*key}",
+            Any(Query),
+            Some("catalog.favourite.add"),
+            put(catalog::set_favourite),
+        )
+        .add(
+            "delete",
+            "/v1/catalog/favourites/{*key}",
+            Any(Query),
+            Some("catalog.favourite.remove"),
+            delete(catalog::set_favourite),
+        )
         .add("get", "/v1/audit", Every(Admin), None, get(audit::list))
         .add(
             "get",

@@ -377,6 +377,24 @@ fn written_paths() -> serde_json::Map<String, Value> {
                     "400": error_response("a bad body, or a description too large"),
                     "404": error_response("no such object"),
                     "409": error_response("`stale`: someone edited it since `base_version`; the answer has `current_version`, `edited_by` and `diff` (now → your edit), and nothing changed")}}}));
+    paths.insert("/v1/catalog/favourites".into(), json!({"get": {
+                "summary": "The caller's favourite objects (a token's are its owner's), most recently marked first",
+                "responses": {
+                    "200": {"description": "`{favourites: [{name, key, url}]}`", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/catalog/favourites/{key}".into(), json!({
+        "put": {
+                "summary": "Mark the object a favourite of the caller (a token's owner)",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "`{name, favourite: true, changed}`", "content": {"application/json": {}}},
+                    "400": error_response("an anonymous caller (favourites are per person)"),
+                    "404": error_response("no such object")}},
+        "delete": {
+                "summary": "No longer a favourite of the caller",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "`{name, favourite: false, changed}`", "content": {"application/json": {}}},
+                    "404": error_response("no such object")}}}));
     paths.insert("/v1/processes".into(), json!({"get": {
                 "summary": "The kondate processes sharing the state database, newest first: live, stopped (deregistered) and lost (silent past state.lost_after), each with the queries it owns",
                 "parameters": [

@@ -187,6 +187,44 @@ async fn catalog_pages_descriptions_history_and_search_over_http() {
     .await;
     assert_eq!(status, 200, "{e}");
 
+    // Favourites: per person, a token's being its owner's.
+    let fav = format!("{}/v1/catalog/favourites/table/warehouse/t/items", s.url);
+    let r = s
+        .http
+        .put(&fav)
+        .basic_auth(&editor.0, Some(&editor.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["changed"], true);
+    let r = s
+        .http
+        .put(format!(
+            "{}/v1/catalog/favourites/table/warehouse/t/nope",
+            s.url
+        ))
+        .basic_auth(&editor.0, Some(&editor.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The test token has the same owner: it sees the same favourites.
+    let (status, f) = get("/v1/catalog/favourites".into()).await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["favourites"][0]["url"], url);
+    let r = s
+        .http
+        .delete(&fav)
+        .basic_auth(&s.token, Some(&s.secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, f) = get("/v1/catalog/favourites".into()).await;
+    assert_eq!(f["favourites"].as_array().unwrap().len(), 0);
+
     // Every edit and refusal is in the audit trail.
     let trail = s
         .access

@@ -124,6 +124,23 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Mark a table (or any object) a favourite of yours, or with --remove no longer.
+    #[command(
+        after_help = "Examples:\n  kondate catalog favourite recipe_categories\n  kondate catalog favourite warehouse.results.recipe_categories --remove\n\nFavourites are kept per person: a token's favourites are its owner's."
+    )]
+    Favourite {
+        name: String,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Your favourites, most recently marked first.
+    #[command(
+        after_help = "Examples:\n  kondate catalog favourites\n  kondate catalog favourites --format json"
+    )]
+    Favourites {
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// The syncs recorded, newest first, with their errors.
     #[command(
         after_help = "Examples:\n  kondate catalog syncs\n  kondate catalog syncs warehouse --format json"
@@ -149,7 +166,11 @@ impl CatalogCmd {
             } if file.is_some() || text.is_some() => {
                 CliNeed::change_resolved(CatalogEdit, name, "catalog.describe")
             }
+            CatalogCmd::Favourite { name, .. } => {
+                CliNeed::change_every(Query, Some(name), "catalog.favourite")
+            }
             CatalogCmd::Show { .. }
+            | CatalogCmd::Favourites { .. }
             | CatalogCmd::Syncs { .. }
             | CatalogCmd::Describe { .. }
             | CatalogCmd::History { .. }
@@ -536,6 +557,43 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                             "… {} more: narrow it with more words, --kind or --source, or raise --limit",
                             results.total - results.hits.len()
                         );
+                    }
+                }
+            }
+        }
+        CatalogCmd::Favourite { name, remove } => {
+            let target = catalog.resolve(&name).await.map_err(catalog_failure)?;
+            let person = crate::cli_access::principal_now().person();
+            let changed = catalog
+                .set_favourite(&person, &target, !remove)
+                .await
+                .map_err(catalog_failure)?;
+            match (remove, changed) {
+                (false, true) => println!("{target} is now a favourite of {person}"),
+                (false, false) => println!("{target} was already a favourite of {person}"),
+                (true, true) => println!("{target} is no longer a favourite of {person}"),
+                (true, false) => println!("{target} was not a favourite of {person}"),
+            }
+        }
+        CatalogCmd::Favourites { format } => {
+            let person = crate::cli_access::principal_now().person();
+            let list = catalog.favourites(&person).await.map_err(catalog_failure)?;
+            match format {
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &list
+                            .iter()
+                            .map(|t| serde_json::json!({"name": t.to_string(), "key": t.key(), "target": t}))
+                            .collect::<Vec<_>>()
+                    )?
+                ),
+                ListFormat::Text if list.is_empty() => println!(
+                    "{person} has no favourites: `kondate catalog favourite NAME` marks one"
+                ),
+                ListFormat::Text => {
+                    for t in &list {
+                        println!("{t}");
                     }
                 }
             }

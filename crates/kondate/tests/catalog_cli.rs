@@ -233,6 +233,16 @@ fn catalog_describe_history_search_and_docs_files() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing found"));
 
+    // Favourites.
+    let o = kondate(&p, &["catalog", "favourite", "items"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let favs = json(&kondate(&p, &["catalog", "favourites", "--format", "json"]));
+    assert_eq!(favs[0]["name"], "warehouse.recipes.items");
+    let o = kondate(&p, &["catalog", "favourite", "items", "--remove"]);
+    assert!(o.status.success());
+    let favs = json(&kondate(&p, &["catalog", "favourites", "--format", "json"]));
+    assert_eq!(favs.as_array().unwrap().len(), 0);
+
     // Bad input: a file that is not there, an unknown kind.
     let o = kondate(
         &p,
