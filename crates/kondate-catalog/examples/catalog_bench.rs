@@ -68,6 +68,14 @@ async fn main() {
 
     let catalog = Catalog::new(state.clone());
     let filter = Filter::new("pg", Some(&format!("^{schema}\\.")), &[]).unwrap();
+    // The floor under a sync: reading the source's catalog alone.
+    let t = Instant::now();
+    let imported = import_database("pg", &source, &filter).await.unwrap();
+    println!(
+        "import alone (reading pg_catalog): {:.2}s, {} tables",
+        t.elapsed().as_secs_f64(),
+        imported.len()
+    );
     let t = Instant::now();
     let report = catalog
         .sync("pg", import_database("pg", &source, &filter))
@@ -153,6 +161,37 @@ async fn main() {
     }
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    // The peer: the same words as `LIKE '%word%'` over the catalog's table in PostgreSQL
+    // (names and comments only, no descriptions, no ranking).
+    let mut like = Vec::new();
+    for _ in 0..5 {
+        for w in words {
+            let t = Instant::now();
+            let mut sql = String::from(
+                "SELECT schema_name, table_name, column_name FROM kondate_catalog_objects WHERE linked = 1",
+            );
+            let mut params = Vec::new();
+            for word in w.split_whitespace() {
+                sql.push_str(
+                    " AND (lower(table_name || '.' || column_name) LIKE ? OR lower(coalesce(db_comment, '')) LIKE ?)",
+                );
+                let p = kondate_db::Value::Text(format!("%{}%", word.to_lowercase()));
+                params.push(p.clone());
+                params.push(p);
+            }
+            sql.push_str(" LIMIT 30");
+            state.fetch_all(&sql, &params).await.unwrap();
+            like.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    like.sort_by(f64::total_cmp);
+    let lpct = |p: f64| like[((like.len() as f64 * p) as usize).min(like.len() - 1)];
+    println!(
+        "peer, LIKE '%word%' in PostgreSQL: {} searches p50 {:.1} ms, p99 {:.1} ms",
+        like.len(),
+        lpct(0.50),
+        lpct(0.99)
+    );
     println!(
         "search: index built in {build:.2}s; {} searches p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         times.len(),

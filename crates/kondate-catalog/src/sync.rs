@@ -283,6 +283,34 @@ impl Catalog {
     where
         F: Future<Output = Result<Vec<ImportedTable>, CatalogError>>,
     {
+        self.sync_scoped(source, None, import).await
+    }
+
+    /// Sync only the tables `only` names (schema, table; an empty schema: that table in
+    /// any schema) of `source`: what kondate does right after it writes a table. A table of
+    /// them that is gone is unlinked; nothing else of the source is touched.
+    pub async fn sync_tables<F>(
+        &self,
+        source: &str,
+        only: &[(String, String)],
+        import: F,
+    ) -> Result<SyncReport, CatalogError>
+    where
+        F: Future<Output = Result<Vec<ImportedTable>, CatalogError>>,
+    {
+        let only: std::collections::BTreeSet<(String, String)> = only.iter().cloned().collect();
+        self.sync_scoped(source, Some(&only), import).await
+    }
+
+    async fn sync_scoped<F>(
+        &self,
+        source: &str,
+        only: Option<&std::collections::BTreeSet<(String, String)>>,
+        import: F,
+    ) -> Result<SyncReport, CatalogError>
+    where
+        F: Future<Output = Result<Vec<ImportedTable>, CatalogError>>,
+    {
         let sync_id = self
             .db
             .insert_returning_id(
@@ -291,7 +319,15 @@ impl Catalog {
             )
             .await?;
         let result = match import.await {
-            Ok(tables) => self.apply(sync_id, source, &tables).await,
+            Ok(mut tables) => {
+                if let Some(only) = only {
+                    tables.retain(|t| {
+                        only.iter()
+                            .any(|(s, n)| (s.is_empty() || *s == t.schema) && *n == t.name)
+                    });
+                }
+                self.apply(sync_id, source, &tables, only).await
+            }
             Err(e) => Err(e),
         };
         let (status, error, tables, changes) = match &result {
@@ -320,7 +356,16 @@ impl Catalog {
         sync_id: i64,
         source: &str,
         tables: &[ImportedTable],
+        only: Option<&std::collections::BTreeSet<(String, String)>>,
     ) -> Result<SyncReport, CatalogError> {
+        // In a scoped sync: the objects of the tables named, and their schemas (never
+        // unlinked by it: they hold other tables).
+        let in_scope = |k: &Key| match only {
+            None => true,
+            Some(only) => only
+                .iter()
+                .any(|(s, t)| (s.is_empty() || *s == k.0) && (k.1.is_empty() || *t == k.1)),
+        };
         let now = now_ms();
         let seen = flatten(tables);
         let mut tx = self.db.begin().await?;
@@ -333,7 +378,9 @@ impl Catalog {
             .await?
         {
             let (key, s) = read_object(&row)?;
-            stored.insert(key, s);
+            if in_scope(&key) {
+                stored.insert(key, s);
+            }
         }
         let mut changes: Vec<(Key, &'static str, Option<String>, Option<String>)> = Vec::new();
         let mut new_rows: Vec<Vec<Value>> = Vec::new();
@@ -392,7 +439,8 @@ impl Catalog {
         )
         .await?;
         for (key, old) in &stored {
-            if old.linked && !seen.contains_key(key) {
+            let schema_row = key.1.is_empty();
+            if old.linked && !seen.contains_key(key) && !(only.is_some() && schema_row) {
                 tx.execute(
                     "UPDATE kondate_catalog_objects SET linked = 0 \
                      WHERE source = ? AND schema_name = ? AND table_name = ? AND column_name = ?",
@@ -407,12 +455,14 @@ impl Catalog {
                 changes.push((key.clone(), "unlinked", old.attrs.data_type.clone(), None));
             }
         }
-        // Everything still there was seen by this sync.
-        tx.execute(
-            "UPDATE kondate_catalog_objects SET last_sync = ? WHERE source = ? AND linked = 1",
-            &[Value::Int(sync_id), Value::Text(source.into())],
-        )
-        .await?;
+        // Everything still there was seen by this sync (by a scoped one, only what it read).
+        if only.is_none() {
+            tx.execute(
+                "UPDATE kondate_catalog_objects SET last_sync = ? WHERE source = ? AND linked = 1",
+                &[Value::Int(sync_id), Value::Text(source.into())],
+            )
+            .await?;
+        }
         if !changes.is_empty() {
             let mut ids: BTreeMap<Key, i64> = BTreeMap::new();
             for row in tx

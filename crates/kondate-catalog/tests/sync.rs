@@ -410,3 +410,40 @@ async fn postgres_sync_is_not_failed_by_ddl_elsewhere() {
     let t = catalog.table("t").await.unwrap();
     assert_eq!(t.columns[1].default.as_deref(), Some("'a'::text"));
 }
+
+/// A sync of named tables (what kondate does right after writing one) sees their changes,
+/// unlinks one of them that is gone, and leaves the rest of the source as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_sync_touches_only_the_tables_named() {
+    let (catalog, db, filter, _dir) = setup(None, "scoped").await;
+    exec(&db, "CREATE TABLE a (id INTEGER, x TEXT)").await;
+    exec(&db, "CREATE TABLE b (id INTEGER)").await;
+    sync(&catalog, &db, &filter).await;
+    exec(&db, "ALTER TABLE a ADD COLUMN y REAL").await;
+    exec(&db, "DROP TABLE b").await;
+    exec(&db, "CREATE TABLE c (id INTEGER)").await;
+    let only = |t: &str| vec![("main".to_string(), t.to_string())];
+
+    let r = catalog
+        .sync_tables("src", &only("a"), import_database("src", &db, &filter))
+        .await
+        .unwrap();
+    assert_eq!(r.tables, 1);
+    assert!(has(&r, "a.y", "appeared"), "{:?}", r.changes);
+    assert_eq!(r.changes.len(), 1, "{:?}", r.changes);
+    assert!(
+        catalog.table("b").await.unwrap().linked,
+        "b is not in scope"
+    );
+    assert!(catalog.table("c").await.is_err(), "c is not in scope");
+
+    let r = catalog
+        .sync_tables("src", &only("b"), import_database("src", &db, &filter))
+        .await
+        .unwrap();
+    assert!(has(&r, "main.b", "unlinked"), "{:?}", r.changes);
+    assert!(!catalog.table("b").await.unwrap().linked);
+    assert!(catalog.table("a").await.unwrap().linked);
+    let schema = catalog.resolve("schema:src.main").await;
+    assert!(schema.is_ok(), "the schema stays: {schema:?}");
+}

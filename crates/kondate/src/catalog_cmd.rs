@@ -203,6 +203,7 @@ async fn sync_one(
     catalog: &Catalog,
     source: &str,
     filter: &Filter,
+    only: Option<&[(String, String)]>,
 ) -> Result<SyncReport, CatalogError> {
     let config = &services.project.config;
     // A database read by URL: an extra source, or a PostgreSQL warehouse (read from its
@@ -225,47 +226,90 @@ async fn sync_one(
     match (source, url) {
         (_, Some(Ok(url))) => match Database::connect(&url).await {
             Ok(db) => {
-                let report = catalog
-                    .sync(source, import_database(source, &db, filter))
-                    .await;
+                let report =
+                    run_sync(catalog, source, only, import_database(source, &db, filter)).await;
                 db.close().await;
                 report
             }
             Err(e) => {
-                catalog
-                    .sync(source, async { Err(unreachable(source, Failure::from(e))) })
-                    .await
+                run_sync(catalog, source, only, async {
+                    Err(unreachable(source, Failure::from(e)))
+                })
+                .await
             }
         },
         (_, Some(Err(f))) => {
-            catalog
-                .sync(source, async { Err(unreachable(source, f)) })
-                .await
+            run_sync(catalog, source, only, async { Err(unreachable(source, f)) }).await
         }
         ("service", None) => match services.service_db().await {
-            Ok(db) => {
-                catalog
-                    .sync(source, import_database(source, db, filter))
-                    .await
-            }
-            Err(f) => {
-                catalog
-                    .sync(source, async { Err(unreachable(source, f)) })
-                    .await
-            }
+            Ok(db) => run_sync(catalog, source, only, import_database(source, db, filter)).await,
+            Err(f) => run_sync(catalog, source, only, async { Err(unreachable(source, f)) }).await,
         },
         (_, None) => match services.warehouse().await {
             Ok(wh) => {
-                catalog
-                    .sync(source, import_warehouse(source, wh.as_ref(), filter))
-                    .await
+                run_sync(
+                    catalog,
+                    source,
+                    only,
+                    import_warehouse(source, wh.as_ref(), filter),
+                )
+                .await
             }
-            Err(f) => {
-                catalog
-                    .sync(source, async { Err(unreachable(source, f)) })
-                    .await
-            }
+            Err(f) => run_sync(catalog, source, only, async { Err(unreachable(source, f)) }).await,
         },
+    }
+}
+
+/// A whole sync of `source`, or of the tables `only` names.
+async fn run_sync<F>(
+    catalog: &Catalog,
+    source: &str,
+    only: Option<&[(String, String)]>,
+    import: F,
+) -> Result<SyncReport, CatalogError>
+where
+    F: std::future::Future<Output = Result<Vec<kondate_catalog::ImportedTable>, CatalogError>>,
+{
+    match only {
+        Some(only) => catalog.sync_tables(source, only, import).await,
+        None => catalog.sync(source, import).await,
+    }
+}
+
+/// After kondate wrote `table` (`TABLE` in any schema, or `SCHEMA.TABLE`) of `source`:
+/// when the catalog is in use for that source (it has synced it before), sync that table
+/// alone so that its page is current. Never fails the write: a failure is a warning.
+pub async fn after_write(services: &Services, source: &str, table: &str) {
+    let result: Result<Option<SyncReport>, String> = async {
+        let catalog = Catalog::new(services.state_db().await.map_err(|f| f.message)?.clone());
+        if catalog
+            .syncs(Some(source))
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        let (schema, name) = table.split_once('.').unwrap_or(("", table));
+        let only = [(schema.to_string(), name.to_string())];
+        let filter = filter_of(&services.project.config, source).map_err(|e| e.to_string())?;
+        sync_one(services, &catalog, source, &filter, Some(&only))
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(Some(r)) => tracing::debug!(
+            source,
+            table,
+            changes = r.changes.len(),
+            "catalog updated after a write"
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!(
+            "warning: the catalog could not be updated for {source} {table} ({e}); the next `kondate catalog sync` will"
+        ),
     }
 }
 
@@ -294,7 +338,7 @@ pub async fn sync_sources(
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for (s, filter) in sources.iter().zip(&filters) {
-        match sync_one(services, catalog, s, filter).await {
+        match sync_one(services, catalog, s, filter, None).await {
             Ok(r) => reports.push(r),
             Err(e) => failures.push(e.to_string()),
         }

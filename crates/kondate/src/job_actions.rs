@@ -112,6 +112,7 @@ impl JobActions {
             .sync(&set, &grid, &opts)
             .await
             .map_err(|e| e.to_string())?;
+        crate::catalog_cmd::after_write(s, "service", &set.table).await;
         note(
             log,
             &format!(
@@ -145,6 +146,7 @@ impl JobActions {
             )
             .await
             .map_err(|e| e.to_string())?;
+        crate::catalog_cmd::after_write(s, "warehouse", &decl.warehouse_table).await;
         note(
             log,
             &format!(

@@ -173,6 +173,9 @@ pub async fn run(services: &Services, cmd: LabelsCmd) -> CmdResult {
             let report = labels.sync(&set, &grid, &opts).await;
             spinner.finish_and_clear();
             let report = report.map_err(|e| crate::output::while_others(failure(e), &others))?;
+            if !dry_run {
+                crate::catalog_cmd::after_write(services, "service", &set.table).await;
+            }
             print_report(&report, format, 50)?;
         }
         LabelsCmd::History { name, format } => {

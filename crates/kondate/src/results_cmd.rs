@@ -172,6 +172,7 @@ pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
                 .write_files(&decl, &files, &meta, opts)
                 .await
                 .map_err(|e| crate::output::while_others(failure(e), &others))?;
+            crate::catalog_cmd::after_write(services, "service", &decl.table).await;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -211,6 +212,7 @@ pub async fn run(services: &Services, cmd: ResultsCmd) -> CmdResult {
                 .export(&decl, &sink, opts, &tmp)
                 .await
                 .map_err(|e| crate::output::while_others(failure(e), &others))?;
+            crate::catalog_cmd::after_write(services, "warehouse", &decl.warehouse_table).await;
             if format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -419,3 +419,71 @@ fn catalog_sources_from_the_configuration() {
     let after = json(&kondate(&p, &["catalog", "syncs", "--format", "json"]));
     assert_eq!(before, after);
 }
+
+/// Where the catalog is in use, a table kondate writes is in it at once: a result table
+/// written and exported appears in the service database's and the warehouse's pages
+/// without a sync; the rest of the source is left as it was.
+#[test]
+fn tables_kondate_writes_are_in_the_catalog_at_once() {
+    let (_dir, p) = common::init_project();
+    std::fs::write(
+        p.join("results/scores.toml"),
+        "key = [\"id\"]\nwarehouse_table = \"results.scores\"\n[columns]\nid = { type = \"integer\" }\nscore = { type = \"float\" }\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("a.csv"), "id,score\n1,0.5\n").unwrap();
+    // Not in use yet: a write records no sync.
+    let o = kondate(&p, &["results", "write", "scores", "a.csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let syncs = json(&kondate(&p, &["catalog", "syncs", "--format", "json"]));
+    assert_eq!(syncs.as_array().unwrap().len(), 0);
+
+    assert!(kondate(&p, &["catalog", "sync"]).status.success());
+    // The declaration gains a column; the write adds it; the page shows it at once.
+    std::fs::write(
+        p.join("results/scores.toml"),
+        "key = [\"id\"]\nwarehouse_table = \"results.scores\"\n[columns]\nid = { type = \"integer\" }\nscore = { type = \"float\" }\nnote = { type = \"string\" }\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("b.csv"), "id,score,note\n2,0.7,ok\n").unwrap();
+    let o = kondate(&p, &["results", "write", "scores", "b.csv", "--migrate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = json(&kondate(
+        &p,
+        &["catalog", "show", "service.main.scores", "--format", "json"],
+    ));
+    assert!(
+        page["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "note" && c["linked"] == true),
+        "{page}"
+    );
+    let o = kondate(&p, &["results", "export", "scores"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = json(&kondate(
+        &p,
+        &[
+            "catalog",
+            "show",
+            "warehouse.results.scores",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(page["row_count"], 2, "{page}");
+    let syncs = json(&kondate(&p, &["catalog", "syncs", "--format", "json"]));
+    assert!(
+        syncs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "ok"),
+        "{syncs}"
+    );
+    assert_eq!(
+        syncs[0]["tables"], 1,
+        "the export's sync read one table: {syncs}"
+    );
+}
