@@ -10,6 +10,7 @@
 pub mod docs;
 pub mod favourites;
 pub mod import;
+pub mod lineage;
 pub mod render;
 pub mod search;
 pub mod sync;
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use docs::{Described, Doc, DocFilesReport, Revision, Target};
 pub use import::{Filter, import_database, import_warehouse};
+pub use lineage::Lineage;
 pub use render::render_markdown;
 pub use search::{SearchCache, SearchHit, SearchIndex, SearchQuery, SearchResults};
 pub use sync::{Catalog, Change, Child, ColumnPage, SyncRecord, SyncReport, TablePage};

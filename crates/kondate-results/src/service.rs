@@ -17,6 +17,17 @@ use crate::table::RowBatches;
 pub const BATCH_ROWS: usize = 10_000;
 use crate::{ResultTable, ResultsError, WriteMeta, WriteOptions, WriteReport};
 
+/// One write of a result table, as its log keeps it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WriteRecord {
+    pub written_at_ms: i64,
+    pub model_name: Option<String>,
+    pub model_version: Option<i64>,
+    pub run_id: Option<String>,
+    pub rows: i64,
+    pub pruned: i64,
+}
+
 /// The result tables declared in a project (`results/NAME.toml`) and written to its service
 /// database.
 #[derive(Debug, Clone)]
@@ -44,6 +55,38 @@ impl Results {
     /// Every declaration, by name.
     pub fn declarations(&self) -> Result<Vec<ResultTable>, ResultsError> {
         ResultTable::load_all(&self.root)
+    }
+
+    /// The last `limit` writes of `name`, newest first (none before its first write).
+    pub async fn writes(&self, name: &str, limit: usize) -> Result<Vec<WriteRecord>, ResultsError> {
+        if !self.db.table_exists(crate::table::WRITES).await? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT written_at, model_name, model_version, run_id, rows_written, \
+                     rows_pruned FROM {} WHERE name = ? ORDER BY written_at DESC LIMIT {}",
+                    crate::table::WRITES,
+                    limit.clamp(1, 1000)
+                ),
+                &[kondate_db::Value::Text(name.into())],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WriteRecord {
+                    written_at_ms: kondate_db::opt_i64_at(r, 0)?.unwrap_or(0),
+                    model_name: kondate_db::opt_string_at(r, 1)?,
+                    model_version: kondate_db::opt_i64_at(r, 2)?,
+                    run_id: kondate_db::opt_string_at(r, 3)?,
+                    rows: kondate_db::opt_i64_at(r, 4)?.unwrap_or(0),
+                    pruned: kondate_db::opt_i64_at(r, 5)?.unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, kondate_db::DbError>>()
+            .map_err(Into::into)
     }
 
     /// The declaration of `name`.

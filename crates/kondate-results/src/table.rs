@@ -29,6 +29,9 @@ pub(crate) const META: &str = "kondate_result_tables";
 /// `prunes` counts the writes that removed rows, which an incremental copy cannot see.
 pub(crate) const EXPORTS: &str = "kondate_result_exports";
 
+/// The log of writes: one row a write (name, time, model, run, rows).
+pub(crate) const WRITES: &str = "kondate_result_writes";
+
 /// Which model and run produced the rows of a write.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WriteMeta {
@@ -173,11 +176,50 @@ pub(crate) async fn ensure_meta(db: &Database) -> Result<(), DbError> {
             db.table_options()
         ),
     )
+    .await?;
+    db.create_table_if_missing(
+        WRITES,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {WRITES} (name VARCHAR(64) NOT NULL, \
+             written_at BIGINT NOT NULL, model_name VARCHAR(255) NULL, model_version BIGINT NULL, \
+             run_id VARCHAR(255) NULL, rows_written BIGINT NOT NULL, rows_pruned BIGINT NOT NULL){}",
+            db.table_options()
+        ),
+    )
     .await
 }
 
-/// Count a write that removed rows, for the next export (in the write's transaction).
-async fn count_prune(x: &mut impl Session, decl: &ResultTable, pruned: u64) -> Result<(), DbError> {
+/// Record a write in the log (what the catalog shows: when, from which model version and
+/// run, how many rows) and count one that removed rows for the next export — in the
+/// write's transaction.
+async fn record_write(
+    x: &mut impl Session,
+    decl: &ResultTable,
+    (written, pruned): (u64, u64),
+    meta: &WriteMeta,
+    now_ms: i64,
+) -> Result<(), DbError> {
+    x.execute(
+        &format!(
+            "INSERT INTO {WRITES} (name, written_at, model_name, model_version, run_id, \
+             rows_written, rows_pruned) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ),
+        &[
+            Value::from(decl.name.as_str()),
+            Value::Int(now_ms),
+            meta.model_name
+                .clone()
+                .map_or(Value::NullOf(ColumnType::Text), Value::Text),
+            meta.model_version
+                .map_or(Value::NullOf(ColumnType::Integer), Value::Int),
+            meta.run_id
+                .clone()
+                .map_or(Value::NullOf(ColumnType::Text), Value::Text),
+            Value::Int(written as i64),
+            Value::Int(pruned as i64),
+        ],
+    )
+    .await?;
     if pruned > 0 {
         x.execute(
             &format!("UPDATE {EXPORTS} SET prunes = prunes + 1 WHERE name = ?"),
@@ -658,7 +700,7 @@ pub async fn write(
             let (written, pruned) =
                 build_staging(&mut tx, db, decl, &upsert, &mut rows, meta, opts, now_ms).await?;
             let old = format!("{}__old", decl.table);
-            count_prune(&mut tx, decl, pruned).await?;
+            record_write(&mut tx, decl, (written, pruned), meta, now_ms).await?;
             kondate_core::failpoint("results.before_swap");
             for sql in db.rename_tables(&[(&decl.table, &old), (&staging, &decl.table)])? {
                 tx.execute(&sql, &[]).await?;
@@ -695,7 +737,7 @@ pub async fn write(
                 } else {
                     0
                 };
-                count_prune(&mut tx, decl, pruned).await?;
+                record_write(&mut tx, decl, (written, pruned), meta, now_ms).await?;
                 tx.commit().await?;
                 Ok::<_, ResultsError>((written, pruned))
             }
@@ -833,7 +875,7 @@ async fn swap_locked(
             build_staging(&mut conn, db, decl, upsert, rows, meta, opts, now_ms).await?;
         // Counted before the swap: a crash after it would otherwise leave it uncounted (an
         // extra full export is harmless; a missed one keeps removed rows in the warehouse).
-        count_prune(&mut conn, decl, pruned).await?;
+        record_write(&mut conn, decl, (written, pruned), meta, now_ms).await?;
         kondate_core::failpoint("results.before_swap");
         for sql in db.rename_tables(&[(&decl.table, &old), (&staging, &decl.table)])? {
             conn.execute(&sql, &[]).await?;

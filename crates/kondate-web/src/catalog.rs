@@ -429,3 +429,107 @@ pub async fn set_favourite(
     let body = json!({"name": target.to_string(), "favourite": on, "changed": changed});
     Ok(audited(Json(body.clone()).into_response(), body))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageParams {
+    name: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/catalog/lineage?name=&format=json|svg`: sheet → label table → model version →
+/// result table → warehouse copy, as recorded; all of it, or what is connected to `name`
+/// (a table, or a node id such as `model:NAME@V`). Label sets and models the caller may
+/// not read are left out.
+pub async fn lineage(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<LineageParams>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let svg = match params.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "svg" => true,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "`format` must be json or svg, not `{other}`"
+            )));
+        }
+    };
+    let mut graph = kondate_catalog::lineage::build(
+        &state.project,
+        &state.labels,
+        &state.models,
+        &state.results,
+        50,
+    )
+    .await?;
+    if let Some(name) = &params.name {
+        let id = if graph.nodes.iter().any(|n| &n.id == name) {
+            name.clone()
+        } else {
+            let target = state.catalog.resolve(name).await?;
+            let node = match &target {
+                Target::Table {
+                    source,
+                    schema,
+                    table,
+                } => graph.node_of_table(source, schema, table),
+                _ => None,
+            };
+            node.map(|n| n.id.clone()).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!(
+                        "{target} is not a table kondate writes (a label table, a result table \
+                         or its warehouse copy), so it has no lineage"
+                    ),
+                )
+            })?
+        };
+        graph = graph.around(&id);
+    }
+    // What the caller may not read is not shown, nor the edges to it.
+    graph.nodes.retain(|n| {
+        let (kind, name) = match n.id.split_once(':') {
+            Some(("source" | "labels", set)) => (ScopeKind::LabelsRead, set),
+            Some(("model", m)) => (
+                ScopeKind::ModelsRead,
+                m.rsplit_once('@').map_or(m, |(name, _)| name),
+            ),
+            _ => return true,
+        };
+        caller.allows(kind, Some(name))
+    });
+    let ids: std::collections::BTreeSet<String> =
+        graph.nodes.iter().map(|n| n.id.clone()).collect();
+    graph
+        .edges
+        .retain(|e| ids.contains(&e.from) && ids.contains(&e.to));
+    if svg {
+        return Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "image/svg+xml; charset=utf-8",
+            )],
+            graph.svg(),
+        )
+            .into_response());
+    }
+    let mut body = to_json(&graph)?;
+    // Each table's catalog page, where the catalog has it.
+    if let Some(nodes) = body["nodes"].as_array_mut() {
+        for (v, n) in nodes.iter_mut().zip(&graph.nodes) {
+            if let Some((source, table)) = &n.table {
+                let found = state.catalog.resolve_all(table).await?;
+                if let Some(t) = found
+                    .iter()
+                    .find(|t| matches!(t, Target::Table { source: s, .. } if s == source))
+                {
+                    v["url"] = json!(object_url(t));
+                }
+            }
+        }
+    }
+    Ok(Json(body).into_response())
+}

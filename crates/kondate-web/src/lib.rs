@@ -364,6 +364,13 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
         )
         .add(
             "get",
+            "/v1/catalog/lineage",
+            Any(Query),
+            None,
+            get(catalog::lineage),
+        )
+        .add(
+            "get",
             "/v1/catalog/favourites",
             Any(Query),
             None,

@@ -377,6 +377,16 @@ fn written_paths() -> serde_json::Map<String, Value> {
                     "400": error_response("a bad body, or a description too large"),
                     "404": error_response("no such object"),
                     "409": error_response("`stale`: someone edited it since `base_version`; the answer has `current_version`, `edited_by` and `diff` (now → your edit), and nothing changed")}}}));
+    paths.insert("/v1/catalog/lineage".into(), json!({"get": {
+                "summary": "Where the tables kondate writes come from: sheet → label table → model version → result table → warehouse copy, as recorded (label syncs, models' lineage, the result tables' write log); all of it or what is connected to `name`. Label sets and models the caller may not read (labels:read, models:read) are left out",
+                "parameters": [
+                    {"name": "name", "in": "query", "schema": {"type": "string"}, "description": "a table as people write it, or a node id: `labels:SET`, `model:NAME@V`, `result:NAME`, `warehouse:TABLE`"},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "svg"], "default": "json"}}],
+                "responses": {
+                    "200": {"description": "`{nodes: [{id, kind, label, detail, table, url}], edges: [{from, to, label}]}`, or the graph drawn as SVG", "content": {"application/json": {}, "image/svg+xml": {}}},
+                    "400": error_response("a bad format"),
+                    "404": error_response("no such table, or not one kondate writes"),
+                    "409": error_response("`ambiguous`: a bare name names more than one table")}}}));
     paths.insert("/v1/catalog/favourites".into(), json!({"get": {
                 "summary": "The caller's favourite objects (a token's are its owner's), most recently marked first",
                 "responses": {

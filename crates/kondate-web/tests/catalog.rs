@@ -225,6 +225,25 @@ async fn catalog_pages_descriptions_history_and_search_over_http() {
     let (_, f) = get("/v1/catalog/favourites".into()).await;
     assert_eq!(f["favourites"].as_array().unwrap().len(), 0);
 
+    // Lineage (nothing written here yet): JSON, SVG, a bad format, a table with none.
+    let (status, g) = get("/v1/catalog/lineage".into()).await;
+    assert_eq!(status, 200, "{g}");
+    assert!(g["edges"].as_array().unwrap().is_empty());
+    let r = s
+        .http
+        .get(format!("{}/v1/catalog/lineage?format=svg", s.url))
+        .basic_auth(&s.token, Some(&s.secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml; charset=utf-8");
+    assert!(r.text().await.unwrap().starts_with("<svg"));
+    let (status, _) = get("/v1/catalog/lineage?format=png".into()).await;
+    assert_eq!(status, 400);
+    let (status, e) = get("/v1/catalog/lineage?name=items".into()).await;
+    assert_eq!(status, 404, "{e}");
+
     // Every edit and refusal is in the audit trail.
     let trail = s
         .access

@@ -124,6 +124,19 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Where tables come from: sheet → label table → model version → result table →
+    /// warehouse copy, as recorded; the whole project's, or what is connected to NAME.
+    #[command(
+        after_help = "Examples:\n  kondate catalog lineage\n  kondate catalog lineage recipe_categories --svg lineage.svg\n  kondate catalog lineage model:recipe-category@3 --format json\n\nNAME is a table as `catalog show` takes it, or a node of the graph: labels:SET,\nresult:NAME, model:NAME@VERSION, warehouse:TABLE."
+    )]
+    Lineage {
+        name: Option<String>,
+        /// Also draw it as SVG into this file (`-`: standard output, instead of the text).
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// Mark a table (or any object) a favourite of yours, or with --remove no longer.
     #[command(
         after_help = "Examples:\n  kondate catalog favourite recipe_categories\n  kondate catalog favourite warehouse.results.recipe_categories --remove\n\nFavourites are kept per person: a token's favourites are its owner's."
@@ -169,6 +182,10 @@ impl CatalogCmd {
             CatalogCmd::Favourite { name, .. } => {
                 CliNeed::change_every(Query, Some(name), "catalog.favourite")
             }
+            // It shows label sets and models by name: what reading those needs.
+            CatalogCmd::Lineage { .. } => CliNeed::every(Query)
+                .and_every(LabelsRead)
+                .and_every(ModelsRead),
             CatalogCmd::Show { .. }
             | CatalogCmd::Favourites { .. }
             | CatalogCmd::Syncs { .. }
@@ -311,6 +328,32 @@ pub async fn after_write(services: &Services, source: &str, table: &str) {
             "warning: the catalog could not be updated for {source} {table} ({e}); the next `kondate catalog sync` will"
         ),
     }
+}
+
+/// The node of `graph` that `name` names: a node id (`labels:SET`, `model:NAME@V`, …) or
+/// a table as the catalog knows it.
+async fn lineage_node(
+    catalog: &Catalog,
+    graph: &kondate_catalog::Lineage,
+    name: &str,
+) -> Result<String, Failure> {
+    if graph.nodes.iter().any(|n| n.id == name) {
+        return Ok(name.to_string());
+    }
+    let target = catalog.resolve(name).await.map_err(catalog_failure)?;
+    let found = match &target {
+        Target::Table {
+            source,
+            schema,
+            table,
+        } => graph.node_of_table(source, schema, table),
+        _ => None,
+    };
+    found.map(|n| n.id.clone()).ok_or_else(|| {
+        Failure::invalid(format!(
+            "{target} is not a table kondate writes (a label table, a result table or its warehouse copy), so it has no lineage; `kondate catalog lineage` shows them all"
+        ))
+    })
 }
 
 /// What syncing sources did.
@@ -601,6 +644,64 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                             "… {} more: narrow it with more words, --kind or --source, or raise --limit",
                             results.total - results.hits.len()
                         );
+                    }
+                }
+            }
+        }
+        CatalogCmd::Lineage { name, svg, format } => {
+            let graph = kondate_catalog::lineage::build(
+                &services.project,
+                &services.labels().await?,
+                &services.models().await?,
+                &services.results().await?,
+                50,
+            )
+            .await
+            .map_err(catalog_failure)?;
+            let graph = match name {
+                None => graph,
+                Some(name) => {
+                    let id = lineage_node(&catalog, &graph, &name).await?;
+                    graph.around(&id)
+                }
+            };
+            match svg.as_deref() {
+                Some(p) if p.as_os_str() == "-" => {
+                    print!("{}", graph.svg());
+                    return Ok(());
+                }
+                Some(p) => std::fs::write(p, graph.svg())
+                    .map_err(|e| Failure::invalid(format!("--svg {}: {e}", p.display())))?,
+                None => {}
+            }
+            match format {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
+                ListFormat::Text => {
+                    if graph.edges.is_empty() {
+                        println!(
+                            "no lineage recorded yet: it comes from label syncs, model pushes with --labels, and result writes with --model"
+                        );
+                    }
+                    let label = |id: &str| {
+                        graph
+                            .nodes
+                            .iter()
+                            .find(|n| n.id == id)
+                            .map_or(id.to_string(), |n| n.label.clone())
+                    };
+                    for e in &graph.edges {
+                        println!(
+                            "{} → {}{}",
+                            label(&e.from),
+                            label(&e.to),
+                            e.label
+                                .as_deref()
+                                .map(|l| format!("  ({l})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    if let Some(p) = &svg {
+                        println!("drawn in {}", p.display());
                     }
                 }
             }

@@ -79,6 +79,12 @@ impl CliNeed {
         }
     }
 
+    /// Also `kind` on every name.
+    pub fn and_every(mut self, kind: ScopeKind) -> CliNeed {
+        self.scopes.push((kind, None));
+        self
+    }
+
     /// Also `kind` on the same target.
     pub fn and(mut self, kind: ScopeKind) -> CliNeed {
         let target = self.target.clone();

@@ -487,3 +487,98 @@ fn tables_kondate_writes_are_in_the_catalog_at_once() {
         "the export's sync read one table: {syncs}"
     );
 }
+
+/// Lineage from what kondate recorded: a label set synced from a CSV, a model version
+/// pushed with it, a result table written by that version and copied to the warehouse —
+/// as text, JSON and SVG, around one table, and refused to a token that may not read
+/// label sets and models.
+#[test]
+fn lineage_from_sheet_to_warehouse_copy() {
+    let (_dir, p) = common::init_project();
+    std::fs::create_dir_all(p.join("data")).unwrap();
+    std::fs::write(p.join("data/tags.csv"), "id,tag\n1,主菜\n2,副菜\n").unwrap();
+    std::fs::write(
+        p.join("labels/tags.toml"),
+        "table = \"tag_labels\"\nkey = [\"id\"]\n[source]\ntype = \"csv\"\npath = \"data/tags.csv\"\n[columns]\nid = { type = \"integer\" }\ntag = { type = \"string\" }\n",
+    )
+    .unwrap();
+    let ok = |args: &[&str]| {
+        let o = kondate(&p, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    ok(&["labels", "sync", "tags"]);
+    std::fs::write(p.join("model.bin"), b"weights").unwrap();
+    ok(&["models", "push", "tagger", "model.bin", "--labels", "tags"]);
+    std::fs::write(
+        p.join("results/tag_scores.toml"),
+        "key = [\"id\"]\nwarehouse_table = \"results.tag_scores\"\n[columns]\nid = { type = \"integer\" }\nscore = { type = \"float\" }\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("s.csv"), "id,score\n1,0.9\n").unwrap();
+    ok(&[
+        "results",
+        "write",
+        "tag_scores",
+        "s.csv",
+        "--model",
+        "tagger@1",
+    ]);
+    ok(&["results", "export", "tag_scores"]);
+    ok(&["catalog", "sync"]);
+
+    let g = json(&kondate(&p, &["catalog", "lineage", "--format", "json"]));
+    let edges: Vec<(String, String)> = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (a, b) in [
+        ("source:tags", "labels:tags"),
+        ("labels:tags", "model:tagger@1"),
+        ("model:tagger@1", "result:tag_scores"),
+        ("result:tag_scores", "warehouse:results.tag_scores"),
+    ] {
+        assert!(
+            edges.contains(&(a.to_string(), b.to_string())),
+            "{a} → {b} in {edges:?}"
+        );
+    }
+
+    // Around the warehouse copy: the whole chain up to the sheet, drawn.
+    let svg = p.join("l.svg");
+    let o = ok(&[
+        "catalog",
+        "lineage",
+        "warehouse.results.tag_scores",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tagger@1"));
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("tagger@1"),
+        "{drawn}"
+    );
+    assert_eq!(drawn.matches("<rect").count(), 5, "{drawn}");
+
+    // A table kondate does not write has none.
+    ok(&["catalog", "sync"]);
+    let o = kondate(&p, &["catalog", "lineage", "kondate_result_writes"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
