@@ -64,6 +64,10 @@ pub enum CatalogError {
         "nothing named {0} in the catalog (a table, SCHEMA.TABLE, SOURCE.SCHEMA.TABLE, TABLE.COLUMN, source:NAME, schema:SOURCE.SCHEMA or keyword:NAME): `kondate catalog search` finds names, `kondate catalog sync` imports them"
     )]
     NotFound(String),
+    #[error(
+        "{0} is not a table kondate writes (a label table, a result table or its warehouse copy), so it has no lineage; `kondate catalog lineage` shows them all"
+    )]
+    NoLineage(String),
     #[error("{name} names more than one table: {}; name it as SOURCE.SCHEMA.TABLE", candidates.join(", "))]
     Ambiguous {
         name: String,

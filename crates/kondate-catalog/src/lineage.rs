@@ -207,6 +207,29 @@ pub async fn build(
     Ok(g)
 }
 
+impl crate::Catalog {
+    /// The node of `graph` that `name` names: a node id (`labels:SET`, `model:NAME@V`, …)
+    /// or a table as the catalog knows it (bare, qualified); an error when it names
+    /// nothing, more than one table, or a table kondate does not write.
+    pub async fn lineage_node(&self, graph: &Lineage, name: &str) -> Result<String, CatalogError> {
+        if graph.nodes.iter().any(|n| n.id == name) {
+            return Ok(name.to_string());
+        }
+        let target = self.resolve(name).await?;
+        let found = match &target {
+            crate::Target::Table {
+                source,
+                schema,
+                table,
+            } => graph.node_of_table(source, schema, table),
+            _ => None,
+        };
+        found
+            .map(|n| n.id.clone())
+            .ok_or_else(|| CatalogError::NoLineage(target.to_string()))
+    }
+}
+
 impl Lineage {
     /// What is connected to the node `id`: everything upstream and downstream of it.
     pub fn around(&self, id: &str) -> Lineage {

@@ -21,7 +21,9 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         let message = e.to_string();
         match e {
-            CatalogError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            CatalogError::NotFound(_) | CatalogError::NoLineage(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
             CatalogError::Ambiguous { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "ambiguous", message)
             }
@@ -464,29 +466,7 @@ pub async fn lineage(
     )
     .await?;
     if let Some(name) = &params.name {
-        let id = if graph.nodes.iter().any(|n| &n.id == name) {
-            name.clone()
-        } else {
-            let target = state.catalog.resolve(name).await?;
-            let node = match &target {
-                Target::Table {
-                    source,
-                    schema,
-                    table,
-                } => graph.node_of_table(source, schema, table),
-                _ => None,
-            };
-            node.map(|n| n.id.clone()).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!(
-                        "{target} is not a table kondate writes (a label table, a result table \
-                         or its warehouse copy), so it has no lineage"
-                    ),
-                )
-            })?
-        };
+        let id = state.catalog.lineage_node(&graph, name).await?;
         graph = graph.around(&id);
     }
     // What the caller may not read is not shown, nor the edges to it.

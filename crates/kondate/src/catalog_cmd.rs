@@ -199,6 +199,7 @@ impl CatalogCmd {
 fn catalog_failure(e: CatalogError) -> Failure {
     match e {
         CatalogError::NotFound(_)
+        | CatalogError::NoLineage(_)
         | CatalogError::Ambiguous { .. }
         | CatalogError::Invalid(_)
         | CatalogError::Pattern { .. } => Failure::invalid(e.to_string()),
@@ -328,32 +329,6 @@ pub async fn after_write(services: &Services, source: &str, table: &str) {
             "warning: the catalog could not be updated for {source} {table} ({e}); the next `kondate catalog sync` will"
         ),
     }
-}
-
-/// The node of `graph` that `name` names: a node id (`labels:SET`, `model:NAME@V`, …) or
-/// a table as the catalog knows it.
-async fn lineage_node(
-    catalog: &Catalog,
-    graph: &kondate_catalog::Lineage,
-    name: &str,
-) -> Result<String, Failure> {
-    if graph.nodes.iter().any(|n| n.id == name) {
-        return Ok(name.to_string());
-    }
-    let target = catalog.resolve(name).await.map_err(catalog_failure)?;
-    let found = match &target {
-        Target::Table {
-            source,
-            schema,
-            table,
-        } => graph.node_of_table(source, schema, table),
-        _ => None,
-    };
-    found.map(|n| n.id.clone()).ok_or_else(|| {
-        Failure::invalid(format!(
-            "{target} is not a table kondate writes (a label table, a result table or its warehouse copy), so it has no lineage; `kondate catalog lineage` shows them all"
-        ))
-    })
 }
 
 /// What syncing sources did.
@@ -598,14 +573,7 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                     if !schema.is_empty() {
                         println!("\nSchema:");
                         for c in &schema {
-                            println!(
-                                "  {}  sync {:<5} {:<10} {}{}",
-                                kondate_core::clock::ms_to_rfc3339(c.at_ms),
-                                c.sync_id,
-                                c.change,
-                                c.object,
-                                change_values(c)
-                            );
+                            print_change(c);
                         }
                     }
                 }
@@ -661,7 +629,10 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
             let graph = match name {
                 None => graph,
                 Some(name) => {
-                    let id = lineage_node(&catalog, &graph, &name).await?;
+                    let id = catalog
+                        .lineage_node(&graph, &name)
+                        .await
+                        .map_err(catalog_failure)?;
                     graph.around(&id)
                 }
             };
@@ -801,6 +772,18 @@ fn doc_files(root: &std::path::Path) -> Result<Vec<(String, String)>, Failure> {
     Ok(out)
 }
 
+/// One line of a schema's history.
+fn print_change(c: &kondate_catalog::Change) {
+    println!(
+        "  {}  sync {:<5} {:<10} {}{}",
+        kondate_core::clock::ms_to_rfc3339(c.at_ms),
+        c.sync_id,
+        c.change,
+        c.object,
+        change_values(c)
+    );
+}
+
 fn change_values(c: &kondate_catalog::Change) -> String {
     match (&c.before, &c.after) {
         (Some(b), Some(a)) => format!(": {b} → {a}"),
@@ -866,14 +849,7 @@ fn print_page(page: &TablePage) {
     if !page.history.is_empty() {
         println!("\nHistory:");
         for c in &page.history {
-            println!(
-                "  {}  sync {:<5} {:<10} {}{}",
-                kondate_core::clock::ms_to_rfc3339(c.at_ms),
-                c.sync_id,
-                c.change,
-                c.object,
-                change_values(c)
-            );
+            print_change(c);
         }
     }
 }
