@@ -24,6 +24,9 @@ async fn main() {
     let tables: usize = args.get(2).map_or(5000, |a| a.parse().expect("TABLES"));
     let columns: usize = args.get(3).map_or(30, |a| a.parse().expect("COLUMNS"));
 
+    // A previous run's tables go first, a few hundred a statement: one DROP SCHEMA of
+    // thousands of tables needs more locks than a default server has.
+    drop_tables(&url, "kondate_t_catbench_src").await;
     let state_url = isolated_test_database(&url, "catbench_state")
         .await
         .unwrap();
@@ -207,4 +210,40 @@ async fn main() {
     );
     state.close().await;
     source.close().await;
+    // Leave the server as it was: other programs' catalog imports read every schema.
+    drop_tables(&url, "kondate_t_catbench_src").await;
+    drop_tables(&url, "kondate_t_catbench_state").await;
+    let db = Database::connect(&url).await.unwrap();
+    for schema in ["kondate_t_catbench_src", "kondate_t_catbench_state"] {
+        db.execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"), &[])
+            .await
+            .unwrap();
+    }
+    db.close().await;
+}
+
+/// Drop every table of `schema`, 200 a statement.
+async fn drop_tables(url: &str, schema: &str) {
+    let db = Database::connect(url).await.unwrap();
+    let rows = db
+        .fetch_all(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = ?",
+            &[kondate_db::Value::Text(schema.into())],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows
+        .iter()
+        .filter_map(|r| kondate_db::opt_string_at(r, 0).ok().flatten())
+        .map(|t| format!("{schema}.{}", db.ident(&t).unwrap()))
+        .collect();
+    for chunk in names.chunks(200) {
+        db.execute(
+            &format!("DROP TABLE IF EXISTS {} CASCADE", chunk.join(", ")),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    db.close().await;
 }

@@ -397,7 +397,14 @@ impl Catalog {
                     p.append(&mut params);
                     p.extend([Value::Int(1), Value::Int(sync_id), Value::Int(sync_id)]);
                     new_rows.push(p);
-                    changes.push((key.clone(), "appeared", None, attrs.data_type.clone()));
+                    // A column of a table that appears with it is not a change of its own:
+                    // the table's `appeared` says it (a first sync of 150,000 columns
+                    // records 5,000 changes, not 155,000).
+                    let table_is_new = !key.2.is_empty()
+                        && !stored.contains_key(&(key.0.clone(), key.1.clone(), String::new()));
+                    if !table_is_new {
+                        changes.push((key.clone(), "appeared", None, attrs.data_type.clone()));
+                    }
                 }
                 Some(old) => {
                     // Unchanged (row count and position too): only its last_sync moves,
