@@ -189,6 +189,7 @@ fn describe(task: &Task) -> String {
         Task::App { name, args } => format!("app: {name} {}", args.join(" ")).trim_end().into(),
         Task::LabelsSync(n) => format!("labels_sync: {n}"),
         Task::ResultsExport(n) => format!("results_export: {n}"),
+        Task::CatalogSync(n) => format!("catalog_sync: {n}"),
         Task::SubProcess(j) => format!("sub_process: {j}"),
         Task::Sleep(s) => format!("sleep: {s}"),
         Task::Echo(t) => format!("echo: {t}"),

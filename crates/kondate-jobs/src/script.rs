@@ -89,6 +89,8 @@ pub enum Task {
     LabelsSync(String),
     /// Export a result table to the warehouse.
     ResultsExport(String),
+    /// Sync the catalog: `all` its sources, or one.
+    CatalogSync(String),
 }
 
 /// A task at a line of the script, with the tasks nested under it.
@@ -262,6 +264,13 @@ fn task(line: usize, kind: &str, option: Option<&str>) -> Result<Task, ScriptErr
                 args: words.map(str::to_string).collect(),
             }
         }
+        "catalog_sync" => {
+            let source = need("`all` or a catalog source")?;
+            if !is_name(source) {
+                return fail(format!("`{source}` is not a catalog source"));
+            }
+            Task::CatalogSync(source.to_string())
+        }
         "labels_sync" | "results_export" => {
             let name = need("a name")?;
             if !is_name(name) {
@@ -282,7 +291,7 @@ fn task(line: usize, kind: &str, option: Option<&str>) -> Result<Task, ScriptErr
             return fail(format!(
                 "`{other}` is not a task; the tasks are noop, sequence, fork, parallel_fork, \
                  env, execute, queue, sub_process, timeout, expected_time, wait, sleep, echo, \
-                 retry, auto_skip_error, app, labels_sync, results_export"
+                 retry, auto_skip_error, app, labels_sync, results_export, catalog_sync"
             ));
         }
     })
@@ -509,7 +518,7 @@ auto_skip_error: true
     #[test]
     fn kondate_tasks_load() {
         let root =
-            parse("app: train --epochs 3\nlabels_sync: recipe_category\nresults_export: scores\n")
+            parse("app: train --epochs 3\nlabels_sync: recipe_category\nresults_export: scores\ncatalog_sync: all\n")
                 .unwrap();
         assert_eq!(
             root.children[0].task,
@@ -523,6 +532,9 @@ auto_skip_error: true
             Task::LabelsSync("recipe_category".into())
         );
         assert_eq!(root.children[2].task, Task::ResultsExport("scores".into()));
+        assert_eq!(root.children[3].task, Task::CatalogSync("all".into()));
+        let e = parse("catalog_sync:\n").unwrap_err().to_string();
+        assert!(e.contains("`all` or a catalog source"), "{e}");
     }
 
     /// The cases of kuroko2's own parser spec (spec/workflow/script_parser_spec.rb), with

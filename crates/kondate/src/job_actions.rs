@@ -123,6 +123,47 @@ impl JobActions {
         Ok(())
     }
 
+    /// `catalog_sync: all` (every source) or `catalog_sync: SOURCE`: what a nightly job runs.
+    async fn catalog_sync(&self, source: &str, log: &LogWriter) -> Result<(), String> {
+        let s = &self.services;
+        let all = crate::catalog_cmd::sources(&s.project.config);
+        let sources: Vec<String> = match source {
+            "all" => all,
+            one if all.iter().any(|a| a == one) => vec![one.to_string()],
+            other => {
+                return Err(format!(
+                    "no catalog source `{other}`: the sources are all, {}",
+                    all.join(", ")
+                ));
+            }
+        };
+        let db = s.state_db().await.map_err(|f| f.message)?.clone();
+        let catalog = kondate_catalog::Catalog::new(db);
+        let synced = crate::catalog_cmd::sync_sources(s, &catalog, &sources)
+            .await
+            .map_err(|f| f.message)?;
+        for r in &synced.reports {
+            note(
+                log,
+                &format!(
+                    "catalog {}: {} tables, {} changes (sync {})",
+                    r.source,
+                    r.tables,
+                    r.changes.len(),
+                    r.sync_id
+                ),
+            );
+        }
+        for (file, target) in &synced.docs.applied {
+            note(log, &format!("described {target} from {file}"));
+        }
+        match synced.failures.is_empty() {
+            true => Ok(()),
+            // The other sources synced; the step fails so that someone hears of it.
+            false => Err(synced.failures.join("; ")),
+        }
+    }
+
     async fn results_export(&self, name: &str, log: &LogWriter) -> Result<(), String> {
         let s = &self.services;
         let results = s.results().await.map_err(|f| f.message)?;
@@ -190,6 +231,9 @@ impl kondate_jobs::StepActions for JobActions {
             Task::LabelsSync(name) => unless_cancelled(self.labels_sync(name, log), cancel).await,
             Task::ResultsExport(name) => {
                 unless_cancelled(self.results_export(name, log), cancel).await
+            }
+            Task::CatalogSync(source) => {
+                unless_cancelled(self.catalog_sync(source, log), cancel).await
             }
             // The executor runs the others itself.
             other => Err(format!("{other:?} is not one of kondate's own tasks")),

@@ -367,7 +367,7 @@ fn a_script_syncs_labels_runs_an_app_and_exports_results() {
     std::fs::write(
         root.join("jobs/daily.jsonnet"),
         "{ script: |||\n  labels_sync: recipe_category\n  env: MODEL=v1\n  app: hello from-job\n  \
-         results_export: recipe_categories\n||| }\n",
+         results_export: recipe_categories\n  catalog_sync: all\n||| }\n",
     )
     .unwrap();
     let o = kondate(&root, &["jobs", "launch", "daily", "--format", "json"]);
@@ -406,6 +406,20 @@ fn a_script_syncs_labels_runs_an_app_and_exports_results() {
         logs.contains("exported 2 row(s) of recipe_categories"),
         "{logs}"
     );
+    // The catalog synced both sources, the export's copy among what it found.
+    assert!(logs.contains("catalog warehouse: "), "{logs}");
+    assert!(logs.contains("catalog service: "), "{logs}");
+    let o = kondate(
+        &root,
+        &[
+            "catalog",
+            "show",
+            "ml.recipe_categories",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
     // The exported rows are in the warehouse.
     let o = kondate(
         &root,
