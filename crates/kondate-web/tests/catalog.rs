@@ -267,3 +267,85 @@ async fn catalog_pages_descriptions_history_and_search_over_http() {
         assert!(outcomes.iter().any(|o| o == want), "{want}: {outcomes:?}");
     }
 }
+
+/// The lineage graph names label sets and models: a caller sees only those its token may
+/// read, and no edge to what it may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_leaves_out_what_the_caller_may_not_read() {
+    let s = common::start(|_| {}).await;
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("labels")).unwrap();
+    std::fs::write(
+        root.join("labels/tags.toml"),
+        "table = \"tag_labels\"\nkey = [\"id\"]\n[source]\ntype = \"csv\"\npath = \"tags.csv\"\n[columns]\nid = { type = \"integer\" }\ntag = { type = \"string\" }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("tags.csv"), "id,tag\n1,主菜\n").unwrap();
+    let r = s
+        .http
+        .post(format!("{}/v1/labels/tags/sync", s.url))
+        .basic_auth(&s.token, Some(&s.secret))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let models = kondate_models::Models::new(s.opened.db.clone(), s.opened.store.clone());
+    std::fs::write(root.join("m.bin"), b"weights").unwrap();
+    models
+        .push_path(
+            "tagger",
+            &root.join("m.bin"),
+            kondate_models::PushMeta {
+                lineage: kondate_models::Lineage {
+                    labels: vec![kondate_models::LabelRef::parse("tags").unwrap()],
+                    ..Default::default()
+                },
+                actor: "test".into(),
+                ..Default::default()
+            },
+            std::sync::Arc::new(|_| {}),
+        )
+        .await
+        .unwrap();
+
+    let lineage = |token: (String, String)| {
+        let rb = s.http.get(format!("{}/v1/catalog/lineage", s.url));
+        async move {
+            let r = rb
+                .basic_auth(&token.0, Some(&token.1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let g: Value = r.json().await.unwrap();
+            let ids: Vec<String> = g["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().to_string())
+                .collect();
+            (ids, g["edges"].as_array().unwrap().len())
+        }
+    };
+    let all = s
+        .token_with("all", &["query", "labels:read", "models:read"])
+        .await;
+    let (ids, edges) = lineage(all).await;
+    assert_eq!(ids, ["source:tags", "labels:tags", "model:tagger@1"]);
+    assert_eq!(edges, 2);
+
+    let no_models = s
+        .token_with(
+            "no_models",
+            &["query", "labels:read", "models:read=other-*"],
+        )
+        .await;
+    let (ids, edges) = lineage(no_models).await;
+    assert_eq!(ids, ["source:tags", "labels:tags"]);
+    assert_eq!(edges, 1);
+
+    let reader = s.token_with("reader", &["query"]).await;
+    let (ids, edges) = lineage(reader).await;
+    assert!(ids.is_empty(), "{ids:?}");
+    assert_eq!(edges, 0);
+}
