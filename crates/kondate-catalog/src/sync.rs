@@ -664,6 +664,54 @@ impl Catalog {
             .collect()
     }
 
+    /// The page of the table a table or column target is or belongs to (None: another kind
+    /// of target, or nothing at it in the catalog).
+    pub async fn page_of(&self, target: &Target) -> Result<Option<TablePage>, CatalogError> {
+        match target {
+            Target::Table {
+                source,
+                schema,
+                table,
+            }
+            | Target::Column {
+                source,
+                schema,
+                table,
+                ..
+            } => {
+                self.table_page(source.clone(), schema.clone(), table.clone())
+                    .await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the catalog holds `target` (a keyword always: describing one makes it).
+    pub async fn exists(&self, target: &Target) -> Result<bool, CatalogError> {
+        Ok(match target {
+            Target::Table { .. } => self.page_of(target).await?.is_some(),
+            Target::Column { column, .. } => self
+                .page_of(target)
+                .await?
+                .is_some_and(|p| p.columns.iter().any(|c| &c.name == column)),
+            Target::Source { source } => self.has_object(source, None).await?,
+            Target::Schema { source, schema } => self.has_object(source, Some(schema)).await?,
+            Target::Keyword { .. } => true,
+        })
+    }
+
+    /// Whether `source` has been synced at least once (the catalog is in use for it).
+    pub async fn has_synced(&self, source: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .db
+            .fetch_optional(
+                "SELECT id FROM kondate_catalog_syncs WHERE source = ? LIMIT 1",
+                &[Value::Text(source.into())],
+            )
+            .await?
+            .is_some())
+    }
+
     /// Whether the catalog has an object at `key` (of a source: any).
     async fn has_object(&self, source: &str, schema: Option<&str>) -> Result<bool, CatalogError> {
         let (cond, mut params) = match schema {

@@ -153,18 +153,13 @@ pub async fn object(State(state): State<AppState>, uri: Uri) -> Result<Json<Valu
     let target = target_in(&uri, OBJECTS)?;
     let not_found = || ApiError::from(CatalogError::NotFound(target.to_string()));
     let mut body = match &target {
-        Target::Table {
-            source,
-            schema,
-            table,
-        } => {
-            let page = state
+        Target::Table { .. } => to_json(
+            &state
                 .catalog
-                .table_page(source.clone(), schema.clone(), table.clone())
+                .page_of(&target)
                 .await?
-                .ok_or_else(not_found)?;
-            to_json(&page)?
-        }
+                .ok_or_else(not_found)?,
+        )?,
         Target::Column {
             source,
             schema,
@@ -173,7 +168,7 @@ pub async fn object(State(state): State<AppState>, uri: Uri) -> Result<Json<Valu
         } => {
             let page = state
                 .catalog
-                .table_page(source.clone(), schema.clone(), table.clone())
+                .page_of(&target)
                 .await?
                 .ok_or_else(not_found)?;
             let c = page
@@ -277,7 +272,7 @@ pub async fn describe(
         ))
     })?;
     // Only a target that exists (or a keyword, which describing creates) is described.
-    if !exists(&state, &target).await? {
+    if !state.catalog.exists(&target).await? {
         return Err(CatalogError::NotFound(name).into());
     }
     let params = json!({"name": name, "base_version": body.base_version});
@@ -297,21 +292,16 @@ pub async fn describe(
             params["version"] = json!(d.doc.version);
             Ok(audited(Json(to_json(&d)?).into_response(), params))
         }
-        Err(CatalogError::Stale {
-            target,
-            base,
-            current,
-            by,
-            diff,
-        }) => {
-            let message = CatalogError::Stale {
-                target,
+        Err(
+            ref e @ CatalogError::Stale {
                 base,
                 current,
-                by: by.clone(),
-                diff: diff.clone(),
-            }
-            .to_string();
+                ref by,
+                ref diff,
+                ..
+            },
+        ) => {
+            let message = e.to_string();
             let mut resp = (
                 StatusCode::CONFLICT,
                 Json(json!({
@@ -332,54 +322,15 @@ pub async fn describe(
     }
 }
 
-/// Whether the catalog holds `target` (a keyword always: describing one makes it).
-async fn exists(state: &AppState, target: &Target) -> Result<bool, ApiError> {
-    Ok(match target {
-        Target::Table {
-            source,
-            schema,
-            table,
-        }
-        | Target::Column {
-            source,
-            schema,
-            table,
-            ..
-        } => {
-            let page = state
-                .catalog
-                .table_page(source.clone(), schema.clone(), table.clone())
-                .await?;
-            match (page, target) {
-                (Some(p), Target::Column { column, .. }) => {
-                    p.columns.iter().any(|c| &c.name == column)
-                }
-                (page, _) => page.is_some(),
-            }
-        }
-        Target::Source { source } => !state.catalog.children(source, None).await?.is_empty(),
-        Target::Schema { source, schema } => !state
-            .catalog
-            .children(source, Some(schema))
-            .await?
-            .is_empty(),
-        Target::Keyword { .. } => true,
-    })
-}
-
 /// `GET /v1/catalog/history/{key}`: every revision of the description (who, when, the
 /// diff), newest first, and for a table its schema changes with the sync that saw each.
 pub async fn history(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
     let target = target_in(&uri, HISTORY)?;
     let revisions = state.catalog.doc_history(&target).await?;
     let schema = match &target {
-        Target::Table {
-            source,
-            schema,
-            table,
-        } => state
+        Target::Table { .. } => state
             .catalog
-            .table_page(source.clone(), schema.clone(), table.clone())
+            .page_of(&target)
             .await?
             .map(|p| p.history)
             .unwrap_or_default(),
@@ -420,7 +371,7 @@ pub async fn set_favourite(
     let target = target_in(&uri, FAVOURITES)?;
     let keyword_unknown =
         matches!(target, Target::Keyword { .. }) && state.catalog.doc(&target).await?.version == 0;
-    if keyword_unknown || !exists(&state, &target).await? {
+    if keyword_unknown || !state.catalog.exists(&target).await? {
         return Err(CatalogError::NotFound(target.to_string()).into());
     }
     let on = method == axum::http::Method::PUT;

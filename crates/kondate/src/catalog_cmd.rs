@@ -300,11 +300,10 @@ where
 pub async fn after_write(services: &Services, source: &str, table: &str) {
     let result: Result<Option<SyncReport>, String> = async {
         let catalog = Catalog::new(services.state_db().await.map_err(|f| f.message)?.clone());
-        if catalog
-            .syncs(Some(source))
+        if !catalog
+            .has_synced(source)
             .await
             .map_err(|e| e.to_string())?
-            .is_empty()
         {
             return Ok(None);
         }
@@ -532,13 +531,12 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                 .await
                 .map_err(catalog_failure)?;
             let schema = match &target {
-                Target::Table { .. } => {
-                    catalog
-                        .table(&target.to_string())
-                        .await
-                        .map_err(catalog_failure)?
-                        .history
-                }
+                Target::Table { .. } => catalog
+                    .page_of(&target)
+                    .await
+                    .map_err(catalog_failure)?
+                    .map(|p| p.history)
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             match format {
