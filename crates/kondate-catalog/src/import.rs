@@ -102,6 +102,7 @@ pub async fn import_database(
                 DbKind::Postgres => None,
                 _ => text(5)?.map(|d| d.trim().to_string()),
             },
+            plan: None,
             columns: Vec::new(),
         };
         if db.kind() == DbKind::Postgres {
@@ -136,7 +137,49 @@ pub async fn import_database(
     for t in &mut out {
         t.columns.sort_by_key(|c| c.position);
     }
+    explain_views(db, &mut out).await;
     Ok(out)
+}
+
+/// The plans of `tables`' views, as the engine explains `SELECT * FROM` each (planning
+/// only: nothing is read). A view the engine cannot explain — it reads a table dropped
+/// since, or its name is not a plain identifier, which [`Database::ident`] refuses to put
+/// into SQL — gets none, and the sync goes on.
+async fn explain_views(db: &Database, tables: &mut [ImportedTable]) {
+    for t in tables.iter_mut().filter(|t| t.kind == TableKind::View) {
+        t.plan = explain(db, &t.schema, &t.name).await;
+    }
+}
+
+async fn explain(db: &Database, schema: &str, name: &str) -> Option<String> {
+    let view = db.ident(name).ok()?;
+    let (sql, column) = match db.kind() {
+        DbKind::Postgres => (
+            format!("EXPLAIN SELECT * FROM {}.{view}", db.ident(schema).ok()?),
+            0,
+        ),
+        DbKind::MySql => (
+            format!(
+                "EXPLAIN FORMAT=JSON SELECT * FROM {}.{view}",
+                db.ident(schema).ok()?
+            ),
+            0,
+        ),
+        // id, parent, notused, detail
+        DbKind::Sqlite => (format!("EXPLAIN QUERY PLAN SELECT * FROM {view}"), 3),
+    };
+    let rows = match db.fetch_all(&sql, &[]).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(schema, view = name, error = %e, "no plan for a view");
+            return None;
+        }
+    };
+    let lines: Vec<String> = rows
+        .iter()
+        .filter_map(|r| opt_string_at(r, column).ok().flatten())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 /// PostgreSQL: the kept views' SQL and the kept tables' column defaults. The functions that
@@ -340,9 +383,11 @@ async fn import_sqlite(
             comment: None,
             row_count: None,
             definition: if view { text(2)? } else { None },
+            plan: None,
             columns,
         });
     }
+    explain_views(db, &mut out).await;
     Ok(out)
 }
 
@@ -375,6 +420,7 @@ pub async fn import_warehouse(
             comment: None,
             row_count: t.rows.and_then(|r| i64::try_from(r).ok()),
             definition: None,
+            plan: None,
             columns: t
                 .columns
                 .iter()

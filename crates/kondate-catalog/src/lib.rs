@@ -14,6 +14,7 @@ pub mod lineage;
 pub mod render;
 pub mod search;
 pub mod sync;
+pub mod written;
 
 use kondate_db::DbError;
 use serde::Serialize;
@@ -24,6 +25,17 @@ pub use lineage::Lineage;
 pub use render::render_markdown;
 pub use search::{SearchCache, SearchHit, SearchIndex, SearchQuery, SearchResults};
 pub use sync::{Catalog, Change, Child, ColumnPage, SyncRecord, SyncReport, TablePage};
+pub use written::{ModelPage, Written};
+
+/// Brings the page of a table kondate just wrote up to date (a sync of that table alone,
+/// where the catalog is in use for its source). Implemented where the sources are opened —
+/// kondate's binary, from `kondate.toml` — and called by the API's write handlers as the CLI
+/// calls it after its writes. It never fails the write: a failure is logged.
+#[async_trait::async_trait]
+pub trait AfterWrite: Send + Sync {
+    /// kondate wrote `table` (`TABLE` in any schema, or `SCHEMA.TABLE`) of `source`.
+    async fn table_written(&self, source: &str, table: &str);
+}
 
 /// Errors from the catalog.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +99,9 @@ pub struct ImportedTable {
     pub row_count: Option<i64>,
     /// A view's SQL.
     pub definition: Option<String>,
+    /// A view's plan, as the engine explains `SELECT * FROM` it (PostgreSQL's `EXPLAIN`,
+    /// SQLite's `EXPLAIN QUERY PLAN`); None where the engine gives none.
+    pub plan: Option<String>,
     pub columns: Vec<ImportedColumn>,
 }
 

@@ -67,10 +67,15 @@ pub struct TablePage {
     pub comment: Option<String>,
     pub row_count: Option<i64>,
     pub definition: Option<String>,
+    /// A view's plan as the engine explains it, from the last sync.
+    pub plan: Option<String>,
     /// The Markdown description (None: never described).
     pub description: Option<crate::Doc>,
     pub columns: Vec<ColumnPage>,
     pub history: Vec<Change>,
+    /// What kondate knows of it when kondate writes it ([`crate::written`]): filled by
+    /// [`crate::written::Context::about`], None otherwise.
+    pub kondate: Option<crate::Written>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +115,8 @@ struct Attrs {
     comment: Option<String>,
     row_count: Option<i64>,
     definition: Option<String>,
+    /// Kept current, never history: a plan follows the statistics.
+    plan: Option<String>,
 }
 
 #[derive(Debug)]
@@ -149,6 +156,7 @@ fn flatten(tables: &[ImportedTable]) -> BTreeMap<Key, Attrs> {
                 comment: t.comment.clone(),
                 row_count: t.row_count,
                 definition: t.definition.clone(),
+                plan: t.plan.clone(),
                 ..Attrs::default()
             },
         );
@@ -197,7 +205,7 @@ fn differences(
 }
 
 const OBJECT_COLUMNS: &str = "schema_name, table_name, column_name, kind, data_type, nullable, \
-     default_value, position, db_comment, row_count, definition, linked";
+     default_value, position, db_comment, row_count, definition, linked, plan";
 
 fn read_object(row: &kondate_db::AnyRow) -> Result<(Key, Stored), CatalogError> {
     let text = |i| opt_string_at(row, i);
@@ -216,6 +224,7 @@ fn read_object(row: &kondate_db::AnyRow) -> Result<(Key, Stored), CatalogError> 
         comment: text(8)?,
         row_count: int(9)?,
         definition: text(10)?,
+        plan: text(12)?,
     };
     Ok((
         key,
@@ -226,7 +235,7 @@ fn read_object(row: &kondate_db::AnyRow) -> Result<(Key, Stored), CatalogError> 
     ))
 }
 
-/// Rows a multi-row INSERT carries: 500 rows of up to 15 values stay far under every
+/// Rows a multi-row INSERT carries: 500 rows of up to 16 values stay far under every
 /// dialect's limit of bound values (SQLite 32,766; PostgreSQL and MySQL 65,535), and a
 /// first sync of 150,000 columns is 300 statements, not 150,000.
 const ROWS_PER_INSERT: usize = 500;
@@ -269,6 +278,7 @@ fn attr_params(a: &Attrs) -> Vec<Value> {
         opt_text(&a.comment),
         opt_int(a.row_count),
         opt_text(&a.definition),
+        opt_text(&a.plan),
     ]
 }
 
@@ -429,7 +439,7 @@ impl Catalog {
                     tx.execute(
                         "UPDATE kondate_catalog_objects SET kind = ?, data_type = ?, nullable = ?, \
                          default_value = ?, position = ?, db_comment = ?, row_count = ?, \
-                         definition = ?, linked = 1, last_sync = ? \
+                         definition = ?, plan = ?, linked = 1, last_sync = ? \
                          WHERE source = ? AND schema_name = ? AND table_name = ? AND column_name = ?",
                         &params,
                     )
@@ -441,7 +451,7 @@ impl Catalog {
             &mut tx,
             "INSERT INTO kondate_catalog_objects (source, schema_name, table_name, column_name, \
              kind, data_type, nullable, default_value, position, db_comment, row_count, \
-             definition, linked, first_sync, last_sync) VALUES ",
+             definition, plan, linked, first_sync, last_sync) VALUES ",
             new_rows,
         )
         .await?;
@@ -860,7 +870,7 @@ impl Catalog {
         let mut ids = Vec::new();
         for row in &rows {
             let ((_, _, column), s) = read_object(row)?;
-            ids.push(opt_i64_at(row, 12)?.unwrap_or(0));
+            ids.push(opt_i64_at(row, 13)?.unwrap_or(0));
             if column.is_empty() {
                 page = Some(TablePage {
                     source: source.clone(),
@@ -871,9 +881,11 @@ impl Catalog {
                     comment: s.attrs.comment,
                     row_count: s.attrs.row_count,
                     definition: s.attrs.definition,
+                    plan: s.attrs.plan,
                     description: None,
                     columns: Vec::new(),
                     history: Vec::new(),
+                    kondate: None,
                 });
             } else {
                 columns.push(ColumnPage {

@@ -117,6 +117,13 @@ async fn scenario(url: Option<&str>, tag: &str) {
         "{:?}",
         view.definition
     );
+    // The engine's plan of the view: it reads recipes.
+    let plan = view.plan.clone().unwrap_or_default();
+    assert!(
+        plan.to_lowercase().contains("recipes"),
+        "{kind:?}: {plan:?}"
+    );
+    assert!(page.plan.is_none(), "a table has no plan");
 
     // Nothing changed: nothing recorded.
     let again = sync(&catalog, &db, &filter).await;

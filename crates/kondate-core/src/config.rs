@@ -285,11 +285,27 @@ pub struct JobsSection {
 
 /// The catalog's sources (docs/catalog.md#sources): the two built in (`warehouse`,
 /// `service`) take patterns only; any other is a database by URL.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogSection {
     /// `[catalog.sources.NAME]`.
     pub sources: BTreeMap<String, CatalogSource>,
+    /// When the built-in job `catalog_nightly` syncs every source: a cron expression
+    /// (`"0 3 * * *"`), or `""` for no such job. A project's own `jobs/catalog_nightly.jsonnet`
+    /// takes its place.
+    pub nightly: String,
+    /// The time zone of `nightly` (an IANA name).
+    pub nightly_time_zone: String,
+}
+
+impl Default for CatalogSection {
+    fn default() -> Self {
+        CatalogSection {
+            sources: BTreeMap::new(),
+            nightly: "0 3 * * *".into(),
+            nightly_time_zone: "UTC".into(),
+        }
+    }
 }
 
 /// One catalog source. Its URL is given once: `url` (without a password), `url_env` (the
@@ -563,6 +579,7 @@ const SECTIONS: &[&str] = &[
     "query",
     "jobs",
     "notifications",
+    "catalog",
 ];
 
 /// `KONDATE_*` variables that kondate reads outside the configuration (the client's

@@ -69,6 +69,9 @@ name = "{name}"
 # type = "slack"                         # or "webhook" (url, secret_env) or "email" (smtp, from, to)
 # url_env = "KONDATE_SLACK_URL"          # Slack's URL is a secret: the variable that holds it
 
+# [catalog]
+# nightly = "0 3 * * *"                  # the built-in job catalog_nightly syncs every source; "" for none
+# nightly_time_zone = "UTC"
 # [catalog.sources.warehouse]            # what `kondate catalog sync` documents (docs/catalog.md)
 # ignore = ['^scratch\.']                # regular expressions on schema.table
 # [catalog.sources.legacy]               # another database, documented too

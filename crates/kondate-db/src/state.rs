@@ -359,6 +359,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         UNIQUE (principal, target)
     )",
     ),
+    (
+        14,
+        "ALTER TABLE kondate_catalog_objects ADD COLUMN plan {text} NULL",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

@@ -209,6 +209,43 @@ pub fn load(path: &Path) -> Result<JobDefinition, JobsError> {
     from_json(&file, &name, json)
 }
 
+/// The name of the built-in job that syncs the catalog (`catalog.nightly` in kondate.toml).
+pub const CATALOG_NIGHTLY: &str = "catalog_nightly";
+
+/// Every job: the definitions in `root/jobs`, each loaded or its error, then the jobs
+/// kondate defines itself from its configuration (docs/jobs.md#built-in-jobs) — unless the
+/// project has a file of the same name, which takes their place.
+pub fn load_project(root: &Path, config: &kondate_core::Config) -> Result<Vec<Named>, JobsError> {
+    let mut all = load_dir(&root.join("jobs"))?;
+    for built in built_in(config) {
+        if !all.iter().any(|(name, _)| *name == built.0) {
+            all.push(built);
+        }
+    }
+    Ok(all)
+}
+
+/// The jobs kondate defines itself: `catalog_nightly` (`catalog_sync: all` on the cron of
+/// `catalog.nightly`, none when that is "").
+pub fn built_in(config: &kondate_core::Config) -> Vec<Named> {
+    let c = &config.catalog;
+    if c.nightly.trim().is_empty() {
+        return Vec::new();
+    }
+    let json = serde_json::json!({
+        "description": "Built in: syncs every catalog source (catalog.nightly in kondate.toml; \
+                        \"\" turns it off, jobs/catalog_nightly.jsonnet replaces it)",
+        "script": "catalog_sync: all\n",
+        "schedules": [{ "cron": c.nightly, "time_zone": c.nightly_time_zone }],
+        "catchup": "latest",
+        "tags": ["catalog", "built-in"],
+    });
+    vec![(
+        CATALOG_NIGHTLY.to_string(),
+        from_json("kondate.toml [catalog] nightly", CATALOG_NIGHTLY, json),
+    )]
+}
+
 /// Check an evaluated definition of job `name` from `file`.
 pub fn from_json(file: &str, name: &str, json: Value) -> Result<JobDefinition, JobsError> {
     let fail = |field: &str, message: String| JobsError::Definition {

@@ -28,7 +28,7 @@ mod table;
 pub use declaration::{ResultColumn, ResultTable, ResultType};
 pub use export::{ExportOptions, ExportReport, ExportSink, export, export_schema};
 pub use input::{read_csv, read_files, read_files_batched, read_jsonl, read_parquet};
-pub use service::{Results, WriteRecord};
+pub use service::{ExportRecord, Results, WriteRecord};
 pub use table::{
     BatchSender, Publish, RowBatches, WriteMeta, WriteOptions, WriteReport, create_table_sql,
     ensure, write,

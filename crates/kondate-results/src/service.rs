@@ -28,6 +28,16 @@ pub struct WriteRecord {
     pub pruned: i64,
 }
 
+/// The last export of a result table, as its bookkeeping keeps it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportRecord {
+    pub exported_at_ms: i64,
+    /// The warehouse table it went to.
+    pub target: String,
+    /// Rows the export copied.
+    pub rows: i64,
+}
+
 /// The result tables declared in a project (`results/NAME.toml`) and written to its service
 /// database.
 #[derive(Debug, Clone)]
@@ -87,6 +97,33 @@ impl Results {
             })
             .collect::<Result<_, kondate_db::DbError>>()
             .map_err(Into::into)
+    }
+
+    /// The last export of `name` to the warehouse: when, to which table, and how many rows
+    /// it copied (None before its first export).
+    pub async fn last_export(&self, name: &str) -> Result<Option<ExportRecord>, ResultsError> {
+        if !self.db.table_exists(crate::table::EXPORTS).await? {
+            return Ok(None);
+        }
+        let row = self
+            .db
+            .fetch_optional(
+                &format!(
+                    "SELECT exported_at, target, rows_exported FROM {} WHERE name = ?",
+                    crate::table::EXPORTS
+                ),
+                &[kondate_db::Value::Text(name.into())],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(ExportRecord {
+                exported_at_ms: kondate_db::opt_i64_at(&r, 0)?.unwrap_or(0),
+                target: kondate_db::opt_string_at(&r, 1)?.unwrap_or_default(),
+                rows: kondate_db::opt_i64_at(&r, 2)?.unwrap_or(0),
+            })
+        })
+        .transpose()
+        .map_err(|e: kondate_db::DbError| e.into())
     }
 
     /// The declaration of `name`.

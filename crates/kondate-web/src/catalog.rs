@@ -149,17 +149,23 @@ const HISTORY: &str = "/v1/catalog/history/";
 /// `GET /v1/catalog/objects/{key}`: an object's page — a table's or view's columns,
 /// comments, description and schema history; a column's; a schema's tables; a source's
 /// schemas; a keyword's description.
-pub async fn object(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn object(
+    State(state): State<AppState>,
+    uri: Uri,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
     let target = target_in(&uri, OBJECTS)?;
     let not_found = || ApiError::from(CatalogError::NotFound(target.to_string()));
     let mut body = match &target {
-        Target::Table { .. } => to_json(
-            &state
+        Target::Table { .. } => {
+            let mut page = state
                 .catalog
                 .page_of(&target)
                 .await?
-                .ok_or_else(not_found)?,
-        )?,
+                .ok_or_else(not_found)?;
+            page.kondate = about(&state, &caller, &page).await;
+            to_json(&page)?
+        }
         Target::Column {
             source,
             schema,
@@ -218,6 +224,66 @@ pub async fn object(State(state): State<AppState>, uri: Uri) -> Result<Json<Valu
     body["key"] = json!(target.key());
     body["url"] = json!(object_url(&target));
     Ok(Json(body))
+}
+
+/// The project's jobs as the scheduler runs them (those that load).
+fn project_jobs(state: &AppState) -> Vec<kondate_jobs::JobDefinition> {
+    let p = &state.project;
+    kondate_jobs::definition::load_project(&p.root, &p.config)
+        .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
+        .unwrap_or_default()
+}
+
+fn written_context<'a>(
+    state: &'a AppState,
+    jobs: &'a [kondate_jobs::JobDefinition],
+) -> kondate_catalog::written::Context<'a> {
+    kondate_catalog::written::Context {
+        project: &state.project,
+        labels: &state.labels,
+        models: &state.models,
+        results: &state.results,
+        jobs,
+        now: state.results.clock.now(),
+    }
+}
+
+/// What kondate knows of `page`'s table when it writes it, as far as `caller` may read
+/// it; the page is served without it (and a warning logged) when it cannot be read.
+async fn about(
+    state: &AppState,
+    caller: &kondate_access::Principal,
+    page: &kondate_catalog::TablePage,
+) -> Option<kondate_catalog::Written> {
+    let jobs = project_jobs(state);
+    match written_context(state, &jobs)
+        .about(&page.source, &page.schema, &page.name)
+        .await
+    {
+        Ok(w) => w.and_then(|w| {
+            w.readable(
+                &|set| caller.allows(ScopeKind::LabelsRead, Some(set)),
+                &|m| caller.allows(ScopeKind::ModelsRead, Some(m)),
+            )
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read what kondate knows of a table");
+            None
+        }
+    }
+}
+
+/// `GET /v1/catalog/models/{name}`: a model's versions, each with the label revisions it
+/// learned from (those the caller may read) and the result tables it wrote.
+pub async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Caller(caller): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let jobs = project_jobs(&state);
+    let mut page = written_context(&state, &jobs).model_page(&name).await?;
+    page.retain_readable(&|set| caller.allows(ScopeKind::LabelsRead, Some(set)));
+    Ok(Json(to_json(&page)?))
 }
 
 fn children_json(children: &[kondate_catalog::Child]) -> Result<Value, ApiError> {

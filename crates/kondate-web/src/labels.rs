@@ -134,6 +134,9 @@ pub async fn sync(
     // Recorded as this server's work while it runs (`kondate processes` shows it).
     let _work = state.service.begin_work("labels sync", &name).await?;
     let report = state.labels.sync(&set, &grid, &opts).await?;
+    if let Some(hook) = state.after_write.as_ref().filter(|_| !opts.dry_run) {
+        hook.table_written("service", &set.table).await;
+    }
     let body = serde_json::to_value(report).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -72,6 +72,9 @@ pub struct AppParts {
     /// The catalog (on the state database), and the search index kept between searches.
     pub catalog: kondate_catalog::Catalog,
     pub catalog_search: kondate_catalog::SearchCache,
+    /// Brings a table's catalog page up to date after a write through the API (None: the
+    /// pages wait for the next `catalog sync`).
+    pub after_write: Option<Arc<dyn kondate_catalog::AfterWrite>>,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from
@@ -368,6 +371,13 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             Any(Query),
             None,
             get(catalog::lineage),
+        )
+        .add(
+            "get",
+            "/v1/catalog/models/{name}",
+            Named(ModelsRead),
+            None,
+            get(catalog::model),
         )
         .add(
             "get",

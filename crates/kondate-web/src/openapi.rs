@@ -349,8 +349,14 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "parameters": [{"name": "source", "in": "query", "schema": {"type": "string"}}],
                 "responses": {
                     "200": {"description": "`{syncs: [Sync]}`", "content": {"application/json": {}}}}}}));
+    paths.insert("/v1/catalog/models/{name}".into(), json!({"get": {
+                "summary": "A model's page: its aliases and versions, each with its metrics, the label revisions it learned from (label sets the caller may read) and the result tables it wrote (rows and time of its latest write to each)",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the page", "content": {"application/json": {}}},
+                    "404": error_response("no such model")}}}));
     paths.insert("/v1/catalog/objects/{key}".into(), json!({"get": {
-                "summary": "An object's page: a table's or view's columns (those gone marked), comment, row count, view SQL, description (Markdown and sanitised HTML) and schema history; a column's; a schema's tables; a source's schemas; a keyword's description",
+                "summary": "An object's page: a table's or view's columns (those gone marked), comment, row count, a view's SQL and `plan` (as the engine explains it), description (Markdown and sanitised HTML) and schema history; a column's; a schema's tables; a source's schemas; a keyword's description. A table kondate writes has `kondate`: a label table's label set, sheet, latest revision and its diff, the models that learned from it; a result table's apps, jobs, schedules, owners, latest writes with their model version and `freshness` (`fresh`, `late` past its schedule, `never_written`, `unscheduled`); a warehouse copy's last export and exporting jobs",
                 "parameters": [catalog_key],
                 "responses": {
                     "200": {"description": "the page, with `name`, `key` and `url`", "content": {"application/json": {}}},

@@ -155,6 +155,9 @@ pub async fn write(
             ApiError::from(e).replace_in_message(&path.display().to_string(), "request body")
         })?;
     audit_params["rows"] = json!(report.rows);
+    if let Some(hook) = &state.after_write {
+        hook.table_written("service", &decl.table).await;
+    }
     Ok(audited(
         (StatusCode::OK, Json(report)).into_response(),
         audit_params,

@@ -330,7 +330,7 @@ async fn lineage_leaves_out_what_the_caller_may_not_read() {
     let all = s
         .token_with("all", &["query", "labels:read", "models:read"])
         .await;
-    let (ids, edges) = lineage(all).await;
+    let (ids, edges) = lineage(all.clone()).await;
     assert_eq!(ids, ["source:tags", "labels:tags", "model:tagger@1"]);
     assert_eq!(edges, 2);
 
@@ -340,12 +340,66 @@ async fn lineage_leaves_out_what_the_caller_may_not_read() {
             &["query", "labels:read", "models:read=other-*"],
         )
         .await;
-    let (ids, edges) = lineage(no_models).await;
+    let (ids, edges) = lineage(no_models.clone()).await;
     assert_eq!(ids, ["source:tags", "labels:tags"]);
     assert_eq!(edges, 1);
 
     let reader = s.token_with("reader", &["query"]).await;
-    let (ids, edges) = lineage(reader).await;
+    let (ids, edges) = lineage(reader.clone()).await;
     assert!(ids.is_empty(), "{ids:?}");
     assert_eq!(edges, 0);
+
+    // The label table's page says what kondate knows of it, as far as the caller may read.
+    let mut config = kondate_core::Config::default();
+    config.resolve_paths(root);
+    let service = kondate_db::Database::connect(&config.service.url)
+        .await
+        .unwrap();
+    Catalog::new(s.opened.db.clone())
+        .sync(
+            "service",
+            kondate_catalog::import_database("service", &service, &Filter::default()),
+        )
+        .await
+        .unwrap();
+    let get = |path: String, token: (String, String)| {
+        let rb = s.http.get(format!("{}{path}", s.url));
+        async move {
+            let r = rb
+                .basic_auth(&token.0, Some(&token.1))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let page = "/v1/catalog/objects/table/service/main/tag_labels".to_string();
+    let (status, p) = get(page.clone(), all.clone()).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["kondate"]["kind"], "label_table", "{p}");
+    assert_eq!(p["kondate"]["revision"]["revision"], 1, "{p}");
+    assert_eq!(p["kondate"]["learned_by"][0]["model"], "tagger", "{p}");
+    let (_, p) = get(page.clone(), no_models.clone()).await;
+    assert_eq!(p["kondate"]["label_set"], "tags", "{p}");
+    assert_eq!(p["kondate"]["learned_by"], json!([]), "{p}");
+    let (_, p) = get(page, reader.clone()).await;
+    assert!(p["kondate"].is_null(), "{p}");
+
+    // The model's page: models:read on it; label sets only where readable.
+    let (status, m) = get("/v1/catalog/models/tagger".into(), all.clone()).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["versions"][0]["labels"][0]["label_set"], "tags", "{m}");
+    assert_eq!(
+        m["versions"][0]["labels"][0]["table"], "service.tag_labels",
+        "{m}"
+    );
+    let (status, m) = get("/v1/catalog/models/tagger".into(), no_models).await;
+    assert_eq!(status, 403, "{m}");
+    let models_only = s.token_with("models_only", &["query", "models:read"]).await;
+    let (status, m) = get("/v1/catalog/models/tagger".into(), models_only.clone()).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["versions"][0]["labels"], json!([]), "{m}");
+    let (status, m) = get("/v1/catalog/models/nope".into(), models_only).await;
+    assert_eq!(status, 404, "{m}");
 }

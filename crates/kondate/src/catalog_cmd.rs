@@ -65,9 +65,13 @@ pub enum CatalogCmd {
         format: ListFormat,
     },
     /// A table or view: its columns (type, NULL, default, comment), row count, comment, a
-    /// view's SQL, and the history of its schema.
+    /// view's SQL, and the history of its schema. A table kondate writes says what writes
+    /// it: a label table its label set, sheet and latest revision; a result table its apps,
+    /// jobs, schedule, owners, last writes with their model version, and whether it is late.
+    /// `model:NAME` shows a model's versions with the label revisions each learned from and
+    /// the tables it wrote.
     #[command(
-        after_help = "Examples:\n  kondate catalog show recipe_categories\n  kondate catalog show warehouse.recipes.recipes --format json\n\nNAME is TABLE, SCHEMA.TABLE or SOURCE.SCHEMA.TABLE; a name that fits more than one table\nlists them (exit 2)."
+        after_help = "Examples:\n  kondate catalog show recipe_categories\n  kondate catalog show warehouse.recipes.recipes --format json\n  kondate catalog show model:recipe-category\n\nNAME is TABLE, SCHEMA.TABLE or SOURCE.SCHEMA.TABLE; a name that fits more than one table\nlists them (exit 2). model:NAME needs models:read on the model."
     )]
     Show {
         name: String,
@@ -298,35 +302,47 @@ where
 /// when the catalog is in use for that source (it has synced it before), sync that table
 /// alone so that its page is current. Never fails the write: a failure is a warning.
 pub async fn after_write(services: &Services, source: &str, table: &str) {
-    let result: Result<Option<SyncReport>, String> = async {
-        let catalog = Catalog::new(services.state_db().await.map_err(|f| f.message)?.clone());
-        if !catalog
-            .has_synced(source)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Ok(None);
-        }
-        let (schema, name) = table.split_once('.').unwrap_or(("", table));
-        let only = [(schema.to_string(), name.to_string())];
-        let filter = filter_of(&services.project.config, source).map_err(|e| e.to_string())?;
-        sync_one(services, &catalog, source, &filter, Some(&only))
-            .await
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match result {
-        Ok(Some(r)) => tracing::debug!(
-            source,
-            table,
-            changes = r.changes.len(),
-            "catalog updated after a write"
-        ),
-        Ok(None) => {}
-        Err(e) => eprintln!(
+    if let Err(e) = sync_written(services, source, table).await {
+        eprintln!(
             "warning: the catalog could not be updated for {source} {table} ({e}); the next `kondate catalog sync` will"
-        ),
+        );
+    }
+}
+
+async fn sync_written(services: &Services, source: &str, table: &str) -> Result<(), String> {
+    let catalog = Catalog::new(services.state_db().await.map_err(|f| f.message)?.clone());
+    if !catalog
+        .has_synced(source)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(());
+    }
+    let (schema, name) = table.split_once('.').unwrap_or(("", table));
+    let only = [(schema.to_string(), name.to_string())];
+    let filter = filter_of(&services.project.config, source).map_err(|e| e.to_string())?;
+    let r = sync_one(services, &catalog, source, &filter, Some(&only))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        source,
+        table,
+        changes = r.changes.len(),
+        "catalog updated after a write"
+    );
+    Ok(())
+}
+
+/// [`after_write`] for the API's write handlers, which log rather than print.
+pub struct CatalogAfterWrite(pub std::sync::Arc<Services>);
+
+#[async_trait::async_trait]
+impl kondate_catalog::AfterWrite for CatalogAfterWrite {
+    async fn table_written(&self, source: &str, table: &str) {
+        if let Err(e) = sync_written(&self.0, source, table).await {
+            tracing::warn!(source, table, error = %e,
+                "the catalog could not be updated after a write; the next catalog sync will");
+        }
     }
 }
 
@@ -434,7 +450,30 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
             }
         }
         CatalogCmd::Show { name, format } => {
-            let page = catalog.table(&name).await.map_err(catalog_failure)?;
+            if let Some(model) = name.strip_prefix("model:") {
+                crate::cli_access::require_on(kondate_access::ScopeKind::ModelsRead, model)?;
+                let (labels, models, results) = (
+                    services.labels().await?,
+                    services.models().await?,
+                    services.results().await?,
+                );
+                let jobs = project_jobs(services);
+                let mut page = written_context(services, &labels, &models, &results, &jobs)
+                    .model_page(model)
+                    .await
+                    .map_err(catalog_failure)?;
+                let who = crate::cli_access::principal_now();
+                page.retain_readable(&|set| {
+                    who.allows(kondate_access::ScopeKind::LabelsRead, Some(set))
+                });
+                match format {
+                    ListFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+                    ListFormat::Text => print_model_page(&page),
+                }
+                return Ok(());
+            }
+            let mut page = catalog.table(&name).await.map_err(catalog_failure)?;
+            page.kondate = about(services, &page).await;
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&page)?),
                 ListFormat::Text => print_page(&page),
@@ -791,6 +830,201 @@ fn change_values(c: &kondate_catalog::Change) -> String {
     }
 }
 
+/// The project's jobs as the scheduler runs them (those that load).
+fn project_jobs(services: &Services) -> Vec<kondate_jobs::JobDefinition> {
+    let p = &services.project;
+    kondate_jobs::definition::load_project(&p.root, &p.config)
+        .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
+        .unwrap_or_default()
+}
+
+fn written_context<'a>(
+    services: &'a Services,
+    labels: &'a kondate_labels::Labels,
+    models: &'a kondate_models::Models,
+    results: &'a kondate_results::Results,
+    jobs: &'a [kondate_jobs::JobDefinition],
+) -> kondate_catalog::written::Context<'a> {
+    kondate_catalog::written::Context {
+        project: &services.project,
+        labels,
+        models,
+        results,
+        jobs,
+        now: services.clock.now(),
+    }
+}
+
+/// What kondate knows of `page`'s table when it writes it, as far as whoever runs this may
+/// read it. The page shows without it (and a warning) when it cannot be read.
+async fn about(services: &Services, page: &TablePage) -> Option<kondate_catalog::Written> {
+    let found = async {
+        let (labels, models, results) = (
+            services.labels().await?,
+            services.models().await?,
+            services.results().await?,
+        );
+        let jobs = project_jobs(services);
+        written_context(services, &labels, &models, &results, &jobs)
+            .about(&page.source, &page.schema, &page.name)
+            .await
+            .map_err(catalog_failure)
+    };
+    match found.await {
+        Ok(w) => {
+            use kondate_access::ScopeKind::{LabelsRead, ModelsRead};
+            let who = crate::cli_access::principal_now();
+            w.and_then(|w| {
+                w.readable(&|set| who.allows(LabelsRead, Some(set)), &|m| {
+                    who.allows(ModelsRead, Some(m))
+                })
+            })
+        }
+        Err(f) => {
+            tracing::warn!(error = %f.message, "could not read what kondate knows of this table");
+            None
+        }
+    }
+}
+
+fn print_jobs(jobs: &[kondate_catalog::written::WriterJob]) {
+    for j in jobs {
+        let schedules: Vec<String> = j
+            .schedules
+            .iter()
+            .map(|s| format!("{} ({})", s.cron, s.time_zone))
+            .collect();
+        let when = match (&j.next, j.suspended) {
+            (_, true) => "suspended".to_string(),
+            (Some(n), _) => format!("{}; next {n}", schedules.join(", ")),
+            (None, _) => "no schedule: launched by hand or by triggers".to_string(),
+        };
+        println!("  job:         {} ({}) — {when}", j.job, j.via);
+    }
+}
+
+/// What kondate knows of a table it writes, at the top of its page.
+fn print_written(w: &kondate_catalog::Written) {
+    use kondate_catalog::Written;
+    let owners = |o: &[String]| {
+        if !o.is_empty() {
+            println!("  owners:      {}", o.join(", "));
+        }
+    };
+    match w {
+        Written::LabelTable(t) => {
+            println!(
+                "Label table of label set {} ({})",
+                t.label_set, t.definition
+            );
+            println!("  from:        {}", t.source);
+            match &t.revision {
+                Some(r) => println!(
+                    "  revision:    {} — {} rows, synced {} by {} (+{} added, ~{} changed, -{} removed)",
+                    r.revision, r.rows, r.synced_at, r.synced_by, r.added, r.changed, r.removed
+                ),
+                None => println!(
+                    "  revision:    none yet (`kondate labels sync {}`)",
+                    t.label_set
+                ),
+            }
+            print_jobs(&t.jobs);
+            for l in &t.learned_by {
+                let rev = l
+                    .revision
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default();
+                println!("  learned by:  {}@{}{rev}", l.model, l.version);
+            }
+        }
+        Written::ResultTable(t) => {
+            println!("Result table {} ({})", t.result, t.declaration);
+            if !t.apps.is_empty() {
+                println!("  written by:  app {}", t.apps.join(", app "));
+            }
+            print_jobs(&t.jobs);
+            owners(&t.owners);
+            if let Some(m) = &t.model {
+                println!("  model:       {m}");
+            }
+            for w in t.writes.iter().take(3) {
+                let by = [
+                    w.model.clone(),
+                    w.run_id.as_ref().map(|r| format!("run {r}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+                let by = if by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({by})")
+                };
+                println!("  written:     {} — {} rows{by}", w.written_at, w.rows);
+            }
+            println!("  freshness:   {}", t.freshness.message);
+            println!("  warehouse:   {} (its copy)", t.warehouse_table);
+        }
+        Written::WarehouseCopy(t) => {
+            println!(
+                "Warehouse copy of result table {} (service.{})",
+                t.result, t.service_table
+            );
+            print_jobs(&t.jobs);
+            owners(&t.owners);
+            if let Some(e) = &t.last_export {
+                println!("  exported:    {} — {} rows", e.exported_at, e.rows);
+            }
+            println!("  freshness:   {}", t.freshness.message);
+        }
+    }
+}
+
+fn print_model_page(page: &kondate_catalog::ModelPage) {
+    println!("model {}", page.model);
+    if !page.aliases.is_empty() {
+        let a: Vec<String> = page
+            .aliases
+            .iter()
+            .map(|(k, v)| format!("{k} → {v}"))
+            .collect();
+        println!("aliases: {}", a.join(", "));
+    }
+    for v in &page.versions {
+        let aliases = if v.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", v.aliases.join(", "))
+        };
+        println!(
+            "\n{}@{}{aliases} — pushed {} by {}",
+            page.model, v.version, v.created_at, v.created_by
+        );
+        for l in &v.labels {
+            let rev = l
+                .revision
+                .map(|r| format!(" revision {r}"))
+                .unwrap_or_default();
+            let table = l
+                .table
+                .as_ref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            println!("  learned from  {}{rev}{table}", l.label_set);
+        }
+        for w in &v.wrote {
+            println!(
+                "  wrote         {} ({}): {} rows, {}",
+                w.result, w.table, w.rows, w.written_at
+            );
+        }
+        if v.labels.is_empty() && v.wrote.is_empty() {
+            println!("  (no label revisions recorded, no result tables written)");
+        }
+    }
+}
+
 fn print_page(page: &TablePage) {
     let rows = page
         .row_count
@@ -807,6 +1041,10 @@ fn print_page(page: &TablePage) {
     );
     if let Some(c) = &page.comment {
         println!("{c}");
+    }
+    if let Some(w) = &page.kondate {
+        println!();
+        print_written(w);
     }
     if let Some(d) = &page.description {
         println!("\n{}", d.body.trim_end());
@@ -843,6 +1081,9 @@ fn print_page(page: &TablePage) {
     }
     if let Some(d) = &page.definition {
         println!("\nDefinition:\n{d}");
+    }
+    if let Some(p) = &page.plan {
+        println!("\nPlan (as the engine explains SELECT * FROM it, at the last sync):\n{p}");
     }
     if !page.history.is_empty() {
         println!("\nHistory:");

@@ -318,7 +318,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
     let (scheduler, executor) = services
         .working_jobs_with(vec![("DEMO_KONDATE_BIN".to_string(), exe)])
         .await?;
-    crate::jobs_loop::reload(&scheduler, &project.root, &*services.clock)
+    crate::jobs_loop::reload(&scheduler, &project.root, &project.config, &*services.clock)
         .await
         .map_err(|e| Failure::from(e.to_string()))?;
     let worker = services
@@ -561,6 +561,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
             scheduler,
             executor: executor.clone(),
             root: project.root.clone(),
+            config: project.config.clone(),
             clock: services.clock.clone(),
             slot_clock: crate::jobs_loop::slot_clock(services.clock.clone()),
             jobs: cfg.jobs.clone(),

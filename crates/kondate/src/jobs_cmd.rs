@@ -251,8 +251,22 @@ fn failure(e: JobsError) -> Failure {
 }
 
 /// Every definition file of the project's `jobs/`, loaded (or its error), by name.
+/// The scheduler and executor, with the project's job definitions loaded into them first
+/// (so a job just added can be launched before any server read it).
+async fn reloaded_jobs(
+    services: &Services,
+) -> Result<(kondate_jobs::Scheduler, kondate_jobs::Executor), Failure> {
+    let (scheduler, executor) = services.jobs().await?;
+    let p = &services.project;
+    crate::jobs_loop::reload(&scheduler, &p.root, &p.config, &*services.clock)
+        .await
+        .map_err(failure)?;
+    Ok((scheduler, executor))
+}
+
 fn load_all(services: &Services) -> Result<Vec<definition::Named>, Failure> {
-    definition::load_dir(&services.project.root.join("jobs")).map_err(failure)
+    let p = &services.project;
+    definition::load_project(&p.root, &p.config).map_err(failure)
 }
 
 fn catchup_text(c: Catchup) -> String {
@@ -404,10 +418,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                 .map(|e| kondate_apps::parse_env_arg(e))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Failure::invalid(e.to_string()))?;
-            let (scheduler, executor) = services.jobs().await?;
-            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
-                .await
-                .map_err(failure)?;
+            let (scheduler, executor) = reloaded_jobs(services).await?;
             let id = scheduler
                 .launch(
                     &name,
@@ -475,10 +486,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
             if !(1..=64).contains(&concurrency) {
                 return Err(Failure::invalid("--concurrency must be from 1 to 64"));
             }
-            let (scheduler, executor) = services.jobs().await?;
-            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
-                .await
-                .map_err(failure)?;
+            let (scheduler, executor) = reloaded_jobs(services).await?;
             let job = scheduler
                 .job_row(&name)
                 .await
@@ -577,10 +585,7 @@ pub async fn run(services: &Services, cmd: JobsCmd) -> CmdResult {
                 JobsCmd::Resume { name } => (false, name),
                 _ => unreachable!("matched above"),
             };
-            let (scheduler, _) = services.jobs().await?;
-            crate::jobs_loop::reload(&scheduler, &services.project.root, &*services.clock)
-                .await
-                .map_err(failure)?;
+            let (scheduler, _) = reloaded_jobs(services).await?;
             if suspend {
                 scheduler
                     .suspend(&name, &crate::cli_access::actor(), now)

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kondate_core::Clock;
-use kondate_jobs::{Executor, Loaded, Scheduler, WorkerConfig};
+use kondate_core::config::Config;
+use kondate_jobs::{Executor, Loaded, Scheduler, WorkerConfig, definition};
 use tokio::sync::watch;
 
-/// Every definition in `root/jobs`, loaded, or its error (which keeps the job on its last
-/// good revision).
-pub fn read_definitions(root: &Path) -> Vec<Loaded> {
-    match kondate_jobs::definition::load_dir(&root.join("jobs")) {
+/// [`definition::load_project`] for the scheduler: each loaded, or its error (which keeps the job on
+/// its last good revision).
+pub fn read_definitions(root: &Path, config: &Config) -> Vec<Loaded> {
+    match definition::load_project(root, config) {
         Ok(all) => all
             .into_iter()
             .map(|(name, d)| match d {
@@ -36,9 +37,10 @@ pub fn read_definitions(root: &Path) -> Vec<Loaded> {
 pub async fn reload(
     scheduler: &Scheduler,
     root: &Path,
+    config: &Config,
     clock: &dyn Clock,
 ) -> Result<(), kondate_jobs::JobsError> {
-    let loaded = read_definitions(root);
+    let loaded = read_definitions(root, config);
     let report = scheduler.load(&loaded, clock.now()).await?;
     for (job, revision) in &report.revised {
         tracing::info!(%job, revision, "job definition loaded");
@@ -76,6 +78,8 @@ pub struct SchedulerLoop {
     pub scheduler: Scheduler,
     pub executor: Executor,
     pub root: std::path::PathBuf,
+    /// The configuration the built-in jobs come from.
+    pub config: Config,
     pub clock: Arc<dyn Clock>,
     /// The clock slots are due by: `clock`, unless a test runs the scheduler fast
     /// ([`slot_clock`]).
@@ -151,7 +155,9 @@ impl SchedulerLoop {
         let grace = chrono::Duration::from_std(self.jobs.grace).unwrap_or_default();
         loop {
             if reloaded.is_none_or(|t| t.elapsed() >= self.jobs.reload) {
-                if let Err(e) = reload(&self.scheduler, &self.root, &*self.clock).await {
+                if let Err(e) =
+                    reload(&self.scheduler, &self.root, &self.config, &*self.clock).await
+                {
                     tracing::warn!(error = %e, "could not load the job definitions; will retry");
                 } else {
                     reloaded = Some(tokio::time::Instant::now());

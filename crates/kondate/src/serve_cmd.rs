@@ -62,6 +62,7 @@ async fn start_jobs(
             scheduler,
             executor: executor.clone(),
             root: services.project.root.clone(),
+            config: services.project.config.clone(),
             clock: services.clock.clone(),
             slot_clock: crate::jobs_loop::slot_clock(services.clock.clone()),
             jobs: cfg.jobs.clone(),

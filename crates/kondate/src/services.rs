@@ -326,7 +326,7 @@ impl Services {
     }
 
     /// What `kondate serve` serves.
-    pub async fn app_state(&self) -> Result<kondate_web::AppState, Failure> {
+    pub async fn app_state(self: &Arc<Self>) -> Result<kondate_web::AppState, Failure> {
         let query = self.query().await?;
         let lost_after = self.project.config.state.lost_after;
         // Only the queries of processes that are gone: others may be running elsewhere.
@@ -365,6 +365,9 @@ impl Services {
             executor,
             catalog: kondate_catalog::Catalog::new(self.state_db().await?.clone()),
             catalog_search: Default::default(),
+            after_write: Some(Arc::new(crate::catalog_cmd::CatalogAfterWrite(
+                self.clone(),
+            ))),
         }))
     }
 

@@ -582,3 +582,254 @@ fn lineage_from_sheet_to_warehouse_copy() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The tables kondate writes document themselves: a label table names its label set, the
+/// file it comes from, its latest revision with its diff and the model that learned from
+/// it; a result table the app and jobs that write it, their schedule and owners, its last
+/// write with the model version of its rows and its freshness; the warehouse copy its last
+/// export; a model page the label revisions it learned from and the tables it wrote.
+#[test]
+fn tables_kondate_writes_document_themselves() {
+    let (_dir, p) = common::init_project();
+    std::fs::create_dir_all(p.join("data")).unwrap();
+    std::fs::write(p.join("data/tags.csv"), "id,tag\n1,主菜\n2,副菜\n").unwrap();
+    std::fs::write(
+        p.join("labels/tags.toml"),
+        "table = \"tag_labels\"\nkey = [\"id\"]\n[source]\ntype = \"csv\"\npath = \"data/tags.csv\"\n[columns]\nid = { type = \"integer\" }\ntag = { type = \"string\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("results/tag_scores.toml"),
+        "key = [\"id\"]\nwarehouse_table = \"results.tag_scores\"\n[columns]\nid = { type = \"integer\" }\nscore = { type = \"float\" }\n",
+    )
+    .unwrap();
+    // The app that may write it, the jobs that run it, export it and sync the labels.
+    std::fs::write(
+        p.join("apps/score.jsonnet"),
+        "{ app: { command: ['true'] }, kondate: { results: ['tag_scores'] } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("jobs/scoring.jsonnet"),
+        "{ script: 'app: score\\n', schedules: [{ cron: '0 5 * * *', time_zone: 'Asia/Tokyo' }],\n  \
+         owners: ['ml@example.com'], expected_time: '30m' }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("jobs/export.jsonnet"),
+        "{ script: 'results_export: tag_scores\\n', schedules: ['0 6 * * *'], owners: ['data@example.com'] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("jobs/relabel.jsonnet"),
+        "{ script: 'labels_sync: tags\\n' }\n",
+    )
+    .unwrap();
+    let ok = |args: &[&str]| {
+        let o = kondate(&p, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let show_json = |name: &str| json(&ok(&["catalog", "show", name, "--format", "json"]));
+    let show_text =
+        |name: &str| String::from_utf8_lossy(&ok(&["catalog", "show", name]).stdout).into_owned();
+    ok(&["catalog", "sync"]);
+    ok(&["labels", "sync", "tags"]);
+    std::fs::write(p.join("model.bin"), b"weights").unwrap();
+    ok(&["models", "push", "tagger", "model.bin", "--labels", "tags"]);
+    std::fs::write(p.join("s.csv"), "id,score\n1,0.9\n2,0.1\n").unwrap();
+    ok(&[
+        "results",
+        "write",
+        "tag_scores",
+        "s.csv",
+        "--model",
+        "tagger@1",
+    ]);
+    ok(&["results", "export", "tag_scores"]);
+
+    // The label table.
+    let page = show_json("tag_labels");
+    let k = &page["kondate"];
+    assert_eq!(k["kind"], "label_table", "{page}");
+    assert_eq!(k["label_set"], "tags");
+    assert!(
+        k["definition"].as_str().unwrap().ends_with("tags.toml"),
+        "{k}"
+    );
+    assert_eq!(k["revision"]["revision"], 1, "{k}");
+    assert_eq!(k["revision"]["rows"], 2, "{k}");
+    assert_eq!(k["revision"]["added"], 2, "{k}");
+    assert_eq!(k["jobs"][0]["job"], "relabel", "{k}");
+    assert_eq!(k["jobs"][0]["via"], "labels_sync: tags", "{k}");
+    assert_eq!(k["learned_by"][0]["model"], "tagger", "{k}");
+    assert_eq!(k["learned_by"][0]["revision"], 1, "{k}");
+    let text = show_text("tag_labels");
+    assert!(
+        text.contains("Label table of label set tags")
+            && text.contains("+2 added")
+            && text.contains("learned by:  tagger@1 (revision 1)"),
+        "{text}"
+    );
+
+    // The result table.
+    let page = show_json("service.main.tag_scores");
+    let k = &page["kondate"];
+    assert_eq!(k["kind"], "result_table", "{page}");
+    assert_eq!(k["apps"], serde_json::json!(["score"]), "{k}");
+    assert_eq!(k["jobs"][0]["job"], "scoring", "{k}");
+    assert_eq!(k["jobs"][0]["via"], "app: score", "{k}");
+    assert_eq!(
+        k["jobs"][0]["schedules"][0]["time_zone"], "Asia/Tokyo",
+        "{k}"
+    );
+    assert_eq!(k["owners"], serde_json::json!(["ml@example.com"]), "{k}");
+    assert_eq!(k["model"], "tagger@1", "{k}");
+    assert_eq!(k["writes"][0]["rows"], 2, "{k}");
+    assert_eq!(k["freshness"]["status"], "fresh", "{k}");
+    assert_eq!(k["freshness"]["job"], "scoring", "{k}");
+    let text = show_text("service.main.tag_scores");
+    assert!(
+        text.contains("Result table tag_scores")
+            && text.contains("written by:  app score")
+            && text.contains("job:         scoring (app: score) — 0 5 * * * (Asia/Tokyo)")
+            && text.contains("freshness:   fresh: "),
+        "{text}"
+    );
+
+    // Its warehouse copy.
+    let page = show_json("warehouse.results.tag_scores");
+    let k = &page["kondate"];
+    assert_eq!(k["kind"], "warehouse_copy", "{page}");
+    assert_eq!(k["jobs"][0]["job"], "export", "{k}");
+    assert_eq!(k["owners"], serde_json::json!(["data@example.com"]), "{k}");
+    assert_eq!(k["last_export"]["rows"], 2, "{k}");
+    assert_eq!(k["freshness"]["status"], "fresh", "{k}");
+
+    // A table kondate does not write has no such section.
+    ok(&["catalog", "sync"]);
+    let page = show_json("kondate_result_writes");
+    assert!(page["kondate"].is_null(), "{page}");
+
+    // The model's page.
+    let m = show_json("model:tagger");
+    assert_eq!(m["versions"][0]["version"], 1, "{m}");
+    assert_eq!(m["versions"][0]["labels"][0]["label_set"], "tags", "{m}");
+    assert_eq!(m["versions"][0]["labels"][0]["revision"], 1, "{m}");
+    assert_eq!(
+        m["versions"][0]["labels"][0]["table"], "service.tag_labels",
+        "{m}"
+    );
+    assert_eq!(m["versions"][0]["wrote"][0]["result"], "tag_scores", "{m}");
+    assert_eq!(m["versions"][0]["wrote"][0]["rows"], 2, "{m}");
+    let text = show_text("model:tagger");
+    assert!(
+        text.contains("learned from  tags revision 1 (service.tag_labels)")
+            && text.contains("wrote         tag_scores (service.tag_scores): 2 rows"),
+        "{text}"
+    );
+    let o = kondate(&p, &["catalog", "show", "model:nope"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A server of the project on a free loopback port, stopped on drop.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A write through the API updates the catalog as the CLI's writes do: a result table
+/// written with a new column by `POST /v1/results/NAME` shows it on its page at once, and
+/// its page names the write.
+#[test]
+fn writes_through_the_api_update_the_catalog() {
+    let (_dir, p) = common::init_project();
+    let declare = |extra: &str| {
+        std::fs::write(
+            p.join("results/scores.toml"),
+            format!(
+                "key = [\"id\"]\n[columns]\nid = {{ type = \"integer\" }}\nscore = {{ type = \"float\" }}\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+    declare("");
+    std::fs::write(p.join("a.csv"), "id,score\n1,0.5\n").unwrap();
+    let o = kondate(&p, &["results", "write", "scores", "a.csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(kondate(&p, &["catalog", "sync"]).status.success());
+    declare("note = { type = \"string\" }\n");
+    let o = kondate(&p, &["users", "add", "w@example.com", "--role", "editor"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = json(&kondate(
+        &p,
+        &[
+            "tokens",
+            "create",
+            "writer",
+            "--owner",
+            "w@example.com",
+            "--scope",
+            "results:write=scores",
+            "--format",
+            "json",
+        ],
+    ));
+    let secret = t["secret"].as_str().unwrap().to_string();
+
+    let listen = common::free_listen();
+    let _server = Server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kondate"))
+            .args(["serve", "--listen", &listen])
+            .current_dir(&p)
+            .env_remove("KONDATE_PROJECT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_listening(&listen);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("http://{listen}/v1/results/scores?migrate=true"))
+            .basic_auth("writer", Some(&secret))
+            .header("content-type", "text/csv")
+            .body("id,score,note\n2,0.7,ok\n")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    });
+    assert_eq!(status, 200, "{body}");
+
+    let page = json(&kondate(
+        &p,
+        &["catalog", "show", "service.main.scores", "--format", "json"],
+    ));
+    assert!(
+        page["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "note" && c["linked"] == true),
+        "the API's write synced the table: {page}"
+    );
+    assert_eq!(page["kondate"]["writes"][0]["rows"], 1, "{page}");
+}

@@ -86,7 +86,7 @@ fn jobs_are_checked_listed_and_their_next_times_shown_in_their_zones() {
         out.contains("broken.jsonnet: field `script`, line 2: `timeout`: "),
         "{out}"
     );
-    assert!(text(&o.stderr).contains("1 of 3 job definitions have errors"));
+    assert!(text(&o.stderr).contains("1 of 4 job definitions have errors"));
     let o = kondate(&root, &["jobs", "list", "--format", "json"]);
     let jobs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(jobs[0]["error"].as_str().unwrap().contains("line 2"));
@@ -753,4 +753,80 @@ fn force_cancel_stops_an_app_step_and_its_run() {
         common::gone_within_5s(pid.into()),
         "the app's child {pid} outlived the force-cancel"
     );
+}
+
+#[test]
+fn the_catalog_nightly_job_is_built_in_configurable_and_replaceable() {
+    let (_dir, root) = common::init_project();
+    let names = |root: &Path| -> Vec<serde_json::Value> {
+        let o = kondate(root, &["jobs", "list", "--format", "json"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // By default: catalog_sync: all at 03:00 UTC, tagged built-in, with its next fire time.
+    let jobs = names(&root);
+    let nightly = jobs
+        .iter()
+        .find(|j| j["name"] == "catalog_nightly")
+        .unwrap_or_else(|| panic!("no catalog_nightly in {jobs:?}"));
+    assert_eq!(nightly["schedules"][0]["cron"], "0 3 * * *", "{nightly}");
+    assert_eq!(nightly["schedules"][0]["time_zone"], "UTC", "{nightly}");
+    assert!(
+        nightly["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("T03:00:00+00:00"),
+        "{nightly}"
+    );
+    let o = kondate(&root, &["jobs", "check"]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("ok     catalog_nightly"));
+
+    // Its schedule and zone come from kondate.toml.
+    let config = std::fs::read_to_string(root.join("kondate.toml")).unwrap();
+    let with = |extra: &str| {
+        std::fs::write(root.join("kondate.toml"), format!("{config}\n{extra}\n")).unwrap();
+    };
+    with("[catalog]\nnightly = '30 4 * * *'\nnightly_time_zone = 'Asia/Tokyo'");
+    let jobs = names(&root);
+    let nightly = jobs
+        .iter()
+        .find(|j| j["name"] == "catalog_nightly")
+        .unwrap();
+    assert!(
+        nightly["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("T04:30:00+09:00"),
+        "{nightly}"
+    );
+
+    // A bad cron: check fails and says where to mend it.
+    with("[catalog]\nnightly = '0 25 * * *'");
+    let o = kondate(&root, &["jobs", "check"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("kondate.toml [catalog] nightly"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // "" turns it off.
+    with("[catalog]\nnightly = ''");
+    assert!(!names(&root).iter().any(|j| j["name"] == "catalog_nightly"));
+
+    // A project's own file of that name takes its place.
+    with("");
+    std::fs::write(
+        root.join("jobs/catalog_nightly.jsonnet"),
+        "{ script: 'catalog_sync: warehouse\\n', schedules: ['0 1 * * *'] }\n",
+    )
+    .unwrap();
+    let jobs = names(&root);
+    let mine: Vec<_> = jobs
+        .iter()
+        .filter(|j| j["name"] == "catalog_nightly")
+        .collect();
+    assert_eq!(mine.len(), 1, "{jobs:?}");
+    assert_eq!(mine[0]["schedules"][0]["cron"], "0 1 * * *", "{jobs:?}");
 }

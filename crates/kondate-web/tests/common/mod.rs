@@ -119,6 +119,7 @@ pub async fn app_state(
         ),
         catalog: kondate_catalog::Catalog::new(opened.db.clone()),
         catalog_search: Default::default(),
+        after_write: None,
     })
 }
 
