@@ -696,6 +696,106 @@ impl Catalog {
         }
     }
 
+    /// Delete `target` — a table or view with its columns, or a column — from the catalog
+    /// with its history, descriptions and favourites: only once a sync found it gone from
+    /// its source (unlinked), since what the source still has comes back at the next sync.
+    /// The number of objects deleted.
+    pub async fn delete_unlinked(&self, target: &Target) -> Result<u64, CatalogError> {
+        let (source, schema, table, column) = match target {
+            Target::Table {
+                source,
+                schema,
+                table,
+            } => (source, schema, table, None),
+            Target::Column {
+                source,
+                schema,
+                table,
+                column,
+            } => (source, schema, table, Some(column)),
+            _ => {
+                return Err(CatalogError::Invalid(format!(
+                    "{target} is not a table, a view or a column: only those are deleted (a \
+                     schema or a source goes with its last table; a keyword's description can \
+                     be emptied)"
+                )));
+            }
+        };
+        let not_found = || CatalogError::NotFound(target.to_string());
+        let page = self.page_of(target).await?.ok_or_else(not_found)?;
+        let (linked, keys) = match column {
+            None => (
+                page.linked,
+                std::iter::once(target.key())
+                    .chain(page.columns.iter().map(|c| {
+                        Target::Column {
+                            source: source.clone(),
+                            schema: schema.clone(),
+                            table: table.clone(),
+                            column: c.name.clone(),
+                        }
+                        .key()
+                    }))
+                    .collect::<Vec<_>>(),
+            ),
+            Some(c) => (
+                page.columns
+                    .iter()
+                    .find(|x| &x.name == c)
+                    .ok_or_else(not_found)?
+                    .linked,
+                vec![target.key()],
+            ),
+        };
+        if linked {
+            return Err(CatalogError::Invalid(format!(
+                "{target} is still in its source (the last sync found it): deleted here, it \
+                 would come back at the next sync. Drop it in the source, run `kondate catalog \
+                 sync`, then delete it"
+            )));
+        }
+        let mut cond = "source = ? AND schema_name = ? AND table_name = ?".to_string();
+        let mut params = vec![
+            Value::Text(source.clone()),
+            Value::Text(schema.clone()),
+            Value::Text(table.clone()),
+        ];
+        if let Some(c) = column {
+            cond.push_str(" AND column_name = ?");
+            params.push(Value::Text(c.clone()));
+        }
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            &format!(
+                "DELETE FROM kondate_catalog_changes WHERE object_id IN \
+                 (SELECT id FROM kondate_catalog_objects WHERE {cond})"
+            ),
+            &params,
+        )
+        .await?;
+        let deleted = tx
+            .execute(
+                &format!("DELETE FROM kondate_catalog_objects WHERE {cond}"),
+                &params,
+            )
+            .await?;
+        for key in &keys {
+            for t in [
+                "kondate_catalog_docs",
+                "kondate_catalog_doc_revisions",
+                "kondate_catalog_favourites",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {t} WHERE target = ?"),
+                    &[Value::Text(key.clone())],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Whether the catalog holds `target` (a keyword always: describing one makes it).
     pub async fn exists(&self, target: &Target) -> Result<bool, CatalogError> {
         Ok(match target {

@@ -286,6 +286,28 @@ pub async fn model(
     Ok(Json(to_json(&page)?))
 }
 
+/// `DELETE /v1/catalog/objects/{key}`: a table, view or column gone from its source, with
+/// its history and descriptions (`catalog:edit` on its full name; 400 while the source
+/// still has it).
+pub async fn delete_object(
+    State(state): State<AppState>,
+    uri: Uri,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
+    let target = target_in(&uri, OBJECTS)?;
+    let name = target.to_string();
+    if !caller.allows(ScopeKind::CatalogEdit, Some(&name)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not delete {name}: it needs catalog:edit on {name}"),
+        ));
+    }
+    let deleted = state.catalog.delete_unlinked(&target).await?;
+    let body = json!({"name": name, "deleted": deleted});
+    Ok(audited(Json(body.clone()).into_response(), body))
+}
+
 fn children_json(children: &[kondate_catalog::Child]) -> Result<Value, ApiError> {
     let mut v = to_json(&children)?;
     if let Some(items) = v.as_array_mut() {

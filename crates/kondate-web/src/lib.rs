@@ -343,6 +343,14 @@ fn routes(state: AppState) -> (Router<AppState>, Vec<RouteDoc>) {
             None,
             get(catalog::object),
         )
+        // The scope is checked on the object's full name once the key is read.
+        .add(
+            "delete",
+            "/v1/catalog/objects/{*key}",
+            Any(CatalogEdit),
+            Some("catalog.delete"),
+            delete(catalog::delete_object),
+        )
         .add(
             "get",
             "/v1/catalog/history/{*key}",

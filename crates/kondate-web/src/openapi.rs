@@ -360,6 +360,13 @@ fn written_paths() -> serde_json::Map<String, Value> {
                 "parameters": [catalog_key],
                 "responses": {
                     "200": {"description": "the page, with `name`, `key` and `url`", "content": {"application/json": {}}},
+                    "404": error_response("not a key, or nothing at it")}},
+            "delete": {
+                "summary": "Delete a table, view or column that a sync found gone from its source (unlinked), with its history, descriptions and favourites. Needs `catalog:edit` on the object's full name; audited as `catalog.delete`",
+                "parameters": [catalog_key],
+                "responses": {
+                    "200": {"description": "`{name, deleted}`: the objects deleted", "content": {"application/json": {}}},
+                    "400": error_response("not a table, view or column, or still in its source"),
                     "404": error_response("not a key, or nothing at it")}}}));
     paths.insert("/v1/catalog/history/{key}".into(), json!({"get": {
                 "summary": "Every revision of the object's description (version, principal, time, unified diff), newest first, and for a table its schema changes with the sync that saw each",

@@ -403,3 +403,66 @@ async fn lineage_leaves_out_what_the_caller_may_not_read() {
     let (status, m) = get("/v1/catalog/models/nope".into(), models_only).await;
     assert_eq!(status, 404, "{m}");
 }
+
+/// `DELETE /v1/catalog/objects/{key}`: refused while the source has the table, refused to a
+/// token without `catalog:edit` on its full name, and done, with its columns, once a sync
+/// found it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_table_is_deleted_by_an_editor() {
+    let s = common::start(|_| {}).await;
+    sync(&s).await;
+    let delete = |token: (String, String)| {
+        let rb = s.http.delete(format!(
+            "{}/v1/catalog/objects/table/warehouse/t/items",
+            s.url
+        ));
+        async move {
+            let r = rb
+                .basic_auth(&token.0, Some(&token.1))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let editor = s
+        .token_with("editor", &["query", "catalog:edit=warehouse.t.*"])
+        .await;
+    let other = s
+        .token_with("other", &["query", "catalog:edit=warehouse.elsewhere.*"])
+        .await;
+    let (status, e) = delete(editor.clone()).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("still in its source"),
+        "{e}"
+    );
+
+    s.opened
+        .warehouse
+        .drop_table(&kondate_warehouse::TableName::parse("t.items").unwrap())
+        .await
+        .unwrap();
+    sync(&s).await;
+    let (status, e) = delete(other).await;
+    assert_eq!(status, 403, "{e}");
+    let (status, d) = delete(editor).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["name"], "warehouse.t.items");
+    assert_eq!(d["deleted"], 7, "the table and its six columns: {d}");
+    let r = s
+        .http
+        .get(format!(
+            "{}/v1/catalog/objects/table/warehouse/t/items",
+            s.url
+        ))
+        .basic_auth(&s.token, Some(&s.secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -141,6 +141,16 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Delete a table, view or column that is gone from its source (unlinked) from the
+    /// catalog, with its history and descriptions. Needs catalog:edit on its full name.
+    #[command(
+        after_help = "Examples:\n  kondate catalog delete warehouse.scratch.old_events\n  kondate catalog delete recipes.legacy_flag --format json\n\nOnly what a sync found gone is deleted (a table still in its source would come back\nat the next sync: exit 2). The deletion is in the audit trail."
+    )]
+    Delete {
+        name: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// Mark a table (or any object) a favourite of yours, or with --remove no longer.
     #[command(
         after_help = "Examples:\n  kondate catalog favourite recipe_categories\n  kondate catalog favourite warehouse.results.recipe_categories --remove\n\nFavourites are kept per person: a token's favourites are its owner's."
@@ -182,6 +192,9 @@ impl CatalogCmd {
                 name, file, text, ..
             } if file.is_some() || text.is_some() => {
                 CliNeed::change_resolved(CatalogEdit, name, "catalog.describe")
+            }
+            CatalogCmd::Delete { name, .. } => {
+                CliNeed::change_resolved(CatalogEdit, name, "catalog.delete")
             }
             CatalogCmd::Favourite { name, .. } => {
                 CliNeed::change_every(Query, Some(name), "catalog.favourite")
@@ -711,6 +724,26 @@ pub async fn run(services: &Services, cmd: CatalogCmd) -> CmdResult {
                     if let Some(p) = &svg {
                         println!("drawn in {}", p.display());
                     }
+                }
+            }
+        }
+        CatalogCmd::Delete { name, format } => {
+            let target = catalog.resolve(&name).await.map_err(catalog_failure)?;
+            crate::cli_access::require_on(
+                kondate_access::ScopeKind::CatalogEdit,
+                &target.to_string(),
+            )?;
+            let deleted = catalog
+                .delete_unlinked(&target)
+                .await
+                .map_err(catalog_failure)?;
+            match format {
+                ListFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({"name": target.to_string(), "deleted": deleted})
+                ),
+                ListFormat::Text => {
+                    println!("deleted {target} from the catalog ({deleted} object(s))")
                 }
             }
         }

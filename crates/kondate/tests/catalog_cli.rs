@@ -74,6 +74,66 @@ fn catalog_sync_show_and_history_from_the_cli() {
             .all(|s| s["status"] == "ok")
     );
 
+    // An editor deletes what is gone: the gone column, then the dropped table — not the
+    // table while its source has it.
+    let o = kondate(&p, &["catalog", "delete", "recipes.items"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("still in its source"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let deleted = json(&kondate(
+        &p,
+        &[
+            "catalog",
+            "delete",
+            "recipes.items.rating",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(deleted["deleted"], 1, "{deleted}");
+    let page = json(&kondate(
+        &p,
+        &["catalog", "show", "recipes.items", "--format", "json"],
+    ));
+    assert_eq!(page["columns"].as_array().unwrap().len(), 2, "{page}");
+    assert!(
+        !page["history"].to_string().contains("rating"),
+        "its history went with it: {page}"
+    );
+    assert!(
+        kondate(&p, &["warehouse", "drop", "recipes.items"])
+            .status
+            .success()
+    );
+    assert!(
+        kondate(&p, &["catalog", "sync", "warehouse"])
+            .status
+            .success()
+    );
+    let o = kondate(&p, &["catalog", "delete", "items"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 object(s)"));
+    let o = kondate(&p, &["catalog", "show", "recipes.items"]);
+    assert_eq!(o.status.code(), Some(2));
+    // Deleting is audited.
+    let audit = String::from_utf8_lossy(
+        &kondate(
+            &p,
+            &["audit", "--action", "catalog.delete", "--format", "json"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(audit.contains("catalog.delete"), "{audit}");
+
     let o = kondate(&p, &["catalog", "show", "no_such_table"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("catalog sync"));
