@@ -435,10 +435,7 @@ async fn an_unlinked_table_is_deleted_by_an_editor() {
     let (status, e) = delete(editor.clone()).await;
     assert_eq!(status, 400, "{e}");
     assert!(
-        e["error"]
-            .as_str()
-            .unwrap()
-            .contains("still in its source"),
+        e["error"].as_str().unwrap().contains("still in its source"),
         "{e}"
     );
 
