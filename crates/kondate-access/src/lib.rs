@@ -14,6 +14,7 @@
 mod audit;
 mod guard;
 mod scope;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -28,6 +29,7 @@ pub use audit::{
     Audit, AuditEntry, AuditFilter, AuditRecord, Outcome, REFUSALS_PER_KEY, Source, parse_since,
 };
 pub use scope::{Role, Scope, ScopeKind, Scopes};
+pub use sessions::{NewSession, Session, SessionOf, Sessions, new_signin_code};
 pub use tokens::{NewToken, NewTokenRequest, TokenInfo, TokenKind, Tokens, run_token_name};
 pub use users::{User, Users};
 
@@ -218,6 +220,8 @@ pub struct Access {
     pub users: Users,
     pub tokens: Tokens,
     pub audit: Audit,
+    /// The web console's sign-in sessions.
+    pub sessions: Sessions,
     clock: Arc<dyn Clock>,
     guard: Arc<guard::Guard>,
 }
@@ -228,6 +232,7 @@ impl Access {
         let users = Users::new(db.clone(), clock.clone());
         Access {
             tokens: Tokens::new(db.clone(), clock.clone(), users.clone()),
+            sessions: Sessions::new(db.clone(), clock.clone(), users.clone()),
             audit: Audit::new(db, clock.clone()),
             clock,
             users,

@@ -288,6 +288,92 @@ async fn the_audit_trail_records_filters_and_masks(url: Option<String>) {
     );
 }
 
+/// Console sessions: the cookie's secret is kept only hashed; a session reads its user's
+/// scopes as they are now (a demoted user loses at once, a disabled one is signed out);
+/// it expires; signing out ends it.
+async fn sessions_follow_their_user_and_expire(url: Option<String>) {
+    let (db, _dir) = database(url, "sessions").await;
+    let (access, clock) = access(&db).await;
+    access
+        .users
+        .add("ml@example.com", &["editor".to_string()], &[], "test")
+        .await
+        .unwrap();
+    let s = &access.sessions;
+    let new = s
+        .create(
+            kondate_access::SessionOf::User("ml@example.com".into()),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let stored = db
+        .fetch_all("SELECT id_hash FROM kondate_sessions", &[])
+        .await
+        .unwrap();
+    let hash = kondate_db::get_string(&stored[0], "id_hash").unwrap();
+    assert_ne!(hash, new.secret, "only the secret's hash is kept");
+    let found = s.find(&new.secret).await.unwrap().expect("the session");
+    assert_eq!(found.csrf, new.session.csrf);
+    let p = s.principal(&found).await.unwrap().unwrap();
+    assert_eq!(p.actor(), "user:ml@example.com");
+    assert!(p.allows(ScopeKind::ModelsAlias, Some("m@production")));
+
+    access
+        .users
+        .set("ml@example.com", &["viewer".to_string()], &[])
+        .await
+        .unwrap();
+    let p = s.principal(&found).await.unwrap().unwrap();
+    assert!(
+        !p.allows(ScopeKind::ModelsAlias, Some("m@production")),
+        "demoted at once"
+    );
+    access.users.disable("ml@example.com").await.unwrap();
+    assert!(
+        s.principal(&found).await.unwrap().is_none(),
+        "disabled: signed out"
+    );
+    access.users.enable("ml@example.com").await.unwrap();
+
+    assert!(s.find("not-a-session").await.unwrap().is_none());
+    clock.advance(Duration::from_secs(3601));
+    assert!(s.find(&new.secret).await.unwrap().is_none(), "expired");
+
+    let other = s
+        .create(
+            kondate_access::SessionOf::Local("local-admin".into()),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let p = s
+        .principal(&s.find(&other.secret).await.unwrap().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.is_admin());
+    s.end(&other.secret).await.unwrap();
+    assert!(s.find(&other.secret).await.unwrap().is_none(), "signed out");
+}
+
+#[tokio::test]
+async fn sqlite_sessions_follow_their_user_and_expire() {
+    sessions_follow_their_user_and_expire(None).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set KONDATE_TEST_POSTGRES_URL (see .ci/run)"]
+async fn postgres_sessions_follow_their_user_and_expire() {
+    sessions_follow_their_user_and_expire(env_url("KONDATE_TEST_POSTGRES_URL")).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MariaDB: set KONDATE_TEST_MYSQL_URL (see .ci/run)"]
+async fn mysql_sessions_follow_their_user_and_expire() {
+    sessions_follow_their_user_and_expire(env_url("KONDATE_TEST_MYSQL_URL")).await;
+}
+
 #[tokio::test]
 async fn sqlite_tokens_never_hold_more_than_their_owner() {
     tokens_never_hold_more_than_their_owner(None).await;

@@ -363,6 +363,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         "ALTER TABLE kondate_catalog_objects ADD COLUMN plan {text} NULL",
     ),
+    (
+        15,
+        "CREATE TABLE IF NOT EXISTS kondate_sessions (
+        id_hash VARCHAR(64) NOT NULL PRIMARY KEY,
+        kind VARCHAR(16) NOT NULL,
+        principal VARCHAR(255) NOT NULL,
+        csrf VARCHAR(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX kondate_sessions_expiry ON kondate_sessions (expires_at)",
+    ),
 ];
 
 /// What tokens made before scopes existed keep: what any token could do then — every

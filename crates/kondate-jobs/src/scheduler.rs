@@ -1100,6 +1100,26 @@ impl Scheduler {
         rows.iter().map(Self::instance_of).collect()
     }
 
+    /// The instances in WORKING or ERROR (what is running, and what failed and waits for
+    /// someone), newest first, at most `limit`.
+    pub async fn running_or_failed(&self, limit: i64) -> Result<Vec<Instance>, JobsError> {
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT {} WHERE status IN (?, ?) ORDER BY scheduled_at DESC, id DESC LIMIT ?",
+                    Self::INSTANCE_COLUMNS
+                ),
+                &[
+                    Value::Text(WORKING.into()),
+                    Value::Text(ERROR.into()),
+                    Value::Int(limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(Self::instance_of).collect()
+    }
+
     /// Instance `id`.
     pub async fn instance(&self, id: i64) -> Result<Instance, JobsError> {
         let row = self

@@ -227,14 +227,14 @@ pub async fn object(
 }
 
 /// The project's jobs as the scheduler runs them (those that load).
-fn project_jobs(state: &AppState) -> Vec<kondate_jobs::JobDefinition> {
+pub(crate) fn project_jobs(state: &AppState) -> Vec<kondate_jobs::JobDefinition> {
     let p = &state.project;
     kondate_jobs::definition::load_project(&p.root, &p.config)
         .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
         .unwrap_or_default()
 }
 
-fn written_context<'a>(
+pub(crate) fn written_context<'a>(
     state: &'a AppState,
     jobs: &'a [kondate_jobs::JobDefinition],
 ) -> kondate_catalog::written::Context<'a> {
@@ -250,7 +250,7 @@ fn written_context<'a>(
 
 /// What kondate knows of `page`'s table when it writes it, as far as `caller` may read
 /// it; the page is served without it (and a warning logged) when it cannot be read.
-async fn about(
+pub(crate) async fn about(
     state: &AppState,
     caller: &kondate_access::Principal,
     page: &kondate_catalog::TablePage,

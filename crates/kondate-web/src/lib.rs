@@ -9,6 +9,7 @@ mod audit;
 mod body;
 mod catalog;
 mod connection;
+pub mod console;
 mod host;
 mod jobs;
 mod labels;
@@ -75,6 +76,10 @@ pub struct AppParts {
     /// Brings a table's catalog page up to date after a write through the API (None: the
     /// pages wait for the next `catalog sync`).
     pub after_write: Option<Arc<dyn kondate_catalog::AfterWrite>>,
+    /// The code of the console's local sign-in (`/signin/local?code=`), which `kondate
+    /// serve` prints; None: no local sign-in. Used only while the server listens on
+    /// loopback.
+    pub local_signin: Option<String>,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from
@@ -430,6 +435,7 @@ pub fn router(state: AppState) -> Router {
     let hosts = host::AllowedHosts::from_config(&state.project.config);
     let (router, docs) = routes(state.clone());
     router
+        .merge(console::routes())
         .fallback(api::not_found)
         // Every route has its own limit, applied with the access rules (`access::body_limit`).
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -254,6 +254,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         })
         .await
         .map_err(crate::cli_access::access_failure)?;
+    let signin = state.local_signin.clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kondate_web::serve(listener, state, async {
         let _ = stop_rx.await;
@@ -586,7 +587,11 @@ pub async fn run(args: DemoArgs) -> CmdResult {
                 }
             }),
         ];
-        println!("\nServing, with the jobs scheduled, until Ctrl-C.");
+        println!(
+            "\n{}",
+            crate::serve_cmd::console_banner(&listen, signin.as_deref())
+        );
+        println!("Serving, with the jobs scheduled, until Ctrl-C.");
         crate::cli::shutdown_signal().await;
         let _ = stop_jobs.send(true);
         for j in jobs {

@@ -18,6 +18,10 @@ pub async fn run(services: &std::sync::Arc<Services>) -> CmdResult {
         "kondate serving on http://{addr} (project {})",
         project.root.display()
     );
+    eprintln!(
+        "{}",
+        console_banner(&addr.to_string(), state.local_signin.as_deref())
+    );
     let queries = state.service.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let jobs = start_jobs(services, &stopped).await?;
@@ -43,6 +47,21 @@ pub async fn run(services: &std::sync::Arc<Services>) -> CmdResult {
     services.stop_process().await;
     served?;
     Ok(())
+}
+
+/// How to open the console: its address and, on a loopback-only server, the local
+/// administrator's sign-in link (a new one each time the server starts).
+pub fn console_banner(addr: &str, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!(
+            "console: http://{addr}/ — sign in as the local administrator with \
+             http://{addr}/signin/local?code={code} (this server listens on loopback only)"
+        ),
+        None => format!(
+            "console: http://{addr}/ (local sign-in is off: the server does not listen on \
+             loopback only)"
+        ),
+    }
 }
 
 /// The scheduler (`jobs.scheduler`) and `jobs.workers` workers on the `default` queue.

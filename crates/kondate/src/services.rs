@@ -368,6 +368,13 @@ impl Services {
             after_write: Some(Arc::new(crate::catalog_cmd::CatalogAfterWrite(
                 self.clone(),
             ))),
+            // A new code each time a server starts: a sign-in link works for that server only.
+            local_signin: self
+                .project
+                .config
+                .listen_addr()
+                .is_ok_and(|a| a.ip().is_loopback())
+                .then(kondate_access::new_signin_code),
         }))
     }
 

@@ -44,6 +44,9 @@ pub const ITEMS_CSV: &str = "id,name,note,price,in_stock,day\n\
 pub const TEST_USER: &str = "tester@example.com";
 
 /// The test token's scopes: every area but admin.
+/// The console's local sign-in code of the test server.
+pub const LOCAL_SIGNIN_CODE: &str = "0123456789abcdef0123456789abcdef";
+
 pub const TESTER_SCOPES: &[&str] = &[
     "query",
     "labels:read",
@@ -120,6 +123,7 @@ pub async fn app_state(
         catalog: kondate_catalog::Catalog::new(opened.db.clone()),
         catalog_search: Default::default(),
         after_write: None,
+        local_signin: Some(LOCAL_SIGNIN_CODE.to_string()),
     })
 }
 

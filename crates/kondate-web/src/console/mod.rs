@@ -1,0 +1,463 @@
+//! The web console (docs/console.md): server-rendered pages under `/` over the same state,
+//! and the same scopes, as the API. A person signs in and gets a session (a random secret
+//! in an HttpOnly, SameSite cookie, kept hashed in the state database; `Secure` when the
+//! server is reached over HTTPS); every form carries the session's CSRF token; every
+//! response carries a Content-Security-Policy without inline script and refuses framing.
+//!
+//! This first part has the sign-in of the embedded default — the local administrator, on a
+//! server that listens on loopback only, with the one-time link `kondate serve` prints —,
+//! sign-out, and the home page; the other pages and OpenID Connect come next.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use kondate_access::{AuditEntry, Principal, SessionOf, Source};
+use minijinja::value::Serde;
+use minijinja::{Environment, context};
+use serde::Deserialize;
+
+use crate::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "kondate_session";
+/// How long a sign-in lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Who a local sign-in is, in records (`cli:local-admin`).
+const LOCAL_ADMIN: &str = "local-admin";
+/// At most this many rows of a list on one page.
+const PAGE_ROWS: i64 = 50;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' \
+                   data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'";
+
+/// The templates, compiled once (HTML-escaped by their `.html` names).
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("signin.html", include_str!("templates/signin.html")),
+            ("home.html", include_str!("templates/home.html")),
+            ("message.html", include_str!("templates/message.html")),
+            (
+                "catalog_table.html",
+                include_str!("templates/catalog_table.html"),
+            ),
+        ] {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("console template {name}: {e}"));
+        }
+        env
+    })
+}
+
+/// The console's routes (merged into the API's router by [`crate::router`]).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/signin", get(signin_page))
+        .route("/signin/local", get(signin_local))
+        .route("/signout", post(signout))
+        .route("/catalog/{*key}", get(catalog_page))
+        .route("/static/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("static/console.css"),
+    )
+        .into_response()
+}
+
+/// A page, or the error page when the template fails (a bug: logged).
+fn page(name: &str, ctx: minijinja::Value) -> Response {
+    match templates().get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "console page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render; the server's log says why",
+            )
+                .into_response()
+        }
+    }
+}
+
+fn message(state: &AppState, status: StatusCode, heading: &str, text: &str) -> Response {
+    let mut res = page(
+        "message.html",
+        context! { project => project_name(state), heading, message => text },
+    );
+    *res.status_mut() = status;
+    res
+}
+
+fn project_name(state: &AppState) -> String {
+    state.project.config.project.name.clone()
+}
+
+/// The session cookie's value in `headers`. (A `Cookie` header is `name=value` pairs
+/// separated by `;` — RFC 6265 §4.2 — read here rather than with a cookie crate for one
+/// name.)
+fn session_secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the server is reached over HTTPS (its public URL says so): cookies are `Secure`.
+fn over_https(state: &AppState) -> bool {
+    state
+        .project
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"))
+}
+
+fn session_cookie(state: &AppState, secret: &str, max_age: Duration) -> HeaderValue {
+    let secure = if over_https(state) { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        max_age.as_secs()
+    ))
+    .expect("a cookie of hex and ASCII")
+}
+
+/// Who is signed in, with the session's CSRF token and cookie secret.
+struct Viewer {
+    principal: Principal,
+    csrf: String,
+    secret: String,
+}
+
+/// The signed-in viewer of a request, or None (no cookie, an expired or ended session, a
+/// user since disabled).
+async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>, Response> {
+    let Some(secret) = session_secret(headers) else {
+        return Ok(None);
+    };
+    let failed = |e: kondate_access::AccessError| {
+        tracing::error!(error = %e, "reading a console session failed");
+        message(
+            state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The session could not be read; the server's log says why.",
+        )
+    };
+    let sessions = &state.access.sessions;
+    let Some(session) = sessions.find(&secret).await.map_err(failed)? else {
+        return Ok(None);
+    };
+    Ok(sessions
+        .principal(&session)
+        .await
+        .map_err(failed)?
+        .map(|principal| Viewer {
+            principal,
+            csrf: session.csrf,
+            secret,
+        }))
+}
+
+/// Whether this server listens on loopback only (the local sign-in's condition).
+fn loopback(state: &AppState) -> bool {
+    state
+        .project
+        .config
+        .listen_addr()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let v = match viewer(&state, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Redirect::to("/signin").into_response(),
+        Err(res) => return res,
+    };
+    let can_jobs = v.principal.has_kind(kondate_access::ScopeKind::JobsRead);
+    let mut instances = Vec::new();
+    let mut more = false;
+    if can_jobs {
+        match state.jobs.running_or_failed(PAGE_ROWS + 1).await {
+            Ok(mut found) => {
+                more = found.len() as i64 > PAGE_ROWS;
+                found.truncate(PAGE_ROWS as usize);
+                instances = found
+                    .iter()
+                    .filter(|i| {
+                        v.principal
+                            .allows(kondate_access::ScopeKind::JobsRead, Some(&i.job))
+                    })
+                    .map(|i| i.to_json())
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "the home page could not list instances"),
+        }
+    }
+    let late = late_result_tables(&state).await;
+    page(
+        "home.html",
+        context! {
+            project => project_name(&state),
+            section => "home",
+            viewer => v.principal.actor(),
+            csrf => v.csrf,
+            instances => Serde(instances),
+            instances_more => more,
+            late => Serde(late),
+        },
+    )
+}
+
+/// The result tables whose writing job is past its schedule (docs/catalog.md#tables-kondate-writes).
+async fn late_result_tables(state: &AppState) -> Vec<serde_json::Value> {
+    let Ok(decls) = state.results.declarations() else {
+        return Vec::new();
+    };
+    let jobs = crate::catalog::project_jobs(state);
+    let ctx = crate::catalog::written_context(state, &jobs);
+    let mut late = Vec::new();
+    for d in decls.iter().take(PAGE_ROWS as usize) {
+        let (schema, table) = d.table.split_once('.').unwrap_or(("", &d.table));
+        if let Ok(Some(kondate_catalog::Written::ResultTable(t))) =
+            ctx.about("service", schema, table).await
+            && t.freshness.status == "late"
+        {
+            late.push(serde_json::json!({"result": t.result, "message": t.freshness.message}));
+        }
+    }
+    late
+}
+
+/// `GET /catalog/{key}`: a table's or view's page (the API's `GET /v1/catalog/objects/{key}`
+/// as HTML; `query` needed, as there).
+async fn catalog_page(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let v = match viewer(&state, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Redirect::to("/signin").into_response(),
+        Err(res) => return res,
+    };
+    if !v.principal.has_kind(kondate_access::ScopeKind::Query) {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Reading the catalog needs the query scope; ask an admin for a role that has it.",
+        );
+    }
+    let key = uri.path().strip_prefix("/catalog/").unwrap_or_default();
+    let not_found = || {
+        message(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Not in the catalog",
+            "Nothing in the catalog has this address: `kondate catalog search` finds names, \
+             `kondate catalog sync` imports them.",
+        )
+    };
+    let Some(target @ kondate_catalog::Target::Table { .. }) =
+        kondate_catalog::Target::from_key(key)
+    else {
+        return not_found();
+    };
+    let mut table = match state.catalog.page_of(&target).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "a catalog page could not be read");
+            return message(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The page could not be read; the server's log says why.",
+            );
+        }
+    };
+    table.kondate = crate::catalog::about(&state, &v.principal, &table).await;
+    page(
+        "catalog_table.html",
+        context! {
+            project => project_name(&state),
+            section => "catalog",
+            viewer => v.principal.actor(),
+            csrf => v.csrf,
+            page => Serde(&table),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct SigninParams {
+    code: Option<String>,
+}
+
+async fn signin_page(State(state): State<AppState>) -> Response {
+    page(
+        "signin.html",
+        context! {
+            project => project_name(&state),
+            loopback => loopback(&state) && state.local_signin.is_some(),
+            listen => state.project.config.server.listen.clone(),
+        },
+    )
+}
+
+/// Compare secrets in time that does not depend on where they differ. (Hand-written: one
+/// comparison does not warrant a crate.)
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `GET /signin/local?code=`: the local administrator signs in with the code `kondate
+/// serve` printed — only on a server that listens on loopback only.
+async fn signin_local(
+    State(state): State<AppState>,
+    Query(params): Query<SigninParams>,
+) -> Response {
+    let refused = |text: &str| {
+        let mut res = page(
+            "signin.html",
+            context! {
+                project => project_name(&state),
+                loopback => loopback(&state) && state.local_signin.is_some(),
+                listen => state.project.config.server.listen.clone(),
+                message => text,
+            },
+        );
+        *res.status_mut() = StatusCode::FORBIDDEN;
+        res
+    };
+    let (true, Some(code)) = (loopback(&state), state.local_signin.as_deref()) else {
+        return refused("Local sign-in works only on a server that listens on a loopback address.");
+    };
+    let given = params.code.unwrap_or_default();
+    let mut entry = AuditEntry::new(
+        Source::Api,
+        &Principal::local(LOCAL_ADMIN).actor(),
+        "console.signin",
+        None,
+    );
+    if !same_secret(&given, code) {
+        entry.outcome = kondate_access::Outcome::Unauthorized;
+        entry.status = Some(403);
+        state.access.audit.record_or_log(entry).await;
+        return refused(
+            "That sign-in link is not this server's: use the one `kondate serve` printed when \
+             it started (a restarted server prints a new one).",
+        );
+    }
+    let created = state
+        .access
+        .sessions
+        .create(SessionOf::Local(LOCAL_ADMIN.into()), SESSION_TTL)
+        .await;
+    match created {
+        Ok(s) => {
+            entry.status = Some(303);
+            state.access.audit.record_or_log(entry).await;
+            let mut res = Redirect::to("/").into_response();
+            res.headers_mut().insert(
+                header::SET_COOKIE,
+                session_cookie(&state, &s.secret, SESSION_TTL),
+            );
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a console session could not be started");
+            message(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The session could not be started; the server's log says why.",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SignoutForm {
+    csrf: String,
+}
+
+/// `POST /signout`: ends the session (its form's CSRF token checked) and clears the cookie.
+async fn signout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignoutForm>,
+) -> Response {
+    let v = match viewer(&state, &headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Redirect::to("/signin").into_response(),
+        Err(res) => return res,
+    };
+    if !same_secret(&form.csrf, &v.csrf) {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not come from this session (its CSRF token does not match): reload \
+             the page and try again.",
+        );
+    }
+    if let Err(e) = state.access.sessions.end(&v.secret).await {
+        tracing::error!(error = %e, "a console session could not be ended");
+    }
+    let mut entry = AuditEntry::new(Source::Api, &v.principal.actor(), "console.signout", None);
+    entry.status = Some(303);
+    state.access.audit.record_or_log(entry).await;
+    let mut res = Redirect::to("/signin").into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&state, "", Duration::ZERO),
+    );
+    res
+}
