@@ -207,3 +207,86 @@ async fn local_sign_in_is_off_unless_the_server_listens_on_loopback() {
         .unwrap();
     assert!(html.contains("Local sign-in is off"), "{html}");
 }
+
+/// The jobs pages: the list and a job's page for a viewer who may read jobs; for one who
+/// may not, no Jobs link and a 403 on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_pages_follow_the_viewers_scopes() {
+    let s = common::start(|_| {}).await;
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("jobs")).unwrap();
+    std::fs::write(
+        root.join("jobs/nightly_train.jsonnet"),
+        "{ description: 'Train <every> night', script: 'noop:\\n', \
+         schedules: [{ cron: '0 3 * * *', time_zone: 'Asia/Tokyo' }], tags: ['ml'] }\n",
+    )
+    .unwrap();
+    let mut config = kondate_core::Config::default();
+    config.resolve_paths(root);
+    let loaded: Vec<kondate_jobs::Loaded> = kondate_jobs::definition::load_project(root, &config)
+        .unwrap()
+        .into_iter()
+        .map(|(_, d)| kondate_jobs::Loaded::Ok(Box::new(d.unwrap())))
+        .collect();
+    kondate_jobs::Scheduler::new(s.opened.db.clone())
+        .load(&loaded, chrono::Utc::now())
+        .await
+        .unwrap();
+
+    let http = client();
+    let signed_in = |of: kondate_access::SessionOf| {
+        let sessions = s.access.sessions.clone();
+        async move {
+            let new = sessions
+                .create(of, std::time::Duration::from_secs(600))
+                .await
+                .unwrap();
+            format!("kondate_session={}", new.secret)
+        }
+    };
+    let get = |path: &str, cookie: &str| {
+        let rb = http
+            .get(format!("{}{path}", s.url))
+            .header("cookie", cookie.to_string());
+        async move {
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+
+    let admin = signed_in(kondate_access::SessionOf::Local("local-admin".into())).await;
+    let (status, html) = get("/jobs", &admin).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("href=\"/jobs/nightly_train\"")
+            && html.contains("0 3 * * * (Asia&#x2f;Tokyo)")
+            && html.contains("catalog_nightly"),
+        "{html}"
+    );
+    let (status, html) = get("/jobs/nightly_train", &admin).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Train &lt;every&gt; night") && html.contains("noop:"),
+        "{html}"
+    );
+    let (status, _) = get("/jobs/nope", &admin).await;
+    assert_eq!(status, 404);
+
+    // A person who may query but not read jobs: no Jobs link, and the page refused.
+    s.access
+        .users
+        .add("q@example.com", &[], &["query".to_string()], "test")
+        .await
+        .unwrap();
+    let reader = signed_in(kondate_access::SessionOf::User("q@example.com".into())).await;
+    let (status, html) = get("/", &reader).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains("href=\"/jobs\""), "{html}");
+    assert!(html.contains("user:q@example.com"), "{html}");
+    let (status, _) = get("/jobs/nightly_train", &reader).await;
+    assert_eq!(status, 403);
+    let (status, html) = get("/jobs", &reader).await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("nightly_train"), "{html}");
+}

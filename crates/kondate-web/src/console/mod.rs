@@ -46,6 +46,8 @@ fn templates() -> &'static Environment<'static> {
             ("signin.html", include_str!("templates/signin.html")),
             ("home.html", include_str!("templates/home.html")),
             ("message.html", include_str!("templates/message.html")),
+            ("jobs.html", include_str!("templates/jobs.html")),
+            ("job.html", include_str!("templates/job.html")),
             (
                 "catalog_table.html",
                 include_str!("templates/catalog_table.html"),
@@ -66,6 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route("/signin/local", get(signin_local))
         .route("/signout", post(signout))
         .route("/catalog/{*key}", get(catalog_page))
+        .route("/jobs", get(jobs_page))
+        .route("/jobs/{name}", get(job_page))
         .route("/static/console.css", get(stylesheet))
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -200,6 +204,34 @@ async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Option<Viewer>,
         }))
 }
 
+/// What every signed-in page's frame shows: the project, the viewer, the sign-out form's
+/// CSRF token, and the sections the viewer may open.
+fn frame(state: &AppState, v: &Viewer, section: &str) -> minijinja::Value {
+    context! {
+        project => project_name(state),
+        section,
+        viewer => v.principal.actor(),
+        csrf => v.csrf.clone(),
+        can_jobs => v.principal.has_kind(kondate_access::ScopeKind::JobsRead),
+    }
+}
+
+/// A signed-in viewer, or the way to the sign-in page.
+impl axum::extract::FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        match viewer(state, &parts.headers).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            Err(res) => Err(res),
+        }
+    }
+}
+
 /// Whether this server listens on loopback only (the local sign-in's condition).
 fn loopback(state: &AppState) -> bool {
     state
@@ -209,12 +241,7 @@ fn loopback(state: &AppState) -> bool {
         .is_ok_and(|a| a.ip().is_loopback())
 }
 
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(res) => return res,
-    };
+async fn home(State(state): State<AppState>, v: Viewer) -> Response {
     let can_jobs = v.principal.has_kind(kondate_access::ScopeKind::JobsRead);
     let mut instances = Vec::new();
     let mut more = false;
@@ -239,13 +266,10 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     page(
         "home.html",
         context! {
-            project => project_name(&state),
-            section => "home",
-            viewer => v.principal.actor(),
-            csrf => v.csrf,
             instances => Serde(instances),
             instances_more => more,
             late => Serde(late),
+            ..frame(&state, &v, "home")
         },
     )
 }
@@ -272,16 +296,7 @@ async fn late_result_tables(state: &AppState) -> Vec<serde_json::Value> {
 
 /// `GET /catalog/{key}`: a table's or view's page (the API's `GET /v1/catalog/objects/{key}`
 /// as HTML; `query` needed, as there).
-async fn catalog_page(
-    State(state): State<AppState>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(res) => return res,
-    };
+async fn catalog_page(State(state): State<AppState>, uri: axum::http::Uri, v: Viewer) -> Response {
     if !v.principal.has_kind(kondate_access::ScopeKind::Query) {
         return message(
             &state,
@@ -308,27 +323,112 @@ async fn catalog_page(
     let mut table = match state.catalog.page_of(&target).await {
         Ok(Some(p)) => p,
         Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "a catalog page could not be read");
-            return message(
-                &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The page could not be read; the server's log says why.",
-            );
-        }
+        Err(e) => return server_error(&state, "a catalog page could not be read", e),
     };
     table.kondate = crate::catalog::about(&state, &v.principal, &table).await;
     page(
         "catalog_table.html",
         context! {
-            project => project_name(&state),
-            section => "catalog",
-            viewer => v.principal.actor(),
-            csrf => v.csrf,
             page => Serde(&table),
+            ..frame(&state, &v, "catalog")
         },
     )
+}
+
+#[derive(Deserialize)]
+struct PageParams {
+    page: Option<usize>,
+}
+
+fn server_error(state: &AppState, what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what}");
+    message(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The page could not be read; the server's log says why.",
+    )
+}
+
+/// `GET /jobs?page=N`: the jobs the viewer may read (`jobs:read` on each), 50 a page, with
+/// their schedules, next fire time, last instance's status, owners and tags.
+async fn jobs_page(
+    State(state): State<AppState>,
+    v: Viewer,
+    Query(p): Query<PageParams>,
+) -> Response {
+    use kondate_access::ScopeKind::JobsRead;
+    let all = match state.jobs.jobs().await {
+        Ok(all) => all,
+        Err(e) => return server_error(&state, "listing jobs failed", e),
+    };
+    let readable: Vec<_> = all
+        .into_iter()
+        .filter(|j| !j.removed && v.principal.allows(JobsRead, Some(&j.name)))
+        .collect();
+    let rows = PAGE_ROWS as usize;
+    let page_no = p.page.unwrap_or(0);
+    let now = state.results.clock.now();
+    let mut jobs = Vec::new();
+    for j in readable.iter().skip(page_no * rows).take(rows) {
+        let mut json = state.jobs.job_json(j, now, 1).await;
+        json["last_status"] = state
+            .jobs
+            .instances(&j.name, 1)
+            .await
+            .ok()
+            .and_then(|i| i.first().map(|i| i.status.clone()))
+            .into();
+        jobs.push(json);
+    }
+    page(
+        "jobs.html",
+        context! {
+            jobs => Serde(jobs),
+            prev => page_no.checked_sub(1),
+            next => (readable.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            ..frame(&state, &v, "jobs")
+        },
+    )
+}
+
+/// `GET /jobs/{name}`: a job as `kondate jobs show` shows it — script, schedules and next
+/// fire times, revisions, latest instances (`jobs:read` on it).
+async fn job_page(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    v: Viewer,
+) -> Response {
+    if !v
+        .principal
+        .allows(kondate_access::ScopeKind::JobsRead, Some(&name))
+    {
+        return message(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            &format!(
+                "Reading job {name} needs jobs:read on it; ask an admin for a role that has it."
+            ),
+        );
+    }
+    match state
+        .jobs
+        .job_detail(&name, state.results.clock.now())
+        .await
+    {
+        Ok(job) => page(
+            "job.html",
+            context! { job => Serde(job), ..frame(&state, &v, "jobs") },
+        ),
+        Err(kondate_jobs::JobsError::NoSuchJob(_)) => message(
+            &state,
+            StatusCode::NOT_FOUND,
+            "No such job",
+            &format!("No job is named {name}: the Jobs page lists them."),
+        ),
+        Err(e) => server_error(&state, "reading a job failed", e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -431,14 +531,9 @@ struct SignoutForm {
 /// `POST /signout`: ends the session (its form's CSRF token checked) and clears the cookie.
 async fn signout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    v: Viewer,
     Form(form): Form<SignoutForm>,
 ) -> Response {
-    let v = match viewer(&state, &headers).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(res) => return res,
-    };
     if !same_secret(&form.csrf, &v.csrf) {
         return message(
             &state,
@@ -460,4 +555,40 @@ async fn signout(
         session_cookie(&state, "", Duration::ZERO),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(name: &str, ctx: minijinja::Value) -> String {
+        templates()
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    #[test]
+    fn the_jobs_pages_render_with_and_without_their_optional_parts() {
+        let frame = context! { project => "p", section => "jobs", viewer => "cli:x", csrf => "c", can_jobs => true };
+        let jobs = serde_json::json!([
+            {"name": "a", "schedules": [{"cron": "0 3 * * *", "time_zone": "UTC"}],
+             "next": ["2026-12-03T03:00:00Z"], "owners": ["o@example.com"], "tags": ["t"],
+             "suspended": false, "load_error": null, "last_status": "error"},
+            {"name": "b", "schedules": null, "next": null, "owners": null, "tags": null,
+             "suspended": null, "load_error": "bad", "last_status": null},
+        ]);
+        let html = render(
+            "jobs.html",
+            context! { jobs => Serde(jobs), prev => None::<usize>, next => Some(1), ..frame.clone() },
+        );
+        assert!(
+            html.contains("/jobs?page=1") && html.contains("does not load"),
+            "{html}"
+        );
+        let job = serde_json::json!({"name": "a", "revision": 1, "schedules": [], "next": [],
+            "script": "noop:\n", "instances": [], "revisions": [{"id": 1, "digest": "abcdef0123456789", "loaded_at": "x"}]});
+        let html = render("job.html", context! { job => Serde(job), ..frame });
+        assert!(html.contains("noop:"), "{html}");
+    }
 }
