@@ -24,6 +24,33 @@ pub struct Context<'a> {
     pub results: &'a kondate_results::Results,
     pub jobs: &'a [JobDefinition],
     pub now: DateTime<Utc>,
+    /// Each app with the result tables its runs may write, read once per context (a page
+    /// about many tables evaluates each app's definition once).
+    app_results: std::sync::OnceLock<Vec<(String, Vec<String>)>>,
+    /// The project's label sets with their current revisions, read once per context.
+    label_sets: tokio::sync::OnceCell<Vec<kondate_labels::Listed>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        project: &'a kondate_core::Project,
+        labels: &'a kondate_labels::Labels,
+        models: &'a kondate_models::Models,
+        results: &'a kondate_results::Results,
+        jobs: &'a [JobDefinition],
+        now: DateTime<Utc>,
+    ) -> Context<'a> {
+        Context {
+            project,
+            labels,
+            models,
+            results,
+            jobs,
+            now,
+            app_results: std::sync::OnceLock::new(),
+            label_sets: tokio::sync::OnceCell::new(),
+        }
+    }
 }
 
 /// What kondate knows of a table it writes.
@@ -221,6 +248,18 @@ impl Context<'_> {
             .map_or_else(|_| path.to_string(), |p| p.display().to_string())
     }
 
+    async fn label_sets(&self) -> Result<&[kondate_labels::Listed], CatalogError> {
+        self.label_sets
+            .get_or_try_init(|| async {
+                self.labels
+                    .list(self.project)
+                    .await
+                    .map_err(|e| err("label sets", e))
+            })
+            .await
+            .map(Vec::as_slice)
+    }
+
     fn writer_jobs(&self, hit: &dyn Fn(&Task) -> Option<String>) -> Vec<WriterJob> {
         writer_jobs(self.jobs, self.now, hit)
     }
@@ -241,16 +280,9 @@ impl Context<'_> {
     ) -> Result<Option<Written>, CatalogError> {
         match source {
             "service" => {
-                let sets = self
-                    .labels
-                    .list(self.project)
-                    .await
-                    .map_err(|e| err("label sets", e))?;
-                if let Some(set) = sets
-                    .into_iter()
-                    .find(|s| same_table(schema, table, &s.table))
-                {
-                    return self.label_table(set).await.map(Some);
+                let sets = self.label_sets().await?;
+                if let Some(set) = sets.iter().find(|s| same_table(schema, table, &s.table)) {
+                    return self.label_table(set.clone()).await.map(Some);
                 }
                 let decls = self
                     .results
@@ -332,14 +364,20 @@ impl Context<'_> {
     /// The apps whose definitions let their runs write result `name`. An app whose
     /// definition does not load is left out (`kondate apps check` reports it).
     fn writer_apps(&self, name: &str) -> Vec<String> {
-        let apps = kondate_apps::Apps::new(self.project.root.join("apps"));
-        apps.names()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|a| {
-                apps.load(a, false)
-                    .is_ok_and(|d| d.access.results.iter().any(|r| r == name))
-            })
+        let all = self.app_results.get_or_init(|| {
+            let apps = kondate_apps::Apps::new(self.project.root.join("apps"));
+            apps.names()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| {
+                    let d = apps.load(&a, false).ok()?;
+                    Some((a, d.access.results))
+                })
+                .collect()
+        });
+        all.iter()
+            .filter(|(_, results)| results.iter().any(|r| r == name))
+            .map(|(a, _)| a.clone())
             .collect()
     }
 

@@ -238,14 +238,14 @@ pub(crate) fn written_context<'a>(
     state: &'a AppState,
     jobs: &'a [kondate_jobs::JobDefinition],
 ) -> kondate_catalog::written::Context<'a> {
-    kondate_catalog::written::Context {
-        project: &state.project,
-        labels: &state.labels,
-        models: &state.models,
-        results: &state.results,
+    kondate_catalog::written::Context::new(
+        &state.project,
+        &state.labels,
+        &state.models,
+        &state.results,
         jobs,
-        now: state.results.clock.now(),
-    }
+        state.results.clock.now(),
+    )
 }
 
 /// What kondate knows of `page`'s table when it writes it, as far as `caller` may read

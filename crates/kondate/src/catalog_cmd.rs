@@ -878,14 +878,14 @@ fn written_context<'a>(
     results: &'a kondate_results::Results,
     jobs: &'a [kondate_jobs::JobDefinition],
 ) -> kondate_catalog::written::Context<'a> {
-    kondate_catalog::written::Context {
-        project: &services.project,
+    kondate_catalog::written::Context::new(
+        &services.project,
         labels,
         models,
         results,
         jobs,
-        now: services.clock.now(),
-    }
+        services.clock.now(),
+    )
 }
 
 /// What kondate knows of `page`'s table when it writes it, as far as whoever runs this may
