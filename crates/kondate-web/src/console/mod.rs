@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs", get(jobs_page))
         .route("/jobs/{name}", get(job_page))
         .route("/static/console.css", get(stylesheet))
+        .route("/static/console.js", get(script))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -100,6 +101,18 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("static/console.css"),
+    )
+        .into_response()
+}
+
+/// The console's one script (times in the viewer's zone); no page depends on it.
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("static/console.js"),
     )
         .into_response()
 }
