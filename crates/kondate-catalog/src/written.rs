@@ -390,11 +390,13 @@ impl Context<'_> {
             Task::App { name, .. } if apps.contains(name) => Some(format!("app: {name}")),
             _ => None,
         });
-        let writes: Vec<Write> = self
+        let log = self
             .results
             .writes(&decl.name, WRITES)
             .await
-            .map_err(|e| err("result writes", e))?
+            .map_err(|e| err("result writes", e))?;
+        let last_ms = log.first().map(|w| w.written_at_ms);
+        let writes: Vec<Write> = log
             .into_iter()
             .map(|w| Write {
                 written_at: ms_to_rfc3339(w.written_at_ms),
@@ -407,13 +409,6 @@ impl Context<'_> {
                 run_id: w.run_id,
             })
             .collect();
-        let last_ms = self
-            .results
-            .writes(&decl.name, 1)
-            .await
-            .map_err(|e| err("result writes", e))?
-            .first()
-            .map(|w| w.written_at_ms);
         let freshness = self.freshness(&jobs, last_ms, "written");
         Ok(Written::ResultTable(ResultTable {
             model: writes.first().and_then(|w| w.model.clone()),
@@ -474,13 +469,11 @@ impl Context<'_> {
             .find(|m| m.name == name)
             .map(|m| m.aliases)
             .unwrap_or_default();
-        let sets: BTreeMap<String, String> = self
-            .labels
-            .list(self.project)
-            .await
-            .map_err(|e| err("label sets", e))?
-            .into_iter()
-            .map(|s| (s.name, s.table))
+        let sets: BTreeMap<&str, &str> = self
+            .label_sets()
+            .await?
+            .iter()
+            .map(|s| (s.name.as_str(), s.table.as_str()))
             .collect();
         // (version) → result → (table, rows, at) of the latest write.
         let mut wrote: BTreeMap<i64, BTreeMap<String, WroteTo>> = BTreeMap::new();
@@ -526,7 +519,7 @@ impl Context<'_> {
                         .map(|l| LearnedFrom {
                             label_set: l.name.clone(),
                             revision: l.revision,
-                            table: sets.get(&l.name).map(|t| format!("service.{t}")),
+                            table: sets.get(l.name.as_str()).map(|t| format!("service.{t}")),
                         })
                         .collect(),
                     wrote: wrote

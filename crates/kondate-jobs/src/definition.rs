@@ -225,6 +225,14 @@ pub fn load_project(root: &Path, config: &kondate_core::Config) -> Result<Vec<Na
     Ok(all)
 }
 
+/// The project's jobs that load (those that do not are left out: `kondate jobs check`
+/// reports them), for what shows which jobs write what.
+pub fn loading(root: &Path, config: &kondate_core::Config) -> Vec<JobDefinition> {
+    load_project(root, config)
+        .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
+        .unwrap_or_default()
+}
+
 /// The jobs kondate defines itself: `catalog_nightly` (`catalog_sync: all` on the cron of
 /// `catalog.nightly`, none when that is "").
 pub fn built_in(config: &kondate_core::Config) -> Vec<Named> {

@@ -229,9 +229,7 @@ pub async fn object(
 /// The project's jobs as the scheduler runs them (those that load).
 pub(crate) fn project_jobs(state: &AppState) -> Vec<kondate_jobs::JobDefinition> {
     let p = &state.project;
-    kondate_jobs::definition::load_project(&p.root, &p.config)
-        .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
-        .unwrap_or_default()
+    kondate_jobs::definition::loading(&p.root, &p.config)
 }
 
 pub(crate) fn written_context<'a>(

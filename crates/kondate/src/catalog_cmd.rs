@@ -866,9 +866,7 @@ fn change_values(c: &kondate_catalog::Change) -> String {
 /// The project's jobs as the scheduler runs them (those that load).
 fn project_jobs(services: &Services) -> Vec<kondate_jobs::JobDefinition> {
     let p = &services.project;
-    kondate_jobs::definition::load_project(&p.root, &p.config)
-        .map(|all| all.into_iter().filter_map(|(_, d)| d.ok()).collect())
-        .unwrap_or_default()
+    kondate_jobs::definition::loading(&p.root, &p.config)
 }
 
 fn written_context<'a>(

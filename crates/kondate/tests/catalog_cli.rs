@@ -88,6 +88,14 @@ fn catalog_sync_show_and_history_from_the_cli() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Only a table, a view or a column is deleted.
+    let o = kondate(&p, &["catalog", "delete", "schema:warehouse.recipes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only those are deleted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let deleted = json(&kondate(
         &p,
         &[
