@@ -105,6 +105,8 @@ pub fn parse_since(since: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i6
 pub enum Source {
     Api,
     Cli,
+    /// The web console's pages and forms.
+    Console,
 }
 
 impl Source {
@@ -112,6 +114,7 @@ impl Source {
         match self {
             Source::Api => "api",
             Source::Cli => "cli",
+            Source::Console => "console",
         }
     }
 }
@@ -240,10 +243,10 @@ fn from_row(r: &AnyRow) -> Result<AuditRecord, AccessError> {
             params: serde_json::from_str(&get_string(r, "params")?).unwrap_or(json!({})),
             outcome: Outcome::parse(&get_string(r, "outcome")?).unwrap_or(Outcome::Failed),
             status: get_opt_i64(r, "status"),
-            source: if get_string(r, "source")? == "cli" {
-                Source::Cli
-            } else {
-                Source::Api
+            source: match get_string(r, "source")?.as_str() {
+                "cli" => Source::Cli,
+                "console" => Source::Console,
+                _ => Source::Api,
             },
             client: get_opt_string(r, "client"),
             detail: get_opt_string(r, "detail"),

@@ -124,44 +124,63 @@ pub async fn launch(
             ))
         })?
     };
-    for k in req.env.keys() {
+    let env: Vec<(String, String)> = req.env.into_iter().collect();
+    let instance = launch_as(&state, &caller, &name, env.clone(), req.key.clone(), "api").await?;
+    let names: Vec<&String> = env.iter().map(|(k, _)| k).collect();
+    Ok(audited(
+        (StatusCode::CREATED, Json(instance.to_json())).into_response(),
+        json!({ "instance": instance.id, "env": names, "key": req.key }),
+    ))
+}
+
+/// Launch job `name` now as `caller` (`jobs:launch` on it) with variables `env` for every
+/// step and an optional once-only `key`; `reason` says from where (`api`, `console`).
+pub(crate) async fn launch_as(
+    state: &AppState,
+    caller: &Principal,
+    name: &str,
+    env: Vec<(String, String)>,
+    key: Option<String>,
+    reason: &str,
+) -> Result<Instance, ApiError> {
+    valid_name(name)?;
+    caller.require(ScopeKind::JobsLaunch, Some(name))?;
+    for (k, _) in &env {
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ApiError::invalid(format!(
                 "env: `{k}` is not a variable name (letters, digits and `_`)"
             )));
         }
     }
-    if let Some(k) = &req.key
+    if let Some(k) = &key
         && (k.is_empty() || k.len() > 128 || k.chars().any(char::is_control))
     {
         return Err(ApiError::invalid(
             "key: 1–128 characters, no control characters",
         ));
     }
-    let env: Vec<(String, String)> = req.env.into_iter().collect();
     let now = chrono::Utc::now();
     let id = state
         .jobs
         .launch(
-            &name,
+            name,
             &env,
-            "api",
-            req.key.as_deref(),
+            reason,
+            key.as_deref(),
             Some(&caller.actor()),
             now,
         )
         .await?;
     state.executor.advance(id, now).await?;
-    let instance = state.jobs.instance(id).await?;
-    let names: Vec<&String> = env.iter().map(|(k, _)| k).collect();
-    Ok(audited(
-        (StatusCode::CREATED, Json(instance.to_json())).into_response(),
-        json!({ "instance": id, "env": names, "key": req.key }),
-    ))
+    Ok(state.jobs.instance(id).await?)
 }
 
 /// The instance `id`, if the caller may read its job.
-async fn readable(state: &AppState, caller: &Principal, id: i64) -> Result<Instance, ApiError> {
+pub(crate) async fn readable(
+    state: &AppState,
+    caller: &Principal,
+    id: i64,
+) -> Result<Instance, ApiError> {
     let i = state.jobs.instance(id).await?;
     caller.require(ScopeKind::JobsRead, Some(&i.job))?;
     Ok(i)
@@ -275,27 +294,68 @@ pub async fn resume(
     set_suspended(state, caller, name, false).await
 }
 
-/// Retry, skip or cancel: `jobs:operate` on the job, or an owner of it who may read it.
-async fn act(
-    state: AppState,
-    caller: Principal,
+/// What may be done to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    Retry,
+    Skip,
+    Cancel,
+    ForceCancel,
+}
+
+impl Act {
+    /// As the console's addresses name it.
+    pub(crate) fn parse(s: &str) -> Option<Act> {
+        Some(match s {
+            "retry" => Act::Retry,
+            "skip" => Act::Skip,
+            "cancel" => Act::Cancel,
+            "force-cancel" => Act::ForceCancel,
+            _ => return None,
+        })
+    }
+
+    /// The audit trail's action (the API's).
+    pub(crate) fn action(self) -> &'static str {
+        match self {
+            Act::Retry => "jobs.retry",
+            Act::Skip => "jobs.skip",
+            Act::Cancel | Act::ForceCancel => "jobs.cancel",
+        }
+    }
+}
+
+/// Whether `caller` may retry, skip or cancel instances of `i`'s job: `jobs:operate` on
+/// the job, or one of its owners who may read it.
+pub(crate) async fn may_operate(state: &AppState, caller: &Principal, i: &Instance) -> bool {
+    caller.allows(ScopeKind::JobsOperate, Some(&i.job))
+        || (caller.allows(ScopeKind::JobsRead, Some(&i.job))
+            && owns(state, caller, &i.job, i.revision).await)
+}
+
+/// Retry, skip or cancel instance `id` as `caller` ([`may_operate`]).
+pub(crate) async fn act_on(
+    state: &AppState,
+    caller: &Principal,
     id: i64,
-    what: &'static str,
-) -> Result<Response, ApiError> {
-    let i = readable(&state, &caller, id).await?;
-    if !caller.allows(ScopeKind::JobsOperate, Some(&i.job))
-        && !owns(&state, &caller, &i.job, i.revision).await
-    {
+    what: Act,
+) -> Result<Instance, ApiError> {
+    let i = readable(state, caller, id).await?;
+    if !may_operate(state, caller, &i).await {
         caller.require(ScopeKind::JobsOperate, Some(&i.job))?;
     }
     let now = chrono::Utc::now();
     match what {
-        "retry" => state.executor.retry(id, now).await?,
-        "skip" => state.executor.skip(id, now).await?,
-        "force-cancel" => state.executor.cancel_with(id, true, now).await?,
-        _ => state.executor.cancel(id, now).await?,
+        Act::Retry => state.executor.retry(id, now).await?,
+        Act::Skip => state.executor.skip(id, now).await?,
+        Act::ForceCancel => state.executor.cancel_with(id, true, now).await?,
+        Act::Cancel => state.executor.cancel(id, now).await?,
     }
-    let i = state.jobs.instance(id).await?;
+    Ok(state.jobs.instance(id).await?)
+}
+
+async fn act(state: AppState, caller: Principal, id: i64, what: Act) -> Result<Response, ApiError> {
+    let i = act_on(&state, &caller, id, what).await?;
     Ok(audited(
         Json(i.to_json()).into_response(),
         json!({ "instance": id, "job": i.job }),
@@ -308,7 +368,7 @@ pub async fn retry(
     Path(id): Path<String>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    act(state, caller, instance_id(&id)?, "retry").await
+    act(state, caller, instance_id(&id)?, Act::Retry).await
 }
 
 /// `POST /v1/instances/{id}/skip`: go on after its failed step.
@@ -317,7 +377,7 @@ pub async fn skip(
     Path(id): Path<String>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    act(state, caller, instance_id(&id)?, "skip").await
+    act(state, caller, instance_id(&id)?, Act::Skip).await
 }
 
 #[derive(Deserialize)]
@@ -334,6 +394,10 @@ pub async fn cancel(
     ApiQuery(p): ApiQuery<CancelParams>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
-    let what = if p.force { "force-cancel" } else { "cancel" };
+    let what = if p.force {
+        Act::ForceCancel
+    } else {
+        Act::Cancel
+    };
     act(state, caller, instance_id(&id)?, what).await
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use kondate_core::SystemClock;
 use reqwest::redirect::Policy;
 
 fn client() -> reqwest::Client {
@@ -28,14 +29,7 @@ async fn sign_in(http: &reqwest::Client, url: &str, code: &str) -> reqwest::Resp
         .unwrap()
 }
 
-/// The `csrf` hidden field of a page.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a csrf field")
-        + 19;
-    html[at..at + 32].to_string()
-}
+use common::csrf_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_sign_in_session_and_sign_out() {
@@ -307,4 +301,149 @@ async fn jobs_pages_follow_the_viewers_scopes() {
     let (status, html) = get("/jobs", &reader).await;
     assert_eq!(status, 200);
     assert!(!html.contains("nightly_train"), "{html}");
+}
+
+/// A failing job's instance in the console: launched with variables, its log read, retried
+/// by an administrator after a confirmation, seen succeeding; a viewer sees no action and
+/// is refused (403, recorded) when posting the form anyway; the live log's events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_is_read_retried_and_refused_to_a_viewer() {
+    use kondate_jobs::{Executor, Loaded, Scheduler, WorkerConfig};
+    let s = common::start(|_| {}).await;
+    let scheduler = Scheduler::new(s.opened.db.clone());
+    let def = kondate_jobs::definition::from_json(
+        "jobs/flaky.jsonnet",
+        "flaky",
+        serde_json::json!({
+            "script": "execute: if [ -f marker ]; then echo fine $A; else touch marker; echo broken; exit 3; fi\n",
+            "owners": ["owner@example.com"],
+        }),
+    )
+    .unwrap();
+    scheduler
+        .load(&[Loaded::Ok(Box::new(def))], chrono::Utc::now())
+        .await
+        .unwrap();
+    let executor = Executor::new(
+        s.opened.db.clone(),
+        s.opened.store.clone(),
+        scheduler.clone(),
+        None,
+    );
+    let cfg = WorkerConfig {
+        worker: "test-worker".into(),
+        queues: vec!["default".into()],
+        cwd: s.dir.path().to_path_buf(),
+        spool: s.dir.path().join("spool"),
+        protect: None,
+        base_env: std::env::vars().collect(),
+        grace: std::time::Duration::from_millis(200),
+        recheck: std::time::Duration::from_millis(200),
+    };
+    let admin = s
+        .console(kondate_access::SessionOf::Local("local-admin".into()))
+        .await;
+    let csrf = admin.csrf().await;
+
+    // Launch with variables: a bad line is refused with where it is; a good form launches.
+    let (status, html, _) = admin.get("/jobs/flaky").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("href=\"/jobs/flaky/launch\""), "{html}");
+    let (status, html, _) = admin.get("/jobs/flaky/launch").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("name=\"env\""), "{html}");
+    let (status, html, _) = admin
+        .post(
+            "/jobs/flaky/launch",
+            &[("csrf", &csrf), ("env", "A=1\nnot a pair")],
+        )
+        .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("line 2"), "{html}");
+    let (status, _, location) = admin
+        .post("/jobs/flaky/launch", &[("csrf", &csrf), ("env", "A=ok")])
+        .await;
+    assert_eq!(status, 303);
+    let at = location.unwrap();
+    let id: i64 = at.strip_prefix("/instances/").unwrap().parse().unwrap();
+    while executor.work_once(&cfg, &SystemClock).await.unwrap() {}
+
+    // The failed instance: its status, its step, its log, and the actions.
+    let (status, html, _) = admin.get(&at).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("status-error"), "{html}");
+    assert!(html.contains("out broken"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/instances/{id}/retry\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains("data-follow"),
+        "a finished instance is not followed: {html}"
+    );
+
+    // A viewer reads it, sees no action, and is refused when posting one anyway.
+    let viewer = s.console_user("viewer@example.com", &["viewer"]).await;
+    let (status, html, _) = viewer.get(&at).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("out broken"), "{html}");
+    assert!(!html.contains("/retry\""), "{html}");
+    assert_eq!(viewer.get(&format!("{at}/retry")).await.0, 403);
+    let viewer_csrf = viewer.csrf().await;
+    let (status, html, _) = viewer
+        .post(&format!("{at}/retry"), &[("csrf", &viewer_csrf)])
+        .await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("jobs:operate"), "{html}");
+    let refused = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            actor: Some("user:viewer@example.com".into()),
+            action: Some("jobs.retry".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].entry.outcome, kondate_access::Outcome::Denied);
+    assert_eq!(refused[0].entry.source, kondate_access::Source::Console);
+    // The job's owner may act without jobs:operate.
+    let owner = s.console_user("owner@example.com", &["viewer"]).await;
+    let (_, html, _) = owner.get(&at).await;
+    assert!(
+        html.contains(&format!("href=\"/instances/{id}/retry\"")),
+        "{html}"
+    );
+
+    // The administrator confirms and retries (a foreign CSRF token is refused first).
+    let (status, html, _) = admin.get(&format!("{at}/retry")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!("action=\"&#x2f;instances&#x2f;{id}&#x2f;retry\""))
+            || html.contains(&format!("action=\"/instances/{id}/retry\"")),
+        "{html}"
+    );
+    let (status, _, _) = admin
+        .post(&format!("{at}/retry"), &[("csrf", &viewer_csrf)])
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, location) = admin.post(&format!("{at}/retry"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some(at.as_str()));
+    while executor.work_once(&cfg, &SystemClock).await.unwrap() {}
+    let (_, html, _) = admin.get(&at).await;
+    assert!(html.contains("status-success"), "{html}");
+    assert!(
+        html.contains("out fine ok"),
+        "the launch's variable reached the step: {html}"
+    );
+    // Nothing more to do to a finished instance.
+    assert!(!html.contains("/retry\""), "{html}");
+
+    // The live log: the lines as events, then the end.
+    let (status, events, _) = admin.get(&format!("{at}/log")).await;
+    assert_eq!(status, 200);
+    assert!(events.contains("event: line\ndata: L1 "), "{events}");
+    assert!(events.contains("event: end\ndata: done"), "{events}");
 }

@@ -22,6 +22,9 @@ use minijinja::{Environment, context};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::api::ApiError;
+
+mod jobs;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kondate_session";
@@ -41,23 +44,48 @@ fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", include_str!("templates/base.html")),
-            ("signin.html", include_str!("templates/signin.html")),
-            ("home.html", include_str!("templates/home.html")),
-            ("message.html", include_str!("templates/message.html")),
-            ("jobs.html", include_str!("templates/jobs.html")),
-            ("job.html", include_str!("templates/job.html")),
-            (
-                "catalog_table.html",
-                include_str!("templates/catalog_table.html"),
-            ),
+        macro_rules! templates {
+            ($($name:literal),* $(,)?) => {
+                [$(($name, include_str!(concat!("templates/", $name)))),*]
+            };
+        }
+        for (name, source) in templates![
+            "base.html",
+            "signin.html",
+            "home.html",
+            "message.html",
+            "confirm.html",
+            "jobs.html",
+            "job.html",
+            "instance.html",
+            "launch.html",
+            "catalog_table.html",
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
         }
+        env.add_filter("bytes", bytes);
         env
     })
+}
+
+/// A size in bytes as people read it (`1.5 GiB`).
+fn bytes(n: Option<i64>) -> String {
+    let Some(n) = n else {
+        return String::new();
+    };
+    let mut v = n as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if v.abs() < 1024.0 || unit == "TiB" {
+            return if unit == "B" {
+                format!("{n} B")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+        v /= 1024.0;
+    }
+    unreachable!()
 }
 
 /// The console's routes (merged into the API's router by [`crate::router`]).
@@ -68,10 +96,11 @@ pub fn routes() -> Router<AppState> {
         .route("/signin/local", get(signin_local))
         .route("/signout", post(signout))
         .route("/catalog/{*key}", get(catalog_page))
-        .route("/jobs", get(jobs_page))
-        .route("/jobs/{name}", get(job_page))
+        .merge(jobs::routes())
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
+        // Forms are small: 64 KiB (the API's routes have their own limits).
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
         .layer(axum::middleware::from_fn(security_headers))
 }
 
@@ -363,84 +392,70 @@ fn server_error(state: &AppState, what: &str, e: impl std::fmt::Display) -> Resp
     )
 }
 
-/// `GET /jobs?page=N`: the jobs the viewer may read (`jobs:read` on each), 50 a page, with
-/// their schedules, next fire time, last instance's status, owners and tags.
-async fn jobs_page(
-    State(state): State<AppState>,
-    v: Viewer,
-    Query(p): Query<PageParams>,
-) -> Response {
-    use kondate_access::ScopeKind::JobsRead;
-    let all = match state.jobs.jobs().await {
-        Ok(all) => all,
-        Err(e) => return server_error(&state, "listing jobs failed", e),
-    };
-    let readable: Vec<_> = all
-        .into_iter()
-        .filter(|j| !j.removed && v.principal.allows(JobsRead, Some(&j.name)))
-        .collect();
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
-    let now = state.results.clock.now();
-    let mut jobs = Vec::new();
-    for j in readable.iter().skip(page_no * rows).take(rows) {
-        let mut json = state.jobs.job_json(j, now, 1).await;
-        json["last_status"] = state
-            .jobs
-            .instances(&j.name, 1)
-            .await
-            .ok()
-            .and_then(|i| i.first().map(|i| i.status.clone()))
-            .into();
-        jobs.push(json);
-    }
-    page(
-        "jobs.html",
-        context! {
-            jobs => Serde(jobs),
-            prev => page_no.checked_sub(1),
-            next => (readable.len() > (page_no + 1) * rows).then_some(page_no + 1),
-            ..frame(&state, &v, "jobs")
-        },
-    )
+fn forbidden(state: &AppState, text: &str) -> Response {
+    message(state, StatusCode::FORBIDDEN, "Not allowed", text)
 }
 
-/// `GET /jobs/{name}`: a job as `kondate jobs show` shows it — script, schedules and next
-/// fire times, revisions, latest instances (`jobs:read` on it).
-async fn job_page(
-    State(state): State<AppState>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    v: Viewer,
+/// A form's CSRF field.
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// A change a form asks for, made as the viewer: the form's CSRF token is checked first;
+/// then `change` runs, and the audit trail records it however it ends (`action` on
+/// `target`, with `params` — no secrets), as the API's changes are. On success the viewer
+/// is sent to the address `change` returns; a refusal shows its message with its status
+/// (403 for a scope the viewer lacks).
+async fn change(
+    state: &AppState,
+    v: &Viewer,
+    csrf: &str,
+    action: &str,
+    target: Option<&str>,
+    params: serde_json::Value,
+    change: impl std::future::Future<Output = Result<String, ApiError>>,
 ) -> Response {
-    if !v
-        .principal
-        .allows(kondate_access::ScopeKind::JobsRead, Some(&name))
-    {
-        return message(
-            &state,
+    let mut entry = AuditEntry::new(Source::Console, &v.principal.actor(), action, target);
+    entry.params = params;
+    let result = if same_secret(csrf, &v.csrf) {
+        change.await
+    } else {
+        Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "Not allowed",
-            &format!(
-                "Reading job {name} needs jobs:read on it; ask an admin for a role that has it."
-            ),
-        );
-    }
-    match state
-        .jobs
-        .job_detail(&name, state.results.clock.now())
-        .await
-    {
-        Ok(job) => page(
-            "job.html",
-            context! { job => Serde(job), ..frame(&state, &v, "jobs") },
-        ),
-        Err(kondate_jobs::JobsError::NoSuchJob(_)) => message(
-            &state,
-            StatusCode::NOT_FOUND,
-            "No such job",
-            &format!("No job is named {name}: the Jobs page lists them."),
-        ),
-        Err(e) => server_error(&state, "reading a job failed", e),
+            "csrf",
+            "the form did not come from this session (its CSRF token does not match): reload \
+             the page and try again",
+        ))
+    };
+    match result {
+        Ok(to) => {
+            entry.status = Some(303);
+            state.access.audit.record_or_log(entry).await;
+            Redirect::to(&to).into_response()
+        }
+        Err(e) => {
+            let status = e.status();
+            entry.outcome = kondate_access::Outcome::from_status(status.as_u16());
+            entry.status = Some(status.as_u16() as i64);
+            entry.detail = Some(e.message().to_string());
+            state.access.audit.record_or_log(entry).await;
+            let heading = match status {
+                StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => "Not allowed",
+                StatusCode::NOT_FOUND => "Not found",
+                StatusCode::BAD_REQUEST => "Not accepted",
+                StatusCode::CONFLICT => "Not possible now",
+                _ => "Something went wrong",
+            };
+            let mut text = e.message().to_string();
+            if let Some(first) = text.get(..1) {
+                text = first.to_uppercase() + &text[1..];
+            }
+            if !text.ends_with('.') {
+                text.push('.');
+            }
+            message(state, status, heading, &text)
+        }
     }
 }
 
@@ -494,7 +509,7 @@ async fn signin_local(
     };
     let given = params.code.unwrap_or_default();
     let mut entry = AuditEntry::new(
-        Source::Api,
+        Source::Console,
         &Principal::local(LOCAL_ADMIN).actor(),
         "console.signin",
         None,
@@ -559,7 +574,12 @@ async fn signout(
     if let Err(e) = state.access.sessions.end(&v.secret).await {
         tracing::error!(error = %e, "a console session could not be ended");
     }
-    let mut entry = AuditEntry::new(Source::Api, &v.principal.actor(), "console.signout", None);
+    let mut entry = AuditEntry::new(
+        Source::Console,
+        &v.principal.actor(),
+        "console.signout",
+        None,
+    );
     entry.status = Some(303);
     state.access.audit.record_or_log(entry).await;
     let mut res = Redirect::to("/signin").into_response();

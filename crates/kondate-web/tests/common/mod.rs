@@ -175,7 +175,96 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
     }
 }
 
+/// A person signed in to the console: a session cookie, and no redirects followed.
+pub struct ConsoleUser {
+    pub url: String,
+    pub cookie: String,
+    pub http: reqwest::Client,
+}
+
+impl ConsoleUser {
+    /// GET `path`: (status, body, Location).
+    pub async fn get(&self, path: &str) -> (u16, String, Option<String>) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        Self::read(r).await
+    }
+
+    /// POST the form `fields` to `path` (the page's CSRF token is the caller's to add).
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, Option<String>) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        Self::read(r).await
+    }
+
+    async fn read(r: reqwest::Response) -> (u16, String, Option<String>) {
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_string());
+        (status, r.text().await.unwrap(), location)
+    }
+
+    /// The CSRF token of the console's forms (from any signed-in page).
+    pub async fn csrf(&self) -> String {
+        let (status, html, _) = self.get("/").await;
+        assert_eq!(status, 200, "{html}");
+        csrf_of(&html)
+    }
+}
+
+/// The `csrf` hidden field of a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a csrf field")
+        + 19;
+    html[at..at + 32].to_string()
+}
+
 impl TestServer {
+    /// A console session for `of` (as signing in would make).
+    pub async fn console(&self, of: kondate_access::SessionOf) -> ConsoleUser {
+        let new = self
+            .access
+            .sessions
+            .create(of, Duration::from_secs(600))
+            .await
+            .unwrap();
+        ConsoleUser {
+            url: self.url.clone(),
+            cookie: format!("kondate_session={}", new.secret),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A console session of a new person with `roles`.
+    pub async fn console_user(&self, email: &str, roles: &[&str]) -> ConsoleUser {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        self.access
+            .users
+            .add(email, &roles, &[], "test")
+            .await
+            .unwrap();
+        self.console(kondate_access::SessionOf::User(email.into()))
+            .await
+    }
+
     /// Another token with `scopes`: (name, secret).
     pub async fn token_with(&self, name: &str, scopes: &[&str]) -> (String, String) {
         make_token(&self.access, name, scopes).await

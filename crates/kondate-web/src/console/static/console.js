@@ -14,3 +14,23 @@ document.addEventListener("DOMContentLoaded", function () {
     el.textContent = fmt.format(t);
   });
 });
+
+// A running instance's log follows live (server-sent events); the page reloads when the
+// instance stops running, to show how it ended.
+document.addEventListener("DOMContentLoaded", function () {
+  var log = document.getElementById("log");
+  if (!log || !log.dataset.follow || !window.EventSource) { return; }
+  var source = new EventSource(log.dataset.follow);
+  var first = true;
+  source.addEventListener("line", function (e) {
+    // The stream starts from the log's beginning: it replaces what the page was served with.
+    if (first) { log.textContent = ""; first = false; }
+    var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    log.textContent += e.data + "\n";
+    if (atEnd) { log.scrollTop = log.scrollHeight; }
+  });
+  source.addEventListener("end", function (e) {
+    source.close();
+    if (e.data === "done") { window.location.reload(); }
+  });
+});
