@@ -684,6 +684,38 @@ impl Models {
         rows.iter().map(|r| version_from_row(r, &aliases)).collect()
     }
 
+    /// At most `limit` of `name`'s versions below `below` (all when None), newest first: a
+    /// page of a model's versions, however many it has.
+    pub async fn recent_versions(
+        &self,
+        name: &str,
+        below: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<VersionInfo>, ModelsError> {
+        validate_name("model name", name)?;
+        self.require_model(name).await?;
+        let rows = self
+            .db
+            .fetch_all(
+                &format!(
+                    "{VERSION_COLUMNS} WHERE model = ? AND version < ? ORDER BY version DESC \
+                     LIMIT ?"
+                ),
+                &[
+                    Value::from(name),
+                    Value::Int(below.unwrap_or(i64::MAX)),
+                    Value::Int(limit.max(0)),
+                ],
+            )
+            .await?;
+        let aliases = self
+            .all_aliases(Some(name))
+            .await?
+            .remove(name)
+            .unwrap_or_default();
+        rows.iter().map(|r| version_from_row(r, &aliases)).collect()
+    }
+
     async fn require_model(&self, name: &str) -> Result<(), ModelsError> {
         let row = self
             .db
@@ -913,14 +945,25 @@ impl Models {
 
     /// Every move of `name`'s aliases, oldest first.
     pub async fn alias_history(&self, name: &str) -> Result<Vec<AliasMove>, ModelsError> {
+        let mut moves = self.recent_alias_moves(name, i64::MAX).await?;
+        moves.reverse();
+        Ok(moves)
+    }
+
+    /// The latest `limit` moves of `name`'s aliases, newest first.
+    pub async fn recent_alias_moves(
+        &self,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<AliasMove>, ModelsError> {
         validate_name("model name", name)?;
         self.require_model(name).await?;
         let rows = self
             .db
             .fetch_all(
                 "SELECT alias, from_version, to_version, moved_by, moved_at \
-                 FROM kondate_model_alias_moves WHERE model = ? ORDER BY id",
-                &[Value::from(name)],
+                 FROM kondate_model_alias_moves WHERE model = ? ORDER BY id DESC LIMIT ?",
+                &[Value::from(name), Value::Int(limit.max(0))],
             )
             .await?;
         rows.iter()

@@ -447,3 +447,114 @@ async fn an_instance_is_read_retried_and_refused_to_a_viewer() {
     assert!(events.contains("event: line\ndata: L1 "), "{events}");
     assert!(events.contains("event: end\ndata: done"), "{events}");
 }
+
+/// Models in the console: versions with a chart of each metric, a version's lineage, and
+/// moving an alias — confirmed, by an editor, seen through the API; a viewer sees no move
+/// and is refused (403, recorded) when posting it anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_alias_is_moved_by_an_editor_and_refused_to_a_viewer() {
+    let s = common::start(|_| {}).await;
+    let c = kondate_client::Client::new(&s.url, Some((&s.token, &s.secret))).unwrap();
+    let src = s.dir.path().join("model.bin");
+    for (i, acc) in [0.71, 0.78, 0.83].into_iter().enumerate() {
+        std::fs::write(&src, format!("weights {i}")).unwrap();
+        let mut opts = kondate_client::models::PushOptions::default();
+        opts.metrics.insert("accuracy".into(), acc);
+        opts.params
+            .insert("epochs".into(), format!("{}", 10 * (i + 1)));
+        c.push_model("recipe-clf", &src, &opts).await.unwrap();
+    }
+    c.set_model_alias("recipe-clf", "production", 1)
+        .await
+        .unwrap();
+
+    let viewer = s.console_user("viewer@example.com", &["viewer"]).await;
+    let (status, html, _) = viewer.get("/models").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("href=\"/models/recipe-clf\""), "{html}");
+    let (status, html, _) = viewer.get("/models/recipe-clf").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<polyline points=\""), "a chart: {html}");
+    assert!(html.contains("version 3: 0.83"), "{html}");
+    assert!(html.contains("production"), "{html}");
+    assert!(
+        !html.contains("Move…"),
+        "a viewer may not move aliases: {html}"
+    );
+    let (status, html, _) = viewer.get("/models/recipe-clf/versions/production").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("version 1") && html.contains("epochs"),
+        "{html}"
+    );
+    assert_eq!(
+        viewer
+            .get("/models/recipe-clf/aliases?alias=production")
+            .await
+            .0,
+        403
+    );
+    let csrf = viewer.csrf().await;
+    let (status, html, _) = viewer
+        .post(
+            "/models/recipe-clf/aliases",
+            &[("csrf", &csrf), ("alias", "production"), ("version", "3")],
+        )
+        .await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("models:alias"), "{html}");
+    let refused = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            action: Some("models.alias.set".into()),
+            outcome: Some(kondate_access::Outcome::Denied),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].entry.target.as_deref(),
+        Some("recipe-clf@production")
+    );
+
+    // An editor: the move link, the confirmation saying what changes, the move.
+    let editor = s.console_user("editor@example.com", &["editor"]).await;
+    let (_, html, _) = editor.get("/models/recipe-clf").await;
+    assert!(html.contains("Move…"), "{html}");
+    let (status, html, _) = editor
+        .get("/models/recipe-clf/aliases?alias=production&version=3")
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("version 3 instead of version 1"), "{html}");
+    let csrf = editor.csrf().await;
+    let (status, html, location) = editor
+        .post(
+            "/models/recipe-clf/aliases",
+            &[("csrf", &csrf), ("alias", "production"), ("version", "3")],
+        )
+        .await;
+    assert_eq!(status, 303, "{html}");
+    assert_eq!(location.as_deref(), Some("/models/recipe-clf"));
+    assert_eq!(
+        c.resolve_model("recipe-clf@production")
+            .await
+            .unwrap()
+            .version,
+        3
+    );
+    let (_, html, _) = editor.get("/models/recipe-clf").await;
+    assert!(
+        html.contains("user:editor@example.com"),
+        "the move's history: {html}"
+    );
+    // A version that does not exist is refused with the registry's message.
+    let (status, html, _) = editor
+        .post(
+            "/models/recipe-clf/aliases",
+            &[("csrf", &csrf), ("alias", "production"), ("version", "9")],
+        )
+        .await;
+    assert_eq!(status, 404, "{html}");
+}

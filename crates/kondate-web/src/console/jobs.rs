@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CsrfForm, PAGE_ROWS, PageParams, Viewer, change, forbidden, frame, message, page, server_error,
+    CsrfForm, PAGE_ROWS, PageParams, Viewer, change, forbidden, frame, message, page, read_error,
+    server_error,
 };
 use crate::AppState;
 use crate::api::ApiError;
@@ -123,15 +124,6 @@ fn instance_id(state: &AppState, id: &str) -> Result<i64, Response> {
             &format!("`{id}` is not an instance id (a number)."),
         )
     })
-}
-
-/// The page of an API error met while reading (not a change: nothing is recorded).
-fn read_error(state: &AppState, e: ApiError) -> Response {
-    match e.status() {
-        StatusCode::FORBIDDEN => forbidden(state, &format!("{}.", e.message())),
-        StatusCode::NOT_FOUND => message(state, StatusCode::NOT_FOUND, "Not found", e.message()),
-        _ => server_error(state, "a console page could not be read", e.message()),
-    }
 }
 
 /// An action's address segment and button label.

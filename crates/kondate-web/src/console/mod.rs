@@ -25,6 +25,7 @@ use crate::AppState;
 use crate::api::ApiError;
 
 mod jobs;
+mod models;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kondate_session";
@@ -60,11 +61,16 @@ fn templates() -> &'static Environment<'static> {
             "instance.html",
             "launch.html",
             "catalog_table.html",
+            "models.html",
+            "model.html",
+            "model_version.html",
+            "alias_form.html",
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
         }
         env.add_filter("bytes", bytes);
+        env.add_filter("short", short);
         env
     })
 }
@@ -88,6 +94,20 @@ fn bytes(n: Option<i64>) -> String {
     unreachable!()
 }
 
+/// A number with at most four significant digits (an axis label).
+fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{x:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// The console's routes (merged into the API's router by [`crate::router`]).
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -97,6 +117,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(signout))
         .route("/catalog/{*key}", get(catalog_page))
         .merge(jobs::routes())
+        .merge(models::routes())
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         // Forms are small: 64 KiB (the API's routes have their own limits).
@@ -255,6 +276,11 @@ fn frame(state: &AppState, v: &Viewer, section: &str) -> minijinja::Value {
         viewer => v.principal.actor(),
         csrf => v.csrf.clone(),
         can_jobs => v.principal.has_kind(kondate_access::ScopeKind::JobsRead),
+        can_models => v.principal.has_kind(kondate_access::ScopeKind::ModelsRead),
+        can_labels => v.principal.has_kind(kondate_access::ScopeKind::LabelsRead),
+        can_runs => v.principal.has_kind(kondate_access::ScopeKind::RunsRead),
+        can_query => v.principal.has_kind(kondate_access::ScopeKind::Query),
+        is_admin => v.principal.allows_every(kondate_access::ScopeKind::Admin),
     }
 }
 
@@ -390,6 +416,15 @@ fn server_error(state: &AppState, what: &str, e: impl std::fmt::Display) -> Resp
         "Something went wrong",
         "The page could not be read; the server's log says why.",
     )
+}
+
+/// The page of an API error met while reading (not a change: nothing is recorded).
+pub(super) fn read_error(state: &AppState, e: ApiError) -> Response {
+    match e.status() {
+        StatusCode::FORBIDDEN => forbidden(state, &format!("{}.", e.message())),
+        StatusCode::NOT_FOUND => message(state, StatusCode::NOT_FOUND, "Not found", e.message()),
+        _ => server_error(state, "a console page could not be read", e.message()),
+    }
 }
 
 fn forbidden(state: &AppState, text: &str) -> Response {
@@ -599,6 +634,17 @@ mod tests {
             .get_template(name)
             .and_then(|t| t.render(ctx))
             .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    #[test]
+    fn numbers_and_sizes_read_as_people_write_them() {
+        assert_eq!(short(0.912345), "0.9123");
+        assert_eq!(short(1234.5678), "1235");
+        assert_eq!(short(12.0), "12");
+        assert_eq!(short(-0.00012346), "-0.0001235");
+        assert_eq!(bytes(Some(512)), "512 B");
+        assert_eq!(bytes(Some(3 << 30)), "3.0 GiB");
+        assert_eq!(bytes(None), "");
     }
 
     #[test]
