@@ -22,7 +22,8 @@ mod validate;
 pub use cells::{Cell, LabelValue};
 pub use definition::{LabelSet, find, load_all};
 pub use source::{Grid, read_csv, read_workbook};
-pub use sync::{Labels, Listed, Outcome, SyncOptions, SyncReport};
+pub use diff::{Changed, FieldChange};
+pub use sync::{Labels, Listed, Outcome, RevisionDiff, SyncOptions, SyncReport};
 pub use validate::{Validated, validate};
 
 /// Errors from label sets.

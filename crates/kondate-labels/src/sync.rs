@@ -590,6 +590,79 @@ impl Labels {
         Ok(table::revisions(&self.service, name).await?)
     }
 
+    /// What revision `revision` of `set` changed: its rows against the revision before it
+    /// (an empty set for the first), compared by key as a sync compares, with at most
+    /// `limit` rows of each kind (added with all their cells, changed with the cells that
+    /// changed, removed by key). Both revisions are read under `set`'s current definition:
+    /// a revision whose columns differ (a migration) cannot be compared, and says so.
+    pub async fn revision_diff(
+        &self,
+        set: &LabelSet,
+        revision: i64,
+        limit: usize,
+    ) -> Result<RevisionDiff, LabelsError> {
+        let all = self.history(&set.name).await?;
+        let at = all
+            .iter()
+            .position(|r| r.revision == revision)
+            .ok_or(LabelsError::NoSuchRevision {
+                name: set.name.clone(),
+                revision,
+            })?;
+        let columns = |key: &str, batches: &[RecordBatch]| {
+            Columns::from_batches(set, batches).map_err(|_| LabelsError::Snapshot {
+                key: key.to_string(),
+                message: format!(
+                    "its columns are not those of the current definition of label set {} (a \
+                     migration changed them), so it cannot be compared; export both \
+                     revisions to compare them",
+                    set.name
+                ),
+            })
+        };
+        let rev = &all[at];
+        let now = columns(
+            &rev.snapshot_key,
+            &snapshot::read(&self.store, &rev.snapshot_key).await?,
+        )?;
+        let previous = match at.checked_sub(1).map(|i| &all[i]) {
+            Some(p) => {
+                let batches = snapshot::read(&self.store, &p.snapshot_key).await?;
+                Current::Columns(columns(&p.snapshot_key, &batches)?)
+            }
+            None => Current::Rows(Vec::new()),
+        };
+        let now = Current::Columns(now);
+        let width = set.columns.len();
+        let rows: Vec<crate::validate::Row> = (0..now.len())
+            .map(|i| crate::validate::Row {
+                line: i + 1,
+                values: (0..width).map(|c| now.value(i, c)).collect(),
+            })
+            .collect();
+        let d = diff(set, previous, &rows);
+        let truncated =
+            d.added.len() > limit || d.changed.len() > limit || d.removed.len() > limit;
+        Ok(RevisionDiff {
+            revision,
+            previous: at.checked_sub(1).map(|i| all[i].revision),
+            columns: set.columns.iter().map(|c| c.name.clone()).collect(),
+            key_columns: set
+                .key_indices()
+                .iter()
+                .map(|&k| set.columns[k].name.clone())
+                .collect(),
+            added_total: d.added.len(),
+            changed_total: d.changed.len(),
+            removed_total: d.removed.len(),
+            unchanged: d.unchanged,
+            added: d.added.into_iter().take(limit).map(|a| a.values).collect(),
+            changed: d.changed.into_iter().take(limit).collect(),
+            removed: d.removed.into_iter().take(limit).collect(),
+            truncated,
+        })
+    }
+
     /// The rows of revision `revision` (the latest when `None`), exactly as they were, with
     /// their schema (also for a revision without rows).
     pub async fn export(
@@ -613,6 +686,27 @@ impl Labels {
             .unwrap_or_else(|| snapshot::schema(set));
         Ok((rev, batches, schema))
     }
+}
+
+/// What one revision changed ([`Labels::revision_diff`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionDiff {
+    pub revision: i64,
+    /// The revision compared with (None for the first).
+    pub previous: Option<i64>,
+    pub columns: Vec<String>,
+    pub key_columns: Vec<String>,
+    /// Added rows, every cell in `columns` order.
+    pub added: Vec<Vec<LabelValue>>,
+    pub changed: Vec<crate::Changed>,
+    /// Keys of removed rows, in `key_columns` order.
+    pub removed: Vec<Vec<LabelValue>>,
+    pub added_total: usize,
+    pub changed_total: usize,
+    pub removed_total: usize,
+    pub unchanged: usize,
+    /// Whether a list was cut at the limit.
+    pub truncated: bool,
 }
 
 fn previous_definition(state: &SetState) -> Result<LabelSet, LabelsError> {

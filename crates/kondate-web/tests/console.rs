@@ -558,3 +558,64 @@ async fn a_model_alias_is_moved_by_an_editor_and_refused_to_a_viewer() {
         .await;
     assert_eq!(status, 404, "{html}");
 }
+
+/// Labels in the console: a set's revisions and what each changed, cell by cell; a person
+/// without labels:read on the set is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_revision_shows_rows_added_changed_and_removed() {
+    let s = common::start(|_| {}).await;
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("labels")).unwrap();
+    std::fs::write(
+        root.join("labels/recipe_category.toml"),
+        "table = \"recipe_category_labels\"\nkey = [\"recipe_id\"]\n[source]\ntype = \"csv\"\n\
+         path = \"recipe_category.csv\"\n[columns]\nrecipe_id = { type = \"integer\", required = true }\n\
+         category = { type = \"string\", required = true }\nnote = { type = \"string\" }\n",
+    )
+    .unwrap();
+    let csv = root.join("recipe_category.csv");
+    let sync = || async {
+        let r = s
+            .http
+            .post(format!("{}/v1/labels/recipe_category/sync", s.url))
+            .basic_auth(&s.token, Some(&s.secret))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    };
+    std::fs::write(&csv, "recipe_id,category,note\n1,主菜,\n2,副菜,<b>x</b>\n3,汁物,old\n").unwrap();
+    sync().await;
+    std::fs::write(&csv, "recipe_id,category,note\n1,主菜,\n2,主菜,<b>x</b>\n4,デザート,new\n").unwrap();
+    sync().await;
+
+    let viewer = s.console_user("viewer@example.com", &["viewer"]).await;
+    let (status, html, _) = viewer.get("/labels").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("href=\"/labels/recipe_category\""), "{html}");
+    let (status, html, _) = viewer.get("/labels/recipe_category").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("/labels/recipe_category/revisions/2\""), "{html}");
+    let (status, html, _) = viewer.get("/labels/recipe_category/revisions/2").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("1 added, 1 changed, 1 removed, 1 unchanged"),
+        "{html}"
+    );
+    assert!(html.contains("<td>デザート</td>") && html.contains("<td>new</td>"), "{html}");
+    assert!(
+        html.contains("<td class=\"old\">副菜</td><td class=\"new\">主菜</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<tr class=\"removed\"><td>3</td></tr>"), "{html}");
+    // The first revision: everything added, compared with nothing; cells escaped.
+    let (_, html, _) = viewer.get("/labels/recipe_category/revisions/1").await;
+    assert!(html.contains("3 added, 0 changed, 0 removed"), "{html}");
+    assert!(html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;"), "{html}");
+    assert_eq!(viewer.get("/labels/recipe_category/revisions/9").await.0, 404);
+
+    let outsider = s.console_user("models@example.com", &["models=viewer"]).await;
+    assert_eq!(outsider.get("/labels/recipe_category").await.0, 403);
+    let (_, html, _) = outsider.get("/labels").await;
+    assert!(!html.contains("recipe_category"), "{html}");
+}

@@ -25,6 +25,7 @@ use crate::AppState;
 use crate::api::ApiError;
 
 mod jobs;
+mod labels;
 mod models;
 
 /// The session cookie's name.
@@ -65,6 +66,9 @@ fn templates() -> &'static Environment<'static> {
             "model.html",
             "model_version.html",
             "alias_form.html",
+            "labels.html",
+            "label_set.html",
+            "label_revision.html",
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
@@ -118,6 +122,7 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/{*key}", get(catalog_page))
         .merge(jobs::routes())
         .merge(models::routes())
+        .merge(labels::routes())
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         // Forms are small: 64 KiB (the API's routes have their own limits).
