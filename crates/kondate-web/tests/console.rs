@@ -619,3 +619,68 @@ async fn a_label_revision_shows_rows_added_changed_and_removed() {
     let (_, html, _) = outsider.get("/labels").await;
     assert!(!html.contains("recipe_category"), "{html}");
 }
+
+/// Apps and runs in the console: an app's expanded definition, its runs with status, and a
+/// run's log; another app's run is refused to a person who may read only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_and_runs_show_definitions_status_and_logs() {
+    let s = common::start(|_| {}).await;
+    let root = s.dir.path();
+    std::fs::create_dir_all(root.join("apps")).unwrap();
+    std::fs::write(
+        root.join("apps/hello.jsonnet"),
+        "{ app: { command: ['sh', '-c', 'echo hello <world>; exit 2'] } }",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("apps/secret.jsonnet"),
+        "{ app: { command: ['true'] } }",
+    )
+    .unwrap();
+    std::fs::write(root.join("apps/broken.jsonnet"), "{ app: ").unwrap();
+    let runs = kondate_apps::Runs::new(s.opened.db.clone(), s.opened.store.clone(), root);
+    let run = |name: &str| {
+        let req = kondate_apps::RunRequest {
+            app: name.into(),
+            actor: "test".into(),
+            ..Default::default()
+        };
+        let runs = runs.clone();
+        async move {
+            let (_tx, rx) = tokio::sync::watch::channel(None);
+            runs.run(&req, None, rx).await.unwrap()
+        }
+    };
+    let hello = run("hello").await;
+    let secret = run("secret").await;
+
+    let admin = s
+        .console(kondate_access::SessionOf::Local("local-admin".into()))
+        .await;
+    let (status, html, _) = admin.get("/apps").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("href=\"/apps/hello\"") && html.contains("Does not load"), "{html}");
+    let (status, html, _) = admin.get("/apps/hello").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("echo hello &lt;world&gt;; exit 2"), "the expanded definition: {html}");
+    let (status, html, _) = admin.get("/runs").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&format!("/runs/{}\"", hello.id)) && html.contains("failed"), "{html}");
+    let (status, html, _) = admin.get(&format!("/runs/{}", hello.id)).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("hello &lt;world&gt;"), "the log: {html}");
+
+    s.access
+        .users
+        .add("hello@example.com", &[], &["runs:read=hello".to_string()], "test")
+        .await
+        .unwrap();
+    let one = s
+        .console(kondate_access::SessionOf::User("hello@example.com".into()))
+        .await;
+    let (_, html, _) = one.get("/runs").await;
+    assert!(html.contains(&hello.id) && !html.contains(&secret.id), "{html}");
+    assert_eq!(one.get(&format!("/runs/{}", secret.id)).await.0, 403);
+    assert_eq!(one.get("/apps/secret").await.0, 403);
+    assert_eq!(one.get("/runs/nope").await.0, 404);
+}

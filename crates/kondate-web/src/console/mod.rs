@@ -27,6 +27,7 @@ use crate::api::ApiError;
 mod jobs;
 mod labels;
 mod models;
+mod runs;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kondate_session";
@@ -69,6 +70,10 @@ fn templates() -> &'static Environment<'static> {
             "labels.html",
             "label_set.html",
             "label_revision.html",
+            "runs.html",
+            "run.html",
+            "apps.html",
+            "app.html",
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
@@ -123,6 +128,7 @@ pub fn routes() -> Router<AppState> {
         .merge(jobs::routes())
         .merge(models::routes())
         .merge(labels::routes())
+        .merge(runs::routes())
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         // Forms are small: 64 KiB (the API's routes have their own limits).
