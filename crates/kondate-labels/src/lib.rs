@@ -21,8 +21,8 @@ mod validate;
 
 pub use cells::{Cell, LabelValue};
 pub use definition::{LabelSet, find, load_all};
-pub use source::{Grid, read_csv, read_workbook};
 pub use diff::{Changed, FieldChange};
+pub use source::{Grid, read_csv, read_workbook};
 pub use sync::{Labels, Listed, Outcome, RevisionDiff, SyncOptions, SyncReport};
 pub use validate::{Validated, validate};
 

@@ -602,13 +602,13 @@ impl Labels {
         limit: usize,
     ) -> Result<RevisionDiff, LabelsError> {
         let all = self.history(&set.name).await?;
-        let at = all
-            .iter()
-            .position(|r| r.revision == revision)
-            .ok_or(LabelsError::NoSuchRevision {
-                name: set.name.clone(),
-                revision,
-            })?;
+        let at =
+            all.iter()
+                .position(|r| r.revision == revision)
+                .ok_or(LabelsError::NoSuchRevision {
+                    name: set.name.clone(),
+                    revision,
+                })?;
         let columns = |key: &str, batches: &[RecordBatch]| {
             Columns::from_batches(set, batches).map_err(|_| LabelsError::Snapshot {
                 key: key.to_string(),
@@ -641,8 +641,7 @@ impl Labels {
             })
             .collect();
         let d = diff(set, previous, &rows);
-        let truncated =
-            d.added.len() > limit || d.changed.len() > limit || d.removed.len() > limit;
+        let truncated = d.added.len() > limit || d.changed.len() > limit || d.removed.len() > limit;
         Ok(RevisionDiff {
             revision,
             previous: at.checked_sub(1).map(|i| all[i].revision),

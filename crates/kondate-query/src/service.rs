@@ -151,6 +151,31 @@ const COLUMNS: &str = "id, token_name, status, select_stmt, format, enable_metad
     object_prefix, data_files, manifest_key, record_count, error, created_at, started_at, \
     finished_at, expires_at, expired";
 
+/// A query's record from its row (`COLUMNS`).
+fn record_from_row(row: &kondate_db::AnyRow) -> Result<QueryRecord, QueryError> {
+    let data_files = get_opt_string(row, "data_files")
+        .map(|s| serde_json::from_str(&s).unwrap_or_default())
+        .unwrap_or_default();
+    Ok(QueryRecord {
+        id: get_i64(row, "id")?,
+        token: get_opt_string(row, "token_name"),
+        status: Status::parse(&get_string(row, "status")?),
+        select_stmt: get_string(row, "select_stmt")?,
+        format: ResultFormat::parse(&get_string(row, "format")?).unwrap_or(ResultFormat::Csv),
+        enable_metadata: get_i64(row, "enable_metadata")? != 0,
+        object_prefix: get_string(row, "object_prefix")?,
+        data_files,
+        manifest_key: get_opt_string(row, "manifest_key"),
+        record_count: get_opt_i64(row, "record_count"),
+        error: get_opt_string(row, "error"),
+        created_at: from_ms(Some(get_i64(row, "created_at")?)).unwrap_or_default(),
+        started_at: from_ms(get_opt_i64(row, "started_at")),
+        finished_at: from_ms(get_opt_i64(row, "finished_at")),
+        expires_at: from_ms(get_opt_i64(row, "expires_at")),
+        expired: get_i64(row, "expired")? != 0,
+    })
+}
+
 fn ms(t: DateTime<Utc>) -> Value {
     Value::Int(t.timestamp_millis())
 }
@@ -498,27 +523,34 @@ impl QueryService {
         if !visible {
             return Err(not_found());
         }
-        let data_files = get_opt_string(&row, "data_files")
-            .map(|s| serde_json::from_str(&s).unwrap_or_default())
-            .unwrap_or_default();
-        Ok(QueryRecord {
-            id: get_i64(&row, "id")?,
-            token: owner,
-            status: Status::parse(&get_string(&row, "status")?),
-            select_stmt: get_string(&row, "select_stmt")?,
-            format: ResultFormat::parse(&get_string(&row, "format")?).unwrap_or(ResultFormat::Csv),
-            enable_metadata: get_i64(&row, "enable_metadata")? != 0,
-            object_prefix: get_string(&row, "object_prefix")?,
-            data_files,
-            manifest_key: get_opt_string(&row, "manifest_key"),
-            record_count: get_opt_i64(&row, "record_count"),
-            error: get_opt_string(&row, "error"),
-            created_at: from_ms(Some(get_i64(&row, "created_at")?)).unwrap_or_default(),
-            started_at: from_ms(get_opt_i64(&row, "started_at")),
-            finished_at: from_ms(get_opt_i64(&row, "finished_at")),
-            expires_at: from_ms(get_opt_i64(&row, "expires_at")),
-            expired: get_i64(&row, "expired")? != 0,
-        })
+        record_from_row(&row)
+    }
+
+    /// At most `limit` queries with ids below `before` (all when None), newest first: all
+    /// of them, or only those of `tokens` — the console's list. (A token sees only its own
+    /// queries; a person, the queries of the tokens they own; an administrator, all.)
+    pub async fn recent(
+        &self,
+        tokens: Option<&[String]>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<QueryRecord>, QueryError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM kondate_queries WHERE id < ?");
+        let mut params: Vec<Value> = vec![Value::Int(before.unwrap_or(i64::MAX))];
+        if let Some(tokens) = tokens {
+            if tokens.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(&format!(
+                " AND token_name IN ({})",
+                vec!["?"; tokens.len()].join(", ")
+            ));
+            params.extend(tokens.iter().map(|t| Value::from(t.as_str())));
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        params.push(Value::Int(limit.max(0)));
+        let rows = self.db.fetch_all(&sql, &params).await?;
+        rows.iter().map(record_from_row).collect()
     }
 
     /// Signed URLs for a record's data files and manifest, valid until the result expires.

@@ -524,6 +524,14 @@ async fn a_model_alias_is_moved_by_an_editor_and_refused_to_a_viewer() {
     let (_, html, _) = editor.get("/models/recipe-clf").await;
     assert!(html.contains("Move…"), "{html}");
     let (status, html, _) = editor
+        .get("/models/recipe-clf/aliases?alias=production")
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<option value=\"3\">"),
+        "the versions to choose from: {html}"
+    );
+    let (status, html, _) = editor
         .get("/models/recipe-clf/aliases?alias=production&version=3")
         .await;
     assert_eq!(status, 200, "{html}");
@@ -584,9 +592,17 @@ async fn a_label_revision_shows_rows_added_changed_and_removed() {
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     };
-    std::fs::write(&csv, "recipe_id,category,note\n1,主菜,\n2,副菜,<b>x</b>\n3,汁物,old\n").unwrap();
+    std::fs::write(
+        &csv,
+        "recipe_id,category,note\n1,主菜,\n2,副菜,<b>x</b>\n3,汁物,old\n",
+    )
+    .unwrap();
     sync().await;
-    std::fs::write(&csv, "recipe_id,category,note\n1,主菜,\n2,主菜,<b>x</b>\n4,デザート,new\n").unwrap();
+    std::fs::write(
+        &csv,
+        "recipe_id,category,note\n1,主菜,\n2,主菜,<b>x</b>\n4,デザート,new\n",
+    )
+    .unwrap();
     sync().await;
 
     let viewer = s.console_user("viewer@example.com", &["viewer"]).await;
@@ -595,26 +611,40 @@ async fn a_label_revision_shows_rows_added_changed_and_removed() {
     assert!(html.contains("href=\"/labels/recipe_category\""), "{html}");
     let (status, html, _) = viewer.get("/labels/recipe_category").await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("/labels/recipe_category/revisions/2\""), "{html}");
+    assert!(
+        html.contains("/labels/recipe_category/revisions/2\""),
+        "{html}"
+    );
     let (status, html, _) = viewer.get("/labels/recipe_category/revisions/2").await;
     assert_eq!(status, 200, "{html}");
     assert!(
         html.contains("1 added, 1 changed, 1 removed, 1 unchanged"),
         "{html}"
     );
-    assert!(html.contains("<td>デザート</td>") && html.contains("<td>new</td>"), "{html}");
+    assert!(
+        html.contains("<td>デザート</td>") && html.contains("<td>new</td>"),
+        "{html}"
+    );
     assert!(
         html.contains("<td class=\"old\">副菜</td><td class=\"new\">主菜</td>"),
         "{html}"
     );
-    assert!(html.contains("<tr class=\"removed\"><td>3</td></tr>"), "{html}");
+    assert!(
+        html.contains("<tr class=\"removed\"><td>3</td></tr>"),
+        "{html}"
+    );
     // The first revision: everything added, compared with nothing; cells escaped.
     let (_, html, _) = viewer.get("/labels/recipe_category/revisions/1").await;
     assert!(html.contains("3 added, 0 changed, 0 removed"), "{html}");
     assert!(html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;"), "{html}");
-    assert_eq!(viewer.get("/labels/recipe_category/revisions/9").await.0, 404);
+    assert_eq!(
+        viewer.get("/labels/recipe_category/revisions/9").await.0,
+        404
+    );
 
-    let outsider = s.console_user("models@example.com", &["models=viewer"]).await;
+    let outsider = s
+        .console_user("models@example.com", &["models=viewer"])
+        .await;
     assert_eq!(outsider.get("/labels/recipe_category").await.0, 403);
     let (_, html, _) = outsider.get("/labels").await;
     assert!(!html.contains("recipe_category"), "{html}");
@@ -659,28 +689,95 @@ async fn apps_and_runs_show_definitions_status_and_logs() {
         .await;
     let (status, html, _) = admin.get("/apps").await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("href=\"/apps/hello\"") && html.contains("Does not load"), "{html}");
+    assert!(
+        html.contains("href=\"/apps/hello\"") && html.contains("Does not load"),
+        "{html}"
+    );
     let (status, html, _) = admin.get("/apps/hello").await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("echo hello &lt;world&gt;; exit 2"), "the expanded definition: {html}");
+    assert!(
+        html.contains("echo hello &lt;world&gt;; exit 2"),
+        "the expanded definition: {html}"
+    );
     let (status, html, _) = admin.get("/runs").await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains(&format!("/runs/{}\"", hello.id)) && html.contains("failed"), "{html}");
+    assert!(
+        html.contains(&format!("/runs/{}\"", hello.id)) && html.contains("failed"),
+        "{html}"
+    );
     let (status, html, _) = admin.get(&format!("/runs/{}", hello.id)).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("hello &lt;world&gt;"), "the log: {html}");
 
     s.access
         .users
-        .add("hello@example.com", &[], &["runs:read=hello".to_string()], "test")
+        .add(
+            "hello@example.com",
+            &[],
+            &["runs:read=hello".to_string()],
+            "test",
+        )
         .await
         .unwrap();
     let one = s
         .console(kondate_access::SessionOf::User("hello@example.com".into()))
         .await;
     let (_, html, _) = one.get("/runs").await;
-    assert!(html.contains(&hello.id) && !html.contains(&secret.id), "{html}");
+    assert!(
+        html.contains(&hello.id) && !html.contains(&secret.id),
+        "{html}"
+    );
     assert_eq!(one.get(&format!("/runs/{}", secret.id)).await.0, 403);
     assert_eq!(one.get("/apps/secret").await.0, 403);
     assert_eq!(one.get("/runs/nope").await.0, 404);
+}
+
+/// Queries in the console: a person sees the queries of the tokens they own (with status,
+/// rows and error), someone else none of them, an administrator all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_are_shown_to_their_tokens_owner_and_to_administrators() {
+    let s = common::start(|_| {}).await;
+    let ok = s.run("SELECT id FROM t.items").await;
+    let failed = s.run("SELECT nope FROM t.items").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let (ok, failed) = (ok["id"].as_i64().unwrap(), failed["id"].as_i64().unwrap());
+
+    // The test token's owner (the test user, here not an administrator).
+    s.access
+        .users
+        .set(common::TEST_USER, &["viewer".to_string()], &[])
+        .await
+        .unwrap();
+    let owner = s
+        .console(kondate_access::SessionOf::User(common::TEST_USER.into()))
+        .await;
+    let (status, html, _) = owner.get("/queries").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("tokens you own"), "{html}");
+    assert!(
+        html.contains(&format!("/queries/{ok}\""))
+            && html.contains(&format!("/queries/{failed}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains("status-failed") && html.contains("nope"),
+        "{html}"
+    );
+    let (status, html, _) = owner.get(&format!("/queries/{ok}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("SELECT id FROM t.items"), "{html}");
+
+    let other = s.console_user("other@example.com", &["viewer"]).await;
+    let (_, html, _) = other.get("/queries").await;
+    assert!(!html.contains(&format!("/queries/{ok}\"")), "{html}");
+    assert_eq!(other.get(&format!("/queries/{ok}")).await.0, 404);
+
+    let admin = s
+        .console(kondate_access::SessionOf::Local("local-admin".into()))
+        .await;
+    let (_, html, _) = admin.get("/queries").await;
+    assert!(
+        html.contains(&format!("/queries/{ok}\"")) && html.contains("Every token"),
+        "{html}"
+    );
 }

@@ -27,6 +27,7 @@ use crate::api::ApiError;
 mod jobs;
 mod labels;
 mod models;
+mod queries;
 mod runs;
 
 /// The session cookie's name.
@@ -74,6 +75,8 @@ fn templates() -> &'static Environment<'static> {
             "run.html",
             "apps.html",
             "app.html",
+            "queries.html",
+            "query.html",
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
@@ -129,6 +132,7 @@ pub fn routes() -> Router<AppState> {
         .merge(models::routes())
         .merge(labels::routes())
         .merge(runs::routes())
+        .merge(queries::routes())
         .route("/static/console.css", get(stylesheet))
         .route("/static/console.js", get(script))
         // Forms are small: 64 KiB (the API's routes have their own limits).

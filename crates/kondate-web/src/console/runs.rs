@@ -46,7 +46,11 @@ struct RunsParams {
 }
 
 /// `GET /runs?app=NAME`: the latest 50 runs the viewer may read, newest first.
-async fn runs_page(State(state): State<AppState>, v: Viewer, Query(p): Query<RunsParams>) -> Response {
+async fn runs_page(
+    State(state): State<AppState>,
+    v: Viewer,
+    Query(p): Query<RunsParams>,
+) -> Response {
     let app = p.app.filter(|a| !a.is_empty());
     if let Some(a) = &app
         && let Err(res) = may_read(&state, &v, a)
