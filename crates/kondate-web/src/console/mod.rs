@@ -8,6 +8,7 @@
 //! server that listens on loopback only, with the one-time link `kondate serve` prints —,
 //! sign-out, and the home page; the other pages and OpenID Connect come next.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::api::ApiError;
 
+mod catalog;
 mod jobs;
 mod labels;
 mod models;
@@ -64,6 +66,13 @@ fn templates() -> &'static Environment<'static> {
             "instance.html",
             "launch.html",
             "catalog_table.html",
+            "catalog.html",
+            "_doc.html",
+            "_revisions.html",
+            "_crumbs.html",
+            "catalog_list.html",
+            "catalog_doc.html",
+            "catalog_edit.html",
             "models.html",
             "model.html",
             "model_version.html",
@@ -81,6 +90,26 @@ fn templates() -> &'static Environment<'static> {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("console template {name}: {e}"));
         }
+        // HTML-escape `& < > " '` only: minijinja's default also escapes `/`, which makes
+        // every URL in an attribute `&#x2f;…` — valid, but unreadable in page sources.
+        env.set_formatter(
+            |out, state, value| match (state.auto_escape(), value.as_str()) {
+                (minijinja::AutoEscape::Html, Some(text)) if !value.is_safe() => {
+                    for c in text.chars() {
+                        match c {
+                            '&' => out.write_str("&amp;")?,
+                            '<' => out.write_str("&lt;")?,
+                            '>' => out.write_str("&gt;")?,
+                            '"' => out.write_str("&quot;")?,
+                            '\'' => out.write_str("&#x27;")?,
+                            c => out.write_char(c)?,
+                        }
+                    }
+                    Ok(())
+                }
+                _ => minijinja::escape_formatter(out, state, value),
+            },
+        );
         env.add_filter("bytes", bytes);
         env.add_filter("short", short);
         env
@@ -127,7 +156,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(signin_page))
         .route("/signin/local", get(signin_local))
         .route("/signout", post(signout))
-        .route("/catalog/{*key}", get(catalog_page))
+        .merge(catalog::routes())
         .merge(jobs::routes())
         .merge(models::routes())
         .merge(labels::routes())
@@ -377,47 +406,6 @@ async fn late_result_tables(state: &AppState) -> Vec<serde_json::Value> {
     late
 }
 
-/// `GET /catalog/{key}`: a table's or view's page (the API's `GET /v1/catalog/objects/{key}`
-/// as HTML; `query` needed, as there).
-async fn catalog_page(State(state): State<AppState>, uri: axum::http::Uri, v: Viewer) -> Response {
-    if !v.principal.has_kind(kondate_access::ScopeKind::Query) {
-        return message(
-            &state,
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Reading the catalog needs the query scope; ask an admin for a role that has it.",
-        );
-    }
-    let key = uri.path().strip_prefix("/catalog/").unwrap_or_default();
-    let not_found = || {
-        message(
-            &state,
-            StatusCode::NOT_FOUND,
-            "Not in the catalog",
-            "Nothing in the catalog has this address: `kondate catalog search` finds names, \
-             `kondate catalog sync` imports them.",
-        )
-    };
-    let Some(target @ kondate_catalog::Target::Table { .. }) =
-        kondate_catalog::Target::from_key(key)
-    else {
-        return not_found();
-    };
-    let mut table = match state.catalog.page_of(&target).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return not_found(),
-        Err(e) => return server_error(&state, "a catalog page could not be read", e),
-    };
-    table.kondate = crate::catalog::about(&state, &v.principal, &table).await;
-    page(
-        "catalog_table.html",
-        context! {
-            page => Serde(&table),
-            ..frame(&state, &v, "catalog")
-        },
-    )
-}
-
 #[derive(Deserialize)]
 struct PageParams {
     page: Option<usize>,
@@ -649,6 +637,26 @@ mod tests {
             .get_template(name)
             .and_then(|t| t.render(ctx))
             .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    #[test]
+    fn values_are_escaped_for_html_but_urls_stay_readable() {
+        let mut env = templates().clone();
+        env.add_template(
+            "t.html",
+            "<a href=\"{{ u }}\" title=\"{{ t }}\">{{ t }}</a>{{ n }}",
+        )
+        .unwrap();
+        let html = env
+            .get_template("t.html")
+            .unwrap()
+            .render(context! { u => "/catalog/a?b=1&c=2", t => "<x> \"'y'\"" })
+            .unwrap();
+        assert_eq!(
+            html,
+            "<a href=\"/catalog/a?b=1&amp;c=2\" title=\"&lt;x&gt; &quot;&#x27;y&#x27;&quot;\">\
+             &lt;x&gt; &quot;&#x27;y&#x27;&quot;</a>"
+        );
     }
 
     #[test]
