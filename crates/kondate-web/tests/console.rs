@@ -947,3 +947,149 @@ async fn a_table_description_is_edited_with_preview_and_history() {
         .unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
 }
+
+/// Admin in the console: add a person and change their roles, make a token (its secret
+/// shown once, and it works against the API), disable it, read the audit trail with
+/// filters; a non-admin is refused every page and form (403, recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_manages_people_and_tokens_and_reads_the_audit_trail() {
+    let s = common::start(|_| {}).await;
+    let admin = s
+        .console(kondate_access::SessionOf::Local("local-admin".into()))
+        .await;
+    let csrf = admin.csrf().await;
+    let (status, html, _) = admin.get("/admin/users").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(common::TEST_USER), "{html}");
+    let (status, _, _) = admin
+        .post(
+            "/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("email", "ana@example.com"),
+                ("roles", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (status, html, _) = admin
+        .post(
+            "/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("email", "bad@example.com"),
+                ("roles", "boss"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("Unknown role `boss`"), "{html}");
+    let (status, _, _) = admin
+        .post(
+            "/admin/users/ana@example.com",
+            &[
+                ("csrf", &csrf),
+                ("intent", "set"),
+                ("roles", "viewer, models=editor"),
+                ("scopes", ""),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let ana = s
+        .access
+        .users
+        .get("ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ana.roles, vec!["viewer", "models=editor"]);
+
+    // A token: the secret shown once, working against the API; then disabled.
+    let (status, html, _) = admin
+        .post(
+            "/admin/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "ana-notebook"),
+                ("owner", "ana@example.com"),
+                ("scopes", "query models:read"),
+                ("expires", "30d"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{html}");
+    let marker = "<code class=\"secret\">";
+    let at = html.find(marker).expect("the secret") + marker.len();
+    let secret = html[at..].split('<').next().unwrap().to_string();
+    let api = |secret: String| {
+        s.http
+            .get(format!("{}/v1/models", s.url))
+            .basic_auth("ana-notebook", Some(secret))
+            .send()
+    };
+    assert_eq!(api(secret.clone()).await.unwrap().status(), 200);
+    let (_, html, _) = admin.get("/admin/tokens").await;
+    assert!(
+        html.contains("ana-notebook") && !html.contains(&secret),
+        "no secret listed: {html}"
+    );
+    let (status, _, _) = admin
+        .post("/admin/tokens/ana-notebook/disable", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(api(secret).await.unwrap().status(), 401);
+
+    // The audit trail, filtered.
+    let (status, html, _) = admin.get("/admin/audit?action=tokens.create").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("ana-notebook") && html.contains("cli:local-admin"),
+        "{html}"
+    );
+    assert!(!html.contains("users.add"), "{html}");
+    let (status, html, _) = admin.get("/admin/audit?outcome=maybe").await;
+    assert_eq!(status, 400, "{html}");
+
+    // Someone else: no Admin link, every page and form refused.
+    let viewer = s.console_user("viewer@example.com", &["editor"]).await;
+    let (_, html, _) = viewer.get("/").await;
+    assert!(!html.contains("href=\"/admin\""), "{html}");
+    for path in ["/admin/users", "/admin/tokens", "/admin/audit"] {
+        assert_eq!(viewer.get(path).await.0, 403, "{path}");
+    }
+    let viewer_csrf = viewer.csrf().await;
+    let (status, _, _) = viewer
+        .post(
+            "/admin/users/viewer@example.com",
+            &[
+                ("csrf", &viewer_csrf),
+                ("intent", "set"),
+                ("roles", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        s.access
+            .users
+            .get("viewer@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .roles,
+        vec!["editor"],
+        "nothing changed"
+    );
+    let refused = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            action: Some("users.set".into()),
+            outcome: Some(kondate_access::Outcome::Denied),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}

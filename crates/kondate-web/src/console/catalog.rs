@@ -15,7 +15,7 @@ use minijinja::value::Serde;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Viewer, change, forbidden, frame, message, page, server_error};
+use super::{Viewer, change, forbidden, frame, message, page, see_other, server_error};
 use crate::AppState;
 use crate::api::ApiError;
 
@@ -432,7 +432,7 @@ async fn save(
                 .catalog
                 .describe(&target, &body, Some(form.base), &v.principal.actor(), None)
                 .await?;
-            Ok(page_url(&target))
+            Ok(see_other(&page_url(&target)))
         },
     )
     .await
@@ -482,7 +482,7 @@ async fn favourite(
                 .catalog
                 .set_favourite(&v.principal.person(), &target, on)
                 .await?;
-            Ok(page_url(&target))
+            Ok(see_other(&page_url(&target)))
         },
     )
     .await

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::{
     CsrfForm, PAGE_ROWS, PageParams, Viewer, change, forbidden, frame, message, page, read_error,
-    server_error,
+    see_other, server_error,
 };
 use crate::AppState;
 use crate::api::ApiError;
@@ -327,7 +327,7 @@ async fn act(
                 .parse()
                 .map_err(|_| ApiError::invalid(format!("`{id}` is not an instance id")))?;
             act_on(&state, &v.principal, id, what).await?;
-            Ok(format!("/instances/{id}"))
+            Ok(see_other(&format!("/instances/{id}")))
         },
     )
     .await
@@ -405,7 +405,7 @@ async fn launch(
         params,
         async {
             let i = launch_as(&state, &v.principal, &name, parsed?, key, "console").await?;
-            Ok(format!("/instances/{}", i.id))
+            Ok(see_other(&format!("/instances/{}", i.id)))
         },
     )
     .await

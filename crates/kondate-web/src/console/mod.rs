@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::api::ApiError;
 
+mod admin;
 mod catalog;
 mod jobs;
 mod labels;
@@ -85,6 +86,11 @@ fn templates() -> &'static Environment<'static> {
             "apps.html",
             "app.html",
             "queries.html",
+            "admin_users.html",
+            "admin_tokens.html",
+            "admin_token_made.html",
+            "admin_audit.html",
+            "_admin_nav.html",
             "query.html",
         ] {
             env.add_template(name, source)
@@ -156,6 +162,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(signin_page))
         .route("/signin/local", get(signin_local))
         .route("/signout", post(signout))
+        .merge(admin::routes())
         .merge(catalog::routes())
         .merge(jobs::routes())
         .merge(models::routes())
@@ -440,11 +447,16 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// After a change: on to `url` (303, so that reloading does not post again).
+fn see_other(url: &str) -> Response {
+    Redirect::to(url).into_response()
+}
+
 /// A change a form asks for, made as the viewer: the form's CSRF token is checked first;
 /// then `change` runs, and the audit trail records it however it ends (`action` on
 /// `target`, with `params` — no secrets), as the API's changes are. On success the viewer
-/// is sent to the address `change` returns; a refusal shows its message with its status
-/// (403 for a scope the viewer lacks).
+/// gets what `change` answers (usually [`see_other`]); a refusal shows its message with
+/// its status (403 for a scope the viewer lacks).
 async fn change(
     state: &AppState,
     v: &Viewer,
@@ -452,7 +464,7 @@ async fn change(
     action: &str,
     target: Option<&str>,
     params: serde_json::Value,
-    change: impl std::future::Future<Output = Result<String, ApiError>>,
+    change: impl std::future::Future<Output = Result<Response, ApiError>>,
 ) -> Response {
     let mut entry = AuditEntry::new(Source::Console, &v.principal.actor(), action, target);
     entry.params = params;
@@ -467,10 +479,10 @@ async fn change(
         ))
     };
     match result {
-        Ok(to) => {
-            entry.status = Some(303);
+        Ok(res) => {
+            entry.status = Some(res.status().as_u16() as i64);
             state.access.audit.record_or_log(entry).await;
-            Redirect::to(&to).into_response()
+            res
         }
         Err(e) => {
             let status = e.status();

@@ -16,7 +16,7 @@ use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{PAGE_ROWS, Viewer, change, forbidden, frame, message, page, read_error};
+use super::{PAGE_ROWS, Viewer, change, forbidden, frame, message, page, read_error, see_other};
 use crate::AppState;
 use crate::api::ApiError;
 
@@ -401,7 +401,7 @@ async fn move_alias(
                 .models
                 .set_alias(&name, &form.alias, Some(version), &v.principal.actor())
                 .await?;
-            Ok(format!("/models/{name}"))
+            Ok(see_other(&format!("/models/{name}")))
         },
     )
     .await
