@@ -527,16 +527,21 @@ impl QueryService {
     }
 
     /// At most `limit` queries with ids below `before` (all when None), newest first: all
-    /// of them, or only those of `tokens` — the console's list. (A token sees only its own
+    /// of them or only those in `status`, of every token or only of `tokens` — the console's list. (A token sees only its own
     /// queries; a person, the queries of the tokens they own; an administrator, all.)
     pub async fn recent(
         &self,
         tokens: Option<&[String]>,
+        status: Option<Status>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<QueryRecord>, QueryError> {
         let mut sql = format!("SELECT {COLUMNS} FROM kondate_queries WHERE id < ?");
         let mut params: Vec<Value> = vec![Value::Int(before.unwrap_or(i64::MAX))];
+        if let Some(status) = status {
+            sql.push_str(" AND status = ?");
+            params.push(Value::from(status.as_str()));
+        }
         if let Some(tokens) = tokens {
             if tokens.is_empty() {
                 return Ok(Vec::new());

@@ -762,6 +762,12 @@ async fn queries_are_shown_to_their_tokens_owner_and_to_administrators() {
         html.contains("status-failed") && html.contains("nope"),
         "{html}"
     );
+    let (_, html, _) = owner.get("/").await;
+    assert!(
+        html.contains(&format!("href=\"/queries/{failed}\""))
+            && !html.contains(&format!("href=\"/queries/{ok}\"")),
+        "the home page lists failed queries: {html}"
+    );
     let (status, html, _) = owner.get(&format!("/queries/{ok}")).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("SELECT id FROM t.items"), "{html}");

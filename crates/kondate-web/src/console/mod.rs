@@ -382,15 +382,88 @@ async fn home(State(state): State<AppState>, v: Viewer) -> Response {
         }
     }
     let late = late_result_tables(&state).await;
+    let changes = recent_changes(&state, &v).await;
+    let failed_queries = failed_queries(&state, &v).await;
     page(
         "home.html",
         context! {
             instances => Serde(instances),
             instances_more => more,
             late => Serde(late),
+            changes => Serde(changes),
+            failed_queries => Serde(failed_queries),
             ..frame(&state, &v, "home")
         },
     )
+}
+
+/// How many of the latest label syncs, model pushes and alias moves the home page shows.
+const HOME_CHANGES: usize = 15;
+
+/// The latest label syncs, model pushes and alias moves of the names the viewer may read,
+/// from the audit trail (the API's and the CLI's alike), newest first.
+async fn recent_changes(state: &AppState, v: &Viewer) -> Vec<serde_json::Value> {
+    use kondate_access::ScopeKind::{LabelsRead, ModelsRead};
+    let mut out = Vec::new();
+    for (action, kind, what) in [
+        ("labels.sync", LabelsRead, "label sync"),
+        ("models.push", ModelsRead, "model push"),
+        ("models.alias.set", ModelsRead, "alias move"),
+    ] {
+        if !v.principal.has_kind(kind) {
+            continue;
+        }
+        let filter = kondate_access::AuditFilter {
+            action: Some(action.into()),
+            outcome: Some(kondate_access::Outcome::Ok),
+            limit: Some(HOME_CHANGES * 2),
+            ..Default::default()
+        };
+        let Ok(records) = state.access.audit.list(&filter).await else {
+            continue;
+        };
+        for r in records {
+            let Some(target) = r.entry.target.clone() else {
+                continue;
+            };
+            let name = target.split('@').next().unwrap_or_default().to_string();
+            if !v.principal.allows(kind, Some(&name)) {
+                continue;
+            }
+            let url = match kind {
+                LabelsRead => format!("/labels/{name}"),
+                _ => format!("/models/{name}"),
+            };
+            out.push(serde_json::json!({
+                "at": r.at, "what": what, "target": target, "actor": r.entry.actor,
+                "url": url, "params": r.entry.params,
+            }));
+        }
+    }
+    out.sort_by(|a, b| b["at"].as_str().cmp(&a["at"].as_str()));
+    out.truncate(HOME_CHANGES);
+    out
+}
+
+/// The latest failed queries the viewer may see.
+async fn failed_queries(state: &AppState, v: &Viewer) -> Vec<serde_json::Value> {
+    if !v.principal.has_kind(kondate_access::ScopeKind::Query) {
+        return Vec::new();
+    }
+    let Ok(tokens) = queries::visible_tokens(state, v).await else {
+        return Vec::new();
+    };
+    state
+        .service
+        .recent(
+            tokens.as_deref(),
+            Some(kondate_query::Status::Failed),
+            None,
+            10,
+        )
+        .await
+        .map(|found| found.iter().map(queries::to_row).collect())
+        .unwrap_or_default()
 }
 
 /// The result tables whose writing job is past its schedule (docs/catalog.md#tables-kondate-writes).

@@ -24,7 +24,10 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The tokens whose queries the viewer may see: None for all (an administrator).
-async fn visible_tokens(state: &AppState, v: &Viewer) -> Result<Option<Vec<String>>, Response> {
+pub(super) async fn visible_tokens(
+    state: &AppState,
+    v: &Viewer,
+) -> Result<Option<Vec<String>>, Response> {
     if v.principal.allows_every(ScopeKind::Admin) {
         return Ok(None);
     }
@@ -57,7 +60,7 @@ async fn visible_tokens(state: &AppState, v: &Viewer) -> Result<Option<Vec<Strin
     ))
 }
 
-fn to_row(q: &QueryRecord) -> serde_json::Value {
+pub(super) fn to_row(q: &QueryRecord) -> serde_json::Value {
     let duration_ms = match (q.started_at, q.finished_at) {
         (Some(s), Some(f)) => Some((f - s).num_milliseconds()),
         _ => None,
@@ -95,7 +98,7 @@ async fn queries_page(
     };
     let mut found = match state
         .service
-        .recent(tokens.as_deref(), p.before, PAGE_ROWS + 1)
+        .recent(tokens.as_deref(), None, p.before, PAGE_ROWS + 1)
         .await
     {
         Ok(f) => f,
