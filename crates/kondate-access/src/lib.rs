@@ -29,7 +29,7 @@ pub use audit::{
     Audit, AuditEntry, AuditFilter, AuditRecord, Outcome, REFUSALS_PER_KEY, Source, parse_since,
 };
 pub use scope::{Role, Scope, ScopeKind, Scopes};
-pub use sessions::{NewSession, Session, SessionOf, Sessions, new_signin_code};
+pub use sessions::{NewSession, Pending, Session, SessionOf, Sessions, new_signin_code};
 pub use tokens::{NewToken, NewTokenRequest, TokenInfo, TokenKind, Tokens, run_token_name};
 pub use users::{User, Users};
 

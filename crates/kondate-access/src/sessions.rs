@@ -30,6 +30,15 @@ pub struct Session {
     pub expires_at_ms: i64,
 }
 
+/// A sign-in under way at an identity provider ([`Sessions::begin_pending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub nonce: String,
+    pub verifier: String,
+    /// The console address to go to once signed in.
+    pub next: String,
+}
+
 /// A new session: the cookie's secret (shown to the browser once) and the session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -108,7 +117,7 @@ impl Sessions {
             .db
             .fetch_optional(
                 "SELECT kind, principal, csrf, expires_at FROM kondate_sessions \
-                 WHERE id_hash = ? AND expires_at >= ?",
+                 WHERE id_hash = ? AND expires_at >= ? AND kind IN ('user', 'local')",
                 &[Value::Text(hash(secret)), Value::Int(self.now_ms())],
             )
             .await?;
@@ -144,6 +153,81 @@ impl Sessions {
                 _ => Ok(None),
             },
         }
+    }
+
+    /// Remember a sign-in going to an identity provider for `ttl`: its OpenID Connect
+    /// `nonce`, PKCE `verifier` and the console address to return to. Answers the `state`
+    /// to send the provider (random; kept hashed, as session secrets are).
+    pub async fn begin_pending(
+        &self,
+        nonce: &str,
+        verifier: &str,
+        next: &str,
+        ttl: Duration,
+    ) -> Result<String, AccessError> {
+        let invalid = |what: &str| AccessError::Invalid(format!("a pending sign-in's {what}"));
+        if nonce.len() > 64 || nonce.contains(' ') {
+            return Err(invalid("nonce is not a short token"));
+        }
+        if verifier.len() > 128 || verifier.contains(' ') {
+            return Err(invalid("verifier is not a short token"));
+        }
+        // The column holds 255 characters: a longer address is not kept (the home page).
+        let next = if next.len() <= 120 && next.starts_with('/') && !next.starts_with("//") {
+            next
+        } else {
+            "/"
+        };
+        let now = self.now_ms();
+        let state = hex::encode(rand::random::<[u8; 32]>());
+        self.db
+            .execute(
+                "INSERT INTO kondate_sessions (id_hash, kind, principal, csrf, created_at, \
+                 expires_at) VALUES (?, 'pending', ?, ?, ?, ?)",
+                &[
+                    Value::Text(hash(&state)),
+                    Value::Text(format!("{verifier} {next}")),
+                    Value::Text(nonce.into()),
+                    Value::Int(now),
+                    Value::Int(now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)),
+                ],
+            )
+            .await?;
+        Ok(state)
+    }
+
+    /// The pending sign-in `state` names, if it is live — taken: a state serves once.
+    pub async fn take_pending(&self, state: &str) -> Result<Option<Pending>, AccessError> {
+        let id = hash(state);
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT principal, csrf FROM kondate_sessions WHERE id_hash = ? AND \
+                 kind = 'pending' AND expires_at >= ?",
+                &[Value::Text(id.clone()), Value::Int(self.now_ms())],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        // Only the one who deletes it may use it (two callbacks with one state: one wins).
+        let deleted = self
+            .db
+            .execute(
+                "DELETE FROM kondate_sessions WHERE id_hash = ? AND kind = 'pending'",
+                &[Value::Text(id)],
+            )
+            .await?;
+        if deleted == 0 {
+            return Ok(None);
+        }
+        let kept = get_string(&row, "principal")?;
+        let (verifier, next) = kept.split_once(' ').unwrap_or((kept.as_str(), "/"));
+        Ok(Some(Pending {
+            nonce: get_string(&row, "csrf")?,
+            verifier: verifier.to_string(),
+            next: next.to_string(),
+        }))
     }
 
     /// End the session whose cookie holds `secret` (signing out).

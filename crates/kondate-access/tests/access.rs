@@ -355,6 +355,45 @@ async fn sessions_follow_their_user_and_expire(url: Option<String>) {
     assert!(p.is_admin());
     s.end(&other.secret).await.unwrap();
     assert!(s.find(&other.secret).await.unwrap().is_none(), "signed out");
+
+    // A sign-in under way at a provider: taken once, never a session, and it expires.
+    let state = s
+        .begin_pending(
+            "n0nce",
+            "v3rifier",
+            "/models/m?x=1",
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert!(
+        s.find(&state).await.unwrap().is_none(),
+        "a state is not a session"
+    );
+    let p = s.take_pending(&state).await.unwrap().expect("pending");
+    assert_eq!(
+        (p.nonce.as_str(), p.verifier.as_str(), p.next.as_str()),
+        ("n0nce", "v3rifier", "/models/m?x=1")
+    );
+    assert!(
+        s.take_pending(&state).await.unwrap().is_none(),
+        "served once"
+    );
+    let state = s
+        .begin_pending("n", "v", "//evil.example/", Duration::from_secs(600))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(601));
+    assert!(s.take_pending(&state).await.unwrap().is_none(), "expired");
+    let state = s
+        .begin_pending("n", "v", "//evil.example/", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_pending(&state).await.unwrap().unwrap().next,
+        "/",
+        "only this server's pages"
+    );
 }
 
 #[tokio::test]

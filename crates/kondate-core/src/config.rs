@@ -28,6 +28,7 @@ pub struct Config {
     pub jobs: JobsSection,
     pub notifications: NotificationsSection,
     pub catalog: CatalogSection,
+    pub console: ConsoleSection,
     /// Label sets declared inline as `[labels.NAME]` (the same keys as `labels/NAME.toml`);
     /// parsed by kondate-labels.
     pub labels: BTreeMap<String, toml::Value>,
@@ -331,6 +332,88 @@ impl std::fmt::Debug for CatalogSource {
             .field("include", &self.include)
             .field("ignore", &self.ignore)
             .finish()
+    }
+}
+
+/// The web console (docs/console.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Sign-in through an OpenID Connect provider (`[console.oidc]`); without it, only the
+    /// local administrator's sign-in on a loopback-only server.
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[console.oidc]`: sign-in with Google or any standard OpenID Connect provider
+/// (discovery, authorization code with PKCE, ID token checked against the provider's keys).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The issuer (`https://accounts.google.com`); its discovery document is
+    /// `ISSUER/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The variable holding the client secret (never kondate.toml itself).
+    pub client_secret_env: Option<String>,
+    /// Or the file holding it.
+    pub client_secret_file: Option<PathBuf>,
+    /// Only people whose verified e-mail is in one of these domains — and, when the token
+    /// carries Google's `hd` claim, whose `hd` is one of them. Empty: any verified e-mail.
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// The role of a person who is not yet a user at their first sign-in (`viewer`,
+    /// `models=editor`); unset: they are refused until an admin adds them.
+    pub default_role: Option<String>,
+    /// The provider's name on the sign-in button.
+    #[serde(default = "default_oidc_name")]
+    pub name: String,
+}
+
+fn default_oidc_name() -> String {
+    "single sign-on".into()
+}
+
+impl std::fmt::Debug for OidcSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSection")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_env", &self.client_secret_env)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("allowed_domains", &self.allowed_domains)
+            .field("default_role", &self.default_role)
+            .finish()
+    }
+}
+
+impl OidcSection {
+    /// The client secret, from the variable or the file the configuration names.
+    pub fn client_secret(&self) -> Result<String, CoreError> {
+        let bad = |message: String| CoreError::Config {
+            location: "console.oidc".into(),
+            message,
+        };
+        let secret = match (&self.client_secret_env, &self.client_secret_file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                bad(format!(
+                    "client_secret_env names {var}, which is not set in kondate's environment"
+                ))
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("client_secret_file {}: {e}", path.display())))?,
+            _ => {
+                return Err(bad(
+                    "give the client secret once: client_secret_env = \"VARIABLE\" or \
+                     client_secret_file = \"PATH\""
+                        .into(),
+                ));
+            }
+        };
+        let secret = secret.trim().to_string();
+        if secret.is_empty() {
+            return Err(bad("the client secret is empty".into()));
+        }
+        Ok(secret)
     }
 }
 
@@ -731,7 +814,65 @@ impl Config {
             ));
         }
         self.validate_notifications()?;
+        self.validate_console()?;
         self.validate_catalog()
+    }
+
+    fn validate_console(&self) -> Result<(), CoreError> {
+        let Some(o) = &self.console.oidc else {
+            return Ok(());
+        };
+        let bad = |field: &str, message: String| CoreError::Config {
+            location: format!("console.oidc.{field}"),
+            message,
+        };
+        let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| {
+                o.issuer
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            });
+        if !(o.issuer.starts_with("https://") && o.issuer.len() > 8) && !local {
+            return Err(bad(
+                "issuer",
+                format!(
+                    "`{}` must be an https:// URL (http only for a provider on loopback)",
+                    o.issuer
+                ),
+            ));
+        }
+        if o.client_id.trim().is_empty() {
+            return Err(bad(
+                "client_id",
+                "is required: the client id the provider gave".into(),
+            ));
+        }
+        if o.client_secret_env.is_some() == o.client_secret_file.is_some() {
+            return Err(bad(
+                "client_secret_env",
+                "give the client secret once: client_secret_env = \"VARIABLE\" or \
+                 client_secret_file = \"PATH\" (never the secret itself)"
+                    .into(),
+            ));
+        }
+        for d in &o.allowed_domains {
+            if d.is_empty() || d.contains(['@', '/', ' ']) {
+                return Err(bad(
+                    "allowed_domains",
+                    format!("`{d}` is not a domain; write domains like example.com"),
+                ));
+            }
+        }
+        if self.server.public_url.is_none() {
+            return Err(bad(
+                "issuer",
+                "sign-in through a provider needs server.public_url (the provider sends people \
+                 back to PUBLIC_URL/signin/oidc/callback; register that address with it)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_catalog(&self) -> Result<(), CoreError> {
@@ -1006,6 +1147,15 @@ impl Config {
             {
                 *file = root.join(&*file);
             }
+        }
+        if let Some(file) = self
+            .console
+            .oidc
+            .as_mut()
+            .and_then(|o| o.client_secret_file.as_mut())
+            && file.is_relative()
+        {
+            *file = root.join(&*file);
         }
         for d in self.notifications.destinations.values_mut() {
             for file in [&mut d.url_file, &mut d.secret_file, &mut d.password_file]

@@ -29,6 +29,7 @@ use kondate_query::QueryService;
 use kondate_store::Store;
 
 pub use access::{Need, RouteDoc, body_limit};
+pub use console::OidcProvider;
 pub use metrics::Metrics;
 pub use openapi::written_operations;
 
@@ -80,6 +81,8 @@ pub struct AppParts {
     /// serve` prints; None: no local sign-in. Used only while the server listens on
     /// loopback.
     pub local_signin: Option<String>,
+    /// Sign-in through an OpenID Connect provider (`[console.oidc]`), if configured.
+    pub oidc: Option<OidcProvider>,
 }
 
 /// Every route with what it needs: the router and the OpenAPI document are both made from

@@ -375,6 +375,13 @@ impl Services {
                 .listen_addr()
                 .is_ok_and(|a| a.ip().is_loopback())
                 .then(kondate_access::new_signin_code),
+            oidc: match &self.project.config.console.oidc {
+                Some(o) => Some(kondate_web::OidcProvider::new(
+                    o,
+                    &self.project.config.public_url(),
+                )?),
+                None => None,
+            },
         }))
     }
 

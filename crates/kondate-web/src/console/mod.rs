@@ -25,18 +25,21 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::api::ApiError;
 
+pub use oidc::Provider as OidcProvider;
+
 mod admin;
 mod catalog;
 mod jobs;
 mod labels;
 mod models;
+mod oidc;
 mod queries;
 mod runs;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kondate_session";
 /// How long a sign-in lasts.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub(super) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Who a local sign-in is, in records (`cli:local-admin`).
 const LOCAL_ADMIN: &str = "local-admin";
 /// At most this many rows of a list on one page.
@@ -161,6 +164,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/signin", get(signin_page))
         .route("/signin/local", get(signin_local))
+        .route("/signin/oidc", get(oidc::start))
+        .route("/signin/oidc/callback", get(oidc::callback))
         .route("/signout", post(signout))
         .merge(admin::routes())
         .merge(catalog::routes())
@@ -262,7 +267,7 @@ fn session_secret(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether the server is reached over HTTPS (its public URL says so): cookies are `Secure`.
-fn over_https(state: &AppState) -> bool {
+pub(super) fn over_https(state: &AppState) -> bool {
     state
         .project
         .config
@@ -272,7 +277,7 @@ fn over_https(state: &AppState) -> bool {
         .is_some_and(|u| u.starts_with("https://"))
 }
 
-fn session_cookie(state: &AppState, secret: &str, max_age: Duration) -> HeaderValue {
+pub(super) fn session_cookie(state: &AppState, secret: &str, max_age: Duration) -> HeaderValue {
     let secure = if over_https(state) { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
@@ -345,7 +350,22 @@ impl axum::extract::FromRequestParts<AppState> for Viewer {
     ) -> Result<Self, Response> {
         match viewer(state, &parts.headers).await {
             Ok(Some(v)) => Ok(v),
-            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            Ok(None) => {
+                // Back to the page asked for once signed in (a link pasted into chat).
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .filter(|p| *p != "/")
+                    .map(|p| {
+                        format!(
+                            "?next={}",
+                            url::form_urlencoded::byte_serialize(p.as_bytes()).collect::<String>()
+                        )
+                    })
+                    .unwrap_or_default();
+                Err(Redirect::to(&format!("/signin{next}")).into_response())
+            }
             Err(res) => Err(res),
         }
     }
@@ -587,20 +607,44 @@ struct SigninParams {
     code: Option<String>,
 }
 
-async fn signin_page(State(state): State<AppState>) -> Response {
-    page(
+#[derive(Deserialize)]
+struct SigninPageParams {
+    next: Option<String>,
+}
+
+async fn signin_page(State(state): State<AppState>, Query(p): Query<SigninPageParams>) -> Response {
+    signin_view(&state, None, p.next.as_deref(), StatusCode::OK)
+}
+
+/// The sign-in page: the provider's button (when `[console.oidc]` is set) and the local
+/// sign-in's state, with `message` when a sign-in was refused.
+pub(super) fn signin_view(
+    state: &AppState,
+    message: Option<&str>,
+    next: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let next = next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .map(|n| url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>());
+    let mut res = page(
         "signin.html",
         context! {
-            project => project_name(&state),
-            loopback => loopback(&state) && state.local_signin.is_some(),
+            project => project_name(state),
+            loopback => loopback(state) && state.local_signin.is_some(),
             listen => state.project.config.server.listen.clone(),
+            oidc => state.oidc.as_ref().map(|o| o.config.name.clone()),
+            next,
+            message,
         },
-    )
+    );
+    *res.status_mut() = status;
+    res
 }
 
 /// Compare secrets in time that does not depend on where they differ. (Hand-written: one
 /// comparison does not warrant a crate.)
-fn same_secret(a: &str, b: &str) -> bool {
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -614,19 +658,7 @@ async fn signin_local(
     State(state): State<AppState>,
     Query(params): Query<SigninParams>,
 ) -> Response {
-    let refused = |text: &str| {
-        let mut res = page(
-            "signin.html",
-            context! {
-                project => project_name(&state),
-                loopback => loopback(&state) && state.local_signin.is_some(),
-                listen => state.project.config.server.listen.clone(),
-                message => text,
-            },
-        );
-        *res.status_mut() = StatusCode::FORBIDDEN;
-        res
-    };
+    let refused = |text: &str| signin_view(&state, Some(text), None, StatusCode::FORBIDDEN);
     let (true, Some(code)) = (loopback(&state), state.local_signin.as_deref()) else {
         return refused("Local sign-in works only on a server that listens on a loopback address.");
     };

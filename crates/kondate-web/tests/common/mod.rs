@@ -124,6 +124,9 @@ pub async fn app_state(
         catalog_search: Default::default(),
         after_write: None,
         local_signin: Some(LOCAL_SIGNIN_CODE.to_string()),
+        oidc: config.console.oidc.as_ref().map(|o| {
+            kondate_web::OidcProvider::new(o, &config.public_url()).expect("the OIDC provider")
+        }),
     })
 }
 
