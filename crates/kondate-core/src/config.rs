@@ -833,7 +833,8 @@ impl Config {
                     .strip_prefix(p)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
             });
-        if !(o.issuer.starts_with("https://") && o.issuer.len() > 8) && !local {
+        let https = o.issuer.starts_with("https://") && o.issuer.len() > 8;
+        if !https && !local {
             return Err(bad(
                 "issuer",
                 format!(

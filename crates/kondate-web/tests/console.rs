@@ -1099,3 +1099,185 @@ async fn admin_manages_people_and_tokens_and_reads_the_audit_trail() {
         .unwrap();
     assert_eq!(refused.len(), 1, "{refused:?}");
 }
+
+/// Walks a browser through a sign-in at `idp`: the console's start, the provider's
+/// authorization, the console's callback (with the state cookie unless `drop_state`).
+/// Answers the callback's status, Location, session cookie and page, and the callback URL.
+async fn oidc_sign_in(
+    url: &str,
+    next: &str,
+    drop_state: bool,
+) -> (u16, Option<String>, Option<String>, String, String) {
+    let http = client();
+    let r = http
+        .get(format!("{url}/signin/oidc?next={next}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to_idp = location(&r);
+    let state_cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(state_cookie.starts_with("kondate_oidc="), "{state_cookie}");
+    assert!(to_idp.contains("code_challenge_method=S256"), "{to_idp}");
+    let r = http.get(&to_idp).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let callback = location(&r);
+    let mut rb = http.get(&callback);
+    if !drop_state {
+        rb = rb.header("cookie", &state_cookie);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let to = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("kondate_session="));
+    (status, to, session, r.text().await.unwrap(), callback)
+}
+
+/// OpenID Connect sign-in against a local provider: a new person of an allowed domain gets
+/// the default role and lands on the page they asked for; a wrong audience, an expired
+/// token, a bad signature, a disallowed domain or organisation, a callback from another
+/// browser and a replayed callback are each refused and recorded; without a default role,
+/// an unknown person is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_against_a_local_provider() {
+    use common::idp::{CLIENT_ID, CLIENT_SECRET, Mint};
+    let idp = common::idp::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let oidc = |default_role: Option<&str>| kondate_core::config::OidcSection {
+        issuer: idp.issuer.clone(),
+        client_id: CLIENT_ID.into(),
+        client_secret_env: None,
+        client_secret_file: Some(secret_file.clone()),
+        allowed_domains: vec!["example.com".into()],
+        default_role: default_role.map(str::to_string),
+        name: "Example SSO".into(),
+    };
+    let with_role = oidc(Some("viewer"));
+    let s = common::start(move |c| c.console.oidc = Some(with_role)).await;
+
+    // The sign-in page offers the provider.
+    let html = client()
+        .get(format!("{}/signin?next=/models", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Sign in with Example SSO") && html.contains("/signin/oidc?next=%2Fmodels"),
+        "{html}"
+    );
+
+    // A new person of the allowed domain: the default role, back to the page they wanted.
+    idp.next("Ana@Example.com", Some("example.com"), Mint::Good);
+    let (status, to, session, body, callback) = oidc_sign_in(&s.url, "%2Fmodels", false).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(to.as_deref(), Some("/models"));
+    let session = session.expect("a session cookie");
+    let ana = s
+        .access
+        .users
+        .get("ana@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ana.roles, vec!["viewer"]);
+    let r = client()
+        .get(format!("{}/models", s.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("user:ana@example.com"));
+    // The same callback again: its state was used.
+    let r = client().get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Each bad token or person is refused with why.
+    for (email, hd, mint, why) in [
+        (
+            "ana@example.com",
+            None,
+            Mint::WrongAudience,
+            "another application",
+        ),
+        ("ana@example.com", None, Mint::Expired, "expired"),
+        (
+            "ana@example.com",
+            None,
+            Mint::BadSignature,
+            "signature does not verify",
+        ),
+        (
+            "eve@evil.example",
+            None,
+            Mint::Good,
+            "not in a domain allowed",
+        ),
+        (
+            "bob@example.com",
+            Some("other.org"),
+            Mint::Good,
+            "organisation other.org",
+        ),
+    ] {
+        idp.next(email, hd, mint);
+        let (status, _, session, body, _) = oidc_sign_in(&s.url, "%2F", false).await;
+        assert_eq!(status, 403, "{mint:?} {email}: {body}");
+        assert!(session.is_none(), "{mint:?}");
+        assert!(body.contains(why), "{mint:?} {email}: {body}");
+    }
+    assert!(
+        s.access
+            .users
+            .get("eve@evil.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A callback in a browser that did not start the sign-in (login CSRF).
+    idp.next("ana@example.com", None, Mint::Good);
+    let (status, _, session, body, _) = oidc_sign_in(&s.url, "%2F", true).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        session.is_none() && body.contains("did not start in this browser"),
+        "{body}"
+    );
+    let refused = s
+        .access
+        .audit
+        .list(&kondate_access::AuditFilter {
+            action: Some("console.signin".into()),
+            outcome: Some(kondate_access::Outcome::Denied),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 7, "{refused:?}");
+
+    // Without a default role, a person who is not a user yet is refused.
+    let without = oidc(None);
+    let s2 = common::start(move |c| c.console.oidc = Some(without)).await;
+    idp.next("carol@example.com", None, Mint::Good);
+    let (status, _, _, body, _) = oidc_sign_in(&s2.url, "%2F", false).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not a user here yet"), "{body}");
+}

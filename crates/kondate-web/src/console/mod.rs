@@ -8,6 +8,10 @@
 //! server that listens on loopback only, with the one-time link `kondate serve` prints —,
 //! sign-out, and the home page; the other pages and OpenID Connect come next.
 
+// A page's refusal is the page itself (an axum `Response`), returned early by `?`-like
+// helpers; boxing it would only add an allocation to every refusal.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
