@@ -255,6 +255,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         .await
         .map_err(crate::cli_access::access_failure)?;
     let signin = state.local_signin.clone();
+    let oidc = state.oidc.as_ref().map(|o| o.config.name.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(kondate_web::serve(listener, state, async {
         let _ = stop_rx.await;
@@ -589,7 +590,7 @@ pub async fn run(args: DemoArgs) -> CmdResult {
         ];
         println!(
             "\n{}",
-            crate::serve_cmd::console_banner(&listen, signin.as_deref())
+            crate::serve_cmd::console_banner(&listen, signin.as_deref(), oidc.as_deref())
         );
         println!("Serving, with the jobs scheduled, until Ctrl-C.");
         crate::cli::shutdown_signal().await;

@@ -20,7 +20,11 @@ pub async fn run(services: &std::sync::Arc<Services>) -> CmdResult {
     );
     eprintln!(
         "{}",
-        console_banner(&addr.to_string(), state.local_signin.as_deref())
+        console_banner(
+            &addr.to_string(),
+            state.local_signin.as_deref(),
+            state.oidc.as_ref().map(|o| o.config.name.as_str()),
+        )
     );
     let queries = state.service.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -51,8 +55,8 @@ pub async fn run(services: &std::sync::Arc<Services>) -> CmdResult {
 
 /// How to open the console: its address and, on a loopback-only server, the local
 /// administrator's sign-in link (a new one each time the server starts).
-pub fn console_banner(addr: &str, code: Option<&str>) -> String {
-    match code {
+pub fn console_banner(addr: &str, code: Option<&str>, oidc: Option<&str>) -> String {
+    let local = match code {
         Some(code) => format!(
             "console: http://{addr}/ — sign in as the local administrator with \
              http://{addr}/signin/local?code={code} (this server listens on loopback only)"
@@ -61,6 +65,10 @@ pub fn console_banner(addr: &str, code: Option<&str>) -> String {
             "console: http://{addr}/ (local sign-in is off: the server does not listen on \
              loopback only)"
         ),
+    };
+    match oidc {
+        Some(name) => format!("{local}; or sign in with {name} on its sign-in page"),
+        None => local,
     }
 }
 
