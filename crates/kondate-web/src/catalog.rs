@@ -494,35 +494,7 @@ pub async fn lineage(
             )));
         }
     };
-    let mut graph = kondate_catalog::lineage::build(
-        &state.project,
-        &state.labels,
-        &state.models,
-        &state.results,
-        50,
-    )
-    .await?;
-    if let Some(name) = &params.name {
-        let id = state.catalog.lineage_node(&graph, name).await?;
-        graph = graph.around(&id);
-    }
-    // What the caller may not read is not shown, nor the edges to it.
-    graph.nodes.retain(|n| {
-        let (kind, name) = match n.id.split_once(':') {
-            Some(("source" | "labels", set)) => (ScopeKind::LabelsRead, set),
-            Some(("model", m)) => (
-                ScopeKind::ModelsRead,
-                m.rsplit_once('@').map_or(m, |(name, _)| name),
-            ),
-            _ => return true,
-        };
-        caller.allows(kind, Some(name))
-    });
-    let ids: std::collections::BTreeSet<String> =
-        graph.nodes.iter().map(|n| n.id.clone()).collect();
-    graph
-        .edges
-        .retain(|e| ids.contains(&e.from) && ids.contains(&e.to));
+    let graph = lineage_graph(&state, &caller, params.name.as_deref()).await?;
     if svg {
         return Ok((
             [(
@@ -549,4 +521,43 @@ pub async fn lineage(
         }
     }
     Ok(Json(body).into_response())
+}
+
+/// The lineage graph (around `name` when given) with what `caller` may not read left out,
+/// and the edges to it.
+pub(crate) async fn lineage_graph(
+    state: &AppState,
+    caller: &kondate_access::Principal,
+    name: Option<&str>,
+) -> Result<kondate_catalog::Lineage, ApiError> {
+    let mut graph = kondate_catalog::lineage::build(
+        &state.project,
+        &state.labels,
+        &state.models,
+        &state.results,
+        50,
+    )
+    .await?;
+    if let Some(name) = name {
+        let id = state.catalog.lineage_node(&graph, name).await?;
+        graph = graph.around(&id);
+    }
+    // What the caller may not read is not shown, nor the edges to it.
+    graph.nodes.retain(|n| {
+        let (kind, name) = match n.id.split_once(':') {
+            Some(("source" | "labels", set)) => (ScopeKind::LabelsRead, set),
+            Some(("model", m)) => (
+                ScopeKind::ModelsRead,
+                m.rsplit_once('@').map_or(m, |(name, _)| name),
+            ),
+            _ => return true,
+        };
+        caller.allows(kind, Some(name))
+    });
+    let ids: std::collections::BTreeSet<String> =
+        graph.nodes.iter().map(|n| n.id.clone()).collect();
+    graph
+        .edges
+        .retain(|e| ids.contains(&e.from) && ids.contains(&e.to));
+    Ok(graph)
 }

@@ -366,6 +366,17 @@ async fn an_instance_is_read_retried_and_refused_to_a_viewer() {
     assert_eq!(status, 303);
     let at = location.unwrap();
     let id: i64 = at.strip_prefix("/instances/").unwrap().parse().unwrap();
+    // While it runs, the home page lists it and refreshes itself.
+    let (_, html, _) = admin.get("/").await;
+    assert!(
+        html.contains(&format!("href=\"/instances/{id}\"")) && html.contains("data-refresh=\"15\""),
+        "{html}"
+    );
+    let (_, html, _) = admin.get(&at).await;
+    assert!(
+        html.contains(&format!("data-follow=\"/instances/{id}/log\"")),
+        "followed live: {html}"
+    );
     while executor.work_once(&cfg, &SystemClock).await.unwrap() {}
 
     // The failed instance: its status, its step, its log, and the actions.

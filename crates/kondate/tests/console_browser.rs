@@ -466,6 +466,16 @@ async fn the_console_in_chromium_on_the_demos_data() {
             "recipes",
         ),
         ("catalog-table", table_path.clone(), "Columns"),
+        (
+            "catalog-result-table",
+            "/catalog/table/service/main/recipe_categories".into(),
+            "Its lineage",
+        ),
+        (
+            "lineage",
+            "/catalog-lineage?name=service.main.recipe_categories".into(),
+            "<svg",
+        ),
     ];
     for (name, path, expect) in &pages {
         opens(&b, &base, path, expect).await;

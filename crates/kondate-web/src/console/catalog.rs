@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/catalog/{*key}", get(object_page))
         .route("/catalog-edit/{*key}", get(edit_page).post(save))
         .route("/catalog-favourite/{*key}", post(favourite))
+        .route("/catalog-lineage", get(lineage_page))
 }
 
 fn may_read(state: &AppState, v: &Viewer) -> Result<(), Response> {
@@ -486,4 +487,54 @@ async fn favourite(
         },
     )
     .await
+}
+
+#[derive(Deserialize)]
+struct LineageParams {
+    /// Around this object (`service.main.recipe_categories`, `model:recipe-category`); the
+    /// whole flow when absent.
+    name: Option<String>,
+}
+
+/// `GET /catalog-lineage?name=`: the lineage picture — sheets → label tables → model
+/// versions → result tables → warehouse copies — drawn on the server (what the viewer may
+/// not read left out, as in the API), with the catalog pages of its tables.
+async fn lineage_page(
+    State(state): State<AppState>,
+    v: Viewer,
+    Query(p): Query<LineageParams>,
+) -> Response {
+    if let Err(res) = may_read(&state, &v) {
+        return res;
+    }
+    let name = p.name.filter(|n| !n.trim().is_empty());
+    let graph = match crate::catalog::lineage_graph(&state, &v.principal, name.as_deref()).await {
+        Ok(g) => g,
+        Err(e) if e.status() == StatusCode::NOT_FOUND || e.status() == StatusCode::BAD_REQUEST => {
+            return message(&state, e.status(), "Not in the lineage", e.message());
+        }
+        Err(e) => return server_error(&state, "drawing the lineage failed", e.message()),
+    };
+    let mut tables = Vec::new();
+    for n in &graph.nodes {
+        if let Some((source, table)) = &n.table
+            && let Ok(found) = state.catalog.resolve_all(table).await
+            && let Some(t) = found
+                .iter()
+                .find(|t| matches!(t, Target::Table { source: s, .. } if s == source))
+        {
+            tables.push((n.label.clone(), page_url(t)));
+        }
+    }
+    page(
+        "catalog_lineage.html",
+        context! {
+            name,
+            // Drawn by kondate-catalog, every text in it escaped; presentation attributes
+            // only (no style, no script): the CSP allows it inline.
+            svg => graph.svg(),
+            tables,
+            ..frame(&state, &v, "catalog")
+        },
+    )
 }

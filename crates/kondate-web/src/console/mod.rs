@@ -81,6 +81,7 @@ fn templates() -> &'static Environment<'static> {
             "catalog_list.html",
             "catalog_doc.html",
             "catalog_edit.html",
+            "catalog_lineage.html",
             "models.html",
             "model.html",
             "model_version.html",
@@ -407,12 +408,16 @@ async fn home(State(state): State<AppState>, v: Viewer) -> Response {
     }
     let late = late_result_tables(&state).await;
     let changes = recent_changes(&state, &v).await;
+    let running = instances
+        .iter()
+        .any(|i| i["status"] == kondate_jobs::scheduler::WORKING);
     let failed_queries = failed_queries(&state, &v).await;
     page(
         "home.html",
         context! {
             instances => Serde(instances),
             instances_more => more,
+            running,
             late => Serde(late),
             changes => Serde(changes),
             failed_queries => Serde(failed_queries),

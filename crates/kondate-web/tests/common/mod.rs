@@ -219,7 +219,13 @@ impl ConsoleUser {
             .headers()
             .get(reqwest::header::LOCATION)
             .map(|l| l.to_str().unwrap().to_string());
-        (status, r.text().await.unwrap(), location)
+        let body = r.text().await.unwrap();
+        // Every page is well formed where a broken template shows first: its title is text.
+        if let Some(at) = body.find("<title>") {
+            let title = &body[at + 7..body[at..].find("</title>").map_or(at + 7, |e| at + e)];
+            assert!(!title.contains('<'), "a page's title holds markup: {title}");
+        }
+        (status, body, location)
     }
 
     /// The CSRF token of the console's forms (from any signed-in page).

@@ -34,3 +34,15 @@ document.addEventListener("DOMContentLoaded", function () {
     if (e.data === "done") { window.location.reload(); }
   });
 });
+
+// A page with running instances (the home page) refreshes itself every data-refresh
+// seconds — unless the viewer is typing in a field.
+document.addEventListener("DOMContentLoaded", function () {
+  var every = parseInt(document.body.dataset.refresh || "", 10);
+  if (!every) { return; }
+  setInterval(function () {
+    var a = document.activeElement;
+    if (a && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT")) { return; }
+    window.location.reload();
+  }, every * 1000);
+});
