@@ -5,7 +5,8 @@
 # `cargo build --release -p kondate` into an empty target directory (crates fetched first, so
 # the download is not timed). Prints one line per revision: wall time and peak RSS, as
 # measured by /usr/bin/time -v. Run it on an otherwise idle machine; revisions run one after
-# the other in the same session so their numbers compare.
+# the other in the same session so their numbers compare. With CLEAN_BUILD_KEEP=1 the
+# target directories are kept (the release binary is TARGET/release/kondate).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: bench/clean-build.sh REV [REV...]" >&2; exit 2; }
 repo=$(git rev-parse --show-toplevel)
@@ -26,5 +27,9 @@ for rev in "$@"; do
   rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")
   echo "$sha wall=$wall peak_rss=$((rss_kb / 1024))MiB"
   git -C "$repo" worktree remove --force "$tree"
-  rm -rf "$target"
+  if [ -n "${CLEAN_BUILD_KEEP:-}" ]; then
+    echo "$sha kept: $target/release/kondate"
+  else
+    rm -rf "$target"
+  fi
 done
