@@ -66,6 +66,9 @@ def main():
     signin = token = run_id = None
     try:
         for line in demo.stdout:
+            if "full scan" in line:
+                # The query path, through this server: the demo's own scan with the Rust client.
+                print("demo's" + line.rstrip()[line.index("full scan") - 1 :])
             m = re.search(r"(/signin/local\?code=[0-9a-f]+)", line)
             if m:
                 signin = m.group(1)
