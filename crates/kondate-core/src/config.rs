@@ -1444,20 +1444,33 @@ mod tests {
                   client_secret_env = 'OIDC_SECRET'\nallowed_domains = ['example.com']\n";
         let c = load(ok, &[]).unwrap();
         let o = c.console.oidc.as_ref().unwrap();
-        assert_eq!((o.name.as_str(), o.default_role.as_deref()), ("single sign-on", None));
+        assert_eq!(
+            (o.name.as_str(), o.default_role.as_deref()),
+            ("single sign-on", None)
+        );
         let err = |text: &str| load(text, &[]).unwrap_err().to_string();
         let e = err(&ok.replace("[server]\npublic_url = 'https://k.example.com'\n", ""));
         assert!(e.contains("public_url"), "{e}");
         let e = err(&ok.replace("https://accounts.google.com", "http://idp.example.com"));
         assert!(e.contains("https://"), "{e}");
         // http only on loopback (a provider in a test, or beside the server).
-        load(&ok.replace("https://accounts.google.com", "http://127.0.0.1:9000"), &[]).unwrap();
+        load(
+            &ok.replace("https://accounts.google.com", "http://127.0.0.1:9000"),
+            &[],
+        )
+        .unwrap();
         let e = err(&ok.replace("client_secret_env = 'OIDC_SECRET'\n", ""));
-        assert!(e.contains("client_secret_env") && e.contains("never the secret"), "{e}");
+        assert!(
+            e.contains("client_secret_env") && e.contains("never the secret"),
+            "{e}"
+        );
         let e = err(&ok.replace("['example.com']", "['@example.com']"));
         assert!(e.contains("allowed_domains"), "{e}");
         let e = err(&format!("{ok}client_secret = 'hunter2'\n"));
-        assert!(e.contains("client_secret"), "an unknown key (a secret in the file) is refused: {e}");
+        assert!(
+            e.contains("client_secret"),
+            "an unknown key (a secret in the file) is refused: {e}"
+        );
     }
 
     #[test]

@@ -14,9 +14,7 @@ use minijinja::value::Serde;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    PAGE_ROWS, PageParams, Viewer, change, forbidden, frame, page, see_other, server_error,
-};
+use super::{PageParams, Viewer, change, forbidden, frame, page, see_other, server_error};
 use crate::AppState;
 use crate::api::ApiError;
 
@@ -70,15 +68,13 @@ async fn users_page(
         Ok(u) => u,
         Err(e) => return server_error(&state, "listing users failed", e),
     };
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
-    let shown: Vec<_> = users.iter().skip(page_no * rows).take(rows).collect();
+    let (shown, prev, next) = super::paged(&users, p.page);
     page(
         "admin_users.html",
         context! {
             users => Serde(shown),
-            prev => page_no.checked_sub(1),
-            next => (users.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            prev,
+            next,
             ..frame(&state, &v, "admin")
         },
     )
@@ -168,15 +164,13 @@ async fn tokens_page(
         Ok(t) => t,
         Err(e) => return server_error(&state, "listing tokens failed", e),
     };
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
-    let shown: Vec<_> = tokens.iter().skip(page_no * rows).take(rows).collect();
+    let (shown, prev, next) = super::paged(&tokens, p.page);
     page(
         "admin_tokens.html",
         context! {
             tokens => Serde(shown),
-            prev => page_no.checked_sub(1),
-            next => (tokens.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            prev,
+            next,
             ..frame(&state, &v, "admin")
         },
     )

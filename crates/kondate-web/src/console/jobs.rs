@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    CsrfForm, PAGE_ROWS, PageParams, Viewer, change, forbidden, frame, message, page, read_error,
-    see_other, server_error,
+    CsrfForm, PageParams, Viewer, change, forbidden, frame, message, page, read_error, see_other,
+    server_error,
 };
 use crate::AppState;
 use crate::api::ApiError;
@@ -54,11 +54,10 @@ async fn jobs_page(
         .into_iter()
         .filter(|j| !j.removed && v.principal.allows(JobsRead, Some(&j.name)))
         .collect();
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
+    let (shown, prev, next) = super::paged(&readable, p.page);
     let now = state.results.clock.now();
     let mut jobs = Vec::new();
-    for j in readable.iter().skip(page_no * rows).take(rows) {
+    for j in shown {
         let mut json = state.jobs.job_json(j, now, 1).await;
         json["last_status"] = state
             .jobs
@@ -73,8 +72,8 @@ async fn jobs_page(
         "jobs.html",
         context! {
             jobs => Serde(jobs),
-            prev => page_no.checked_sub(1),
-            next => (readable.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            prev,
+            next,
             ..frame(&state, &v, "jobs")
         },
     )

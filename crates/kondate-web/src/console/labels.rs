@@ -12,7 +12,7 @@ use minijinja::context;
 use minijinja::value::Serde;
 use serde_json::json;
 
-use super::{PAGE_ROWS, PageParams, Viewer, forbidden, frame, message, page, read_error};
+use super::{PageParams, Viewer, forbidden, frame, message, page, read_error};
 use crate::AppState;
 
 /// At most this many rows of each kind in a revision's diff.
@@ -71,12 +71,9 @@ async fn set_page(
         Err(e) => return read_error(&state, e.into()),
     };
     history.reverse();
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
-    let revisions: Vec<_> = history
+    let (shown, prev, next) = super::paged(&history, p.page);
+    let revisions: Vec<_> = shown
         .iter()
-        .skip(page_no * rows)
-        .take(rows)
         .map(|r| {
             json!({
                 "revision": r.revision, "created_at": kondate_core::clock::ms_to_rfc3339(r.created_at),
@@ -94,8 +91,8 @@ async fn set_page(
             key => set.key.clone(),
             columns => Serde(&set.columns),
             revisions => Serde(revisions),
-            prev => page_no.checked_sub(1),
-            next => (history.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            prev,
+            next,
             ..frame(&state, &v, "labels")
         },
     )

@@ -256,19 +256,35 @@ fn project_name(state: &AppState) -> String {
     state.project.config.project.name.clone()
 }
 
-/// The session cookie's value in `headers`. (A `Cookie` header is `name=value` pairs
-/// separated by `;` — RFC 6265 §4.2 — read here rather than with a cookie crate for one
-/// name.)
-fn session_secret(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name` in `headers`. (A `Cookie` header is `name=value` pairs
+/// separated by `;` — RFC 6265 §4.2 — read here rather than with a cookie crate for two
+/// names.)
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// The session cookie's value in `headers`.
+fn session_secret(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// One page of `all` (`PAGE_ROWS` rows): its rows, and the previous and next page numbers
+/// when there are such pages.
+fn paged<T>(all: &[T], page: Option<usize>) -> (&[T], Option<usize>, Option<usize>) {
+    let rows = PAGE_ROWS as usize;
+    let n = page.unwrap_or(0);
+    let from = (n * rows).min(all.len());
+    let to = (from + rows).min(all.len());
+    let next = (all.len() > (n + 1) * rows).then_some(n + 1);
+    (&all[from..to], n.checked_sub(1), next)
 }
 
 /// Whether the server is reached over HTTPS (its public URL says so): cookies are `Secure`.
@@ -783,6 +799,17 @@ mod tests {
             "<a href=\"/catalog/a?b=1&amp;c=2\" title=\"&lt;x&gt; &quot;&#x27;y&#x27;&quot;\">\
              &lt;x&gt; &quot;&#x27;y&#x27;&quot;</a>"
         );
+    }
+
+    #[test]
+    fn lists_are_paged_with_their_neighbours() {
+        let all: Vec<usize> = (0..120).collect();
+        let (rows, prev, next) = paged(&all, None);
+        assert_eq!((rows.len(), rows[0], prev, next), (50, 0, None, Some(1)));
+        let (rows, prev, next) = paged(&all, Some(2));
+        assert_eq!((rows.len(), rows[0], prev, next), (20, 100, Some(1), None));
+        let (rows, prev, next) = paged(&all, Some(9));
+        assert_eq!((rows.len(), prev, next), (0, Some(8), None));
     }
 
     #[test]

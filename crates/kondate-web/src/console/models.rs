@@ -60,15 +60,13 @@ async fn models_page(
         Err(e) => return read_error(&state, e.into()),
     };
     models.retain(|m| v.principal.allows(ModelsRead, Some(&m.name)));
-    let rows = PAGE_ROWS as usize;
-    let page_no = p.page.unwrap_or(0);
-    let shown: Vec<_> = models.iter().skip(page_no * rows).take(rows).collect();
+    let (shown, prev, next) = super::paged(&models, p.page);
     page(
         "models.html",
         context! {
             models => Serde(shown),
-            prev => page_no.checked_sub(1),
-            next => (models.len() > (page_no + 1) * rows).then_some(page_no + 1),
+            prev,
+            next,
             ..frame(&state, &v, "models")
         },
     )

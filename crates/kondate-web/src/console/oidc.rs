@@ -470,7 +470,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use kondate_access::{AuditEntry, Outcome, SessionOf, Source};
 
-use super::{SESSION_TTL, same_secret, session_cookie, signin_view};
+use super::{SESSION_TTL, cookie, same_secret, session_cookie, signin_view};
 use crate::AppState;
 
 /// The cookie that ties a sign-in's return to the browser that started it.
@@ -541,17 +541,6 @@ pub(super) struct CallbackParams {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim().to_string())
 }
 
 /// `GET /signin/oidc/callback?code=&state=`: the provider's answer. The state must be the
