@@ -667,21 +667,9 @@ impl Models {
 
     /// The versions of `name`, oldest first.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionInfo>, ModelsError> {
-        validate_name("model name", name)?;
-        self.require_model(name).await?;
-        let rows = self
-            .db
-            .fetch_all(
-                &format!("{VERSION_COLUMNS} WHERE model = ? ORDER BY version"),
-                &[Value::from(name)],
-            )
-            .await?;
-        let aliases = self
-            .all_aliases(Some(name))
-            .await?
-            .remove(name)
-            .unwrap_or_default();
-        rows.iter().map(|r| version_from_row(r, &aliases)).collect()
+        let mut all = self.recent_versions(name, None, i64::MAX).await?;
+        all.reverse();
+        Ok(all)
     }
 
     /// At most `limit` of `name`'s versions below `below` (all when None), newest first: a
@@ -708,12 +696,17 @@ impl Models {
                 ],
             )
             .await?;
-        let aliases = self
+        let aliases = self.aliases(name).await?;
+        rows.iter().map(|r| version_from_row(r, &aliases)).collect()
+    }
+
+    /// `name`'s aliases and the versions they point at.
+    pub async fn aliases(&self, name: &str) -> Result<BTreeMap<String, i64>, ModelsError> {
+        Ok(self
             .all_aliases(Some(name))
             .await?
             .remove(name)
-            .unwrap_or_default();
-        rows.iter().map(|r| version_from_row(r, &aliases)).collect()
+            .unwrap_or_default())
     }
 
     async fn require_model(&self, name: &str) -> Result<(), ModelsError> {
@@ -785,11 +778,7 @@ impl Models {
                 reference: r.to_string(),
                 name: r.name.clone(),
             })?;
-        let aliases = self
-            .all_aliases(Some(&r.name))
-            .await?
-            .remove(&r.name)
-            .unwrap_or_default();
+        let aliases = self.aliases(&r.name).await?;
         version_from_row(&row, &aliases)
     }
 

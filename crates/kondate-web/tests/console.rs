@@ -1291,4 +1291,38 @@ async fn oidc_sign_in_against_a_local_provider() {
     let (status, _, _, body, _) = oidc_sign_in(&s2.url, "%2F", false).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("not a user here yet"), "{body}");
+
+    // A client secret the provider does not know: its refusal is shown, nothing signed in.
+    let wrong_file = secrets.path().join("wrong-secret");
+    std::fs::write(&wrong_file, "not-the-secret").unwrap();
+    let mut wrong = oidc(Some("viewer"));
+    wrong.client_secret_file = Some(wrong_file);
+    let s3 = common::start(move |c| c.console.oidc = Some(wrong)).await;
+    let (status, _, session, body, _) = oidc_sign_in(&s3.url, "%2F", false).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(session.is_none(), "{body}");
+    assert!(
+        body.contains("refused the sign-in: invalid_client"),
+        "{body}"
+    );
+
+    // A provider that cannot be reached: the sign-in page says so (502), nothing is sent.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut gone = oidc(Some("viewer"));
+    gone.issuer = format!("http://127.0.0.1:{closed}");
+    let s4 = common::start(move |c| c.console.oidc = Some(gone)).await;
+    let r = client()
+        .get(format!("{}/signin/oidc", s4.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("discovery document could not be read") && body.contains("try again later"),
+        "{body}"
+    );
 }

@@ -208,6 +208,16 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// `NAME-1280.png` and `NAME-390.png` (a phone's width) of the page in `dir`.
+    async fn screenshots(&self, dir: &Path, name: &str) {
+        for (width, height) in [(1280, 900), (390, 844)] {
+            self.set_size(width, height).await;
+            self.screenshot(&dir.join(format!("{name}-{width}.png")))
+                .await;
+        }
+        self.set_size(1280, 900).await;
+    }
+
     async fn cookie(&self, name: &str) -> Option<String> {
         let all = self.cmd(reqwest::Method::GET, "/cookie", None).await;
         all.as_array()?
@@ -479,12 +489,7 @@ async fn the_console_in_chromium_on_the_demos_data() {
     ];
     for (name, path, expect) in &pages {
         opens(&b, &base, path, expect).await;
-        for (width, height) in [(1280, 900), (390, 844)] {
-            b.set_size(width, height).await;
-            b.screenshot(&shots.join(format!("{name}-{width}.png")))
-                .await;
-        }
-        b.set_size(1280, 900).await;
+        b.screenshots(&shots, name).await;
     }
     // A run's page, from the list.
     b.goto(&format!("{base}/runs")).await;
@@ -500,12 +505,7 @@ async fn the_console_in_chromium_on_the_demos_data() {
         ("admin-audit", "/admin/audit", "models.alias.set"),
     ] {
         opens(&b, &base, path, expect).await;
-        for (width, height) in [(1280, 900), (390, 844)] {
-            b.set_size(width, height).await;
-            b.screenshot(&shots.join(format!("{name}-{width}.png")))
-                .await;
-        }
-        b.set_size(1280, 900).await;
+        b.screenshots(&shots, name).await;
     }
 
     // A viewer (a new person of the domain: the default role) sees no retry, move or edit…

@@ -159,20 +159,31 @@ async fn log_tail(state: &AppState, id: i64) -> (String, bool) {
                 break;
             }
         }
+        // Trimmed as it grows, so a long log never sits whole in memory.
         if text.len() > 2 * LOG_TAIL_BYTES {
-            let from = text.len() - LOG_TAIL_BYTES;
-            let from = text[from..].find('\n').map_or(from, |i| from + i + 1);
-            text.drain(..from);
-            cut = true;
+            cut |= keep_tail(&mut text, LOG_TAIL_BYTES);
         }
     }
-    if text.len() > LOG_TAIL_BYTES {
-        let from = text.len() - LOG_TAIL_BYTES;
-        let from = text[from..].find('\n').map_or(from, |i| from + i + 1);
-        text.drain(..from);
-        cut = true;
-    }
+    cut |= keep_tail(&mut text, LOG_TAIL_BYTES);
     (text, cut)
+}
+
+/// Keep at most the last `max` bytes of `text`, from the start of a line (or of a
+/// character, in a line longer than `max`); whether anything was cut.
+fn keep_tail(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let from = text.len() - max;
+    // A newline byte is always a character boundary; past it starts a whole line.
+    let from = match text.as_bytes()[from..].iter().position(|b| *b == b'\n') {
+        Some(i) => from + i + 1,
+        None => (from..=text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len()),
+    };
+    text.drain(..from);
+    true
 }
 
 /// `GET /instances/{id}`: an instance with its steps (peak memory against the job's usual),
@@ -413,6 +424,20 @@ async fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_keeps_its_last_whole_lines_whatever_their_characters() {
+        let mut log = "醤油を入れる\nみりん\n".to_string();
+        assert!(!keep_tail(&mut log, 100), "short enough: kept whole");
+        // The cut point falls inside 醤: the kept part starts at the next line.
+        let max = log.len() - 1;
+        assert!(keep_tail(&mut log, max));
+        assert_eq!(log, "みりん\n");
+        // One long line: cut at a character, never inside one.
+        let mut line = "しょうゆ".repeat(10);
+        assert!(keep_tail(&mut line, 7));
+        assert_eq!(line, "うゆ", "the whole characters of the last 7 bytes");
+    }
 
     #[test]
     fn launch_variables_are_name_value_lines() {

@@ -565,6 +565,19 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// `text` as a sentence on a page: capitalised, ending with a full stop (errors are written
+/// lower-case for the API's JSON).
+pub(super) fn sentence(text: &str) -> String {
+    let mut out = match text.get(..1) {
+        Some(first) => first.to_uppercase() + &text[1..],
+        None => text.to_string(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
 /// After a change: on to `url` (303, so that reloading does not post again).
 fn see_other(url: &str) -> Response {
     Redirect::to(url).into_response()
@@ -615,14 +628,7 @@ async fn change(
                 StatusCode::CONFLICT => "Not possible now",
                 _ => "Something went wrong",
             };
-            let mut text = e.message().to_string();
-            if let Some(first) = text.get(..1) {
-                text = first.to_uppercase() + &text[1..];
-            }
-            if !text.ends_with('.') {
-                text.push('.');
-            }
-            message(state, status, heading, &text)
+            message(state, status, heading, &sentence(e.message()))
         }
     }
 }
@@ -799,6 +805,13 @@ mod tests {
             "<a href=\"/catalog/a?b=1&amp;c=2\" title=\"&lt;x&gt; &quot;&#x27;y&#x27;&quot;\">\
              &lt;x&gt; &quot;&#x27;y&#x27;&quot;</a>"
         );
+    }
+
+    #[test]
+    fn messages_read_as_sentences() {
+        assert_eq!(sentence("unknown role `boss`"), "Unknown role `boss`.");
+        assert_eq!(sentence("Done."), "Done.");
+        assert_eq!(sentence("醤油 is not a role"), "醤油 is not a role.");
     }
 
     #[test]

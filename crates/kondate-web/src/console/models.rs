@@ -179,16 +179,7 @@ async fn model_page(
     if let Err(res) = may_read(&state, &v, &name) {
         return res;
     }
-    let mut versions = match state
-        .models
-        .recent_versions(&name, p.before, PAGE_ROWS + 1)
-        .await
-    {
-        Ok(vs) => vs,
-        Err(e) => return read_error(&state, e.into()),
-    };
-    let more = versions.len() as i64 > PAGE_ROWS;
-    versions.truncate(PAGE_ROWS as usize);
+    // The chart's latest versions; the first page of the table is their newest rows.
     let mut recent = match state
         .models
         .recent_versions(&name, None, CHART_VERSIONS)
@@ -197,17 +188,30 @@ async fn model_page(
         Ok(vs) => vs,
         Err(e) => return read_error(&state, e.into()),
     };
+    let mut versions = match p.before {
+        None => recent
+            .iter()
+            .take(PAGE_ROWS as usize + 1)
+            .cloned()
+            .collect(),
+        Some(_) => match state
+            .models
+            .recent_versions(&name, p.before, PAGE_ROWS + 1)
+            .await
+        {
+            Ok(vs) => vs,
+            Err(e) => return read_error(&state, e.into()),
+        },
+    };
+    let more = versions.len() as i64 > PAGE_ROWS;
+    versions.truncate(PAGE_ROWS as usize);
     recent.reverse();
     let moves = match state.models.recent_alias_moves(&name, PAGE_ROWS).await {
         Ok(m) => m,
         Err(e) => return read_error(&state, e.into()),
     };
-    let aliases = match state.models.list().await {
-        Ok(list) => list
-            .into_iter()
-            .find(|m| m.name == name)
-            .map(|m| m.aliases)
-            .unwrap_or_default(),
+    let aliases = match state.models.aliases(&name).await {
+        Ok(a) => a,
         Err(e) => return read_error(&state, e.into()),
     };
     let aliases: Vec<_> = aliases

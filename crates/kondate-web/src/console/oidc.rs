@@ -470,7 +470,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use kondate_access::{AuditEntry, Outcome, SessionOf, Source};
 
-use super::{SESSION_TTL, cookie, same_secret, session_cookie, signin_view};
+use super::{SESSION_TTL, cookie, same_secret, sentence, session_cookie, signin_view};
 use crate::AppState;
 
 /// The cookie that ties a sign-in's return to the browser that started it.
@@ -570,12 +570,7 @@ pub(super) async fn callback(
             e.params = serde_json::json!({"via": "oidc"});
             e.detail = Some(why.clone());
             state.access.audit.record_or_log(e).await;
-            let mut res = signin_view(
-                &state,
-                Some(&format!("{why}.")),
-                None,
-                StatusCode::FORBIDDEN,
-            );
+            let mut res = signin_view(&state, Some(&sentence(&why)), None, StatusCode::FORBIDDEN);
             res.headers_mut()
                 .append(header::SET_COOKIE, state_cookie(&state, "", Duration::ZERO));
             res
@@ -627,13 +622,7 @@ pub(super) async fn callback(
         .await
     {
         Ok(e) => e,
-        Err(e) => {
-            let mut why = e.0;
-            if let Some(first) = why.get(..1) {
-                why = first.to_uppercase() + &why[1..];
-            }
-            return refuse("anonymous", why).await;
-        }
+        Err(e) => return refuse("anonymous", e.0).await,
     };
     let actor = format!("user:{email}");
     let users = &state.access.users;

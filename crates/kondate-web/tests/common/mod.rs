@@ -225,6 +225,16 @@ impl ConsoleUser {
             let title = &body[at + 7..body[at..].find("</title>").map_or(at + 7, |e| at + e)];
             assert!(!title.contains('<'), "a page's title holds markup: {title}");
         }
+        // …and no element id is used twice (a section rendered twice).
+        let mut ids: Vec<&str> = body
+            .split(" id=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            panic!("the id `{}` is on a page twice:\n{body}", w[0]);
+        }
         (status, body, location)
     }
 
